@@ -1,0 +1,380 @@
+"""The cabinet's configuration: one TOML file read into frozen dataclasses.
+
+Every key has a default here (the embedded defaults that `config/cabinet.toml` documents key by key),
+a type, and a rule for what is allowed. Loading refuses unknown keys and bad values with one line that
+names the file, the `section.key`, the value and what is allowed; nothing is clamped, because a
+technician who typed 400 for a 40 s timeout wants to be told, not silently corrected. Validation runs
+before any hardware is touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+DEFAULT_PATH = Path("/etc/cabinet/cabinet.toml")
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as the one line a technician needs to fix it."""
+
+
+# --- rules: each returns None when the value is allowed, else the sentence saying what is ------------
+
+def _between(low: float, high: float, unit: str = "") -> Callable[[Any], str | None]:
+    def rule(value):
+        if low <= value <= high:
+            return None
+        return f"must be between {low:g} and {high:g}{unit}"
+    return rule
+
+
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    def rule(value):
+        return None if value in choices else "must be one of " + ", ".join(repr(c) for c in choices)
+    return rule
+
+
+def _matches(pattern: str, meaning: str) -> Callable[[Any], str | None]:
+    compiled = re.compile(pattern)
+    def rule(value):
+        return None if compiled.fullmatch(value) else f"must be {meaning}"
+    return rule
+
+
+def _gpio_pin(value):
+    return None if 0 <= value <= 27 else "must be a BCM GPIO number from 0 to 27"
+
+
+def _absolute_path(value):
+    return None if value.startswith("/") else "must be an absolute path"
+
+
+def _optional_url(value):
+    if value == "" or re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        return None
+    return "must be empty (no backend) or an http:// or https:// URL"
+
+
+def _f(default, check=None, **kw):
+    return field(default=default, metadata={"check": check}, **kw)
+
+
+# --- sections ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CabinetSection:
+    id: str = _f("cabinet-0001", _matches(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
+                                          "1-64 letters, digits, '.', '_' or '-'"))
+    data_dir: str = _f("/var/lib/cabinet", _absolute_path)
+    log_level: str = _f("info", _one_of("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True)
+class GpioSection:
+    pin_factory: str = _f("lgpio", _one_of("lgpio", "mock"))
+    chip: int = _f(0, _between(0, 15))
+
+
+@dataclass(frozen=True)
+class RelaySection:
+    pin: int = _f(17, _gpio_pin)
+    active_high: bool = _f(True)
+
+
+@dataclass(frozen=True)
+class DoorSection:
+    pin: int = _f(27, _gpio_pin)
+    pull_up: bool = _f(True)
+    bounce_seconds: float = _f(0.05, _between(0, 1, " s"))
+
+
+@dataclass(frozen=True)
+class Rs485Section:
+    port: str = _f("/dev/ttyUSB0", _absolute_path)
+    baudrate: int = _f(9600, _one_of(1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200))
+    parity: str = _f("N", _one_of("N", "E", "O"))
+    stopbits: int = _f(1, _one_of(1, 2))
+    timeout_seconds: float = _f(0.3, _between(0.05, 5, " s"))
+
+
+@dataclass(frozen=True)
+class ShelfEntry:
+    id: int = _f(1, _between(1, 64))
+    device_id: int = _f(1, _between(1, 247))
+    grams_per_count: float = _f(1.0, _between(0.0001, 1000))
+    offset_grams: float = _f(0.0, _between(-100000, 100000, " g"))
+
+
+def _default_shelves() -> tuple[ShelfEntry, ...]:
+    return tuple(ShelfEntry(id=n, device_id=n) for n in (1, 2, 3, 4))
+
+
+@dataclass(frozen=True)
+class ShelvesSection:
+    weight_register: int = _f(0, _between(0, 65534))
+    register_kind: str = _f("holding", _one_of("holding", "input"))
+    value_format: str = _f("int32", _one_of("int32", "int16", "uint16"))
+    word_order: str = _f("big", _one_of("big", "little"))
+    poll_interval_seconds: float = _f(0.25, _between(0.05, 10, " s"))
+    stable_band_grams: float = _f(3.0, _between(0.1, 500, " g"))
+    stable_readings: int = _f(4, _between(2, 50))
+    shelf: tuple[ShelfEntry, ...] = field(default_factory=_default_shelves,
+                                          metadata={"item": ShelfEntry})
+
+
+@dataclass(frozen=True)
+class ThermometerSection:
+    kind: str = _f("ds18b20", _one_of("ds18b20", "modbus"))
+    w1_base_dir: str = _f("/sys/bus/w1/devices", _absolute_path)
+    sensor_id: str = _f("auto", _matches(r"auto|28-[0-9a-f]{12}", "'auto' or a DS18B20 id like 28-0123456789ab"))
+    poll_interval_seconds: float = _f(5.0, _between(1, 600, " s"))
+    modbus_device_id: int = _f(10, _between(1, 247))
+    modbus_register: int = _f(0, _between(0, 65535))
+    modbus_celsius_per_count: float = _f(0.1, _between(0.0001, 10))
+
+
+@dataclass(frozen=True)
+class ScannerSection:
+    enabled: bool = _f(True)
+    port: str = _f("/dev/ttyACM0", _absolute_path)
+    baudrate: int = _f(9600, _one_of(9600, 19200, 38400, 57600, 115200))
+    max_line_bytes: int = _f(1024, _between(16, 65536))
+
+
+@dataclass(frozen=True)
+class CameraSection:
+    enabled: bool = _f(True)
+    device: str = _f("/dev/video0", _absolute_path)
+    width: int = _f(640, _between(160, 3840))
+    height: int = _f(480, _between(120, 2160))
+    frames_per_second: float = _f(10.0, _between(0.5, 60))
+    read_timeout_seconds: float = _f(2.0, _between(0.1, 30, " s"))
+
+
+@dataclass(frozen=True)
+class CheckoutSection:
+    unlock_timeout_seconds: float = _f(15.0, _between(3, 120, " s"))
+    door_open_warning_seconds: float = _f(30.0, _between(5, 600, " s"))
+    door_open_alarm_seconds: float = _f(60.0, _between(10, 1200, " s"))
+    settle_timeout_seconds: float = _f(10.0, _between(1, 120, " s"))
+
+
+@dataclass(frozen=True)
+class HttpSection:
+    host: str = _f("127.0.0.1", _one_of("127.0.0.1", "::1", "localhost"))
+    port: int = _f(8080, _between(0, 65535))
+
+
+@dataclass(frozen=True)
+class SyncSection:
+    backend_url: str = _f("", _optional_url)
+    device_token_file: str = _f("/etc/cabinet/device-token", _absolute_path)
+
+
+@dataclass(frozen=True)
+class SimItem:
+    shelf: int = _f(1, _between(1, 64))
+    sku: str = _f("item", _matches(r"[A-Za-z0-9_.-]{1,64}", "1-64 letters, digits, '.', '_' or '-'"))
+    unit_grams: float = _f(100.0, _between(0.1, 50000, " g"))
+    count: int = _f(0, _between(0, 1000))
+
+
+def _default_items() -> tuple[SimItem, ...]:
+    return (
+        SimItem(shelf=1, sku="water-550ml", unit_grams=572.0, count=12),
+        SimItem(shelf=1, sku="tea-500ml", unit_grams=531.0, count=8),
+        SimItem(shelf=2, sku="yak-milk-250ml", unit_grams=262.0, count=10),
+        SimItem(shelf=2, sku="tsampa-bar", unit_grams=85.0, count=20),
+        SimItem(shelf=3, sku="steamed-bun", unit_grams=120.0, count=16),
+        SimItem(shelf=4, sku="tissue-pack", unit_grams=48.0, count=30),
+    )
+
+
+@dataclass(frozen=True)
+class SimulationSection:
+    ambient_celsius: float = _f(20.0, _between(-40, 50, " °C"))
+    start_celsius: float = _f(4.0, _between(-40, 50, " °C"))
+    tare_grams: float = _f(1500.0, _between(0, 100000, " g"))
+    noise_grams: float = _f(0.4, _between(0, 50, " g"))
+    creep_grams_per_hour: float = _f(2.0, _between(0, 100, " g/h"))
+    settle_seconds: float = _f(1.5, _between(0, 30, " s"))
+    item: tuple[SimItem, ...] = field(default_factory=_default_items, metadata={"item": SimItem})
+
+
+@dataclass(frozen=True)
+class Config:
+    cabinet: CabinetSection = field(default_factory=CabinetSection)
+    gpio: GpioSection = field(default_factory=GpioSection)
+    lock: RelaySection = field(default_factory=lambda: RelaySection(pin=17))
+    door: DoorSection = field(default_factory=DoorSection)
+    compressor: RelaySection = field(default_factory=lambda: RelaySection(pin=22))
+    heater: RelaySection = field(default_factory=lambda: RelaySection(pin=23))
+    buzzer: RelaySection = field(default_factory=lambda: RelaySection(pin=24))
+    rs485: Rs485Section = field(default_factory=Rs485Section)
+    shelves: ShelvesSection = field(default_factory=ShelvesSection)
+    thermometer: ThermometerSection = field(default_factory=ThermometerSection)
+    scanner: ScannerSection = field(default_factory=ScannerSection)
+    camera: CameraSection = field(default_factory=CameraSection)
+    checkout: CheckoutSection = field(default_factory=CheckoutSection)
+    http: HttpSection = field(default_factory=HttpSection)
+    sync: SyncSection = field(default_factory=SyncSection)
+    simulation: SimulationSection = field(default_factory=SimulationSection)
+    source: str = field(default="<embedded defaults>", compare=False)
+
+
+# --- loading -----------------------------------------------------------------------------------------
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _type_of(cls, name: str) -> type:
+    hint = cls.__annotations__[name]
+    for py_type in (bool, int, float, str):
+        if hint == py_type.__name__:
+            return py_type
+    raise AssertionError(f"unsupported annotation {hint!r} on {cls.__name__}.{name}")
+
+
+def _build(cls, table: Any, where: str, source: str):
+    def fail(key_path: str, value: Any, allowed: str):
+        raise ConfigError(f"{source}: {key_path} = {_show(value)}: {allowed}")
+
+    if not isinstance(table, dict):
+        fail(where, table, "must be a table")
+    known = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    for key in table:
+        if key not in known:
+            fail(f"{where}.{key}" if where else key, table[key],
+                 "unknown key; known keys here: " + ", ".join(sorted(known)))
+    values = {}
+    for name, spec in known.items():
+        if name not in table:
+            continue
+        value = table[name]
+        key_path = f"{where}.{name}" if where else name
+        item_cls = spec.metadata.get("item")
+        if item_cls is not None:
+            if not isinstance(value, list):
+                fail(key_path, value, f"must be an array of tables ([[{key_path}]])")
+            values[name] = tuple(_build(item_cls, entry, f"{key_path}[{i}]", source)
+                                 for i, entry in enumerate(value))
+            continue
+        if spec.type in _SECTION_TYPES:
+            values[name] = _build(_SECTION_TYPES[spec.type], value, key_path, source)
+            continue
+        py_type = _type_of(cls, name)
+        ok = isinstance(value, py_type) and not (py_type is int and isinstance(value, bool))
+        if py_type is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            fail(key_path, value, f"must be {_TYPE_NAMES[py_type]}")
+        check = spec.metadata.get("check")
+        problem = check(value) if check else None
+        if problem:
+            fail(key_path, value, problem)
+        values[name] = value
+    return cls(**values)
+
+
+_SECTION_TYPES = {
+    "CabinetSection": CabinetSection, "GpioSection": GpioSection, "RelaySection": RelaySection,
+    "DoorSection": DoorSection, "Rs485Section": Rs485Section, "ShelvesSection": ShelvesSection,
+    "ThermometerSection": ThermometerSection, "ScannerSection": ScannerSection,
+    "CameraSection": CameraSection, "CheckoutSection": CheckoutSection, "HttpSection": HttpSection,
+    "SyncSection": SyncSection, "SimulationSection": SimulationSection,
+}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return repr(value)
+
+
+def parse(text: str, source: str = "<string>") -> Config:
+    """Parse and validate TOML text; raise ConfigError with one line on the first problem."""
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    defaults = Config()
+    # Relay sections need their own default pins, so start each from the embedded default.
+    for name in ("lock", "compressor", "heater", "buzzer"):
+        if name in table and isinstance(table[name], dict):
+            table[name] = {"pin": getattr(defaults, name).pin, **table[name]}
+    config = _build(Config, table, "", source)
+    config = dataclasses.replace(config, source=source)
+    _check_across(config)
+    return config
+
+
+def load(path: Path | str) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return parse(text, str(path))
+
+
+def _check_across(config: Config) -> None:
+    """Rules that involve more than one key."""
+    src = config.source
+    pins: dict[int, str] = {}
+    for name in ("lock", "door", "compressor", "heater", "buzzer"):
+        pin = getattr(config, name).pin
+        if pin in pins:
+            raise ConfigError(f"{src}: {name}.pin = {pin}: already used by {pins[pin]}.pin; "
+                              "each device needs its own GPIO")
+        pins[pin] = name
+    seen_ids: set[int] = set()
+    seen_devices: dict[int, str] = {}
+    for i, shelf in enumerate(config.shelves.shelf):
+        if shelf.id in seen_ids:
+            raise ConfigError(f"{src}: shelves.shelf[{i}].id = {shelf.id}: shelf ids must be unique")
+        seen_ids.add(shelf.id)
+        if shelf.device_id in seen_devices:
+            raise ConfigError(f"{src}: shelves.shelf[{i}].device_id = {shelf.device_id}: "
+                              f"already used by {seen_devices[shelf.device_id]}")
+        seen_devices[shelf.device_id] = f"shelves.shelf[{i}]"
+    if not config.shelves.shelf:
+        raise ConfigError(f"{src}: shelves.shelf = []: at least one shelf is required")
+    t = config.thermometer
+    if t.kind == "modbus" and t.modbus_device_id in seen_devices:
+        raise ConfigError(f"{src}: thermometer.modbus_device_id = {t.modbus_device_id}: "
+                          f"already used by {seen_devices[t.modbus_device_id]} on the same RS485 bus")
+    c = config.checkout
+    if c.door_open_alarm_seconds <= c.door_open_warning_seconds:
+        raise ConfigError(f"{src}: checkout.door_open_alarm_seconds = {c.door_open_alarm_seconds:g}: "
+                          f"must be greater than checkout.door_open_warning_seconds "
+                          f"({c.door_open_warning_seconds:g})")
+    for i, item in enumerate(config.simulation.item):
+        if item.shelf not in seen_ids:
+            raise ConfigError(f"{src}: simulation.item[{i}].shelf = {item.shelf}: "
+                              f"no such shelf; configured shelves: {sorted(seen_ids)}")
+
+
+def read_secret(path: Path | str, what: str) -> str:
+    """Read a secret file that must be private to its owner (mode 0600 or stricter)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} file missing") from None
+    if mode & 0o077:
+        raise ConfigError(f"{path}: {what} file has mode {mode:04o}; it must be 0600 "
+                          f"(run: chmod 600 {path})")
+    value = path.read_text(encoding="utf-8").strip()
+    if not value:
+        raise ConfigError(f"{path}: {what} file is empty")
+    return value

@@ -1,0 +1,65 @@
+"""Facts that device readers post to the controller, as plain frozen values.
+
+Drivers never import `cabinet`, so the events they emit live here; the controller's own events
+(timers, commands) are in `cabinet/events.py`. Each is a past-tense fact stamped with the monotonic
+time at which the driver saw it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DoorOpened:
+    at: float
+
+
+@dataclass(frozen=True)
+class DoorClosed:
+    at: float
+
+
+@dataclass(frozen=True)
+class ShelfWeighed:
+    """One raw reading of one shelf, already scaled to grams."""
+    shelf: int
+    grams: float
+    at: float
+
+
+@dataclass(frozen=True)
+class TemperatureRead:
+    celsius: float
+    sensor: str
+    at: float
+
+
+@dataclass(frozen=True)
+class CodeScanned:
+    """A line from the serial QR scanner (decoded text, line ending removed)."""
+    text: str
+    source: str
+    at: float
+
+
+@dataclass(frozen=True)
+class DeviceFaulted:
+    """A device stopped working; `detail` says which port and what was seen."""
+    device: str
+    detail: str
+    at: float
+
+
+@dataclass(frozen=True)
+class DeviceRecovered:
+    device: str
+    at: float
+
+
+@dataclass(frozen=True)
+class ScanUnreadable:
+    """The scanner sent something that is not a usable line (too long, not UTF-8)."""
+    reason: str
+    source: str
+    at: float

@@ -1,0 +1,83 @@
+"""Weighing shelves: load-cell boards on the RS485 bus, polled in one thread.
+
+Each shelf is one Modbus device holding its weight in a register (address, format and scale from
+config). The reader posts every reading as ShelfWeighed in grams; deciding when a shelf is stable
+and what a difference means is domain work (cabinet/weighing.py). A shelf that stops answering is
+a fault of that shelf only; the others go on being read.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import DeviceError
+from .events import ShelfWeighed
+from .modbus import ModbusBus, decode, register_count
+from .reader import Backoff, FaultTracker, ReaderThread
+
+
+@dataclass(frozen=True)
+class ShelfBoard:
+    shelf: int
+    device_id: int
+    grams_per_count: float = 1.0
+    offset_grams: float = 0.0
+
+
+class ShelfReader(ReaderThread):
+    name = "shelves"
+
+    def __init__(self, bus: ModbusBus, boards: list[ShelfBoard], *, register: int,
+                 register_kind: str, value_format: str, word_order: str,
+                 poll_interval_seconds: float, emit: Callable[[object], None],
+                 clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.bus = bus
+        self.boards = list(boards)
+        self._register = register
+        self._kind = register_kind
+        self._format = value_format
+        self._word_order = word_order
+        self._interval = poll_interval_seconds
+        self._emit = emit
+        self._clock = clock
+        self._faults = FaultTracker(emit, clock)
+
+    @staticmethod
+    def device_name(shelf: int) -> str:
+        return f"shelf:{shelf}"
+
+    def read_grams(self, board: ShelfBoard) -> float:
+        registers = self.bus.read_registers(self.device_name(board.shelf), board.device_id,
+                                            self._register, register_count(self._format),
+                                            self._kind)
+        raw = decode(registers, self._format, self._word_order)
+        return raw * board.grams_per_count + board.offset_grams
+
+    def poll_once(self) -> int:
+        """Read every shelf once; return how many answered."""
+        answered = 0
+        for board in self.boards:
+            name = self.device_name(board.shelf)
+            try:
+                grams = self.read_grams(board)
+            except DeviceError as exc:
+                self._faults.fault(name, str(exc))
+                continue
+            answered += 1
+            self._faults.ok(name)
+            self._emit(ShelfWeighed(board.shelf, grams, self._clock()))
+        return answered
+
+    def _run(self) -> None:
+        backoff = Backoff(first=self._interval, cap=10.0)
+        while not self._stopping.is_set():
+            if self.poll_once():
+                backoff.reset()
+                delay = self._interval
+            else:  # the whole bus is silent: back off instead of hammering a dead port
+                delay = backoff.next()
+            if not self._sleep(delay):
+                break

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Set up everything the cabinet needs on a fresh Debian / Raspberry Pi OS machine:
+# system packages (when run as root or with sudo), then a virtual environment in .venv with the
+# project installed. Safe to run again; it only installs what is missing.
+#   tools/setup.sh          the daemon
+#   tools/setup.sh test     the daemon and what the tests need
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want=${1:-run}
+
+apt_packages=(python3 python3-venv python3-dev)
+if [ "$want" = test ]; then
+    apt_packages+=(systemd)  # systemd-analyze verifies the unit files
+fi
+missing=()
+for pkg in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "setup: installing Debian packages: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+extra=""
+[ "$want" = test ] && extra="[test]"
+stamp=".venv/.installed-$want-$(cat pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".$extra"
+    touch "$stamp"
+fi
