@@ -29,6 +29,7 @@ class ModbusBus:
                  timeout_seconds: float = 0.3):
         self.port = port
         self._lock = threading.Lock()
+        self._timeout = timeout_seconds
         self._client = ModbusSerialClient(port, baudrate=baudrate, parity=parity,
                                           stopbits=stopbits, timeout=timeout_seconds, retries=0,
                                           reconnect_delay=0)
@@ -45,13 +46,13 @@ class ModbusBus:
                     else self._client.read_input_registers)
             try:
                 reply = read(address, count=count, device_id=device_id)
-            except ModbusException as exc:
+            except ModbusException:
                 self._client.close()
                 if not os.path.exists(self.port):
                     raise DeviceError(device, self.port, "serial port vanished") from None
                 raise DeviceError(device, self.port,
-                                  f"no valid reply from Modbus device {device_id} "
-                                  f"(timeout or corrupt frame): {exc}") from None
+                                  f"no valid reply from Modbus device {device_id} within "
+                                  f"{self._timeout:g} s (silent, or a corrupt frame)") from None
             except OSError as exc:
                 self._client.close()
                 raise DeviceError(device, self.port, f"serial I/O error: {exc}") from None

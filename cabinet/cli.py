@@ -1,0 +1,147 @@
+"""Command lines: `cabinetd` (the daemon) and `cabinet` (technician verbs).
+
+cabinetd [--config PATH] [--simulate] [--data-dir DIR] [--http-port N] [--check-config]
+cabinet status [--url URL]           what the running daemon reports, as a table
+cabinet check-config [--config PATH] validate a config file without starting anything
+
+Exit status: 0 on success, 2 for a bad command line or config, 1 for a failure at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from . import __version__
+from .config import DEFAULT_PATH, Config, ConfigError, load
+from .store import StoreError
+
+EXIT_CONFIG = 2
+
+
+def _daemon_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cabinetd", description="Smart vending cabinet controller.")
+    p.add_argument("--config", type=Path,
+                   help=f"TOML config file (default {DEFAULT_PATH}; with --simulate the "
+                        "embedded defaults)")
+    p.add_argument("--simulate", action="store_true",
+                   help="run on simulated devices (no GPIO, serial or camera needed)")
+    p.add_argument("--data-dir", type=Path, help="folder for the database (overrides "
+                   "cabinet.data_dir; with --simulate default ./var/simulation)")
+    p.add_argument("--http-port", type=int, help="local HTTP port (overrides http.port; "
+                   "0 picks a free one and logs it)")
+    p.add_argument("--check-config", action="store_true",
+                   help="validate the config and exit (0 when valid)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   help="overrides cabinet.log_level")
+    p.add_argument("--version", action="version", version=f"cabinetd {__version__}")
+    return p
+
+
+def load_config(path: Path | None, simulate: bool) -> Config:
+    if path is None and simulate:
+        return Config()
+    return load(path or DEFAULT_PATH)
+
+
+def _setup_logging(level: str) -> None:
+    # Under systemd, journald stamps the time itself; elsewhere we do.
+    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format=stamp + "%(levelname)s %(name)s: %(message)s")
+
+
+def daemon_main(argv: list[str] | None = None) -> int:
+    args = _daemon_parser().parse_args(argv)
+    try:
+        config = load_config(args.config, args.simulate)
+    except ConfigError as exc:
+        print(f"cabinetd: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check_config:
+        print(f"{config.source}: OK")
+        return 0
+    if args.http_port is not None and not 0 <= args.http_port <= 65535:
+        print(f"cabinetd: --http-port {args.http_port}: must be 0-65535", file=sys.stderr)
+        return EXIT_CONFIG
+    _setup_logging(args.log_level or config.cabinet.log_level)
+    data_dir = args.data_dir or (Path("var/simulation") if args.simulate and args.config is None
+                                 else Path(config.cabinet.data_dir))
+    from .app import run  # imported late: --check-config needs no drivers
+    try:
+        return run(config, simulate=args.simulate, data_dir=data_dir.resolve(),
+                   http_port=config.http.port if args.http_port is None else args.http_port)
+    except ConfigError as exc:
+        logging.getLogger("cabinetd").critical("config error: %s", exc)
+        return EXIT_CONFIG
+    except StoreError as exc:
+        logging.getLogger("cabinetd").critical("store: %s", exc)
+        return 1
+
+
+# --- technician verbs ---------------------------------------------------------------------------
+
+def _get_state(url: str) -> dict:
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/api/state", timeout=5) as reply:
+            return json.load(reply)
+    except (urllib.error.URLError, OSError) as exc:
+        raise SystemExit(f"cabinet: cannot reach the daemon at {url}: {exc}") from None
+
+
+def _status(args) -> int:
+    state = _get_state(args.url)
+    if args.json:
+        print(json.dumps(state, indent=2, ensure_ascii=False))
+        return 0
+    temp = state.get("temperature")
+    rows = [("cabinet", f"{state['cabinet_id']} (software {state['software_version']})"),
+            ("uptime", f"{state['uptime_seconds']:.0f} s"),
+            ("door / lock", f"{state['door']} / {state['lock']}"),
+            ("temperature", f"{temp['celsius']:.2f} °C ({temp['sensor']})" if temp else "no reading"),
+            ("relays", ", ".join(f"{k} {'on' if v else 'off'}" for k, v in state["relays"].items())),
+            ("outbox", f"{state['outbox']['pending']} pending of {state['outbox']['total']}")]
+    for shelf in state["shelves"]:
+        grams = "—" if shelf["grams"] is None else f"{shelf['grams']:.1f} g"
+        health = shelf["health"] + (f": {shelf['fault']}" if shelf["fault"] else "")
+        rows.append((f"shelf {shelf['shelf']}",
+                     f"{grams} {'stable' if shelf['stable'] else 'unsettled'}, {health}"))
+    for device, fault in state["faults"].items():
+        rows.append((f"FAULT {device}", fault["detail"]))
+    for alarm in state["alarms"]:
+        rows.append((f"ALARM {alarm['kind']}", f"{alarm['detail']} (since {alarm['raised_at']})"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _check_config(args) -> int:
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        print(f"cabinet: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{config.source}: OK")
+    return 0
+
+
+def technician_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="cabinet", description="Technician tools for the cabinet.")
+    p.add_argument("--version", action="version", version=f"cabinet {__version__}")
+    verbs = p.add_subparsers(dest="verb", required=True)
+    status = verbs.add_parser("status", help="state of the running daemon")
+    status.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon's HTTP address")
+    status.add_argument("--json", action="store_true", help="print the raw state")
+    status.set_defaults(func=_status)
+    check = verbs.add_parser("check-config", help="validate a config file")
+    check.add_argument("--config", type=Path, default=DEFAULT_PATH)
+    check.set_defaults(func=_check_config)
+    args = p.parse_args(argv)
+    return args.func(args)

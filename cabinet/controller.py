@@ -1,0 +1,265 @@
+"""The controller: one thread, one event queue, all of the cabinet's state.
+
+Drivers and the HTTP server only post events (`emit`); this loop takes them one at a time, runs the
+timers that are due, and after each batch publishes an immutable snapshot of the state for the
+screen and /api/state. Nothing else writes the state, so nothing here needs a lock. The systemd
+watchdog is fed from a timer on this loop: if a handler hangs, the pings stop and systemd restarts
+the daemon, which starts locked.
+
+The foundation handles the door (a door that opens with no authorised session is forced open),
+device faults and recoveries, shelf stability and the temperature; checkout, climate control and
+sync plug in as their issues land.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from .config import Config
+from .events import (CallRequested, CodeScanned, DeviceFaulted, DeviceRecovered, DoorClosed,
+                     DoorOpened, ScanUnreadable, ShelfWeighed, StopRequested, TemperatureRead)
+from .store import Store, utc_now
+from .systemd import Notifier, NotifyError
+from .timers import TimerHeap
+from .weighing import StabilityFilter
+
+log = logging.getLogger(__name__)
+
+
+class Lock(Protocol):
+    @property
+    def locked(self) -> bool: ...
+    def lock(self) -> None: ...
+    def unlock(self) -> None: ...
+
+
+class Output(Protocol):
+    @property
+    def energised(self) -> bool: ...
+    def energise(self) -> None: ...
+    def release(self) -> None: ...
+
+
+@dataclass
+class Actuators:
+    lock: Lock
+    buzzer: Output
+    compressor: Output
+    heater: Output
+
+
+class Controller:
+    def __init__(self, config: Config, actuators: Actuators, store: Store, *,
+                 clock: Callable[[], float] = time.monotonic, notifier: Notifier | None = None,
+                 events: queue.Queue | None = None):
+        self.config = config
+        self.out = actuators
+        self.store = store
+        self.clock = clock
+        self.notifier = notifier or Notifier(address="")
+        self.queue: queue.Queue = events if events is not None else queue.Queue()
+        self.timers = TimerHeap(clock)
+        self.started_at = clock()
+        self._stopping = False
+
+        self.door_open: bool | None = None
+        self.session: dict[str, Any] | None = None  # the checkout issue fills this in
+        self.faults: dict[str, dict[str, Any]] = {}
+        self.shelves = {s.id: StabilityFilter(readings=config.shelves.stable_readings,
+                                              band_grams=config.shelves.stable_band_grams)
+                        for s in config.shelves.shelf}
+        self.temperature: dict[str, Any] | None = None
+        self.last_scan: dict[str, Any] | None = None
+        self.alarms = store.active_alarms()
+        self.outbox = store.outbox_counts()
+        self.snapshot: dict[str, Any] = {}
+        self.handled = 0
+
+        self.out.lock.lock()  # fail-secure whatever the relay was doing before we took over
+        if self.notifier.watchdog_seconds:
+            self._schedule_watchdog(self.notifier.watchdog_seconds / 2)
+        self._publish()
+
+    # --- posting (any thread) -------------------------------------------------------------------
+    def emit(self, event: object) -> None:
+        self.queue.put(event)
+
+    def call(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
+        """Run `fn` on the controller thread and return its result (for the HTTP server)."""
+        done: queue.Queue = queue.Queue(maxsize=1)
+        self.emit(CallRequested(fn, lambda result, error: done.put((result, error))))
+        result, error = done.get(timeout=timeout)
+        if error is not None:
+            raise error
+        return result
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def run(self) -> None:
+        log.info("controller running")
+        while not self._stopping:
+            try:
+                event = self.queue.get(timeout=self.timers.next_delay(cap=1.0))
+            except queue.Empty:
+                event = None
+            if event is not None:
+                self._dispatch(event)
+            self.run_pending()
+
+    def run_pending(self) -> None:
+        """Handle every queued event and due timer without blocking, then publish the state."""
+        while True:
+            try:
+                event = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            self._dispatch(event)
+        self.timers.run_due()
+        self._publish()
+
+    def stop(self) -> None:
+        self.emit(StopRequested("stop requested"))
+
+    def _dispatch(self, event: object) -> None:
+        self.handled += 1
+        try:
+            handler = self._handlers.get(type(event))
+            if handler is None:
+                log.error("no handler for %r", event)
+                return
+            handler(self, event)
+        except Exception:
+            # A bug must not leave the door open or kill the loop: lock, log, carry on.
+            log.exception("error handling %r; locking", event)
+            self.out.lock.lock()
+
+    # --- handlers ---------------------------------------------------------------------------------
+    def _on_door_opened(self, event: DoorOpened) -> None:
+        first = self.door_open is None
+        self.door_open = True
+        if self.session is None:
+            detail = ("door found open at start-up" if first
+                      else "door opened while locked, with no authorised session")
+            self._raise_alarm("forced_open", detail)
+            self.out.buzzer.energise()
+
+    def _on_door_closed(self, event: DoorClosed) -> None:
+        self.door_open = False
+        self.out.lock.lock()
+        self.out.buzzer.release()
+
+    def _on_shelf_weighed(self, event: ShelfWeighed) -> None:
+        shelf = self.shelves.get(event.shelf)
+        if shelf is not None:
+            shelf.add(event.grams)
+
+    def _on_temperature(self, event: TemperatureRead) -> None:
+        self.temperature = {"celsius": round(event.celsius, 3), "sensor": event.sensor,
+                            "age_seconds": 0.0, "_at": event.at}
+
+    def _on_code_scanned(self, event: CodeScanned) -> None:
+        # Access codes are checked by the QR issue's module; the foundation only records it.
+        self.last_scan = {"length": len(event.text), "source": event.source, "at": utc_now(),
+                          "result": "not checked (no access module yet)"}
+
+    def _on_scan_unreadable(self, event: ScanUnreadable) -> None:
+        log.warning("unreadable scan from %s: %s", event.source, event.reason)
+        self.last_scan = {"source": event.source, "at": utc_now(),
+                          "result": f"unreadable: {event.reason}"}
+
+    def _on_device_faulted(self, event: DeviceFaulted) -> None:
+        since = self.faults.get(event.device, {}).get("since", utc_now())
+        self.faults[event.device] = {"detail": event.detail, "since": since}
+        if event.device.startswith("shelf:"):
+            self.shelves.get(int(event.device[6:]), StabilityFilter(readings=2, band_grams=1)).reset()
+        self._raise_alarm(f"device_fault:{event.device}", event.detail)
+
+    def _on_device_recovered(self, event: DeviceRecovered) -> None:
+        self.faults.pop(event.device, None)
+        self._clear_alarm(f"device_fault:{event.device}")
+
+    def _on_call(self, event: CallRequested) -> None:
+        try:
+            result = event.fn()
+        except Exception as exc:
+            event.reply(None, exc)
+        else:
+            event.reply(result, None)
+
+    def _on_stop(self, event: StopRequested) -> None:
+        log.info("controller stopping: %s", event.reason)
+        self._stopping = True
+        self.out.lock.lock()
+
+    _handlers = {DoorOpened: _on_door_opened, DoorClosed: _on_door_closed,
+                 ShelfWeighed: _on_shelf_weighed, TemperatureRead: _on_temperature,
+                 CodeScanned: _on_code_scanned, ScanUnreadable: _on_scan_unreadable,
+                 DeviceFaulted: _on_device_faulted, DeviceRecovered: _on_device_recovered,
+                 CallRequested: _on_call, StopRequested: _on_stop}
+
+    # --- alarms -----------------------------------------------------------------------------------
+    def _raise_alarm(self, kind: str, detail: str) -> None:
+        alarm = self.store.raise_alarm(kind, detail)
+        if alarm["new"]:
+            log.warning("ALARM %s: %s", kind, detail)
+            self._refresh_alarms()
+
+    def _clear_alarm(self, kind: str) -> None:
+        if self.store.clear_alarm(kind):
+            log.info("alarm cleared: %s", kind)
+            self._refresh_alarms()
+
+    def _refresh_alarms(self) -> None:
+        self.alarms = self.store.active_alarms()
+        self.outbox = self.store.outbox_counts()
+
+    # --- watchdog ---------------------------------------------------------------------------------
+    def _schedule_watchdog(self, interval: float) -> None:
+        def ping():
+            try:
+                self.notifier.watchdog()
+            except NotifyError as exc:
+                log.error("%s", exc)
+            self.timers.call_later(interval, "watchdog", ping)
+        self.timers.call_later(0, "watchdog", ping)
+
+    # --- state for the screen and /api/state ------------------------------------------------------
+    def _publish(self) -> None:
+        now = self.clock()
+        temperature = None
+        if self.temperature is not None:
+            temperature = {k: v for k, v in self.temperature.items() if not k.startswith("_")}
+            temperature["age_seconds"] = round(now - self.temperature["_at"], 1)
+        shelves = []
+        for shelf_id, filt in sorted(self.shelves.items()):
+            fault = self.faults.get(f"shelf:{shelf_id}")
+            latest, stable = filt.latest, filt.stable_grams
+            shelves.append({"shelf": shelf_id,
+                            "grams": None if latest is None else round(latest, 1),
+                            "stable": stable is not None,
+                            "stable_grams": None if stable is None else round(stable, 1),
+                            "health": "fault" if fault else ("ok" if latest is not None
+                                                             else "waiting"),
+                            "fault": fault["detail"] if fault else None})
+        snapshot = {
+            "cabinet_id": self.config.cabinet.id,
+            "software_version": self.store.software_version,
+            "time": utc_now(),
+            "uptime_seconds": round(now - self.started_at, 1),
+            "door": {None: "unknown", True: "open", False: "closed"}[self.door_open],
+            "lock": "locked" if self.out.lock.locked else "unlocked",
+            "relays": {"compressor": self.out.compressor.energised,
+                       "heater": self.out.heater.energised, "buzzer": self.out.buzzer.energised},
+            "temperature": temperature,
+            "shelves": shelves,
+            "alarms": [{"kind": a["kind"], "detail": a["detail"], "raised_at": a["raised_at"]}
+                       for a in self.alarms],
+            "faults": {device: dict(info) for device, info in sorted(self.faults.items())},
+            "session": self.session,
+            "last_scan": self.last_scan,
+            "outbox": dict(self.outbox),
+        }
+        self.snapshot = snapshot  # one reference swap: readers see a whole snapshot or the last

@@ -1,0 +1,203 @@
+"""The cabinet's durable state in one SQLite file: session journal, sales, alarms and the outbox.
+
+Durability rules (see FINDINGS): WAL with synchronous=FULL so that a committed sale survives a power
+cut; autocommit mode with explicit `BEGIN IMMEDIATE ... COMMIT` so nothing is ever half-written by an
+implicit transaction; one connection per thread (the controller's here; the uploader opens its own).
+The schema is versioned with PRAGMA user_version and migrated forward at start, after
+`PRAGMA quick_check`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+MIGRATIONS: list[str] = [
+    # 1: the foundation's tables
+    """
+    CREATE TABLE outbox (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,  -- cabinet-wide, never reused
+        record_id    TEXT NOT NULL UNIQUE,
+        kind         TEXT NOT NULL,
+        body         TEXT NOT NULL,                      -- JSON: the whole record as sent
+        created_at   TEXT NOT NULL,
+        delivered_at TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox (seq) WHERE delivered_at IS NULL;
+    CREATE TABLE alarms (
+        alarm_id   TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL,
+        detail     TEXT NOT NULL,
+        raised_at  TEXT NOT NULL,
+        cleared_at TEXT
+    );
+    CREATE INDEX alarms_active ON alarms (kind) WHERE cleared_at IS NULL;
+    CREATE TABLE sessions (                              -- the journal, written before unlocking
+        session_id    TEXT PRIMARY KEY,
+        state         TEXT NOT NULL,
+        authorisation TEXT NOT NULL,
+        before_grams  TEXT NOT NULL,
+        opened_at     TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+    CREATE TABLE sales (
+        session_id TEXT PRIMARY KEY REFERENCES sessions (session_id),
+        total_fen  INTEGER NOT NULL,
+        body       TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
+]
+
+
+class StoreError(Exception):
+    """The database cannot be used as it is (corrupt, from a newer version, unwritable)."""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Store:
+    def __init__(self, path: str | Path, *, cabinet_id: str, software_version: str):
+        self.path = Path(path)
+        self.cabinet_id = cabinet_id
+        self.software_version = software_version
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.path}: cannot open database: {exc}") from None
+        self._in_transaction = False
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            result = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"{self.path}: not a usable SQLite database: {exc}") from None
+        if result != "ok":
+            self._db.close()
+            raise StoreError(f"{self.path}: integrity check failed: {result}")
+        self._migrate()
+
+    # --- schema ------------------------------------------------------------------------------------
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        current = self.schema_version
+        if current > len(MIGRATIONS):
+            raise StoreError(f"{self.path}: schema version {current} is newer than this software "
+                             f"knows ({len(MIGRATIONS)}); refusing to touch it")
+        for version in range(current + 1, len(MIGRATIONS) + 1):
+            with self.transaction():
+                for statement in _statements(MIGRATIONS[version - 1]):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {version}")
+
+    # --- transactions ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception. Not re-entrant by design:
+        one piece of work is one transaction."""
+        if self._in_transaction:
+            raise RuntimeError("nested transaction")
+        self._db.execute("BEGIN IMMEDIATE")
+        self._in_transaction = True
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._in_transaction = False
+
+    def _require_transaction(self) -> None:
+        if not self._in_transaction:
+            raise RuntimeError("must be called inside Store.transaction()")
+
+    # --- outbox ------------------------------------------------------------------------------------
+    def add_outbox(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Append a record to the outbox, inside the caller's transaction, so that the record and
+        what it records commit together. Returns the record as it will be sent."""
+        self._require_transaction()
+        record_id = str(uuid.uuid4())
+        created_at = utc_now()
+        cursor = self._db.execute(
+            "INSERT INTO outbox (record_id, kind, body, created_at) VALUES (?, ?, '', ?)",
+            (record_id, kind, created_at))
+        record = {"record_id": record_id, "seq": cursor.lastrowid, "kind": kind,
+                  "cabinet_id": self.cabinet_id, "software_version": self.software_version,
+                  "created_at": created_at, "body": body}
+        self._db.execute("UPDATE outbox SET body = ? WHERE seq = ?",
+                         (json.dumps(record, ensure_ascii=False, sort_keys=True), cursor.lastrowid))
+        return record
+
+    def pending_outbox(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT body FROM outbox WHERE delivered_at IS NULL "
+                                "ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [json.loads(body) for (body,) in rows]
+
+    def outbox_counts(self) -> dict[str, int]:
+        pending, total = self._db.execute(
+            "SELECT COUNT(*) FILTER (WHERE delivered_at IS NULL), COUNT(*) FROM outbox").fetchone()
+        return {"pending": pending, "total": total}
+
+    # --- alarms ------------------------------------------------------------------------------------
+    def raise_alarm(self, kind: str, detail: str) -> dict[str, Any]:
+        """Record an alarm and its outbox record in one transaction; an alarm of a kind that is
+        already active is not raised twice."""
+        with self.transaction():
+            active = self._db.execute("SELECT alarm_id, raised_at FROM alarms "
+                                      "WHERE kind = ? AND cleared_at IS NULL", (kind,)).fetchone()
+            if active:
+                return {"alarm_id": active[0], "kind": kind, "detail": detail,
+                        "raised_at": active[1], "new": False}
+            alarm = {"alarm_id": str(uuid.uuid4()), "kind": kind, "detail": detail,
+                     "raised_at": utc_now()}
+            self._db.execute("INSERT INTO alarms (alarm_id, kind, detail, raised_at) "
+                             "VALUES (:alarm_id, :kind, :detail, :raised_at)", alarm)
+            self.add_outbox("alarm", {**alarm, "state": "raised"})
+        return {**alarm, "new": True}
+
+    def clear_alarm(self, kind: str) -> bool:
+        with self.transaction():
+            row = self._db.execute("SELECT alarm_id, detail FROM alarms "
+                                   "WHERE kind = ? AND cleared_at IS NULL", (kind,)).fetchone()
+            if not row:
+                return False
+            now = utc_now()
+            self._db.execute("UPDATE alarms SET cleared_at = ? WHERE alarm_id = ?", (now, row[0]))
+            self.add_outbox("alarm", {"alarm_id": row[0], "kind": kind, "detail": row[1],
+                                      "cleared_at": now, "state": "cleared"})
+        return True
+
+    def active_alarms(self) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT alarm_id, kind, detail, raised_at FROM alarms "
+                                "WHERE cleared_at IS NULL ORDER BY raised_at").fetchall()
+        return [dict(zip(("alarm_id", "kind", "detail", "raised_at"), row)) for row in rows]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (executescript() would COMMIT our transaction)."""
+    out, buffer = [], ""
+    for line in script.splitlines():
+        buffer += line.split("--", 1)[0] + "\n"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                out.append(buffer.strip())
+            buffer = ""
+    return out

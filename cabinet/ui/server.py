@@ -1,0 +1,223 @@
+"""The daemon's local HTTP server: state for the screen and tools, and the simulation controls.
+
+It listens on loopback only. `GET /api/state` returns the controller's latest published snapshot
+(a reference read, no lock, no waiting on the controller). With `--simulate`, `POST /sim/*` drives
+the twins (door pin, scanner pty, shelf models, thermal model, camera), whose effects reach the
+controller through the real drivers, exactly as hardware would. Request and response bodies are
+documented in docs/http-api.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+MAX_JSON_BYTES = 64 * 1024
+MAX_IMAGE_BYTES = 16 * 1024 * 1024
+
+
+class BadRequest(Exception):
+    pass
+
+
+class UiServer:
+    def __init__(self, host: str, port: int, *, state: Callable[[], dict[str, Any]],
+                 sim: Any = None):
+        self._state = state
+        self._sim = sim
+        handler = type("Handler", (_Handler,), {"ui": self})
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="http",
+                                        kwargs={"poll_interval": 0.5}, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # --- routes -----------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        snapshot = dict(self._state())
+        if self._sim is not None:
+            snapshot["simulation"] = self._sim.snapshot()
+        return snapshot
+
+    def sim_post(self, name: str, body: Any, raw: bytes, content_type: str) -> dict[str, Any]:
+        sim = self._sim
+        if name == "camera":
+            if content_type.startswith("image/"):
+                data = raw
+            else:
+                path = _field(body, "path", str)
+                try:
+                    data = Path(path).read_bytes()
+                except OSError as exc:
+                    raise BadRequest(f"cannot read image {path!r}: {exc.strerror}") from None
+            try:
+                sim.show_image(data)
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
+            return {"ok": True, "bytes": len(data)}
+        if not isinstance(body, dict):
+            raise BadRequest("body must be a JSON object")
+        if name == "scan":
+            if "hex" in body:
+                try:
+                    sim.scan_bytes(bytes.fromhex(_field(body, "hex", str)))
+                except ValueError:
+                    raise BadRequest("'hex' must be hexadecimal digits") from None
+            else:
+                text = _field(body, "text", str)
+                if "\r" in text or "\n" in text:
+                    raise BadRequest("'text' is one scanner line: no CR or LF")
+                sim.scan(text)
+            return {"ok": True}
+        if name == "door":
+            state = _field(body, "state", str)
+            if state not in ("open", "closed"):
+                raise BadRequest("'state' must be \"open\" or \"closed\"")
+            sim.set_door(state == "open")
+            return {"ok": True, "door": state}
+        if name == "shelf":
+            shelf = _field(body, "shelf", int)
+            try:
+                if "grams" in body:
+                    sim.add_grams(shelf, float(_field(body, "grams", (int, float))))
+                else:
+                    take, put = body.get("take", {}), body.get("put_back", {})
+                    if not take and not put:
+                        raise BadRequest("give 'take' or 'put_back' ({sku: count}) or 'grams'")
+                    for items, sign in ((take, 1), (put, -1)):
+                        if not isinstance(items, dict):
+                            raise BadRequest("'take' and 'put_back' map sku to a count")
+                        for sku, count in items.items():
+                            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                                raise BadRequest(f"count for {sku!r} must be a positive integer")
+                            sim.take(shelf, sku, sign * count)
+            except (KeyError, ValueError) as exc:
+                raise BadRequest(exc.args[0] if exc.args else str(exc)) from None
+            return {"ok": True, "shelf": sim.snapshot()["shelves"][str(shelf)]}
+        if name == "ambient":
+            celsius = float(_field(body, "celsius", (int, float)))
+            if not -50 <= celsius <= 60:
+                raise BadRequest("'celsius' must be between -50 and 60")
+            sim.set_ambient(celsius)
+            return {"ok": True, "ambient_celsius": celsius}
+        if name in ("unplug", "plug"):
+            device = _field(body, "device", str)
+            try:
+                getattr(sim, name)(device)
+            except KeyError as exc:
+                raise BadRequest(exc.args[0]) from None
+            return {"ok": True, "device": device, "plugged": name == "plug"}
+        if name == "thermometer":
+            fault = body.get("fault")
+            if fault not in (None, "power_on", "crc", "all_ff", "gone"):
+                raise BadRequest("'fault' must be null, \"power_on\", \"crc\", \"all_ff\" or \"gone\"")
+            sim.set_thermometer_fault(fault)
+            return {"ok": True, "fault": fault}
+        if name == "power":
+            # As a power cut: no shutdown, no cleanup, no flush. Answer first so the caller knows.
+            threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGKILL)).start()
+            return {"ok": True, "power": "cut"}
+        raise LookupError(name)
+
+
+def _field(body: Any, key: str, kind):
+    if not isinstance(body, dict) or key not in body:
+        raise BadRequest(f"missing {key!r}")
+    value = body[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or isinstance(value, bool):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise BadRequest(f"{key!r} must be {names}, got {json.dumps(value)}")
+    return value
+
+
+class _Handler(BaseHTTPRequestHandler):
+    ui: UiServer
+    server_version = "cabinetd"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):  # the default writes every request to stderr
+        log.debug("http %s", fmt % args)
+
+    def _send(self, status: int, payload: Any, content_type: str = "application/json") -> None:
+        data = (json.dumps(payload, ensure_ascii=False).encode() if content_type == "application/json"
+                else payload)
+        self.send_response(status)
+        self.send_header("Content-Type", content_type + ("; charset=utf-8"
+                                                         if content_type.startswith("text/")
+                                                         or content_type.endswith("json") else ""))
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        path = self.path.split("?", 1)[0]
+        if path == "/api/state":
+            self._send(200, self.ui.state())
+        elif path == "/api/health":
+            self._send(200, {"ok": True})
+        elif path in ("/", "/index.html"):
+            self._send(200, (STATIC / "index.html").read_bytes(), "text/html")
+        else:
+            self._send(404, {"error": f"no such resource: {path}"})
+
+    def do_POST(self):
+        path = self.path.split("?", 1)[0]
+        if not path.startswith("/sim/"):
+            self._send(404, {"error": f"no such resource: {path}"})
+            return
+        if self.ui._sim is None:
+            self._send(404, {"error": "simulation control exists only with cabinetd --simulate"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self._send(400, {"error": "bad Content-Length"})
+            return
+        content_type = (self.headers.get("Content-Type") or "application/json").split(";")[0]
+        limit = MAX_IMAGE_BYTES if content_type.startswith("image/") else MAX_JSON_BYTES
+        if length > limit:
+            self._send(413, {"error": f"body of {length} bytes is over the {limit}-byte limit"})
+            return
+        raw = self.rfile.read(length) if length else b""
+        body: Any = None
+        if not content_type.startswith("image/"):
+            try:
+                body = json.loads(raw or b"{}")
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                self._send(400, {"error": f"body is not JSON: {exc}"})
+                return
+        try:
+            result = self.ui.sim_post(path[5:], body, raw, content_type)
+        except BadRequest as exc:
+            self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+        except LookupError:
+            self._send(404, {"error": f"no such simulation control: {path}"})
+        except OSError as exc:
+            self._send(HTTPStatus.CONFLICT, {"error": str(exc)})
+        else:
+            self._send(200, result)

@@ -1,0 +1,207 @@
+"""The simulated cabinet: every twin wired together, and the controls that people and tests use.
+
+It owns the pseudo-terminals, the Modbus peer with its shelf models, the fake 1-Wire tree fed by the
+thermal model, the scanner pty and the image-file camera, and it drives the door switch through the
+gpiozero MockFactory pin. The daemon's drivers are built on the paths it publishes and cannot tell it
+from hardware. All controls are safe to call from any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .camera import SimulatedCamera, decode_image
+from .onewire import OneWireTree
+from .pty import PtyCable, PtyPort
+from .shelf_server import ModbusPeer, ShelfModel
+from .thermal import ThermalModel
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("shelves", "shelf_peer", "scanner", "thermometer", "camera")
+
+
+@dataclass(frozen=True)
+class SimShelf:
+    shelf: int
+    device_id: int
+    grams_per_count: float
+
+
+@dataclass(frozen=True)
+class SimItem:
+    shelf: int
+    sku: str
+    unit_grams: float
+    count: int
+
+
+class SimulatedCabinet:
+    def __init__(self, folder: str | Path, *, pin_factory, door_pin: int, door_pull_up: bool,
+                 shelves: list[SimShelf], items: list[SimItem], register: int, value_format: str,
+                 word_order: str, tare_grams: float, noise_grams: float,
+                 creep_grams_per_hour: float, settle_seconds: float, ambient_celsius: float,
+                 start_celsius: float, thermometer_modbus_id: int | None = None,
+                 thermometer_register: int = 0, thermometer_celsius_per_count: float = 0.1,
+                 camera_size: tuple[int, int] = (640, 480), camera_fps: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._factory = pin_factory
+        self._door_pin = door_pin
+        self._door_pull_up = door_pull_up
+        self._clock = clock
+        self._stop = threading.Event()
+
+        self.rs485 = PtyCable(self.folder / "rs485-peer", self.folder / "rs485")
+        self.peer = ModbusPeer(str(self.rs485.a_path), register=register,
+                               value_format=value_format, word_order=word_order)
+        self.shelves: dict[int, ShelfModel] = {}
+        for board in shelves:
+            model = ShelfModel(tare_grams=tare_grams, noise_grams=noise_grams,
+                               creep_grams_per_hour=creep_grams_per_hour,
+                               settle_seconds=settle_seconds, clock=clock)
+            self.shelves[board.shelf] = model
+            self.peer.serve(board.device_id,
+                            lambda m=model, g=board.grams_per_count: m.read_grams() / g)
+        for item in items:
+            self.shelves[item.shelf].add_item(item.sku, item.unit_grams, item.count)
+
+        self.door_open_now = False
+        self.thermal = ThermalModel(ambient_celsius=ambient_celsius, start_celsius=start_celsius,
+                                    door_open=lambda: self.door_open_now)
+        if thermometer_modbus_id is not None:
+            self.peer.serve(thermometer_modbus_id,
+                            lambda: self.thermal.air / thermometer_celsius_per_count,
+                            register=thermometer_register, value_format="int16")
+        self.onewire = OneWireTree(self.folder / "w1")
+        self.onewire.write(self.thermal.air)
+        self.scanner = PtyPort(self.folder / "scanner")
+        self.camera = SimulatedCamera(width=camera_size[0], height=camera_size[1],
+                                      frames_per_second=camera_fps)
+        self.peer.start()
+        self._thermal_thread = threading.Thread(target=self._run_thermal, name="sim thermal",
+                                                daemon=True)
+        self._thermal_thread.start()
+
+    # --- paths the drivers open --------------------------------------------------------------------
+    @property
+    def rs485_port(self) -> str:
+        return str(self.rs485.b_path)
+
+    @property
+    def scanner_port(self) -> str:
+        return str(self.scanner.path)
+
+    @property
+    def w1_base_dir(self) -> str:
+        return str(self.onewire.base)
+
+    def attach_relays(self, compressor_on: Callable[[], bool], heater_on: Callable[[], bool]):
+        self.thermal.compressor_on = compressor_on
+        self.thermal.heater_on = heater_on
+
+    # --- controls ----------------------------------------------------------------------------------
+    def set_door(self, is_open: bool) -> None:
+        pin = self._factory.pin(self._door_pin)
+        closed_low = self._door_pull_up  # switch to ground: closed pulls the input low
+        self.door_open_now = is_open
+        if is_open == closed_low:
+            pin.drive_high()
+        else:
+            pin.drive_low()
+
+    def scan(self, text: str) -> None:
+        self.scanner.write(text.encode("utf-8") + b"\r\n")
+
+    def scan_bytes(self, data: bytes) -> None:
+        self.scanner.write(data)
+
+    def take(self, shelf: int, sku: str, count: int) -> None:
+        self._shelf(shelf).take(sku, count)
+
+    def add_grams(self, shelf: int, grams: float) -> None:
+        self._shelf(shelf).add_grams(grams)
+
+    def _shelf(self, shelf: int) -> ShelfModel:
+        if shelf not in self.shelves:
+            raise KeyError(f"no shelf {shelf}; shelves are {sorted(self.shelves)}")
+        return self.shelves[shelf]
+
+    def set_ambient(self, celsius: float) -> None:
+        self.thermal.set_ambient(celsius)
+
+    def show_image(self, data: bytes) -> None:
+        self.camera.show(decode_image(data))
+
+    def set_thermometer_fault(self, fault: str | None) -> None:
+        self.onewire.fault = fault
+        self.onewire.write(self.thermal.air)
+
+    def unplug(self, device: str) -> None:
+        if device == "shelves":       # the USB-RS485 adapter pulled out
+            self.peer.stop()
+            self.rs485.unplug()
+        elif device == "shelf_peer":  # the boards lose power: the port stays, nobody answers
+            self.peer.stop()
+        elif device == "scanner":
+            self.scanner.unplug()
+        elif device == "thermometer":
+            self.set_thermometer_fault("gone")
+        elif device == "camera":
+            self.camera.set_plugged(False)
+        else:
+            raise KeyError(f"unknown device {device!r}; one of {', '.join(DEVICES)}")
+
+    def plug(self, device: str) -> None:
+        if device in ("shelves", "shelf_peer"):
+            self.rs485.plug()
+            self.peer.start()
+        elif device == "scanner":
+            self.scanner.plug()
+        elif device == "thermometer":
+            self.set_thermometer_fault(None)
+        elif device == "camera":
+            self.camera.set_plugged(True)
+        else:
+            raise KeyError(f"unknown device {device!r}; one of {', '.join(DEVICES)}")
+
+    def snapshot(self) -> dict:
+        """The simulation's ground truth, for people and black-box tests."""
+        return {
+            "ambient_celsius": round(self.thermal.ambient, 2),
+            "air_celsius": round(self.thermal.air, 3),
+            "door_open": self.door_open_now,
+            "shelves": {str(n): {"true_grams": round(m.true_grams(), 1),
+                                 "items": {sku: c for sku, (_, c) in m.items.items()}}
+                        for n, m in self.shelves.items()},
+            "unplugged": [d for d, gone in (("shelves", not self.rs485.plugged),
+                                            ("shelf_peer", not self.peer.running),
+                                            ("scanner", not self.scanner.plugged),
+                                            ("thermometer", self.onewire.fault == "gone"),
+                                            ("camera", not self.camera.plugged)) if gone],
+        }
+
+    # --- time --------------------------------------------------------------------------------------
+    def _run_thermal(self) -> None:
+        last = self._clock()
+        while not self._stop.wait(1.0):
+            now = self._clock()
+            air = self.thermal.step(now - last)
+            last = now
+            try:
+                self.onewire.write(air)
+            except OSError as exc:
+                log.warning("simulated 1-Wire tree: %s", exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thermal_thread.join(timeout=3)
+        self.peer.close()
+        self.rs485.close()
+        self.scanner.close()
