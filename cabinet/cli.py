@@ -33,7 +33,7 @@ def _daemon_parser() -> argparse.ArgumentParser:
     p.add_argument("--simulate", action="store_true",
                    help="run on simulated devices (no GPIO, serial or camera needed)")
     p.add_argument("--data-dir", type=Path, help="folder for the database (overrides "
-                   "cabinet.data_dir; with --simulate default ./var/simulation)")
+                   "cabinet.data_dir; with --simulate the default is ./var/simulation)")
     p.add_argument("--http-port", type=int, help="local HTTP port (overrides http.port; "
                    "0 picks a free one and logs it)")
     p.add_argument("--check-config", action="store_true",
@@ -71,7 +71,8 @@ def daemon_main(argv: list[str] | None = None) -> int:
         print(f"cabinetd: --http-port {args.http_port}: must be 0-65535", file=sys.stderr)
         return EXIT_CONFIG
     _setup_logging(args.log_level or config.cabinet.log_level)
-    data_dir = args.data_dir or (Path("var/simulation") if args.simulate and args.config is None
+    # A simulation never writes into the real cabinet's data folder, even on a real cabinet.
+    data_dir = args.data_dir or (Path("var/simulation") if args.simulate
                                  else Path(config.cabinet.data_dir))
     from .app import run  # imported late: --check-config needs no drivers
     try:

@@ -337,6 +337,15 @@ def _check_across(config: Config) -> None:
             raise ConfigError(f"{src}: {name}.pin = {pin}: already used by {pins[pin]}.pin; "
                               "each device needs its own GPIO")
         pins[pin] = name
+    lock = config.lock
+    # At power-up GPIO 0-8 are pulled up and 9-27 pulled down; the lock must read "de-energised"
+    # while the Pi boots and before this daemon drives the pin.
+    if lock.active_high and lock.pin <= 8:
+        raise ConfigError(f"{src}: lock.pin = {lock.pin}: an active-high lock relay needs a pin "
+                          "pulled down at boot (GPIO 9-27), or the lock opens while the Pi boots")
+    if not lock.active_high and lock.pin >= 9:
+        raise ConfigError(f"{src}: lock.pin = {lock.pin}: an active-low lock relay needs a pin "
+                          "pulled up at boot (GPIO 0-8), or the lock opens while the Pi boots")
     seen_ids: set[int] = set()
     seen_devices: dict[int, str] = {}
     for i, shelf in enumerate(config.shelves.shelf):
