@@ -10,6 +10,7 @@ on the same bus.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import threading
@@ -131,11 +132,14 @@ class ModbusPeer:
         devices = [self._device(device_id) for device_id in sorted(self._sources)]
 
         async def main():
-            # Missing device ids stay silent, as a real RS485 line does.
+            # (pymodbus 3.16 answers an unknown device id with exception 4 even when told to
+            # ignore it, where a real RS485 line stays silent; the driver handles both.)
             self._server = ModbusSerialServer(devices, port=self.port, baudrate=self._baudrate,
                                               ignore_missing_devices=True)
+            await self._server.serve_forever(background=True)  # returns once the port is open
             ready.set()
-            await self._server.serve_forever()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._server.serving
 
         def run():
             asyncio.set_event_loop(self._loop)
