@@ -14,6 +14,7 @@ sync plug in as their issues land.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import time
 from dataclasses import dataclass
@@ -152,9 +153,12 @@ class Controller:
         self.out.buzzer.release()
 
     def _on_shelf_weighed(self, event: ShelfWeighed) -> None:
+        grams = float(event.grams)
+        if not math.isfinite(grams):
+            raise ValueError(f"shelf {event.shelf} weighed {grams!r}")
         shelf = self.shelves.get(event.shelf)
         if shelf is not None:
-            shelf.add(event.grams)
+            shelf.add(grams)
 
     def _on_temperature(self, event: TemperatureRead) -> None:
         self.temperature = {"celsius": round(event.celsius, 3), "sensor": event.sensor,

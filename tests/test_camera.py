@@ -1,0 +1,53 @@
+"""The camera grab thread on the image-file capture, with real photographs from shared/data."""
+
+from __future__ import annotations
+
+import pytest
+
+from drivers.camera import CameraReader
+from drivers.events import DeviceFaulted, DeviceRecovered
+from drivers.sim.camera import SimulatedCamera, decode_image
+
+from .conftest import SHARED_DATA, wait_for
+
+QR_PHOTO = SHARED_DATA / "qr" / "zxing-qrcode-1" / "1.png"
+FACE_PHOTO = SHARED_DATA / "faces" / "train" / "obama" / "obama.jpg"
+
+
+def test_latest_frame_is_the_newest_scene(recorder):
+    camera = SimulatedCamera(width=320, height=240, frames_per_second=50)
+    reader = CameraReader(camera.open, where="sim", emit=recorder)
+    reader.start()
+    try:
+        first = wait_for(reader.latest, what="a frame")
+        assert first[2].shape == (240, 320, 3)
+        photo = decode_image(QR_PHOTO.read_bytes())
+        camera.show(photo)
+        latest = wait_for(lambda: (f := reader.latest()) and f[2].shape == photo.shape and f,
+                          what="the photo")
+        assert (latest[2] == photo).all()
+        assert latest[0] > first[0] and latest[1] >= first[1]
+    finally:
+        reader.close()
+    assert not reader.running
+
+
+def test_capture_failure_is_a_fault_then_reopens(recorder):
+    camera = SimulatedCamera(width=160, height=120, frames_per_second=100)
+    reader = CameraReader(camera.open, where="sim", emit=recorder, failed_reads_before_fault=3)
+    reader.start()
+    try:
+        wait_for(reader.latest)
+        camera.set_plugged(False)
+        fault = wait_for(lambda: recorder.of(DeviceFaulted), what="fault")[0]
+        assert fault.device == "camera" and "no frame" in fault.detail or "cannot open" in fault.detail
+        camera.set_plugged(True)
+        wait_for(lambda: recorder.of(DeviceRecovered), timeout=10, what="recovery")
+    finally:
+        reader.close()
+
+
+def test_decode_real_photographs():
+    assert decode_image(FACE_PHOTO.read_bytes()).ndim == 3
+    with pytest.raises(ValueError, match="not a PNG or JPEG"):
+        decode_image(b"definitely not an image")
