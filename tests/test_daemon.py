@@ -1,0 +1,209 @@
+"""Black-box: `cabinetd --simulate` as a real process, driven only through its HTTP surface."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tools.daemon_process import CabinetProcess
+
+from .conftest import SHARED_DATA, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    d = CabinetProcess(data_dir=tmp_path / "data")
+    d.wait_ready()
+    wait_for(lambda: d.url, what="the URL in the log")
+    yield d
+    d.kill()
+
+
+def test_answers_state_locked_within_five_seconds(tmp_path):
+    started = time.monotonic()
+    d = CabinetProcess(data_dir=tmp_path / "data")
+    try:
+        state = wait_for(lambda: d.url and d.state(), timeout=5, what="/api/state")
+        assert time.monotonic() - started < 5
+        assert state["lock"] == "locked"
+        assert state["cabinet_id"] and state["software_version"]
+        assert any("listening on http://127.0.0.1:" in line for line in d.log_lines[:3])
+    finally:
+        d.kill()
+
+
+def test_state_has_every_device(daemon):
+    state = wait_for(lambda: (s := daemon.state())["temperature"] and all(
+        sh["stable"] for sh in s["shelves"]) and s, timeout=15, what="all shelves stable")
+    assert state["door"] == "closed" and state["faults"] == {}
+    assert [s["shelf"] for s in state["shelves"]] == [1, 2, 3, 4]
+    assert abs(state["shelves"][0]["stable_grams"]
+               - state["simulation"]["shelves"]["1"]["true_grams"]) < 10
+
+
+def test_forced_open(daemon):
+    status, body = daemon.post("/sim/door", {"state": "open"})
+    assert status == 200
+    state = wait_for(lambda: (s := daemon.state())["alarms"] and s, what="alarm")
+    assert state["alarms"][0]["kind"] == "forced_open"
+    assert state["door"] == "open" and state["lock"] == "locked"
+    assert state["relays"]["buzzer"] is True
+    daemon.post("/sim/door", {"state": "closed"})
+    wait_for(lambda: not daemon.state()["relays"]["buzzer"], what="buzzer off")
+
+
+def test_shelf_take_changes_the_stable_weight(daemon):
+    before = wait_for(lambda: daemon.state()["shelves"][1]["stable_grams"], timeout=15)
+    status, body = daemon.post("/sim/shelf", {"shelf": 2, "take": {"yak-milk-250ml": 2}})
+    assert status == 200 and body["shelf"]["items"]["yak-milk-250ml"] == 8
+    wait_for(lambda: (g := daemon.state()["shelves"][1]["stable_grams"]) is not None
+             and abs(g - (before - 524)) < 5, timeout=15, what="the new stable weight")
+    status, body = daemon.post("/sim/shelf", {"shelf": 2, "put_back": {"yak-milk-250ml": 1}})
+    assert status == 200 and body["shelf"]["items"]["yak-milk-250ml"] == 9
+
+
+@pytest.mark.parametrize("device, faulted", [
+    ("shelf_peer", {"shelf:1", "shelf:2", "shelf:3", "shelf:4"}),
+    ("shelves", {"shelf:1", "shelf:2", "shelf:3", "shelf:4"}),
+    ("scanner", {"scanner"}),
+    ("thermometer", {"thermometer"}),
+    ("camera", {"camera"}),
+])
+def test_device_loss_is_a_fault_that_clears_when_it_comes_back(daemon, device, faulted):
+    wait_for(lambda: daemon.state()["temperature"], timeout=15, what="first temperature")
+    assert daemon.post("/sim/unplug", {"device": device})[0] == 200
+    state = wait_for(lambda: faulted <= set((s := daemon.state())["faults"]) and s, timeout=15,
+                     what=f"{device} fault")
+    assert daemon.proc.poll() is None, "the daemon keeps running"
+    assert {a["kind"] for a in state["alarms"]} >= {f"device_fault:{d}" for d in faulted}
+    assert daemon.post("/sim/plug", {"device": device})[0] == 200
+    wait_for(lambda: not (faulted & set(daemon.state()["faults"])), timeout=30,
+             what=f"{device} recovery")
+    assert not [a for a in daemon.state()["alarms"] if a["kind"].startswith("device_fault")]
+
+
+def test_scanner_line_reaches_the_controller(daemon):
+    assert daemon.post("/sim/scan", {"text": "CAB:hello"})[0] == 200
+    scan = wait_for(lambda: daemon.state()["last_scan"], what="the scan")
+    assert scan["length"] == 9
+    daemon.post("/sim/scan", {"hex": "fffe0d0a"})
+    wait_for(lambda: "not UTF-8" in daemon.state()["last_scan"]["result"], what="unreadable scan")
+    daemon.post("/sim/scan", {"text": "x"})
+    wait_for(lambda: daemon.state()["last_scan"].get("length") == 1, what="the next scan")
+
+
+def test_camera_ambient_and_thermometer_controls(daemon):
+    photo = SHARED_DATA / "qr" / "zxing-qrcode-1" / "1.png"
+    assert daemon.post("/sim/camera", raw=photo.read_bytes(), content_type="image/png")[0] == 200
+    assert daemon.post("/sim/camera", {"path": str(photo)})[0] == 200
+    assert daemon.post("/sim/ambient", {"celsius": -20})[0] == 200
+    assert daemon.state()["simulation"]["ambient_celsius"] == -20
+    assert daemon.post("/sim/thermometer", {"fault": "power_on"})[0] == 200
+    fault = wait_for(lambda: daemon.state()["faults"].get("thermometer"), timeout=15)
+    assert "power-on value" in fault["detail"]
+
+
+@pytest.mark.parametrize("path, body, status, words", [
+    ("/sim/door", {"state": "ajar"}, 400, "\"open\" or \"closed\""),
+    ("/sim/door", {}, 400, "missing 'state'"),
+    ("/sim/shelf", {"shelf": 9, "take": {"x": 1}}, 400, "no shelf 9"),
+    ("/sim/shelf", {"shelf": 1, "take": {"caviar": 1}}, 400, "no 'caviar'"),
+    ("/sim/shelf", {"shelf": 1, "take": {"water-550ml": 99}}, 400, "only 12"),
+    ("/sim/shelf", {"shelf": 1, "take": {"water-550ml": -1}}, 400, "positive integer"),
+    ("/sim/shelf", {"shelf": "1", "grams": 5}, 400, "'shelf' must be int"),
+    ("/sim/ambient", {"celsius": 500}, 400, "between -50 and 60"),
+    ("/sim/scan", {"text": "a\nb"}, 400, "no CR or LF"),
+    ("/sim/camera", {"path": "/nonexistent.png"}, 400, "cannot read image"),
+    ("/sim/unplug", {"device": "toaster"}, 400, "unknown device"),
+    ("/sim/teleport", {}, 404, "no such simulation control"),
+])
+def test_bad_requests_get_specific_errors(daemon, path, body, status, words):
+    got, reply = daemon.post(path, body)
+    assert got == status and words in reply["error"]
+    assert daemon.state()["lock"] == "locked"
+
+
+def test_not_json_and_bad_image(daemon):
+    status, reply = daemon.post("/sim/door", raw=b"{nope", content_type="application/json")
+    assert status == 400 and "not JSON" in reply["error"]
+    status, reply = daemon.post("/sim/camera", raw=b"GIF89a...", content_type="image/png")
+    assert status == 400 and "not a PNG or JPEG" in reply["error"]
+
+
+def test_sigterm_stops_cleanly_with_stopping(tmp_path):
+    d = CabinetProcess(data_dir=tmp_path / "data")
+    d.wait_ready()
+    notifications = d.notifications
+    assert d.terminate() == 0
+    assert any("STOPPING=1" in m for _, m in notifications)
+
+
+def test_watchdog_is_fed(tmp_path):
+    d = CabinetProcess(data_dir=tmp_path / "data", watchdog_usec=1_000_000)
+    try:
+        d.wait_ready()
+        wait_for(lambda: sum("WATCHDOG=1" in m for _, m in d.notifications) >= 3, timeout=10)
+    finally:
+        d.kill()
+
+
+def test_power_cut_and_restart_keeps_alarms_and_starts_locked(tmp_path):
+    d = CabinetProcess(data_dir=tmp_path / "data")
+    d.wait_ready()
+    wait_for(lambda: d.url)
+    d.post("/sim/door", {"state": "open"})
+    wait_for(lambda: d.state()["alarms"], what="alarm")
+    d.post("/sim/power")
+    assert d.proc.wait(10) == -9
+    d.close()
+    again = CabinetProcess(data_dir=tmp_path / "data")
+    try:
+        again.wait_ready()
+        wait_for(lambda: again.url)
+        state = again.state()
+        assert state["lock"] == "locked"
+        assert [a["kind"] for a in state["alarms"]] == ["forced_open"]
+        assert state["outbox"]["pending"] >= 1
+    finally:
+        again.kill()
+
+
+def test_real_mode_with_missing_devices_keeps_running(tmp_path):
+    """Without --simulate, on mock pins, with no serial ports: faults, not a crash."""
+    import subprocess
+    import sys
+    config = tmp_path / "c.toml"
+    config.write_text(f"""
+[gpio]
+pin_factory = "mock"
+[rs485]
+port = "{tmp_path}/no-rs485"
+[scanner]
+port = "{tmp_path}/no-scanner"
+[thermometer]
+w1_base_dir = "{tmp_path}/no-w1"
+[camera]
+enabled = false
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "cabinet", "--config", str(config),
+                             "--data-dir", str(tmp_path / "d"), "--http-port", "0"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            lines.append(proc.stderr.readline())
+            joined = "".join(lines)
+            if "scanner fault" in joined and "shelf:4 fault" in joined and "thermometer fault" in joined:
+                break
+        joined = "".join(lines)
+        assert "no-rs485: serial port not present" in joined
+        assert "no-scanner: serial port not present" in joined
+        assert "no DS18B20" in joined or "cannot list 1-Wire" in joined
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(20)
