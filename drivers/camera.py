@@ -52,7 +52,8 @@ class CameraReader(ReaderThread):
         self._sequence = 0
 
     def latest(self) -> tuple[int, float, Any] | None:
-        """(sequence, monotonic time, frame) of the newest frame, or None before the first."""
+        """(sequence, monotonic time, frame) of the newest frame, or None before the first.
+        The frame may be shared with other consumers: treat it as read-only (copy to draw)."""
         with self._frame_lock:
             return self._latest
 

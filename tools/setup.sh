@@ -9,6 +9,12 @@ cd "$(dirname "$0")/.."
 want=${1:-run}
 
 apt_packages=(python3 python3-venv python3-dev)
+venv_flags=()
+if [ "$(uname -m)" = aarch64 ]; then
+    # The Pi's GPIO library: Debian's package covers every Python version of the OS; the venv sees it.
+    apt_packages+=(python3-lgpio)
+    venv_flags+=(--system-site-packages)
+fi
 if [ "$want" = test ]; then
     apt_packages+=(systemd)  # systemd-analyze verifies the unit files
 fi
@@ -26,7 +32,7 @@ fi
 
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
-    "$python" -m venv .venv
+    "$python" -m venv "${venv_flags[@]}" .venv
 fi
 extra=""
 [ "$want" = test ] && extra="[test]"

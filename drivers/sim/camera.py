@@ -26,6 +26,7 @@ def decode_image(data: bytes) -> np.ndarray:
 class ImageFileCapture:
     def __init__(self, *, width: int = 640, height: int = 480, frames_per_second: float = 10.0):
         self._frame = np.full((height, width, 3), 128, dtype=np.uint8)
+        self._frame.flags.writeable = False
         self._period = 1.0 / frames_per_second
         self._lock = threading.Lock()
         self._next = time.monotonic()
@@ -33,6 +34,8 @@ class ImageFileCapture:
         self.released = False
 
     def show(self, frame: np.ndarray) -> None:
+        frame = frame.copy()
+        frame.flags.writeable = False  # every read() hands out this one array: nobody may draw on it
         with self._lock:
             self._frame = frame
 
@@ -51,7 +54,7 @@ class ImageFileCapture:
         if not self.plugged or self.released:
             return False, None
         with self._lock:
-            return True, self._frame.copy()
+            return True, self._frame
 
     def release(self) -> None:
         self.released = True

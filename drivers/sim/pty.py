@@ -124,7 +124,7 @@ class PtyCable:
         (a_master, _), (b_master, _) = ends
         while not stop.is_set():
             try:
-                ready, _, _ = select.select([a_master, b_master], [], [], 0.1)
+                ready, _, _ = select.select([a_master, b_master], [], [], 0.5)
                 for fd in ready:
                     data = os.read(fd, 4096)
                     direction = "a->b" if fd == a_master else "b->a"

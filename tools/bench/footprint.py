@@ -1,0 +1,93 @@
+"""Footprint of the simulated daemon: time to READY, resident memory, idle CPU.
+
+Runs `cabinetd --simulate` as a process (as systemd would, with NOTIFY_SOCKET), waits for READY=1,
+lets it idle, and reads /proc for its memory and CPU. Side by side, in the same run, the resident
+memory of a bare interpreter and of each library the daemon imports, so the figures can be read
+against what the peers cost on their own. Goals (issue 2): idle RSS <= 80 MB without face support,
+idle CPU <= 2 % of one core. Note: the simulated daemon also runs the twins in-process (a pymodbus
+server and its event loop, the thermal model, a pty cable), which a real cabinet does not.
+
+    .venv/bin/python tools/bench/footprint.py [--runs 3] [--idle-seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tools.daemon_process import CabinetProcess  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def import_rss(statement: str) -> float:
+    code = (f"{statement}\nimport pathlib\n"
+            "print([l for l in pathlib.Path('/proc/self/status').read_text().splitlines()"
+            " if l.startswith('VmRSS:')][0].split()[1])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip()) / 1024
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--idle-seconds", type=float, default=20.0)
+    args = p.parse_args()
+
+    print("resident memory of the libraries on their own (fresh interpreter each):")
+    peers = [("python3 (bare interpreter)", "pass"),
+             ("gpiozero + MockFactory", "import gpiozero.pins.mock"),
+             ("pyserial", "import serial"),
+             ("pymodbus client", "import pymodbus.client"),
+             ("pymodbus server (simulation only)", "import pymodbus.server, pymodbus.simulator"),
+             ("numpy", "import numpy"),
+             ("opencv (not loaded unless a real camera or a posted image)", "import cv2"),
+             ("all of cabinetd's modules", "import cabinet.app, drivers.sim.world")]
+    for name, statement in peers:
+        print(f"  {name:<60} {import_rss(statement):6.1f} MB")
+
+    print(f"\ncabinetd --simulate, {args.runs} runs, {args.idle_seconds:g} s idle each:")
+    print(f"  {'run':>3}  {'to READY':>9}  {'RSS':>8}  {'idle CPU':>9}")
+    results = []
+    for run in range(1, args.runs + 1):
+        with tempfile.TemporaryDirectory() as data:
+            d = CabinetProcess(data_dir=data)
+            try:
+                ready = d.wait_ready()
+                time.sleep(3)  # let the first readings and lazy imports happen
+                cpu0, t0 = cpu_seconds(d.proc.pid), time.monotonic()
+                time.sleep(args.idle_seconds)
+                cpu = (cpu_seconds(d.proc.pid) - cpu0) / (time.monotonic() - t0) * 100
+                rss = rss_mb(d.proc.pid)
+            finally:
+                d.kill()
+        results.append((ready, rss, cpu))
+        print(f"  {run:>3}  {ready:8.2f}s  {rss:6.1f}MB  {cpu:8.2f}%")
+    best = min(results)
+    worst_rss = max(r[1] for r in results)
+    worst_cpu = max(r[2] for r in results)
+    print(f"\nsummary: READY in {best[0]:.2f} s (best), RSS up to {worst_rss:.1f} MB "
+          f"(goal <= 80), idle CPU up to {worst_cpu:.2f} % of a core (goal <= 2)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
