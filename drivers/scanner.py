@@ -57,6 +57,12 @@ class ScannerReader(ReaderThread):
         self._faults = FaultTracker(emit, clock)
         self._serial: serial.Serial | None = None
 
+    @property
+    def connected(self) -> bool:
+        """The port is open (pyserial flushes input on open: lines sent before are lost, as they
+        would be from a real scanner)."""
+        return self._serial is not None
+
     def _open(self) -> serial.Serial:
         return serial.Serial(self.port, self._baudrate, timeout=0.5, exclusive=True)
 

@@ -86,8 +86,9 @@ def test_device_loss_is_a_fault_that_clears_when_it_comes_back(daemon, device, f
 
 
 def test_scanner_line_reaches_the_controller(daemon):
-    assert daemon.post("/sim/scan", {"text": "CAB:hello"})[0] == 200
-    scan = wait_for(lambda: daemon.state()["last_scan"], what="the scan")
+    # The scanner's port may still be opening (pyserial flushes on open), so send until it is read.
+    scan = wait_for(lambda: daemon.post("/sim/scan", {"text": "CAB:hello"})[0] == 200
+                    and daemon.state()["last_scan"], what="the scan")
     assert scan["length"] == 9
     daemon.post("/sim/scan", {"hex": "fffe0d0a"})
     wait_for(lambda: "not UTF-8" in daemon.state()["last_scan"]["result"], what="unreadable scan")

@@ -18,6 +18,7 @@ def scanner(tmp_path, recorder):
     port = PtyPort(tmp_path / "scanner")
     reader = ScannerReader(str(port.path), baudrate=9600, max_line_bytes=64, emit=recorder)
     reader.start()
+    wait_for(lambda: reader.connected, what="the port open")
     yield port, reader
     reader.close()
     port.close()
@@ -29,7 +30,6 @@ def _texts(recorder):
 
 def test_lines_with_any_line_ending_in_pieces(scanner, recorder):
     port, reader = scanner
-    wait_for(lambda: reader.running)
     port.write(b"CAB1:abc")
     port.write(b"def\r\nsecond\n")
     port.write(b"third\r")
@@ -60,6 +60,7 @@ def test_unplug_is_a_fault_and_replug_recovers(scanner, recorder):
     assert fault.device == "scanner" and str(port.path) in fault.detail
     port.plug()
     wait_for(lambda: recorder.of(DeviceRecovered), timeout=15, what="recovery")
+    wait_for(lambda: reader.connected, what="the port open")
     port.write(b"two\r\n")
     wait_for(lambda: _texts(recorder) == ["one", "two"], what="reading after replug")
 
