@@ -117,7 +117,8 @@ def build_hardware(config: Config, emit: Callable[[object], None], *, simulate: 
                                      max_line_bytes=config.scanner.max_line_bytes, emit=emit))
     camera = None
     if config.camera.enabled:
-        camera = CameraReader(open_camera, where=camera_where, emit=emit)
+        camera = CameraReader(open_camera, where=camera_where, emit=emit,
+                              read_timeout_seconds=config.camera.read_timeout_seconds)
         readers.append(camera)
     for reader in readers:
         stack.callback(reader.close)

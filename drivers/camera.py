@@ -40,13 +40,13 @@ class CameraReader(ReaderThread):
 
     def __init__(self, open_capture: Callable[[], Capture], *, where: str,
                  emit: Callable[[object], None], clock: Callable[[], float] = time.monotonic,
-                 failed_reads_before_fault: int = 5):
+                 read_timeout_seconds: float = 2.0):
         super().__init__()
         self._open_capture = open_capture
         self.where = where
         self._clock = clock
         self._faults = FaultTracker(emit, clock)
-        self._failures_allowed = failed_reads_before_fault
+        self._read_timeout = read_timeout_seconds
         self._frame_lock = threading.Lock()
         self._latest: tuple[int, float, Any] | None = None
         self._sequence = 0
@@ -65,15 +65,16 @@ class CameraReader(ReaderThread):
                 capture = self._open_capture()
                 if not capture.isOpened():
                     raise OSError("cannot open capture device")
-                failures = 0
+                last_frame = time.monotonic()
                 while not self._stopping.is_set():
                     ok, frame = capture.read()
                     if not ok or frame is None:
-                        failures += 1
-                        if failures >= self._failures_allowed:
-                            raise OSError(f"{failures} reads in a row returned no frame")
+                        silent = time.monotonic() - last_frame
+                        if silent >= self._read_timeout:
+                            raise OSError(f"no frame for {silent:.1f} s")
+                        self._stopping.wait(0.01)  # a failing capture can return at once
                         continue
-                    failures = 0
+                    last_frame = time.monotonic()
                     backoff.reset()
                     self._faults.ok("camera")
                     with self._frame_lock:

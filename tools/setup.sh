@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 want=${1:-run}
 
-apt_packages=(python3 python3-venv python3-dev)
+apt_packages=(python3 python3-venv)
 venv_flags=()
 if [ "$(uname -m)" = aarch64 ]; then
     # The Pi's GPIO library: Debian's package covers every Python version of the OS; the venv sees it.
