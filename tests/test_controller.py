@@ -10,7 +10,7 @@ import pytest
 
 from cabinet.config import Config
 from cabinet.controller import Actuators, Controller
-from cabinet.events import (DeviceFaulted, DeviceRecovered, DoorClosed, DoorOpened, ShelfWeighed,
+from cabinet.events import (CallRequested, DeviceFaulted, DeviceRecovered, DoorClosed, DoorOpened, ShelfWeighed,
                             TemperatureRead)
 from cabinet.store import Store
 from cabinet.systemd import Notifier
@@ -30,14 +30,18 @@ class FakeClock:
         self.now += seconds
 
 
+def make_actuators(factory) -> Actuators:
+    return Actuators(lock=LockRelay(17, active_high=True, pin_factory=factory),
+                     buzzer=Relay("buzzer", 24, active_high=True, pin_factory=factory),
+                     compressor=Relay("compressor", 22, active_high=True, pin_factory=factory),
+                     heater=Relay("heater", 23, active_high=True, pin_factory=factory))
+
+
 @pytest.fixture
 def rig(tmp_path, factory):
     clock = FakeClock()
     store = Store(tmp_path / "c.db", cabinet_id="c-1", software_version="t")
-    out = Actuators(lock=LockRelay(17, active_high=True, pin_factory=factory),
-                    buzzer=Relay("buzzer", 24, active_high=True, pin_factory=factory),
-                    compressor=Relay("compressor", 22, active_high=True, pin_factory=factory),
-                    heater=Relay("heater", 23, active_high=True, pin_factory=factory))
+    out = make_actuators(factory)
     controller = Controller(Config(), out, store, clock=clock)
     yield controller, clock, out, store
     store.close()
@@ -151,11 +155,7 @@ def test_watchdog_pings_stop_while_the_loop_is_stuck(tmp_path, factory, monkeypa
     monkeypatch.setenv("WATCHDOG_USEC", "200000")
     notifier = Notifier(address=sock_path)
     store = Store(tmp_path / "c.db", cabinet_id="c", software_version="t")
-    out = Actuators(lock=LockRelay(17, active_high=True, pin_factory=factory),
-                    buzzer=Relay("b", 24, active_high=True, pin_factory=factory),
-                    compressor=Relay("c", 22, active_high=True, pin_factory=factory),
-                    heater=Relay("h", 23, active_high=True, pin_factory=factory))
-    controller = Controller(Config(), out, store, notifier=notifier)
+    controller = Controller(Config(), make_actuators(factory), store, notifier=notifier)
     loop = threading.Thread(target=controller.run)
     loop.start()
 
@@ -170,8 +170,7 @@ def test_watchdog_pings_stop_while_the_loop_is_stuck(tmp_path, factory, monkeypa
     try:
         assert b"WATCHDOG=1" in drain(0.5)
         release = threading.Event()
-        controller.emit(__import__("cabinet.events", fromlist=["CallRequested"]).CallRequested(
-            lambda: release.wait(5), lambda r, e: None))
+        controller.emit(CallRequested(lambda: release.wait(5), lambda r, e: None))
         time.sleep(0.3)  # let the loop pick up the stuck call and the socket empty
         drain(0.1)
         assert drain(0.8) == [], "a stuck loop must not feed the watchdog"
