@@ -16,7 +16,8 @@ from contextlib import ExitStack, closing
 from pathlib import Path
 
 from . import __version__
-from .config import Config, read_secret
+from .config import Config, ConfigError, read_secret
+from .planogram import Planogram, PlanogramError, from_json, load as load_planogram
 from .controller import Actuators, Controller
 from .hardware import build_hardware
 from .store import Store
@@ -35,15 +36,20 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
         store = stack.enter_context(closing(Store(data_dir / "cabinet.db",
                                                   cabinet_id=config.cabinet.id,
                                                   software_version=__version__)))
+        planogram = _planogram(config, store)
+        stock = [] if planogram is None else [
+            (shelf, sku, planogram.products[sku].unit_grams, count)
+            for shelf, skus in planogram.shelves.items() for sku, count in skus.items()]
         hardware = build_hardware(config, events.put, simulate=simulate, stack=stack,
-                                  data_dir=data_dir)
-        controller = Controller(config, Actuators(lock=hardware.lock, buzzer=hardware.buzzer,
-                                                  compressor=hardware.compressor,
-                                                  heater=hardware.heater),
-                                store, notifier=notifier, events=events)
+                                  data_dir=data_dir, stock=stock)
+        fast, idle = config.shelves.session_poll_interval_seconds, config.shelves.poll_interval_seconds
+        controller = Controller(config, Actuators(
+            lock=hardware.lock, buzzer=hardware.buzzer, compressor=hardware.compressor,
+            heater=hardware.heater,
+            weigh_fast=lambda on: hardware.shelves.set_interval(fast if on else idle)),
+            store, notifier=notifier, events=events, planogram=planogram)
         stack.callback(hardware.lock.lock)  # belt and braces: locked before the relays close
-        ui = UiServer(config.http.host, http_port, state=lambda: controller.snapshot,
-                      sim=hardware.sim)
+        ui = UiServer(config.http.host, http_port, controller=controller, sim=hardware.sim)
         stack.callback(ui.close)
         ui.start()
         log.info("listening on %s (state at %s/api/state)", ui.url, ui.url)
@@ -62,3 +68,28 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
         log.info("shutting down")
     log.info("stopped")
     return 0
+
+
+def _planogram(config: Config, store: Store) -> Planogram | None:
+    """The live planogram from the database; at first start, the one in checkout.planogram_file."""
+    shelf_ids = {s.id for s in config.shelves.shelf}
+    saved = store.planogram_json()
+    if saved is not None:
+        try:
+            return from_json(saved, f"{store.path} (planogram)", shelf_ids)
+        except PlanogramError as exc:
+            # The config's shelves changed under a saved planogram: say so, sell nothing.
+            log.error("saved planogram unusable: %s; load one with `cabinet planogram load`", exc)
+            return None
+    path = Path(config.checkout.planogram_file)
+    if not path.exists():
+        log.error("no planogram: %s does not exist and none is saved; the cabinet sells nothing "
+                  "until one is loaded (`cabinet planogram load FILE`)", path)
+        return None
+    try:
+        planogram = load_planogram(path, shelf_ids)
+    except PlanogramError as exc:
+        raise ConfigError(str(exc)) from None
+    store.save_planogram(planogram.to_json())
+    log.info("planogram %r loaded from %s", planogram.version, path)
+    return planogram

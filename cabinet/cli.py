@@ -10,6 +10,7 @@ Exit status: 0 on success, 2 for a bad command line or config, 1 for a failure a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -44,10 +45,16 @@ def _daemon_parser() -> argparse.ArgumentParser:
     return p
 
 
+EXAMPLE_PLANOGRAM = Path(__file__).resolve().parents[1] / "config" / "planogram.toml"
+
+
 def load_config(path: Path | None, simulate: bool) -> Config:
-    if path is None and simulate:
-        return Config()
-    return load(path or DEFAULT_PATH)
+    config = Config() if path is None and simulate else load(path or DEFAULT_PATH)
+    if simulate and not Path(config.checkout.planogram_file).exists() and EXAMPLE_PLANOGRAM.exists():
+        # A simulation on a machine with no /etc/cabinet sells the example planogram.
+        config = dataclasses.replace(config, checkout=dataclasses.replace(
+            config.checkout, planogram_file=str(EXAMPLE_PLANOGRAM)))
+    return config
 
 
 def _setup_logging(level: str) -> None:

@@ -121,6 +121,7 @@ class ShelvesSection:
     value_format: str = _f("int32", _one_of("int32", "int16", "uint16"))
     word_order: str = _f("big", _one_of("big", "little"))
     poll_interval_seconds: float = _f(0.25, _between(0.05, 10, " s"))
+    session_poll_interval_seconds: float = _f(0.1, _between(0.02, 10, " s"))
     stable_band_grams: float = _f(3.0, _between(0.1, 500, " g"))
     stable_readings: int = _f(4, _between(2, 50))
     shelf: tuple[ShelfEntry, ...] = field(default_factory=_default_shelves,
@@ -162,6 +163,9 @@ class CheckoutSection:
     door_open_warning_seconds: float = _f(30.0, _between(5, 600, " s"))
     door_open_alarm_seconds: float = _f(60.0, _between(10, 1200, " s"))
     settle_timeout_seconds: float = _f(10.0, _between(1, 120, " s"))
+    shelf_tolerance_grams: float = _f(5.0, _between(0.5, 200, " g"))
+    receipt_seconds: float = _f(10.0, _between(3, 120, " s"))
+    planogram_file: str = _f("/etc/cabinet/planogram.toml", _absolute_path)
 
 
 @dataclass(frozen=True)
@@ -177,33 +181,13 @@ class SyncSection:
 
 
 @dataclass(frozen=True)
-class SimItem:
-    shelf: int = _f(1, _between(1, 64))
-    sku: str = _f("item", _matches(r"[A-Za-z0-9_.-]{1,64}", "1-64 letters, digits, '.', '_' or '-'"))
-    unit_grams: float = _f(100.0, _between(0.1, 50000, " g"))
-    count: int = _f(0, _between(0, 1000))
-
-
-def _default_items() -> tuple[SimItem, ...]:
-    return (
-        SimItem(shelf=1, sku="water-550ml", unit_grams=572.0, count=12),
-        SimItem(shelf=1, sku="tea-500ml", unit_grams=531.0, count=8),
-        SimItem(shelf=2, sku="yak-milk-250ml", unit_grams=262.0, count=10),
-        SimItem(shelf=2, sku="tsampa-bar", unit_grams=85.0, count=20),
-        SimItem(shelf=3, sku="steamed-bun", unit_grams=120.0, count=16),
-        SimItem(shelf=4, sku="tissue-pack", unit_grams=48.0, count=30),
-    )
-
-
-@dataclass(frozen=True)
 class SimulationSection:
     ambient_celsius: float = _f(20.0, _between(-40, 50, " °C"))
     start_celsius: float = _f(4.0, _between(-40, 50, " °C"))
     tare_grams: float = _f(1500.0, _between(0, 100000, " g"))
     noise_grams: float = _f(0.4, _between(0, 50, " g"))
     creep_grams_per_hour: float = _f(2.0, _between(0, 100, " g/h"))
-    settle_seconds: float = _f(1.5, _between(0, 30, " s"))
-    item: tuple[SimItem, ...] = field(default_factory=_default_items, metadata={"item": SimItem})
+    settle_seconds: float = _f(1.0, _between(0, 30, " s"))
 
 
 @dataclass(frozen=True)
@@ -367,10 +351,6 @@ def _check_across(config: Config) -> None:
         raise ConfigError(f"{src}: checkout.door_open_alarm_seconds = {c.door_open_alarm_seconds:g}: "
                           f"must be greater than checkout.door_open_warning_seconds "
                           f"({c.door_open_warning_seconds:g})")
-    for i, item in enumerate(config.simulation.item):
-        if item.shelf not in seen_ids:
-            raise ConfigError(f"{src}: simulation.item[{i}].shelf = {item.shelf}: "
-                              f"no such shelf; configured shelves: {sorted(seen_ids)}")
 
 
 def read_secret(path: Path | str, what: str) -> str:

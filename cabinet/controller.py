@@ -6,8 +6,9 @@ screen and /api/state. Nothing else writes the state, so nothing here needs a lo
 watchdog is fed from a timer on this loop: if a handler hangs, the pings stop and systemd restarts
 the daemon, which starts locked.
 
-The foundation handles the door (a door that opens with no authorised session is forced open),
-device faults and recoveries, shelf stability and the temperature; checkout, climate control and
+It routes door and weight events to the checkout machine (checkout.py), raises the forced-open
+alarm for a door that opens with no session, tracks device faults, shelf stability and the
+temperature, and at start-up resumes a session that a crash left unfinished; climate control and
 sync plug in as their issues land.
 """
 
@@ -20,9 +21,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from .checkout import Authorisation, Checkout, Refused, Settings
 from .config import Config
 from .events import (CallRequested, CodeScanned, DeviceFaulted, DeviceRecovered, DoorClosed,
                      DoorOpened, ScanUnreadable, ShelfWeighed, StopRequested, TemperatureRead)
+from .planogram import Planogram
+from .session_effects import SessionEffects
 from .store import Store, utc_now
 from .systemd import Notifier, NotifyError
 from .timers import TimerHeap
@@ -51,12 +55,13 @@ class Actuators:
     buzzer: Output
     compressor: Output
     heater: Output
+    weigh_fast: Callable[[bool], None] = lambda fast: None  # shelf polling rate for sessions
 
 
 class Controller:
     def __init__(self, config: Config, actuators: Actuators, store: Store, *,
                  clock: Callable[[], float] = time.monotonic, notifier: Notifier | None = None,
-                 events: queue.Queue | None = None):
+                 events: queue.Queue | None = None, planogram: Planogram | None = None):
         self.config = config
         self.out = actuators
         self.store = store
@@ -68,7 +73,18 @@ class Controller:
         self._stopping = False
 
         self.door_open: bool | None = None
-        self.session: dict[str, Any] | None = None  # the checkout issue fills this in
+        self.planogram = planogram
+        c = config.checkout
+        self.checkout = Checkout(Settings(c.unlock_timeout_seconds, c.door_open_warning_seconds,
+                                          c.door_open_alarm_seconds, c.settle_timeout_seconds,
+                                          c.shelf_tolerance_grams), SessionEffects(self))
+        self.receipt: dict[str, Any] | None = None
+        self.last_refusal: dict[str, Any] | None = None
+        # A session a crash left open is resumed once the door's state is known.
+        self._unfinished = store.unfinished_session()
+        if self._unfinished:
+            log.warning("session %s was left unfinished (%s); resuming it",
+                        self._unfinished["session_id"], self._unfinished["state"])
         self.faults: dict[str, dict[str, Any]] = {}
         self.shelves = {s.id: StabilityFilter(readings=config.shelves.stable_readings,
                                               band_grams=config.shelves.stable_band_grams)
@@ -138,19 +154,35 @@ class Controller:
             self.out.lock.lock()
 
     # --- handlers ---------------------------------------------------------------------------------
+    def _resume_if_needed(self, door_open: bool) -> bool:
+        if self._unfinished is None:
+            return False
+        journal, self._unfinished = self._unfinished, None
+        self.checkout.resume(journal, door_open)
+        return True
+
     def _on_door_opened(self, event: DoorOpened) -> None:
         first = self.door_open is None
         self.door_open = True
-        if self.session is None:
+        if self._resume_if_needed(door_open=True):
+            return
+        if not self.checkout.door_opened():
             detail = ("door found open at start-up" if first
                       else "door opened while locked, with no authorised session")
-            self._raise_alarm("forced_open", detail)
+            if self.checkout.state == "open":
+                detail = "door opened again after it closed, before the sale was settled"
+            self.raise_alarm("forced_open", detail)
             self.out.buzzer.energise()
 
     def _on_door_closed(self, event: DoorClosed) -> None:
         self.door_open = False
+        if self._resume_if_needed(door_open=False):
+            return
+        if self.checkout.state == "authorised":
+            return  # unlocked and waiting: the door being shut is no news
         self.out.lock.lock()
         self.out.buzzer.release()
+        self.checkout.door_closed()
 
     def _on_shelf_weighed(self, event: ShelfWeighed) -> None:
         grams = float(event.grams)
@@ -159,6 +191,7 @@ class Controller:
         shelf = self.shelves.get(event.shelf)
         if shelf is not None:
             shelf.add(grams)
+            self.checkout.shelves_weighed()
 
     def _on_temperature(self, event: TemperatureRead) -> None:
         self.temperature = {"celsius": round(event.celsius, 3), "sensor": event.sensor,
@@ -179,11 +212,11 @@ class Controller:
         self.faults[event.device] = {"detail": event.detail, "since": since}
         if event.device.startswith("shelf:"):
             self.shelves.get(int(event.device[6:]), StabilityFilter(readings=2, band_grams=1)).reset()
-        self._raise_alarm(f"device_fault:{event.device}", event.detail)
+        self.raise_alarm(f"device_fault:{event.device}", event.detail)
 
     def _on_device_recovered(self, event: DeviceRecovered) -> None:
         self.faults.pop(event.device, None)
-        self._clear_alarm(f"device_fault:{event.device}")
+        self.clear_alarm(f"device_fault:{event.device}")
 
     def _on_call(self, event: CallRequested) -> None:
         try:
@@ -204,14 +237,61 @@ class Controller:
                  DeviceFaulted: _on_device_faulted, DeviceRecovered: _on_device_recovered,
                  CallRequested: _on_call, StopRequested: _on_stop}
 
+    # --- checkout ---------------------------------------------------------------------------------
+    def authorise(self, auth: Authorisation) -> str:
+        """Open a session for `auth` (on the controller thread); raise Refused with the reason."""
+        try:
+            if self._unfinished is not None:
+                raise Refused("recovering", "finishing the previous session first")
+            stable = {n: f.stable_grams for n, f in self.shelves.items()}
+            session_id = self.checkout.authorise(auth, stable_grams=stable,
+                                                 faulted=set(self.faults),
+                                                 door_open=self.door_open,
+                                                 planogram=self.planogram)
+        except Refused as refusal:
+            self.last_refusal = {"reason": refusal.reason, "detail": str(refusal),
+                                 "method": auth.method, "at": utc_now()}
+            log.info("authorisation refused (%s): %s", refusal.reason, refusal)
+            raise
+        self.last_refusal = None
+        self.receipt = None
+        log.info("session %s opened for %s %s by %s", session_id, auth.role, auth.subject,
+                 auth.method)
+        return session_id
+
+    def session_finished(self, session: dict[str, Any], outcome: str,
+                         record: dict[str, Any] | None) -> None:
+        self.outbox = self.store.outbox_counts()
+        log.info("session %s ended: %s%s", session["session_id"], outcome,
+                 f", total {record['total_fen']} fen" if record and "total_fen" in record else "")
+        if outcome == "no_sale":
+            return
+        self.receipt = {"session_id": session["session_id"], "outcome": outcome,
+                        "lines": record.get("lines", []), "total_fen": record.get("total_fen", 0),
+                        "flags": [f["kind"] for f in record["flags"]]}
+        receipt_id = session["session_id"]
+
+        def clear():
+            if self.receipt and self.receipt["session_id"] == receipt_id:
+                self.receipt = None
+        self.timers.call_later(self.config.checkout.receipt_seconds, "receipt", clear)
+
+    def replace_planogram(self, new: Planogram) -> None:
+        """Replace the planogram (products, prices, stock) between sessions."""
+        if self.checkout.state != "idle" or self._unfinished is not None:
+            raise Refused("busy", "a session is in progress; try again when it has ended")
+        self.store.save_planogram(new.to_json())
+        self.planogram = new
+        log.info("planogram replaced (version %r)", new.version)
+
     # --- alarms -----------------------------------------------------------------------------------
-    def _raise_alarm(self, kind: str, detail: str) -> None:
+    def raise_alarm(self, kind: str, detail: str) -> None:
         alarm = self.store.raise_alarm(kind, detail)
         if alarm["new"]:
             log.warning("ALARM %s: %s", kind, detail)
             self._refresh_alarms()
 
-    def _clear_alarm(self, kind: str) -> None:
+    def clear_alarm(self, kind: str) -> None:
         if self.store.clear_alarm(kind):
             log.info("alarm cleared: %s", kind)
             self._refresh_alarms()
@@ -262,8 +342,36 @@ class Controller:
             "alarms": [{"kind": a["kind"], "detail": a["detail"], "raised_at": a["raised_at"]}
                        for a in self.alarms],
             "faults": {device: dict(info) for device, info in sorted(self.faults.items())},
-            "session": self.session,
+            "session": self._session_state(),
+            "receipt": self.receipt,
+            "last_refusal": self.last_refusal,
+            "products": self._products_state(),
             "last_scan": self.last_scan,
             "outbox": dict(self.outbox),
         }
         self.snapshot = snapshot  # one reference swap: readers see a whole snapshot or the last
+
+    def _session_state(self) -> dict[str, Any] | None:
+        session = self.checkout.session
+        if session is None:
+            return None
+        auth = session["authorisation"]
+        return {"session_id": session["session_id"], "state": self.checkout.state,
+                "prompt": self.checkout.prompt, "role": auth["role"], "method": auth["method"],
+                "restock": auth["restock"], "recovered": session["recovered"]}
+
+    def _products_state(self) -> list[dict[str, Any]]:
+        if self.planogram is None:
+            return []
+        cached = getattr(self, "_products_cache", None)
+        if cached is not None and cached[0] is self.planogram:
+            return cached[1]  # rebuilt only when the planogram (or its stock) changes
+        out = []
+        for shelf, stock in sorted(self.planogram.shelves.items()):
+            for sku, count in stock.items():
+                p = self.planogram.products[sku]
+                out.append({"sku": sku, "shelf": shelf, "stock": count, "price_fen": p.price_fen,
+                            "name_zh": p.name_zh, "name_bo": p.name_bo, "name_en": p.name_en,
+                            "perishable": p.perishable})
+        self._products_cache = (self.planogram, out)
+        return out

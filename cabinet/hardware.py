@@ -40,6 +40,7 @@ class Hardware:
     buzzer: Relay
     readers: list[ReaderThread] = field(default_factory=list)
     camera: CameraReader | None = None
+    shelves: ShelfReader | None = None
     sim: Any = None  # drivers.sim.world.SimulatedCabinet when simulating
 
     def start(self) -> None:
@@ -59,7 +60,10 @@ def _pin_factory(config: Config, simulate: bool):
 
 
 def build_hardware(config: Config, emit: Callable[[object], None], *, simulate: bool,
-                   stack: ExitStack, data_dir: Path) -> Hardware:
+                   stack: ExitStack, data_dir: Path,
+                   stock: list[tuple[int, str, float, int]] = ()) -> Hardware:
+    """`stock` (shelf, sku, unit grams, count) fills the simulated shelves the first time a
+    simulation runs in `data_dir`; later runs continue from the simulated world's saved state."""
     factory = _pin_factory(config, simulate)
     if simulate:
         stack.callback(factory.reset)  # releases the mock pins, as a test's teardown must
@@ -79,7 +83,8 @@ def build_hardware(config: Config, emit: Callable[[object], None], *, simulate: 
                                     config.camera.height, config.camera.frames_per_second)
     camera_where = config.camera.device
     if simulate:
-        sim = stack.enter_context(closing(_build_simulation(config, factory, data_dir / "sim")))
+        sim = stack.enter_context(closing(_build_simulation(config, factory, data_dir / "sim",
+                                                            stock)))
         sim.attach_relays(lambda: relays["compressor"].energised,
                           lambda: relays["heater"].energised)
         rs485_port, scanner_port, w1_base_dir = sim.rs485_port, sim.scanner_port, sim.w1_base_dir
@@ -89,7 +94,7 @@ def build_hardware(config: Config, emit: Callable[[object], None], *, simulate: 
                                           bounce_seconds=config.door.bounce_seconds,
                                           pin_factory=factory, emit=emit))
     if sim is not None:
-        sim.set_door(False)  # the simulated cabinet starts with its door shut
+        sim.set_door(sim.door_open_now)  # as the simulated world was left (shut the first time)
 
     r = config.rs485
     bus = stack.enter_context(closing(ModbusBus(rs485_port, baudrate=r.baudrate, parity=r.parity,
@@ -97,11 +102,12 @@ def build_hardware(config: Config, emit: Callable[[object], None], *, simulate: 
                                                  timeout_seconds=r.timeout_seconds)))
     readers: list[ReaderThread] = []
     s = config.shelves
-    readers.append(ShelfReader(bus, [ShelfBoard(b.id, b.device_id, b.grams_per_count, b.offset_grams)
+    shelves = ShelfReader(bus, [ShelfBoard(b.id, b.device_id, b.grams_per_count, b.offset_grams)
                                      for b in s.shelf],
                                register=s.weight_register, register_kind=s.register_kind,
                                value_format=s.value_format, word_order=s.word_order,
-                               poll_interval_seconds=s.poll_interval_seconds, emit=emit))
+                               poll_interval_seconds=s.poll_interval_seconds, emit=emit)
+    readers.append(shelves)
     t = config.thermometer
     if t.kind == "ds18b20":
         readers.append(Ds18b20Reader(w1_base_dir, t.sensor_id,
@@ -124,10 +130,10 @@ def build_hardware(config: Config, emit: Callable[[object], None], *, simulate: 
         stack.callback(reader.close)
     return Hardware(pin_factory=factory, lock=lock, door=door, buzzer=relays["buzzer"],
                     compressor=relays["compressor"], heater=relays["heater"],
-                    readers=readers, camera=camera, sim=sim)
+                    readers=readers, camera=camera, shelves=shelves, sim=sim)
 
 
-def _build_simulation(config: Config, factory, folder: Path):
+def _build_simulation(config: Config, factory, folder: Path, stock):
     from drivers.sim.world import SimItem, SimShelf, SimulatedCabinet
 
     sim = config.simulation
@@ -135,7 +141,7 @@ def _build_simulation(config: Config, factory, folder: Path):
     return SimulatedCabinet(
         folder, pin_factory=factory, door_pin=config.door.pin, door_pull_up=config.door.pull_up,
         shelves=[SimShelf(b.id, b.device_id, b.grams_per_count) for b in config.shelves.shelf],
-        items=[SimItem(i.shelf, i.sku, i.unit_grams, i.count) for i in sim.item],
+        items=[SimItem(*entry) for entry in stock],
         register=config.shelves.weight_register, value_format=config.shelves.value_format,
         word_order=config.shelves.word_order, tare_grams=sim.tare_grams,
         noise_grams=sim.noise_grams, creep_grams_per_hour=sim.creep_grams_per_hour,

@@ -38,18 +38,28 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX alarms_active ON alarms (kind) WHERE cleared_at IS NULL;
     CREATE TABLE sessions (                              -- the journal, written before unlocking
-        session_id    TEXT PRIMARY KEY,
-        state         TEXT NOT NULL,
-        authorisation TEXT NOT NULL,
-        before_grams  TEXT NOT NULL,
-        opened_at     TEXT NOT NULL,
-        updated_at    TEXT NOT NULL
+        session_id TEXT PRIMARY KEY,
+        state      TEXT NOT NULL,                        -- authorised, open, settling, ended
+        body       TEXT NOT NULL,                        -- JSON: authorisation, before_grams, times
+        outcome    TEXT,                                 -- sale, inventory, no_sale (when ended)
+        updated_at TEXT NOT NULL
     );
+    CREATE INDEX sessions_open ON sessions (state) WHERE state != 'ended';
     CREATE TABLE sales (
         session_id TEXT PRIMARY KEY REFERENCES sessions (session_id),
         total_fen  INTEGER NOT NULL,
         body       TEXT NOT NULL,
         created_at TEXT NOT NULL
+    );
+    CREATE TABLE inventory (
+        session_id TEXT PRIMARY KEY REFERENCES sessions (session_id),
+        body       TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE planogram (                             -- the live planogram, stock included
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        body       TEXT NOT NULL,
+        updated_at TEXT NOT NULL
     );
     """,
 ]
@@ -186,6 +196,78 @@ class Store:
         rows = self._db.execute("SELECT alarm_id, kind, detail, raised_at FROM alarms "
                                 "WHERE cleared_at IS NULL ORDER BY raised_at").fetchall()
         return [dict(zip(("alarm_id", "kind", "detail", "raised_at"), row)) for row in rows]
+
+    # --- sessions, sales, inventory, planogram ------------------------------------------------------
+    def begin_session(self, session: dict[str, Any]) -> None:
+        """Journal a new session (committed before the caller opens the lock)."""
+        with self.transaction():
+            self._db.execute("INSERT INTO sessions (session_id, state, body, updated_at) "
+                             "VALUES (?, 'authorised', ?, ?)",
+                             (session["session_id"], json.dumps(session, ensure_ascii=False),
+                              utc_now()))
+
+    def update_session(self, session: dict[str, Any], state: str) -> None:
+        with self.transaction():
+            self._db.execute("UPDATE sessions SET state = ?, body = ?, updated_at = ? "
+                             "WHERE session_id = ? AND state != 'ended'",
+                             (state, json.dumps({**session, "state": state}, ensure_ascii=False),
+                              utc_now(), session["session_id"]))
+
+    def finish_session(self, session: dict[str, Any], outcome: str,
+                       record: dict[str, Any] | None, planogram_json: str | None) -> dict | None:
+        """End a session with its one outcome, in one transaction: the sale or inventory row, its
+        outbox record, the new stock and the journal's end. A session already ended is left alone
+        (returns None), so a replay can never make a second sale."""
+        with self.transaction():
+            row = self._db.execute("SELECT state FROM sessions WHERE session_id = ?",
+                                   (session["session_id"],)).fetchone()
+            if row is None or row[0] == "ended":
+                return None
+            now = utc_now()
+            out = None
+            if outcome == "sale":
+                self._db.execute("INSERT INTO sales (session_id, total_fen, body, created_at) "
+                                 "VALUES (?, ?, ?, ?)",
+                                 (session["session_id"], record["total_fen"],
+                                  json.dumps(record, ensure_ascii=False), now))
+                out = self.add_outbox("sale", record)
+            elif outcome == "inventory":
+                self._db.execute("INSERT INTO inventory (session_id, body, created_at) "
+                                 "VALUES (?, ?, ?)",
+                                 (session["session_id"], json.dumps(record, ensure_ascii=False), now))
+                out = self.add_outbox("inventory", record)
+            else:
+                out = self.add_outbox("session", {"session_id": session["session_id"],
+                                                  "outcome": outcome,
+                                                  "authorisation": session["authorisation"],
+                                                  "authorised_at": session["authorised_at"]})
+            if planogram_json is not None:
+                self._save_planogram(planogram_json)
+            self._db.execute("UPDATE sessions SET state = 'ended', outcome = ?, updated_at = ? "
+                             "WHERE session_id = ?", (outcome, now, session["session_id"]))
+        return out
+
+    def unfinished_session(self) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT body, state FROM sessions WHERE state != 'ended' "
+                               "ORDER BY updated_at DESC LIMIT 1").fetchone()
+        return None if row is None else {**json.loads(row[0]), "state": row[1]}
+
+    def planogram_json(self) -> str | None:
+        row = self._db.execute("SELECT body FROM planogram WHERE id = 1").fetchone()
+        return None if row is None else row[0]
+
+    def save_planogram(self, planogram_json: str) -> None:
+        with self.transaction():
+            self._save_planogram(planogram_json)
+
+    def _save_planogram(self, planogram_json: str) -> None:
+        self._db.execute("INSERT INTO planogram (id, body, updated_at) VALUES (1, ?, ?) "
+                         "ON CONFLICT (id) DO UPDATE SET body = excluded.body, "
+                         "updated_at = excluded.updated_at", (planogram_json, utc_now()))
+
+    def sales(self) -> list[dict[str, Any]]:
+        return [json.loads(b) for (b,) in
+                self._db.execute("SELECT body FROM sales ORDER BY created_at")]
 
     def close(self) -> None:
         self._db.close()

@@ -1,14 +1,20 @@
-"""Weighing, the domain side: when is a shelf's weight stable, and what is that weight.
+"""Weighing, the domain side: when is a shelf stable, and what does its change in weight mean.
 
 Plain numbers in, plain numbers out; no Modbus, no clock of its own. A shelf is stable when its last
 `readings` values all lie within `band_grams` of each other; the stable weight is their mean, which
 averages the load cell's noise away. Any reading outside the band (a hand, a swinging bottle)
 makes the shelf unstable again at once.
+
+A session's difference per shelf (stable weight before unlocking minus after closing, so creep and
+drift between sessions cancel out) is explained by `explain()` as counts of the products on that
+shelf, exactly, or declared ambiguous or unexplained: never guessed.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from dataclasses import dataclass
 
 
 class StabilityFilter:
@@ -39,3 +45,91 @@ class StabilityFilter:
         if not self.stable:
             return None
         return sum(self._window) / len(self._window)
+
+
+# --- explaining a difference ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Item:
+    """One product on a shelf as the solver sees it."""
+    sku: str
+    unit_grams: float
+    tolerance_grams: float
+    max_count: int
+
+
+@dataclass(frozen=True)
+class Explanation:
+    counts: dict[str, int]      # sku -> how many (only non-zero counts)
+    error_grams: float          # |difference - sum of unit weights|
+    allowed_grams: float        # the tolerance this combination is allowed
+
+
+@dataclass(frozen=True)
+class ShelfVerdict:
+    """What one shelf's difference means. `status` is one of:
+    "explained" (exactly one combination fits), "ambiguous" (several fit: never guessed),
+    "unexplained" (none fits), "too_complex" (the search was cut off: review)."""
+    status: str
+    difference_grams: float
+    counts: dict[str, int] | None
+    candidates: tuple[Explanation, ...]
+
+
+class TooComplex(Exception):
+    pass
+
+
+def explain(difference_grams: float, items: list[Item], *, base_tolerance_grams: float,
+            max_nodes: int = 200_000, max_candidates: int = 5) -> ShelfVerdict:
+    """Every combination of counts (0..max_count each) whose unit weights sum to `difference_grams`
+    within base_tolerance + sqrt(sum(count * tolerance^2)) (unit variations add like independent
+    errors). Exact: a bounded depth-first search, not a greedy fill, so 2 x 531 g is not mistaken
+    for 1 x 572 g + something. The empty combination counts too: a change smaller than the
+    tolerance is "nothing", unless a light product fits as well, which makes it ambiguous."""
+    target = difference_grams
+    ordered = sorted(items, key=lambda item: -item.unit_grams)
+    suffix_weight = [0.0] * (len(ordered) + 1)
+    suffix_var = [0.0] * (len(ordered) + 1)
+    for i in range(len(ordered) - 1, -1, -1):
+        it = ordered[i]
+        suffix_weight[i] = suffix_weight[i + 1] + it.unit_grams * it.max_count
+        suffix_var[i] = suffix_var[i + 1] + it.max_count * it.tolerance_grams ** 2
+    found: list[Explanation] = []
+    nodes = 0
+    counts = [0] * len(ordered)
+
+    def search(i: int, weight: float, variance: float) -> None:
+        nonlocal nodes
+        nodes += 1
+        if nodes > max_nodes:
+            raise TooComplex
+        if i == len(ordered):
+            allowed = base_tolerance_grams + math.sqrt(variance)
+            error = abs(target - weight)
+            if error <= allowed:
+                found.append(Explanation({ordered[k].sku: c for k, c in enumerate(counts) if c},
+                                         round(error, 1), round(allowed, 1)))
+            return
+        item = ordered[i]
+        widest = base_tolerance_grams + math.sqrt(variance + suffix_var[i])
+        if weight + suffix_weight[i] < target - widest:
+            return  # even taking everything left cannot reach the difference
+        for n in range(item.max_count + 1):
+            w = weight + n * item.unit_grams
+            if w - target > widest:
+                break  # heavier than the difference however wide the tolerance: stop adding
+            counts[i] = n
+            search(i + 1, w, variance + n * item.tolerance_grams ** 2)
+        counts[i] = 0
+
+    try:
+        search(0, 0.0, 0.0)
+    except TooComplex:
+        return ShelfVerdict("too_complex", round(difference_grams, 1), None, ())
+    found.sort(key=lambda e: e.error_grams)
+    candidates = tuple(found[:max_candidates])
+    if len(found) == 1:
+        return ShelfVerdict("explained", round(difference_grams, 1), found[0].counts, candidates)
+    return ShelfVerdict("ambiguous" if found else "unexplained", round(difference_grams, 1), None,
+                        candidates)

@@ -45,6 +45,10 @@ class ShelfReader(ReaderThread):
         self._clock = clock
         self._faults = FaultTracker(emit, clock)
 
+    def set_interval(self, seconds: float) -> None:
+        """Change the polling period (faster during a session); takes effect at the next poll."""
+        self._interval = seconds
+
     @staticmethod
     def device_name(shelf: int) -> str:
         return f"shelf:{shelf}"

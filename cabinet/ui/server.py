@@ -17,7 +17,7 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -29,10 +29,15 @@ class BadRequest(Exception):
     pass
 
 
+class Conflict(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
 class UiServer:
-    def __init__(self, host: str, port: int, *, state: Callable[[], dict[str, Any]],
-                 sim: Any = None):
-        self._state = state
+    def __init__(self, host: str, port: int, *, controller: Any, sim: Any = None):
+        self._controller = controller
         self._sim = sim
         handler = type("Handler", (_Handler,), {"ui": self})
         self.httpd = ThreadingHTTPServer((host, port), handler)
@@ -57,13 +62,34 @@ class UiServer:
 
     # --- routes -----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        snapshot = dict(self._state())
+        snapshot = dict(self._controller.snapshot)
         if self._sim is not None:
             snapshot["simulation"] = self._sim.snapshot()
         return snapshot
 
+    def planogram(self) -> str:
+        planogram = self._controller.planogram
+        return "null" if planogram is None else planogram.to_json()
+
+    def put_planogram(self, raw: bytes) -> dict[str, Any]:
+        from ..checkout import Refused
+        from ..planogram import PlanogramError, from_json
+
+        shelf_ids = {s.id for s in self._controller.config.shelves.shelf}
+        try:
+            planogram = from_json(raw.decode("utf-8", errors="replace"), "request body", shelf_ids)
+        except PlanogramError as exc:
+            raise BadRequest(str(exc)) from None
+        try:
+            self._controller.call(lambda: self._controller.replace_planogram(planogram))
+        except Refused as refusal:
+            raise Conflict(refusal.reason, str(refusal)) from None
+        return {"ok": True, "version": planogram.version}
+
     def sim_post(self, name: str, body: Any, raw: bytes, content_type: str) -> dict[str, Any]:
         sim = self._sim
+        if name == "authorise":
+            return self._sim_authorise(body)
         if name == "camera":
             if content_type.startswith("image/"):
                 data = raw
@@ -142,6 +168,25 @@ class UiServer:
             return {"ok": True, "power": "cut"}
         raise LookupError(name)
 
+    def _sim_authorise(self, body: Any) -> dict[str, Any]:
+        """Stands in for the access modules (QR, phone, face) in simulation only."""
+        from ..checkout import Authorisation, Refused
+
+        if not isinstance(body, dict):
+            raise BadRequest("body must be a JSON object")
+        try:
+            auth = Authorisation(method="simulation", subject=_field(body, "subject", str),
+                                 role=body.get("role", "shopper"),
+                                 code_id=str(body.get("code_id", "sim")),
+                                 restock=bool(body.get("restock", False)))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        try:
+            session_id = self._controller.call(lambda: self._controller.authorise(auth))
+        except Refused as refusal:
+            raise Conflict(refusal.reason, str(refusal)) from None
+        return {"ok": True, "session_id": session_id}
+
 
 def _field(body: Any, key: str, kind):
     if not isinstance(body, dict) or key not in body:
@@ -166,9 +211,10 @@ class _Handler(BaseHTTPRequestHandler):
         data = (json.dumps(payload, ensure_ascii=False).encode() if content_type == "application/json"
                 else payload)
         self.send_response(status)
-        self.send_header("Content-Type", content_type + ("; charset=utf-8"
-                                                         if content_type.startswith("text/")
-                                                         or content_type.endswith("json") else ""))
+        if "charset" not in content_type and (content_type.startswith("text/")
+                                              or content_type.endswith("json")):
+            content_type += "; charset=utf-8"
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
@@ -178,12 +224,40 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path == "/api/state":
             self._send(200, self.ui.state())
+        elif path == "/api/planogram":
+            self._send(200, self.ui.planogram().encode(), "application/json; charset=utf-8")
         elif path == "/api/health":
             self._send(200, {"ok": True})
         elif path in ("/", "/index.html"):
             self._send(200, (STATIC / "index.html").read_bytes(), "text/html")
         else:
             self._send(404, {"error": f"no such resource: {path}"})
+
+    def _read_body(self, limit: int) -> bytes | None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self._send(400, {"error": "bad Content-Length"})
+            return None
+        if length > limit:
+            self._send(413, {"error": f"body of {length} bytes is over the {limit}-byte limit"})
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def do_PUT(self):
+        path = self.path.split("?", 1)[0]
+        if path != "/api/planogram":
+            self._send(404, {"error": f"no such resource: {path}"})
+            return
+        raw = self._read_body(MAX_JSON_BYTES * 16)
+        if raw is None:
+            return
+        try:
+            self._send(200, self.ui.put_planogram(raw))
+        except BadRequest as exc:
+            self._send(400, {"error": str(exc)})
+        except Conflict as exc:
+            self._send(409, {"error": str(exc), "reason": exc.reason})
 
     def do_POST(self):
         path = self.path.split("?", 1)[0]
@@ -193,17 +267,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.ui._sim is None:
             self._send(404, {"error": "simulation control exists only with cabinetd --simulate"})
             return
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            self._send(400, {"error": "bad Content-Length"})
-            return
         content_type = (self.headers.get("Content-Type") or "application/json").split(";")[0]
-        limit = MAX_IMAGE_BYTES if content_type.startswith("image/") else MAX_JSON_BYTES
-        if length > limit:
-            self._send(413, {"error": f"body of {length} bytes is over the {limit}-byte limit"})
+        raw = self._read_body(MAX_IMAGE_BYTES if content_type.startswith("image/")
+                              else MAX_JSON_BYTES)
+        if raw is None:
             return
-        raw = self.rfile.read(length) if length else b""
         body: Any = None
         if not content_type.startswith("image/"):
             try:
@@ -215,6 +283,8 @@ class _Handler(BaseHTTPRequestHandler):
             result = self.ui.sim_post(path[5:], body, raw, content_type)
         except BadRequest as exc:
             self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+        except Conflict as exc:
+            self._send(HTTPStatus.CONFLICT, {"error": str(exc), "reason": exc.reason})
         except LookupError:
             self._send(404, {"error": f"no such simulation control: {path}"})
         except OSError as exc:

@@ -4,11 +4,17 @@ It owns the pseudo-terminals, the Modbus peer with its shelf models, the fake 1-
 thermal model, the scanner pty and the image-file camera, and it drives the door switch through the
 gpiozero MockFactory pin. The daemon's drivers are built on the paths it publishes and cannot tell it
 from hardware. All controls are safe to call from any thread.
+
+The physical world outlives the daemon, as a real cabinet's contents outlive a power cut: what is on
+the shelves, the door and the room are saved to `world.json` on every change and restored when the
+simulation starts again in the same folder.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -69,10 +75,22 @@ class SimulatedCabinet:
             self.shelves[board.shelf] = model
             self.peer.serve(board.device_id,
                             lambda m=model, g=board.grams_per_count: m.read_grams() / g)
-        for item in items:
-            self.shelves[item.shelf].add_item(item.sku, item.unit_grams, item.count)
-
         self.door_open_now = False
+        self.state_file = self.folder / "world.json"
+        saved = self._load_state()
+        if saved is None:
+            for item in items:
+                self.shelves[item.shelf].add_item(item.sku, item.unit_grams, item.count)
+        else:
+            for key, shelf in saved["shelves"].items():
+                if int(key) in self.shelves:
+                    model = self.shelves[int(key)]
+                    for sku, (unit, count) in shelf["items"].items():
+                        model.add_item(sku, unit, count)
+                    model.extra_grams = shelf["extra_grams"]
+            self.door_open_now = saved["door_open"]
+            ambient_celsius = saved["ambient_celsius"]
+            start_celsius = saved["air_celsius"]
         self.thermal = ThermalModel(ambient_celsius=ambient_celsius, start_celsius=start_celsius,
                                     door_open=lambda: self.door_open_now)
         if thermometer_modbus_id is not None:
@@ -111,6 +129,7 @@ class SimulatedCabinet:
         pin = self._factory.pin(self._door_pin)
         closed_low = self._door_pull_up  # switch to ground: closed pulls the input low
         self.door_open_now = is_open
+        self._save_state()
         if is_open == closed_low:
             pin.drive_high()
         else:
@@ -124,9 +143,11 @@ class SimulatedCabinet:
 
     def take(self, shelf: int, sku: str, count: int) -> None:
         self._shelf(shelf).take(sku, count)
+        self._save_state()
 
     def add_grams(self, shelf: int, grams: float) -> None:
         self._shelf(shelf).add_grams(grams)
+        self._save_state()
 
     def _shelf(self, shelf: int) -> ShelfModel:
         if shelf not in self.shelves:
@@ -135,6 +156,31 @@ class SimulatedCabinet:
 
     def set_ambient(self, celsius: float) -> None:
         self.thermal.set_ambient(celsius)
+        self._save_state()
+
+    def _load_state(self) -> dict | None:
+        try:
+            return json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("simulated world state %s unreadable (%s); starting afresh",
+                        self.state_file, exc)
+            return None
+
+    def _save_state(self) -> None:
+        state = {"door_open": self.door_open_now,
+                 "ambient_celsius": self.thermal.ambient if hasattr(self, "thermal") else 20.0,
+                 "air_celsius": self.thermal.air if hasattr(self, "thermal") else 4.0,
+                 "shelves": {str(n): {"items": {sku: [u, c] for sku, (u, c) in m.items.items()},
+                                      "extra_grams": m.extra_grams}
+                             for n, m in self.shelves.items()}}
+        tmp = self.state_file.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())  # the world must survive the daemon's power cut
+        os.replace(tmp, self.state_file)
 
     def show_image(self, data: bytes) -> None:
         self.camera.show(decode_image(data))

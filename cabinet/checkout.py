@@ -1,0 +1,316 @@
+"""Grab-and-go checkout: the session state machine, and what a session's weights mean as a sale.
+
+    idle -> authorised (lock open, waiting for the door; relock after unlock_timeout)
+         -> open (door open; warning, then held-open alarm)
+         -> settling (door closed, lock engaged at once; until every shelf is stable, at most
+            settle_timeout)
+         -> idle, with exactly one outcome: a sale (shopper), an inventory record (technician),
+            or "no sale" (the door never opened).
+
+Plain values in, decisions out: the controller feeds events and stable weights, and this module
+acts only through the `Effects` it is given (lock, buzzer, timers, journal, records) on the
+controller's thread. The session is journaled before the lock opens, and every later step is
+journaled, so that after a crash `resume()` can finish the session from the shelves' weights.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Protocol
+
+from .planogram import Planogram
+from .weighing import Item, ShelfVerdict, explain
+
+RESTOCK_MAX_PER_PRODUCT = 500
+
+
+class Refused(Exception):
+    """An authorisation that cannot open the door now; the message is shown to the person."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Authorisation:
+    method: str            # "qr", "phone", "face", or "simulation" (only under --simulate)
+    subject: str           # the account to charge, or the technician
+    role: str              # "shopper" or "technician"
+    code_id: str           # the code's nonce / id, for audit and single use
+    restock: bool = False  # technician sessions: restock (True) or service (False)
+
+    def __post_init__(self):
+        if self.role not in ("shopper", "technician"):
+            raise ValueError(f"role must be shopper or technician, not {self.role!r}")
+        if self.restock and self.role != "technician":
+            raise ValueError("only a technician can restock")
+        if not self.subject:
+            raise ValueError("an authorisation names its subject")
+
+
+@dataclass(frozen=True)
+class Settings:
+    unlock_timeout_seconds: float
+    door_open_warning_seconds: float
+    door_open_alarm_seconds: float
+    settle_timeout_seconds: float
+    shelf_tolerance_grams: float
+
+
+class Effects(Protocol):
+    def unlock(self) -> None: ...
+    def lock(self) -> None: ...
+    def buzzer(self, on: bool) -> None: ...
+    def start_timer(self, name: str, seconds: float, fn: Callable[[], None]) -> None: ...
+    def cancel_timer(self, name: str) -> None: ...
+    def restart_weighing(self) -> None: ...
+    def weights(self) -> dict[int, tuple[float | None, float | None]]: ...  # (latest, stable)
+    def planogram(self) -> Planogram: ...
+    def journal_begin(self, session: dict[str, Any]) -> None: ...
+    def journal_update(self, session: dict[str, Any], state: str) -> None: ...
+    def finish(self, session: dict[str, Any], outcome: str, record: dict[str, Any] | None,
+               planogram: Planogram | None) -> None: ...
+    def raise_alarm(self, kind: str, detail: str) -> None: ...
+    def clear_alarm(self, kind: str) -> None: ...
+    def now_utc(self) -> str: ...
+
+
+class Checkout:
+    def __init__(self, settings: Settings, effects: Effects,
+                 new_id: Callable[[], str] = lambda: str(uuid.uuid4())):
+        self.settings = settings
+        self.fx = effects
+        self._new_id = new_id
+        self.state = "idle"
+        self.session: dict[str, Any] | None = None
+        self.prompt: str | None = None  # what the screen should tell the person now
+
+    # --- starting -----------------------------------------------------------------------------------
+    def authorise(self, auth: Authorisation, *, stable_grams: dict[int, float | None],
+                  faulted: set[str], door_open: bool | None, planogram: Planogram | None) -> str:
+        """Open a session and the lock; return its id, or raise Refused saying why not."""
+        if self.state != "idle":
+            raise Refused("busy", "a session is already in progress")
+        if planogram is None:
+            raise Refused("no_planogram", "no planogram loaded: nothing can be sold")
+        if door_open is not False:
+            raise Refused("door_open", "the door is not known to be closed")
+        shelf_faults = sorted(d for d in faulted if d.startswith("shelf:"))
+        if shelf_faults:
+            raise Refused("shelf_fault", f"{', '.join(shelf_faults)} in fault: the cabinet "
+                          "cannot weigh a sale")
+        unsettled = sorted(n for n, g in stable_grams.items() if g is None)
+        if unsettled:
+            raise Refused("shelves_unsettled", f"shelves {unsettled} are not stable yet")
+        session_id = self._new_id()
+        self.session = {"session_id": session_id, "authorisation": asdict(auth),
+                        "before_grams": {str(n): round(g, 2) for n, g in stable_grams.items()},
+                        "authorised_at": self.fx.now_utc(), "door_opened_at": None,
+                        "door_closed_at": None, "recovered": False, "reopened": False,
+                        "state": "authorised"}
+        self.fx.journal_begin(dict(self.session))  # durable before the lock moves
+        self.state = "authorised"
+        self.prompt = "open_door"
+        self.fx.unlock()
+        self.fx.start_timer("unlock_timeout", self.settings.unlock_timeout_seconds,
+                            self._unlock_timed_out)
+        return session_id
+
+    def _unlock_timed_out(self) -> None:
+        if self.state != "authorised":
+            return
+        self.fx.lock()
+        self._end("no_sale", None, None)
+
+    # --- the door -----------------------------------------------------------------------------------
+    def door_opened(self) -> bool:
+        """Return False when nobody was authorised: the caller treats it as forced open."""
+        if self.state == "authorised":
+            self.fx.cancel_timer("unlock_timeout")
+            self._enter_open(first=True)
+            return True
+        if self.state == "settling":
+            # The door opened again before the sale was settled: the lock was engaged, so this is
+            # forced, but the shopper is still the session's: weigh everything at the next close.
+            self.fx.cancel_timer("settle_timeout")
+            self.session["reopened"] = True
+            self._enter_open(first=False)
+            return False
+        return self.state == "open"
+
+    def _enter_open(self, first: bool) -> None:
+        self.state = "open"
+        self.prompt = "take_items"
+        if first:
+            self.session["door_opened_at"] = self.fx.now_utc()
+        self.fx.journal_update(self.session, "open")
+        self.fx.start_timer("held_open_warning", self.settings.door_open_warning_seconds,
+                            self._held_open_warning)
+        self.fx.start_timer("held_open_alarm", self.settings.door_open_alarm_seconds,
+                            self._held_open_alarm)
+
+    def _held_open_warning(self) -> None:
+        if self.state == "open":
+            self.prompt = "close_door"
+            self.fx.buzzer(True)
+
+    def _held_open_alarm(self) -> None:
+        if self.state == "open":
+            self.fx.raise_alarm("held_open", f"door held open for more than "
+                                f"{self.settings.door_open_alarm_seconds:g} s in session "
+                                f"{self.session['session_id']}")
+
+    def door_closed(self) -> None:
+        if self.state == "authorised":
+            return  # it was already closed; nothing to do until it opens
+        if self.state != "open":
+            return
+        self.fx.lock()  # engaged at once
+        self.fx.buzzer(False)
+        self.fx.cancel_timer("held_open_warning")
+        self.fx.cancel_timer("held_open_alarm")
+        self.fx.clear_alarm("held_open")
+        self.session["door_closed_at"] = self.fx.now_utc()
+        self._enter_settling()
+
+    def _enter_settling(self) -> None:
+        self.state = "settling"
+        self.prompt = "weighing"
+        self.fx.journal_update(self.session, "settling")
+        self.fx.restart_weighing()  # only readings taken after the door closed count
+        self.fx.start_timer("settle_timeout", self.settings.settle_timeout_seconds,
+                            self._settle_timed_out)
+
+    # --- weighing -----------------------------------------------------------------------------------
+    def shelves_weighed(self) -> None:
+        """Called after new readings while settling; settles once every shelf is stable."""
+        if self.state != "settling":
+            return
+        weights = self.fx.weights()
+        if all(stable is not None for _, stable in weights.values()):
+            self.fx.cancel_timer("settle_timeout")
+            self._settle({n: stable for n, (_, stable) in weights.items()}, unsettled=set())
+
+    def _settle_timed_out(self) -> None:
+        if self.state != "settling":
+            return
+        weights = self.fx.weights()
+        unsettled = {n for n, (_, stable) in weights.items() if stable is None}
+        self._settle({n: stable if stable is not None else latest
+                      for n, (latest, stable) in weights.items()}, unsettled=unsettled)
+
+    def _settle(self, after: dict[int, float | None], unsettled: set[int]) -> None:
+        session = self.session
+        planogram = self.fx.planogram()
+        auth = session["authorisation"]
+        technician = auth["role"] == "technician"
+        verdicts = settle_shelves(session["before_grams"], after, planogram,
+                                  self.settings.shelf_tolerance_grams, technician=technician)
+        flags = []
+        if session["recovered"]:
+            flags.append({"kind": "recovered", "detail": "session finished after a restart"})
+        if session["reopened"]:
+            flags.append({"kind": "reopened", "detail": "door opened again after it closed"})
+        for shelf in sorted(unsettled):
+            flags.append({"kind": "unsettled", "shelf": shelf,
+                          "detail": "shelf never settled; the latest reading was used"})
+        shelves = []
+        new_planogram = planogram
+        lines = []
+        for shelf, (before, after_g, verdict) in sorted(verdicts.items()):
+            shelves.append({"shelf": shelf, "before_grams": before, "after_grams": after_g,
+                            "difference_grams": verdict.difference_grams if verdict else None,
+                            "status": verdict.status if verdict else "no_reading",
+                            "counts": verdict.counts if verdict else None})
+            if verdict is None:
+                flags.append({"kind": "no_reading", "shelf": shelf,
+                              "detail": "no weight for this shelf after the door closed"})
+                continue
+            if verdict.status != "explained":
+                flags.append({"kind": verdict.status, "shelf": shelf,
+                              "difference_grams": verdict.difference_grams,
+                              "candidates": [asdict(c) for c in verdict.candidates]})
+                continue
+            if verdict.counts:
+                new_planogram = new_planogram.with_stock(
+                    shelf, {sku: -count for sku, count in verdict.counts.items()})
+            for sku, count in sorted(verdict.counts.items()):
+                if count > 0 and not technician:
+                    product = planogram.products[sku]
+                    lines.append({"sku": sku, "shelf": shelf, "count": count,
+                                  "name_zh": product.name_zh, "name_bo": product.name_bo,
+                                  "name_en": product.name_en,
+                                  "unit_price_fen": product.price_fen,
+                                  "amount_fen": product.price_fen * count})
+        nothing_changed = all(v is not None and v.status == "explained" and not v.counts
+                              for _, _, v in verdicts.values())
+        if session["door_opened_at"] is None and nothing_changed:
+            self._end("no_sale", None, None)  # a recovered session whose door never opened
+            return
+        record = {"session_id": session["session_id"], "authorisation": auth,
+                  "authorised_at": session["authorised_at"],
+                  "door_opened_at": session["door_opened_at"],
+                  "door_closed_at": session["door_closed_at"],
+                  "settled_at": self.fx.now_utc(), "shelves": shelves, "flags": flags,
+                  "planogram_version": planogram.version}
+        if technician:
+            record["mode"] = "restock" if auth["restock"] else "service"
+            record["stock"] = {str(n): dict(stock) for n, stock in new_planogram.shelves.items()}
+            self._end("inventory", record, new_planogram)
+        else:
+            record["lines"] = lines
+            record["total_fen"] = sum(line["amount_fen"] for line in lines)
+            self._end("sale", record, new_planogram)
+
+    def _end(self, outcome: str, record: dict[str, Any] | None,
+             planogram: Planogram | None) -> None:
+        session = self.session
+        for name in ("unlock_timeout", "held_open_warning", "held_open_alarm", "settle_timeout"):
+            self.fx.cancel_timer(name)
+        self.fx.finish(session, outcome, record, planogram)
+        self.state = "idle"
+        self.session = None
+        self.prompt = None
+
+    # --- after a restart ----------------------------------------------------------------------------
+    def resume(self, journal: dict[str, Any], door_open: bool) -> None:
+        """Take over a session found unfinished in the journal; the lock is already locked."""
+        self.session = dict(journal)
+        self.session["recovered"] = True
+        if door_open:
+            self._enter_open(first=self.session.get("door_opened_at") is None)
+        else:
+            self._enter_settling()
+
+
+def settle_shelves(before: dict[str, float], after: dict[int, float | None],
+                   planogram: Planogram, tolerance: float, *, technician: bool
+                   ) -> dict[int, tuple[float, float | None, ShelfVerdict | None]]:
+    """Explain each shelf's difference (before - after) as counts of its products.
+    Shoppers can only take what was there; technicians may also add (restock), which shows as
+    negative counts."""
+    out = {}
+    for key, before_g in before.items():
+        shelf = int(key)
+        after_g = after.get(shelf)
+        if after_g is None:
+            out[shelf] = (before_g, None, None)
+            continue
+        removed = before_g - after_g
+        stock = planogram.shelves.get(shelf, {})
+        if technician and removed < -tolerance:
+            items = [Item(p.sku, p.unit_grams, p.tolerance_grams, RESTOCK_MAX_PER_PRODUCT)
+                     for p in planogram.shelf_products(shelf)]
+            verdict = explain(-removed, items, base_tolerance_grams=tolerance)
+            if verdict.counts is not None:
+                verdict = ShelfVerdict(verdict.status, round(removed, 1),
+                                       {sku: -c for sku, c in verdict.counts.items()},
+                                       verdict.candidates)
+        else:
+            items = [Item(p.sku, p.unit_grams, p.tolerance_grams, stock.get(p.sku, 0))
+                     for p in planogram.shelf_products(shelf)]
+            verdict = explain(removed, items, base_tolerance_grams=tolerance)
+        out[shelf] = (round(before_g, 1), round(after_g, 1), verdict)
+    return out
