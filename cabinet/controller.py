@@ -115,6 +115,13 @@ class Controller:
         return result
 
     # --- the loop ---------------------------------------------------------------------------------
+    def call_now(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` as the controller thread would, then publish (tests and single-thread use)."""
+        try:
+            return fn()
+        finally:
+            self._publish()
+
     def run(self) -> None:
         log.info("controller running")
         while not self._stopping:

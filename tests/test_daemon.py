@@ -56,12 +56,12 @@ def test_forced_open(daemon):
 
 
 def test_shelf_take_changes_the_stable_weight(daemon):
-    before = wait_for(lambda: daemon.state()["shelves"][1]["stable_grams"], timeout=15)
-    status, body = daemon.post("/sim/shelf", {"shelf": 2, "take": {"yak-milk-250ml": 2}})
+    before = wait_for(lambda: daemon.state()["shelves"][0]["stable_grams"], timeout=15)
+    status, body = daemon.post("/sim/shelf", {"shelf": 1, "take": {"yak-milk-250ml": 2}})
     assert status == 200 and body["shelf"]["items"]["yak-milk-250ml"] == 8
-    wait_for(lambda: (g := daemon.state()["shelves"][1]["stable_grams"]) is not None
+    wait_for(lambda: (g := daemon.state()["shelves"][0]["stable_grams"]) is not None
              and abs(g - (before - 524)) < 5, timeout=15, what="the new stable weight")
-    status, body = daemon.post("/sim/shelf", {"shelf": 2, "put_back": {"yak-milk-250ml": 1}})
+    status, body = daemon.post("/sim/shelf", {"shelf": 1, "put_back": {"yak-milk-250ml": 1}})
     assert status == 200 and body["shelf"]["items"]["yak-milk-250ml"] == 9
 
 

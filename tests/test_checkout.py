@@ -1,0 +1,326 @@
+"""Checkout through the controller on a fake clock: MockFactory relays, a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cabinet.checkout import Authorisation, Refused
+from cabinet.config import Config
+from cabinet.controller import Controller
+from cabinet.events import DeviceFaulted, DoorClosed, DoorOpened, ShelfWeighed
+from cabinet.planogram import load
+from cabinet.store import Store
+
+from .conftest import REPO
+from .test_controller import FakeClock, make_actuators
+
+SHOPPER = Authorisation("qr", "acct-42", "shopper", "code-1")
+TARE = 1500.0
+
+
+class Rig:
+    def __init__(self, tmp_path, factory, clock=None):
+        self.tmp_path, self.factory = tmp_path, factory
+        self.clock = clock or FakeClock()
+        self.planogram = load(REPO / "config" / "planogram.toml")
+        # What lies on each shelf, as the load cells will report it.
+        self.truth = {n: TARE + sum(self.planogram.products[s].unit_grams * c
+                                    for s, c in stock.items())
+                      for n, stock in self.planogram.shelves.items()}
+        self.start()
+
+    def start(self):
+        self.store = Store(self.tmp_path / "c.db", cabinet_id="c-1", software_version="t")
+        saved = self.store.planogram_json()
+        if saved is None:
+            self.store.save_planogram(self.planogram.to_json())
+        from cabinet.planogram import from_json
+        self.out = make_actuators(self.factory)
+        self.c = Controller(Config(), self.out, self.store, clock=self.clock,
+                            planogram=from_json(self.store.planogram_json()))
+
+    def crash(self):
+        """As a power cut: nothing is shut down; a new daemon starts on the same files."""
+        self.factory.reset()
+        self.store._db.close()
+        self.start()
+
+    def step(self):
+        self.c.run_pending()
+
+    def door(self, is_open):
+        self.c.emit(DoorOpened(self.clock()) if is_open else DoorClosed(self.clock()))
+        self.step()
+
+    def weigh(self, times=4):
+        for _ in range(times):
+            for shelf, grams in self.truth.items():
+                self.c.emit(ShelfWeighed(shelf, grams, self.clock()))
+        self.step()
+
+    def take(self, shelf, sku, count):
+        self.truth[shelf] -= self.planogram.products[sku].unit_grams * count
+
+    def authorise(self, auth=SHOPPER):
+        return self.c.call_now(lambda: self.c.authorise(auth))
+
+    def outbox(self, kind):
+        return [r["body"] for r in self.store.pending_outbox(1000) if r["kind"] == kind]
+
+
+@pytest.fixture
+def rig(tmp_path, factory):
+    r = Rig(tmp_path, factory)
+    r.door(False)
+    r.weigh()
+    return r
+
+
+def test_grab_and_go(rig):
+    session_id = rig.authorise()
+    assert not rig.out.lock.locked
+    assert rig.c.snapshot["session"]["state"] == "authorised"
+    journal = rig.store.unfinished_session()
+    assert journal["session_id"] == session_id and journal["before_grams"]["1"] == rig.truth[1]
+    rig.door(True)
+    rig.take(1, "water-550ml", 2)
+    rig.take(1, "yak-milk-250ml", 1)
+    rig.take(3, "steamed-bun", 1)
+    rig.weigh(2)  # during the session
+    rig.door(False)
+    assert rig.out.lock.locked and rig.c.snapshot["session"]["state"] == "settling"
+    rig.weigh()
+    sales = rig.outbox("sale")
+    assert len(sales) == 1
+    sale = sales[0]
+    assert sale["session_id"] == session_id and sale["flags"] == []
+    assert {(l["sku"], l["count"], l["amount_fen"]) for l in sale["lines"]} == {
+        ("water-550ml", 2, 400), ("yak-milk-250ml", 1, 600), ("steamed-bun", 1, 250)}
+    assert sale["total_fen"] == 1250 and sale["authorisation"]["subject"] == "acct-42"
+    state = rig.c.snapshot
+    assert state["session"] is None and state["receipt"]["total_fen"] == 1250
+    assert rig.c.planogram.shelves[1] == {"water-550ml": 10, "yak-milk-250ml": 9}
+    assert rig.store.unfinished_session() is None
+    rig.clock.advance(10)
+    rig.step()
+    assert rig.c.snapshot["receipt"] is None
+
+
+def test_put_back_is_netted(rig):
+    rig.authorise()
+    rig.door(True)
+    rig.take(1, "yak-milk-250ml", 3)
+    rig.take(1, "yak-milk-250ml", -2)
+    rig.door(False)
+    rig.weigh()
+    (sale,) = rig.outbox("sale")
+    assert [(l["sku"], l["count"]) for l in sale["lines"]] == [("yak-milk-250ml", 1)]
+
+
+def test_nothing_taken_is_an_empty_sale(rig):
+    rig.authorise()
+    rig.door(True)
+    rig.door(False)
+    rig.weigh()
+    (sale,) = rig.outbox("sale")
+    assert sale["lines"] == [] and sale["total_fen"] == 0 and sale["flags"] == []
+
+
+def test_unlock_timeout_relocks_with_no_sale(rig):
+    rig.authorise()
+    rig.clock.advance(14.9)
+    rig.step()
+    assert not rig.out.lock.locked
+    rig.clock.advance(0.2)
+    rig.step()
+    assert rig.out.lock.locked and rig.c.snapshot["session"] is None
+    assert rig.outbox("sale") == [] and rig.outbox("session")[0]["outcome"] == "no_sale"
+    rig.door(True)  # opening now is forced
+    assert [a["kind"] for a in rig.c.snapshot["alarms"]] == ["forced_open"]
+
+
+def test_held_open_warning_then_alarm(rig):
+    rig.authorise()
+    rig.door(True)
+    rig.clock.advance(30)
+    rig.step()
+    assert rig.out.buzzer.energised and rig.c.snapshot["session"]["prompt"] == "close_door"
+    assert rig.c.snapshot["alarms"] == []
+    rig.clock.advance(30)
+    rig.step()
+    assert [a["kind"] for a in rig.c.snapshot["alarms"]] == ["held_open"]
+    rig.door(False)
+    assert not rig.out.buzzer.energised and rig.c.snapshot["alarms"] == []
+    kinds = [(r["kind"], r["state"]) for r in rig.outbox("alarm")]
+    assert kinds == [("held_open", "raised"), ("held_open", "cleared")]
+
+
+def test_refusals(rig):
+    rig.authorise()
+    with pytest.raises(Refused) as busy:
+        rig.authorise()
+    assert busy.value.reason == "busy"
+    rig.clock.advance(16)
+    rig.step()
+    rig.c.emit(DeviceFaulted("shelf:3", "shelf:3 on /dev/ttyUSB0: no reply", rig.clock()))
+    rig.step()
+    with pytest.raises(Refused, match="shelf:3") as fault:
+        rig.authorise()
+    assert fault.value.reason == "shelf_fault"
+    assert rig.c.snapshot["last_refusal"]["reason"] == "shelf_fault"
+    assert rig.out.lock.locked
+
+
+def test_unsettled_shelves_and_open_door_refuse(tmp_path, factory):
+    rig = Rig(tmp_path, factory)
+    with pytest.raises(Refused) as unknown:
+        rig.authorise()
+    assert unknown.value.reason == "door_open"
+    rig.door(False)
+    with pytest.raises(Refused) as unsettled:
+        rig.authorise()
+    assert unsettled.value.reason == "shelves_unsettled"
+
+
+def test_settle_timeout_flags_the_unsettled_shelf(rig):
+    rig.authorise()
+    rig.door(True)
+    rig.take(4, "tissue-pack", 2)
+    rig.door(False)
+    for i in range(8):  # shelf 4 keeps swinging; the others settle
+        for shelf, grams in rig.truth.items():
+            rig.c.emit(ShelfWeighed(shelf, grams + (30 * (-1) ** i if shelf == 4 else 0),
+                                    rig.clock()))
+    rig.step()
+    assert rig.outbox("sale") == []
+    rig.clock.advance(10)
+    rig.step()
+    (sale,) = rig.outbox("sale")
+    assert {"kind": "unsettled", "shelf": 4,
+            "detail": "shelf never settled; the latest reading was used"} in sale["flags"]
+
+
+def test_ambiguous_difference_is_flagged_not_guessed(tmp_path, factory):
+    data = {"product": [
+        {"sku": "a", "name_zh": "甲", "name_bo": "ཀ", "name_en": "A", "price_fen": 100,
+         "unit_grams": 250.0, "tolerance_grams": 2.0},
+        {"sku": "b", "name_zh": "乙", "name_bo": "ཁ", "name_en": "B", "price_fen": 900,
+         "unit_grams": 252.0, "tolerance_grams": 2.0}],
+        "shelf": [{"id": 1, "stock": {"a": 5, "b": 5}}, {"id": 2, "stock": {}},
+                  {"id": 3, "stock": {}}, {"id": 4, "stock": {}}]}
+    planogram_file = tmp_path / "p.json"
+    from cabinet.planogram import from_dict
+    store = Store(tmp_path / "c.db", cabinet_id="c", software_version="t")
+    store.save_planogram(from_dict(data).to_json())
+    store.close()
+    rig = Rig(tmp_path, factory)
+    rig.planogram = from_dict(data)
+    rig.truth = {1: TARE + 5 * 250 + 5 * 252, 2: TARE, 3: TARE, 4: TARE}
+    rig.door(False)
+    rig.weigh()
+    rig.authorise()
+    rig.door(True)
+    rig.take(1, "a", 1)
+    rig.door(False)
+    rig.weigh()
+    (sale,) = rig.outbox("sale")
+    assert sale["lines"] == [] and sale["total_fen"] == 0
+    (flag,) = sale["flags"]
+    assert flag["kind"] == "ambiguous" and flag["shelf"] == 1
+    assert abs(flag["difference_grams"] - 250) < 1
+    assert sorted(json.dumps(c["counts"]) for c in flag["candidates"]) == ['{"a": 1}', '{"b": 1}']
+    assert rig.c.planogram.shelves[1] == {"a": 5, "b": 5}, "stock is not guessed either"
+
+
+def test_technician_restock_makes_an_inventory_record(rig):
+    rig.authorise(Authorisation("qr", "tech-7", "technician", "c-9", restock=True))
+    rig.door(True)
+    rig.take(1, "water-550ml", -6)   # six bottles put in
+    rig.take(3, "steamed-bun", 16)   # yesterday's buns taken out
+    rig.door(False)
+    rig.weigh()
+    assert rig.outbox("sale") == []
+    (inventory,) = rig.outbox("inventory")
+    assert inventory["mode"] == "restock"
+    assert inventory["stock"]["1"] == {"water-550ml": 18, "yak-milk-250ml": 10}
+    assert inventory["stock"]["3"] == {"steamed-bun": 0}
+    assert rig.c.planogram.shelves[1]["water-550ml"] == 18
+
+
+def test_door_reopened_before_settling_is_forced_but_counted(rig):
+    rig.authorise()
+    rig.door(True)
+    rig.take(4, "tissue-pack", 1)
+    rig.door(False)
+    rig.door(True)
+    assert [a["kind"] for a in rig.c.snapshot["alarms"]] == ["forced_open"]
+    rig.take(4, "tissue-pack", 1)
+    rig.door(False)
+    rig.weigh()
+    (sale,) = rig.outbox("sale")
+    assert sale["lines"][0]["count"] == 2 and sale["flags"][0]["kind"] == "reopened"
+
+
+@pytest.mark.parametrize("crash_at", ["authorised", "open", "taken", "closed"])
+def test_crash_at_any_point_gives_exactly_one_outcome(rig, crash_at):
+    session_id = rig.authorise()
+    steps = ["authorised", "open", "taken", "closed"]
+    door_open = False
+    for step in steps[1:steps.index(crash_at) + 1]:
+        if step == "open":
+            rig.door(True)
+            door_open = True
+        elif step == "taken":
+            rig.take(2, "tsampa-bar", 3)
+        elif step == "closed":
+            rig.door(False)
+            door_open = False
+    rig.crash()
+    assert rig.out.lock.locked, "a restart starts locked"
+    rig.door(door_open)
+    if door_open:
+        assert rig.c.snapshot["session"]["state"] == "open"
+        assert rig.c.snapshot["alarms"] == [], "resuming is not a forced opening"
+        rig.door(False)
+    rig.weigh()
+    sales = rig.outbox("sale")
+    outcomes = rig.outbox("session")
+    if crash_at == "authorised":
+        assert sales == [] and [o["outcome"] for o in outcomes] == ["no_sale"]
+    else:
+        (sale,) = sales
+        assert sale["session_id"] == session_id
+        expected = [("tsampa-bar", 3)] if crash_at in ("taken", "closed") else []
+        assert [(l["sku"], l["count"]) for l in sale["lines"]] == expected
+        assert sale["flags"][0]["kind"] == "recovered"
+    assert rig.store.unfinished_session() is None
+    rig.crash()  # and once more: nothing is settled twice
+    rig.door(False)
+    rig.weigh()
+    assert len(rig.outbox("sale")) == len(sales)
+
+
+def test_finishing_twice_is_refused_by_the_store(rig):
+    rig.authorise()
+    rig.door(True)
+    rig.door(False)
+    rig.weigh()
+    (sale,) = rig.outbox("sale")
+    session = {"session_id": sale["session_id"], "authorisation": {}, "authorised_at": ""}
+    assert rig.store.finish_session(session, "sale", sale, None) is None
+    assert len(rig.store.sales()) == 1
+
+
+def test_replace_planogram_only_between_sessions(rig):
+    new = rig.planogram.with_stock(4, {"tissue-pack": -30})
+    rig.authorise()
+    with pytest.raises(Refused, match="in progress"):
+        rig.c.replace_planogram(new)
+    rig.clock.advance(20)
+    rig.step()
+    rig.c.replace_planogram(new)
+    assert rig.c.planogram.shelves[4] == {"tissue-pack": 0}
+    rig.crash()
+    assert rig.c.planogram.shelves[4] == {"tissue-pack": 0}, "kept across restarts"
