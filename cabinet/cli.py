@@ -3,6 +3,7 @@
 cabinetd [--config PATH] [--simulate] [--data-dir DIR] [--http-port N] [--check-config]
 cabinet status [--url URL]           what the running daemon reports, as a table
 cabinet check-config [--config PATH] validate a config file without starting anything
+cabinet planogram load FILE          validate a planogram and load it into the running daemon
 
 Exit status: 0 on success, 2 for a bad command line or config, 1 for a failure at run time.
 """
@@ -130,6 +131,32 @@ def _status(args) -> int:
     return 0
 
 
+def _planogram_load(args) -> int:
+    from .planogram import PlanogramError, load as load_planogram
+
+    try:
+        planogram = load_planogram(args.file)
+    except PlanogramError as exc:
+        print(f"cabinet: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    request = urllib.request.Request(args.url.rstrip("/") + "/api/planogram",
+                                     data=planogram.to_json().encode(), method="PUT",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            json.load(reply)
+    except urllib.error.HTTPError as err:
+        print(f"cabinet: the daemon refused the planogram: {json.load(err)['error']}",
+              file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"cabinet: cannot reach the daemon at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"planogram {planogram.version!r} loaded: {len(planogram.products)} products on "
+          f"{len(planogram.shelves)} shelves")
+    return 0
+
+
 def _check_config(args) -> int:
     try:
         config = load(args.config)
@@ -148,6 +175,12 @@ def technician_main(argv: list[str] | None = None) -> int:
     status.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon's HTTP address")
     status.add_argument("--json", action="store_true", help="print the raw state")
     status.set_defaults(func=_status)
+    plan = verbs.add_parser("planogram", help="replace the running cabinet's planogram")
+    plan_verbs = plan.add_subparsers(dest="planogram_verb", required=True)
+    plan_load = plan_verbs.add_parser("load", help="validate a planogram file and load it")
+    plan_load.add_argument("file", type=Path)
+    plan_load.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon's address")
+    plan_load.set_defaults(func=_planogram_load)
     check = verbs.add_parser("check-config", help="validate a config file")
     check.add_argument("--config", type=Path, default=DEFAULT_PATH)
     check.set_defaults(func=_check_config)
