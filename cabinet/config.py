@@ -87,6 +87,16 @@ class RelaySection:
 
 
 @dataclass(frozen=True)
+class LockSection:
+    pin: int = _f(17, _gpio_pin)
+    active_high: bool = _f(True)
+    feedback: bool = _f(False)
+    feedback_pin: int = _f(5, _gpio_pin)
+    feedback_pull_up: bool = _f(True)
+    feedback_seconds: float = _f(1.0, _between(0.1, 10, " s"))
+
+
+@dataclass(frozen=True)
 class DoorSection:
     pin: int = _f(27, _gpio_pin)
     pull_up: bool = _f(True)
@@ -194,7 +204,7 @@ class SimulationSection:
 class Config:
     cabinet: CabinetSection = field(default_factory=CabinetSection)
     gpio: GpioSection = field(default_factory=GpioSection)
-    lock: RelaySection = field(default_factory=lambda: RelaySection(pin=17))
+    lock: LockSection = field(default_factory=LockSection)
     door: DoorSection = field(default_factory=DoorSection)
     compressor: RelaySection = field(default_factory=lambda: RelaySection(pin=22))
     heater: RelaySection = field(default_factory=lambda: RelaySection(pin=23))
@@ -267,6 +277,7 @@ def _build(cls, table: Any, where: str, source: str):
 
 _SECTION_TYPES = {
     "CabinetSection": CabinetSection, "GpioSection": GpioSection, "RelaySection": RelaySection,
+    "LockSection": LockSection,
     "DoorSection": DoorSection, "Rs485Section": Rs485Section, "ShelvesSection": ShelvesSection,
     "ThermometerSection": ThermometerSection, "ScannerSection": ScannerSection,
     "CameraSection": CameraSection, "CheckoutSection": CheckoutSection, "HttpSection": HttpSection,
@@ -291,7 +302,7 @@ def parse(text: str, source: str = "<string>") -> Config:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     defaults = Config()
     # Relay sections need their own default pins, so start each from the embedded default.
-    for name in ("lock", "compressor", "heater", "buzzer"):
+    for name in ("compressor", "heater", "buzzer"):
         if name in table and isinstance(table[name], dict):
             table[name] = {"pin": getattr(defaults, name).pin, **table[name]}
     config = _build(Config, table, "", source)
@@ -315,12 +326,15 @@ def _check_across(config: Config) -> None:
     """Rules that involve more than one key."""
     src = config.source
     pins: dict[int, str] = {}
-    for name in ("lock", "door", "compressor", "heater", "buzzer"):
-        pin = getattr(config, name).pin
+    used = [(name, "pin", getattr(config, name).pin)
+            for name in ("lock", "door", "compressor", "heater", "buzzer")]
+    if config.lock.feedback:
+        used.append(("lock", "feedback_pin", config.lock.feedback_pin))
+    for name, key, pin in used:
         if pin in pins:
-            raise ConfigError(f"{src}: {name}.pin = {pin}: already used by {pins[pin]}.pin; "
+            raise ConfigError(f"{src}: {name}.{key} = {pin}: already used by {pins[pin]}; "
                               "each device needs its own GPIO")
-        pins[pin] = name
+        pins[pin] = f"{name}.{key}"
     lock = config.lock
     # At power-up GPIO 0-8 are pulled up and 9-27 pulled down; the lock must read "de-energised"
     # while the Pi boots and before this daemon drives the pin.

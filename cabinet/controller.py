@@ -24,7 +24,7 @@ from typing import Any, Callable, Protocol
 from .checkout import Authorisation, Checkout, Refused, Settings
 from .config import Config
 from .events import (CallRequested, CodeScanned, DeviceFaulted, DeviceRecovered, DoorClosed,
-                     DoorOpened, ScanUnreadable, ShelfWeighed, StopRequested, TemperatureRead)
+                     DoorOpened, LockSensed, ScanUnreadable, ShelfWeighed, StopRequested, TemperatureRead)
 from .planogram import Planogram
 from .session_effects import SessionEffects
 from .store import Store, utc_now
@@ -96,6 +96,10 @@ class Controller:
         self.snapshot: dict[str, Any] = {}
         self.handled = 0
 
+        self.lock_sensed: bool | None = None  # the lock's feedback contact, when it has one
+        self._lock_mismatch_since: float | None = None
+        if config.lock.feedback:
+            self._schedule_lock_check(config.lock.feedback_seconds / 4)
         self.out.lock.lock()  # fail-secure whatever the relay was doing before we took over
         if self.notifier.watchdog_seconds:
             self._schedule_watchdog(self.notifier.watchdog_seconds / 2)
@@ -225,6 +229,27 @@ class Controller:
         self.faults.pop(event.device, None)
         self.clear_alarm(f"device_fault:{event.device}")
 
+    def _on_lock_sensed(self, event: LockSensed) -> None:
+        self.lock_sensed = event.locked
+
+    def _schedule_lock_check(self, interval: float) -> None:
+        """Compare the lock's feedback with the command; a disagreement that outlasts
+        lock.feedback_seconds (a jammed bolt, a cut wire, a relay welded shut) is a lock_fault."""
+        def check():
+            if self.lock_sensed is not None:
+                commanded = self.out.lock.locked
+                if self.lock_sensed == commanded:
+                    self._lock_mismatch_since = None
+                    self.clear_alarm("lock_fault")
+                elif self._lock_mismatch_since is None:
+                    self._lock_mismatch_since = self.clock()
+                elif self.clock() - self._lock_mismatch_since >= self.config.lock.feedback_seconds:
+                    self.raise_alarm("lock_fault", "lock commanded {} but its feedback says {}"
+                                     .format("locked" if commanded else "open",
+                                             "locked" if self.lock_sensed else "open"))
+            self.timers.call_later(interval, "lock_check", check)
+        self.timers.call_later(interval, "lock_check", check)
+
     def _on_call(self, event: CallRequested) -> None:
         try:
             result = event.fn()
@@ -242,7 +267,7 @@ class Controller:
                  ShelfWeighed: _on_shelf_weighed, TemperatureRead: _on_temperature,
                  CodeScanned: _on_code_scanned, ScanUnreadable: _on_scan_unreadable,
                  DeviceFaulted: _on_device_faulted, DeviceRecovered: _on_device_recovered,
-                 CallRequested: _on_call, StopRequested: _on_stop}
+                 LockSensed: _on_lock_sensed, CallRequested: _on_call, StopRequested: _on_stop}
 
     # --- checkout ---------------------------------------------------------------------------------
     def authorise(self, auth: Authorisation) -> str:
@@ -299,6 +324,8 @@ class Controller:
             self._refresh_alarms()
 
     def clear_alarm(self, kind: str) -> None:
+        if not any(a["kind"] == kind for a in self.alarms):
+            return  # nothing to clear: no database round trip
         if self.store.clear_alarm(kind):
             log.info("alarm cleared: %s", kind)
             self._refresh_alarms()
@@ -342,6 +369,8 @@ class Controller:
             "uptime_seconds": round(now - self.started_at, 1),
             "door": {None: "unknown", True: "open", False: "closed"}[self.door_open],
             "lock": "locked" if self.out.lock.locked else "unlocked",
+            "lock_sensed": (None if self.lock_sensed is None
+                            else "locked" if self.lock_sensed else "unlocked"),
             "relays": {"compressor": self.out.compressor.energised,
                        "heater": self.out.heater.energised, "buzzer": self.out.buzzer.energised},
             "temperature": temperature,

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from drivers.events import (CodeScanned, DeviceFaulted, DeviceRecovered, DoorClosed, DoorOpened,
-                            ScanUnreadable, ShelfWeighed, TemperatureRead)
+                            LockSensed, ScanUnreadable, ShelfWeighed, TemperatureRead)
 
 __all__ = ["CodeScanned", "DeviceFaulted", "DeviceRecovered", "DoorClosed", "DoorOpened",
+           "LockSensed",
            "ScanUnreadable", "ShelfWeighed", "TemperatureRead", "TimerFired", "StopRequested",
            "CallRequested"]
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from drivers.camera import CameraReader, open_v4l2
 from drivers.door import DoorSwitch
-from drivers.lock import LockRelay
+from drivers.lock import LockFeedback, LockRelay
 from drivers.modbus import ModbusBus
 from drivers.reader import ReaderThread
 from drivers.relay import Relay
@@ -41,12 +41,15 @@ class Hardware:
     readers: list[ReaderThread] = field(default_factory=list)
     camera: CameraReader | None = None
     shelves: ShelfReader | None = None
+    lock_feedback: LockFeedback | None = None
     sim: Any = None  # drivers.sim.world.SimulatedCabinet when simulating
 
     def start(self) -> None:
         for reader in self.readers:
             reader.start()
         self.door.announce()
+        if self.lock_feedback is not None:
+            self.lock_feedback.announce()
 
 
 def _pin_factory(config: Config, simulate: bool):
@@ -95,6 +98,14 @@ def build_hardware(config: Config, emit: Callable[[object], None], *, simulate: 
                                           pin_factory=factory, emit=emit))
     if sim is not None:
         sim.set_door(sim.door_open_now)  # as the simulated world was left (shut the first time)
+    lock_feedback = None
+    if config.lock.feedback:
+        lock_feedback = stack.enter_context(closing(LockFeedback(
+            config.lock.feedback_pin, pull_up=config.lock.feedback_pull_up, pin_factory=factory,
+            emit=emit)))
+        if sim is not None:
+            sim.attach_lock(lambda: lock.locked, config.lock.feedback_pin,
+                            config.lock.feedback_pull_up)
 
     r = config.rs485
     bus = stack.enter_context(closing(ModbusBus(rs485_port, baudrate=r.baudrate, parity=r.parity,
@@ -130,7 +141,8 @@ def build_hardware(config: Config, emit: Callable[[object], None], *, simulate: 
         stack.callback(reader.close)
     return Hardware(pin_factory=factory, lock=lock, door=door, buzzer=relays["buzzer"],
                     compressor=relays["compressor"], heater=relays["heater"],
-                    readers=readers, camera=camera, shelves=shelves, sim=sim)
+                    readers=readers, camera=camera, shelves=shelves, lock_feedback=lock_feedback,
+                    sim=sim)
 
 
 def _build_simulation(config: Config, factory, folder: Path, stock):

@@ -63,3 +63,10 @@ class ScanUnreadable:
     reason: str
     source: str
     at: float
+
+
+@dataclass(frozen=True)
+class LockSensed:
+    """The lock's feedback contact says the lock is (or is not) engaged."""
+    locked: bool
+    at: float

@@ -2,10 +2,17 @@
 
 De-energised = locked. Construction, close() and any crash of the process leave the relay
 de-energised, so the cabinet is locked at start-up and whenever the daemon is not in control.
+A lock with a feedback contact also gets a LockFeedback reader.
 """
 
 from __future__ import annotations
 
+import time
+from typing import Callable
+
+from gpiozero import Button
+
+from .events import LockSensed
 from .relay import Relay
 
 
@@ -22,3 +29,30 @@ class LockRelay(Relay):
 
     def lock(self) -> None:
         self.release()
+
+
+class LockFeedback:
+    """The lock's own feedback contact (bolt or armature sensor), posting LockSensed.
+
+    Wired like the door switch: closed to ground when locked, with the pin pulled up. The
+    controller compares it with what it commanded; only a disagreement that lasts is a fault."""
+
+    def __init__(self, pin: int, *, pull_up: bool, pin_factory, emit: Callable[[object], None],
+                 clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._emit = emit
+        self._button = Button(pin, pull_up=pull_up, pin_factory=pin_factory)
+        self._button.when_pressed = lambda: emit(LockSensed(True, self._clock()))
+        self._button.when_released = lambda: emit(LockSensed(False, self._clock()))
+
+    @property
+    def locked(self) -> bool:
+        return self._button.is_pressed
+
+    def announce(self) -> None:
+        self._emit(LockSensed(self.locked, self._clock()))
+
+    def close(self) -> None:
+        self._button.when_pressed = None
+        self._button.when_released = None
+        self._button.close()

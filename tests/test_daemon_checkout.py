@@ -169,3 +169,31 @@ def test_cabinet_planogram_load(daemon, tmp_path):
     bad.write_text(text.replace("price_fen = 200", "price_fen = -200"))
     result = subprocess.run(cli + [str(bad)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "product[0].price_fen = -200" in result.stderr
+
+
+def test_lock_feedback_disagreeing_is_a_lock_fault(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[lock]\nfeedback = true\nfeedback_seconds = 0.5\n")
+    d = CabinetProcess("--config", str(config), data_dir=tmp_path / "data")
+    try:
+        d.wait_ready()
+        wait_for(lambda: d.url)
+        _settled(d)
+        wait_for(lambda: d.state()["lock_sensed"] == "locked", what="feedback")
+        # An unlock whose door never opens is not a fault: the feedback follows the command.
+        session = d.post("/sim/authorise", {"subject": "acct-1"})[1]
+        wait_for(lambda: d.state()["lock_sensed"] == "unlocked", what="feedback follows")
+        assert d.state()["alarms"] == []
+        d.post("/sim/lock", {"jammed": "open"})   # the bolt stays out
+        d.post("/sim/door", {"state": "open"})
+        d.post("/sim/door", {"state": "closed"})
+        alarm = wait_for(lambda: [a for a in d.state()["alarms"] if a["kind"] == "lock_fault"],
+                         timeout=10, what="lock_fault")[0]
+        assert "commanded locked but its feedback says open" in alarm["detail"]
+        d.post("/sim/lock", {"jammed": None})
+        wait_for(lambda: not [a for a in d.state()["alarms"] if a["kind"] == "lock_fault"],
+                 timeout=10, what="lock_fault cleared")
+        assert session["session_id"]
+        assert d.post("/sim/lock", {"jammed": "ajar"})[0] == 400
+    finally:
+        d.kill()

@@ -162,6 +162,12 @@ class UiServer:
                 raise BadRequest("'fault' must be null, \"power_on\", \"crc\", \"all_ff\" or \"gone\"")
             sim.set_thermometer_fault(fault)
             return {"ok": True, "fault": fault}
+        if name == "lock":
+            try:
+                sim.jam_lock(body.get("jammed"))
+            except KeyError as exc:
+                raise BadRequest(exc.args[0]) from None
+            return {"ok": True, "jammed": body.get("jammed")}
         if name == "power":
             # As a power cut: no shutdown, no cleanup, no flush. Answer first so the caller knows.
             threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGKILL)).start()

@@ -124,6 +124,33 @@ class SimulatedCabinet:
         self.thermal.compressor_on = compressor_on
         self.thermal.heater_on = heater_on
 
+    def attach_lock(self, commanded_locked: Callable[[], bool], feedback_pin: int,
+                    pull_up: bool) -> None:
+        """Give the lock a feedback contact that follows the relay, unless jammed."""
+        self._lock_commanded = commanded_locked
+        self._lock_pin = self._factory.pin(feedback_pin)
+        self._lock_pull_up = pull_up
+        self.lock_jammed: str | None = None  # None, "locked" or "open"
+        self._lock_thread = threading.Thread(target=self._run_lock, name="sim lock", daemon=True)
+        self._lock_thread.start()
+
+    def jam_lock(self, state: str | None) -> None:
+        if state not in (None, "locked", "open"):
+            raise KeyError(f"jam state must be null, 'locked' or 'open', not {state!r}")
+        if not hasattr(self, "_lock_pin"):
+            raise KeyError("this cabinet's lock has no feedback contact (lock.feedback = false)")
+        self.lock_jammed = state
+
+    def _run_lock(self) -> None:
+        last = None
+        while not self._stop.wait(0.05):
+            locked = (self._lock_commanded() if self.lock_jammed is None
+                      else self.lock_jammed == "locked")
+            if locked != last:  # closed contact = locked; with a pull-up that reads low
+                (self._lock_pin.drive_low if locked == self._lock_pull_up
+                 else self._lock_pin.drive_high)()
+                last = locked
+
     # --- controls ----------------------------------------------------------------------------------
     def set_door(self, is_open: bool) -> None:
         pin = self._factory.pin(self._door_pin)
@@ -248,6 +275,8 @@ class SimulatedCabinet:
     def close(self) -> None:
         self._stop.set()
         self._thermal_thread.join(timeout=3)
+        if hasattr(self, "_lock_thread"):
+            self._lock_thread.join(timeout=3)
         self.peer.close()
         self.rs485.close()
         self.scanner.close()
