@@ -15,12 +15,13 @@ journaled, so that after a crash `resume()` can finish the session from the shel
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Protocol
 
 from .planogram import Planogram
-from .weighing import Item, ShelfVerdict, explain
+from .weighing import Explanation, Item, ShelfVerdict, explain
 
 RESTOCK_MAX_PER_PRODUCT = 500
 
@@ -40,6 +41,10 @@ class Authorisation:
     role: str              # "shopper" or "technician"
     code_id: str           # the code's nonce / id, for audit and single use
     restock: bool = False  # technician sessions: restock (True) or service (False)
+    # What the technician was sent to put in, {shelf: {sku: count}}: a mixed shelf's additions
+    # are often ambiguous by weight alone (10 x 572 g = 5 x 572 g + 11 x 262 g), so the plan is
+    # checked against the weights instead of being searched for.
+    restock_plan: dict[str, dict[str, int]] | None = None
 
     def __post_init__(self):
         if self.role not in ("shopper", "technician"):
@@ -48,6 +53,14 @@ class Authorisation:
             raise ValueError("only a technician can restock")
         if not self.subject:
             raise ValueError("an authorisation names its subject")
+        if self.restock_plan is not None:
+            if not self.restock:
+                raise ValueError("a restock plan needs restock mode")
+            for shelf, items in self.restock_plan.items():
+                if not str(shelf).isdigit() or not isinstance(items, dict) or not all(
+                        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                        and 0 < v <= 1000 for k, v in items.items()):
+                    raise ValueError("restock_plan maps a shelf number to {sku: count > 0}")
 
 
 @dataclass(frozen=True)
@@ -207,7 +220,8 @@ class Checkout:
         auth = session["authorisation"]
         technician = auth["role"] == "technician"
         verdicts = settle_shelves(session["before_grams"], after, planogram,
-                                  self.settings.shelf_tolerance_grams, technician=technician)
+                                  self.settings.shelf_tolerance_grams, technician=technician,
+                                  plan=auth.get("restock_plan"))
         flags = []
         if session["recovered"]:
             flags.append({"kind": "recovered", "detail": "session finished after a restart"})
@@ -286,11 +300,12 @@ class Checkout:
 
 
 def settle_shelves(before: dict[str, float], after: dict[int, float | None],
-                   planogram: Planogram, tolerance: float, *, technician: bool
+                   planogram: Planogram, tolerance: float, *, technician: bool,
+                   plan: dict[str, dict[str, int]] | None = None
                    ) -> dict[int, tuple[float, float | None, ShelfVerdict | None]]:
     """Explain each shelf's difference (before - after) as counts of its products.
     Shoppers can only take what was there; technicians may also add (restock), which shows as
-    negative counts."""
+    negative counts. A restock plan that the weight confirms is taken as the answer."""
     out = {}
     for key, before_g in before.items():
         shelf = int(key)
@@ -300,6 +315,17 @@ def settle_shelves(before: dict[str, float], after: dict[int, float | None],
             continue
         removed = before_g - after_g
         stock = planogram.shelves.get(shelf, {})
+        planned = (plan or {}).get(str(shelf))
+        if technician and planned and all(sku in stock for sku in planned):
+            expected = sum(planogram.products[sku].unit_grams * n for sku, n in planned.items())
+            allowed = tolerance + math.sqrt(sum(planogram.products[sku].tolerance_grams ** 2 * n
+                                                for sku, n in planned.items()))
+            if abs(-removed - expected) <= allowed:
+                counts = {sku: -n for sku, n in planned.items()}
+                out[shelf] = (round(before_g, 1), round(after_g, 1), ShelfVerdict(
+                    "explained", round(removed, 1), counts,
+                    (Explanation(counts, round(abs(-removed - expected), 1), round(allowed, 1)),)))
+                continue
         if technician and removed < -tolerance:
             items = [Item(p.sku, p.unit_grams, p.tolerance_grams, RESTOCK_MAX_PER_PRODUCT)
                      for p in planogram.shelf_products(shelf)]

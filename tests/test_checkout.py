@@ -324,3 +324,34 @@ def test_replace_planogram_only_between_sessions(rig):
     assert rig.c.planogram.shelves[4] == {"tissue-pack": 0}
     rig.crash()
     assert rig.c.planogram.shelves[4] == {"tissue-pack": 0}, "kept across restarts"
+
+
+def test_restock_plan_confirmed_by_weight_settles_a_mixed_shelf(rig):
+    plan = {"1": {"water-550ml": 10}}
+    rig.authorise(Authorisation("qr", "tech-7", "technician", "c-9", restock=True,
+                                restock_plan=plan))
+    rig.door(True)
+    rig.take(1, "water-550ml", -10)  # 10 x 572 g is also 5 x 572 g + 11 x 262 g by weight alone
+    rig.door(False)
+    rig.weigh()
+    (inventory,) = rig.outbox("inventory")
+    assert inventory["flags"] == [] and inventory["stock"]["1"]["water-550ml"] == 22
+
+
+def test_restock_plan_contradicted_by_weight_is_not_believed(rig):
+    plan = {"1": {"water-550ml": 10}}
+    rig.authorise(Authorisation("qr", "tech-7", "technician", "c-9", restock=True,
+                                restock_plan=plan))
+    rig.door(True)
+    rig.take(1, "water-550ml", -3)
+    rig.door(False)
+    rig.weigh()
+    (inventory,) = rig.outbox("inventory")
+    assert inventory["stock"]["1"]["water-550ml"] == 15  # solved from the weight: 3 went in
+
+
+def test_restock_plan_needs_restock_mode():
+    with pytest.raises(ValueError, match="restock mode"):
+        Authorisation("qr", "t", "technician", "c", restock_plan={"1": {"a": 1}})
+    with pytest.raises(ValueError, match="shelf number"):
+        Authorisation("qr", "t", "technician", "c", restock=True, restock_plan={"x": {"a": 1}})

@@ -113,7 +113,8 @@ class Harness:
         low = {shelf: items for shelf, items in low.items() if items}
         if not low:
             return
-        session_id = self.authorise(role="technician", restock=True)
+        session_id = self.authorise(role="technician", restock=True,
+                                    restock_plan={str(n): items for n, items in low.items()})
         self.daemon.post("/sim/door", {"state": "open"})
         for shelf, items in low.items():
             for sku, count in items.items():

@@ -184,7 +184,8 @@ class UiServer:
             auth = Authorisation(method="simulation", subject=_field(body, "subject", str),
                                  role=body.get("role", "shopper"),
                                  code_id=str(body.get("code_id", "sim")),
-                                 restock=bool(body.get("restock", False)))
+                                 restock=bool(body.get("restock", False)),
+                                 restock_plan=body.get("restock_plan"))
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
         try:
