@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -22,6 +23,21 @@ def _settled(d):
 def _receipt(d, session_id):
     return wait_for(lambda: (r := d.state()["receipt"]) and r["session_id"] == session_id and r,
                     timeout=20, what="the receipt")
+
+
+@contextlib.contextmanager
+def configured(tmp_path, config_text: str):
+    """A daemon started with a config file of `config_text`, ready with stable shelves."""
+    config = tmp_path / "c.toml"
+    config.write_text(config_text)
+    d = CabinetProcess("--config", str(config), data_dir=tmp_path / "data")
+    try:
+        d.wait_ready()
+        wait_for(lambda: d.url)
+        _settled(d)
+        yield d
+    finally:
+        d.kill()
 
 
 @pytest.fixture
@@ -67,13 +83,7 @@ def test_authorisation_refused_while_a_shelf_is_in_fault(daemon):
 
 
 def test_unlock_timeout_and_bad_authorisations(tmp_path):
-    config = tmp_path / "c.toml"
-    config.write_text("[checkout]\nunlock_timeout_seconds = 3\n")
-    d = CabinetProcess("--config", str(config), data_dir=tmp_path / "data")
-    try:
-        d.wait_ready()
-        wait_for(lambda: d.url)
-        _settled(d)
+    with configured(tmp_path, "[checkout]\nunlock_timeout_seconds = 3\n") as d:
         assert d.post("/sim/authorise", {"subject": "x", "role": "king"})[0] == 400
         assert d.post("/sim/authorise", {"subject": "x", "restock": True})[0] == 400
         assert d.post("/sim/authorise", {})[0] == 400
@@ -83,8 +93,6 @@ def test_unlock_timeout_and_bad_authorisations(tmp_path):
         wait_for(lambda: d.state()["lock"] == "locked" and d.state()["session"] is None,
                  timeout=10, what="relock after the unlock timeout")
         assert d.state()["alarms"] == []
-    finally:
-        d.kill()
 
 
 AMBIGUOUS = """
@@ -114,13 +122,7 @@ stock = { "a" = 5, "b" = 5 }
 def test_near_equal_products_make_a_flagged_sale(tmp_path):
     planogram = tmp_path / "planogram.toml"
     planogram.write_text(AMBIGUOUS)
-    config = tmp_path / "c.toml"
-    config.write_text(f'[checkout]\nplanogram_file = "{planogram}"\n')
-    d = CabinetProcess("--config", str(config), data_dir=tmp_path / "data")
-    try:
-        d.wait_ready()
-        wait_for(lambda: d.url)
-        _settled(d)
+    with configured(tmp_path, f'[checkout]\nplanogram_file = "{planogram}"\n') as d:
         session_id = d.post("/sim/authorise", {"subject": "acct-9"})[1]["session_id"]
         d.post("/sim/door", {"state": "open"})
         d.post("/sim/shelf", {"shelf": 1, "take": {"a": 1}})
@@ -129,8 +131,6 @@ def test_near_equal_products_make_a_flagged_sale(tmp_path):
         receipt = _receipt(d, session_id)
         assert receipt["lines"] == [] and receipt["total_fen"] == 0
         assert receipt["flags"] == ["ambiguous"]
-    finally:
-        d.kill()
 
 
 def test_planogram_api(daemon):
@@ -172,13 +172,7 @@ def test_cabinet_planogram_load(daemon, tmp_path):
 
 
 def test_lock_feedback_disagreeing_is_a_lock_fault(tmp_path):
-    config = tmp_path / "c.toml"
-    config.write_text("[lock]\nfeedback = true\nfeedback_seconds = 0.5\n")
-    d = CabinetProcess("--config", str(config), data_dir=tmp_path / "data")
-    try:
-        d.wait_ready()
-        wait_for(lambda: d.url)
-        _settled(d)
+    with configured(tmp_path, "[lock]\nfeedback = true\nfeedback_seconds = 0.5\n") as d:
         wait_for(lambda: d.state()["lock_sensed"] == "locked", what="feedback")
         # An unlock whose door never opens is not a fault: the feedback follows the command.
         session = d.post("/sim/authorise", {"subject": "acct-1"})[1]
@@ -195,5 +189,3 @@ def test_lock_feedback_disagreeing_is_a_lock_fault(tmp_path):
                  timeout=10, what="lock_fault cleared")
         assert session["session_id"]
         assert d.post("/sim/lock", {"jammed": "ajar"})[0] == 400
-    finally:
-        d.kill()
