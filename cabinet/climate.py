@@ -100,3 +100,43 @@ class Thermostat:
             self._compressor_since = now
         self.heater = want_heater
         return Decision(self.compressor, self.heater, reason)
+
+
+class SensorCheck:
+    """Sensor faults that a driver cannot see in one reading: a value outside what cabinet air can
+    be, or a value that does not move while the compressor or heater is driving it. Stuck is
+    judged on readings sampled a minute apart: three such intervals with the very same value (to
+    the sensor's 1/16 °C) while a relay ran throughout."""
+
+    def __init__(self, low_celsius: float = -40.0, high_celsius: float = 60.0,
+                 sample_seconds: float = 60.0, stuck_intervals: int = 3):
+        self.low, self.high = low_celsius, high_celsius
+        self.sample_seconds = sample_seconds
+        self.stuck_intervals = stuck_intervals
+        self._samples: list[tuple[float, float, bool]] = []  # (time, value, driving)
+        self._stuck_at: float | None = None  # a stuck value stays a fault until it moves
+
+    def check(self, now: float, celsius: float, driving: bool) -> str | None:
+        if self._stuck_at is not None:
+            if celsius == self._stuck_at:
+                return f"stuck at {celsius:.3f} °C"
+            self._stuck_at = None
+            self._samples.clear()
+        if not self.low <= celsius <= self.high:
+            self._samples.clear()
+            return (f"{celsius:.2f} °C is outside what cabinet air can be "
+                    f"({self.low:g} to {self.high:g} °C)")
+        if not self._samples or now - self._samples[-1][0] >= self.sample_seconds:
+            self._samples.append((now, celsius, driving))
+            del self._samples[:-(self.stuck_intervals + 1)]
+        window = self._samples
+        if (len(window) == self.stuck_intervals + 1 and all(d for _, _, d in window)
+                and len({v for _, v, _ in window}) == 1):
+            self._stuck_at = celsius
+            return (f"stuck at {celsius:.3f} °C for {self.stuck_intervals} min while the "
+                    "compressor or heater ran")
+        return None
+
+    def reset(self) -> None:
+        self._samples.clear()
+        self._stuck_at = None

@@ -179,6 +179,23 @@ class CheckoutSection:
 
 
 @dataclass(frozen=True)
+class ClimateSection:
+    setpoint_celsius: float = _f(4.0, _between(-5, 15, " °C"))
+    hysteresis_celsius: float = _f(1.0, _between(0.2, 5, " K"))
+    min_off_seconds: float = _f(180.0, _between(60, 900, " s"))
+    min_on_seconds: float = _f(150.0, _between(30, 900, " s"))
+    start_delay_seconds: float = _f(120.0, _between(0, 900, " s"))
+    door_hold_seconds: float = _f(60.0, _between(0, 600, " s"))
+    fault_on_seconds: float = _f(300.0, _between(60, 3600, " s"))
+    fault_off_seconds: float = _f(600.0, _between(60, 3600, " s"))
+    food_safety_limit_celsius: float = _f(5.0, _between(0, 15, " °C"))
+    recovery_minutes: float = _f(30.0, _between(1, 240, " min"))
+    excursion_minutes: float = _f(15.0, _between(1, 240, " min"))
+    telemetry_interval_seconds: float = _f(60.0, _between(10, 3600, " s"))
+    telemetry_change_celsius: float = _f(0.5, _between(0.1, 10, " K"))
+
+
+@dataclass(frozen=True)
 class HttpSection:
     host: str = _f("127.0.0.1", _one_of("127.0.0.1", "::1", "localhost"))
     port: int = _f(8080, _between(0, 65535))
@@ -215,6 +232,7 @@ class Config:
     scanner: ScannerSection = field(default_factory=ScannerSection)
     camera: CameraSection = field(default_factory=CameraSection)
     checkout: CheckoutSection = field(default_factory=CheckoutSection)
+    climate: ClimateSection = field(default_factory=ClimateSection)
     http: HttpSection = field(default_factory=HttpSection)
     sync: SyncSection = field(default_factory=SyncSection)
     simulation: SimulationSection = field(default_factory=SimulationSection)
@@ -281,6 +299,7 @@ _SECTION_TYPES = {
     "DoorSection": DoorSection, "Rs485Section": Rs485Section, "ShelvesSection": ShelvesSection,
     "ThermometerSection": ThermometerSection, "ScannerSection": ScannerSection,
     "CameraSection": CameraSection, "CheckoutSection": CheckoutSection, "HttpSection": HttpSection,
+    "ClimateSection": ClimateSection,
     "SyncSection": SyncSection, "SimulationSection": SimulationSection,
 }
 
@@ -360,6 +379,11 @@ def _check_across(config: Config) -> None:
     if t.kind == "modbus" and t.modbus_device_id in seen_devices:
         raise ConfigError(f"{src}: thermometer.modbus_device_id = {t.modbus_device_id}: "
                           f"already used by {seen_devices[t.modbus_device_id]} on the same RS485 bus")
+    k = config.climate
+    if k.setpoint_celsius + k.hysteresis_celsius / 2 >= k.food_safety_limit_celsius:
+        raise ConfigError(f"{src}: climate.setpoint_celsius = {k.setpoint_celsius:g}: with "
+                          f"hysteresis {k.hysteresis_celsius:g} K the cabinet would run above "
+                          f"climate.food_safety_limit_celsius ({k.food_safety_limit_celsius:g})")
     c = config.checkout
     if c.door_open_alarm_seconds <= c.door_open_warning_seconds:
         raise ConfigError(f"{src}: checkout.door_open_alarm_seconds = {c.door_open_alarm_seconds:g}: "

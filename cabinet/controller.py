@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from .checkout import Authorisation, Checkout, Refused, Settings
+from .climate_control import ClimateControl
 from .config import Config
 from .events import (CallRequested, CodeScanned, DeviceFaulted, DeviceRecovered, DoorClosed,
                      DoorOpened, LockSensed, ScanUnreadable, ShelfWeighed, StopRequested, TemperatureRead)
@@ -101,6 +102,7 @@ class Controller:
         if config.lock.feedback:
             self._schedule_lock_check(config.lock.feedback_seconds / 4)
         self.out.lock.lock()  # fail-secure whatever the relay was doing before we took over
+        self.climate = ClimateControl(self)
         if self.notifier.watchdog_seconds:
             self._schedule_watchdog(self.notifier.watchdog_seconds / 2)
         self._publish()
@@ -145,8 +147,12 @@ class Controller:
             except queue.Empty:
                 break
             self._dispatch(event)
-        self.timers.run_due()
+        self.timers.run_due(on_error=self._timer_failed)
         self._publish()
+
+    def _timer_failed(self, timer, exc: Exception) -> None:
+        log.error("timer %s failed; locking", timer.name, exc_info=exc)
+        self.out.lock.lock()
 
     def stop(self) -> None:
         self.emit(StopRequested("stop requested"))
@@ -175,6 +181,7 @@ class Controller:
     def _on_door_opened(self, event: DoorOpened) -> None:
         first = self.door_open is None
         self.door_open = True
+        self.climate.on_door(True)
         if self._resume_if_needed(door_open=True):
             return
         if not self.checkout.door_opened():
@@ -186,7 +193,10 @@ class Controller:
             self.out.buzzer.energise()
 
     def _on_door_closed(self, event: DoorClosed) -> None:
+        was_open = self.door_open
         self.door_open = False
+        if was_open:
+            self.climate.on_door(False)
         if self._resume_if_needed(door_open=False):
             return
         if self.checkout.state == "authorised":
@@ -207,6 +217,7 @@ class Controller:
     def _on_temperature(self, event: TemperatureRead) -> None:
         self.temperature = {"celsius": round(event.celsius, 3), "sensor": event.sensor,
                             "age_seconds": 0.0, "_at": event.at}
+        self.climate.on_reading(event.celsius)
 
     def _on_code_scanned(self, event: CodeScanned) -> None:
         # Access codes are checked by the QR issue's module; the foundation only records it.
@@ -221,6 +232,8 @@ class Controller:
     def _on_device_faulted(self, event: DeviceFaulted) -> None:
         since = self.faults.get(event.device, {}).get("since", utc_now())
         self.faults[event.device] = {"detail": event.detail, "since": since}
+        if event.device == "thermometer":
+            self.climate.on_sensor_fault()
         if event.device.startswith("shelf:"):
             self.shelves.get(int(event.device[6:]), StabilityFilter(readings=2, band_grams=1)).reset()
         self.raise_alarm(f"device_fault:{event.device}", event.detail)
@@ -275,6 +288,10 @@ class Controller:
         try:
             if self._unfinished is not None:
                 raise Refused("recovering", "finishing the previous session first")
+            if (self.climate.locked_out and auth.role == "shopper" and self.planogram
+                    and self._perishables_in_stock()):
+                raise Refused("food_safety", "perishable food is locked out after the cold chain "
+                              "broke; a technician must remove it or clear the lockout")
             stable = {n: f.stable_grams for n, f in self.shelves.items()}
             session_id = self.checkout.authorise(auth, stable_grams=stable,
                                                  faulted=set(self.faults),
@@ -296,6 +313,8 @@ class Controller:
         self.outbox = self.store.outbox_counts()
         log.info("session %s ended: %s%s", session["session_id"], outcome,
                  f", total {record['total_fen']} fen" if record and "total_fen" in record else "")
+        if outcome == "inventory" and session["authorisation"].get("restock"):
+            self.climate.on_restock()
         if outcome == "no_sale":
             return
         self.receipt = {"session_id": session["session_id"], "outcome": outcome,
@@ -307,6 +326,21 @@ class Controller:
             if self.receipt and self.receipt["session_id"] == receipt_id:
                 self.receipt = None
         self.timers.call_later(self.config.checkout.receipt_seconds, "receipt", clear)
+
+    def _perishables_in_stock(self) -> list[str]:
+        return [sku for stock in self.planogram.shelves.values() for sku, n in stock.items()
+                if n > 0 and self.planogram.products[sku].perishable]
+
+    def set_setpoint(self, celsius: float) -> None:
+        self.climate.set_setpoint(celsius)
+        log.info("setpoint set to %.1f °C", celsius)
+
+    def clear_lockout(self, technician: str) -> bool:
+        cleared = self.climate.clear_lockout(technician)
+        if cleared:
+            self._products_cache = None
+            log.warning("food-safety lockout cleared by %s", technician)
+        return cleared
 
     def replace_planogram(self, new: Planogram) -> None:
         """Replace the planogram (products, prices, stock) between sessions."""
@@ -382,6 +416,7 @@ class Controller:
             "receipt": self.receipt,
             "last_refusal": self.last_refusal,
             "products": self._products_state(),
+            "climate": self.climate.snapshot(),
             "last_scan": self.last_scan,
             "outbox": dict(self.outbox),
         }
@@ -399,15 +434,17 @@ class Controller:
     def _products_state(self) -> list[dict[str, Any]]:
         if self.planogram is None:
             return []
+        locked_out = self.climate.locked_out
         cached = getattr(self, "_products_cache", None)
-        if cached is not None and cached[0] is self.planogram:
-            return cached[1]  # rebuilt only when the planogram (or its stock) changes
+        if cached is not None and cached[0] is self.planogram and cached[2] == locked_out:
+            return cached[1]  # rebuilt only when the planogram, its stock or the lockout changes
         out = []
         for shelf, stock in sorted(self.planogram.shelves.items()):
             for sku, count in stock.items():
                 p = self.planogram.products[sku]
                 out.append({"sku": sku, "shelf": shelf, "stock": count, "price_fen": p.price_fen,
                             "name_zh": p.name_zh, "name_bo": p.name_bo, "name_en": p.name_en,
-                            "perishable": p.perishable})
-        self._products_cache = (self.planogram, out)
+                            "perishable": p.perishable,
+                            "available": count > 0 and not (p.perishable and locked_out)})
+        self._products_cache = (self.planogram, out, locked_out)
         return out

@@ -62,6 +62,14 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
+    # 2: small named values that must survive a power cut (the cold chain's state)
+    """
+    CREATE TABLE kv (
+        key        TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,                        -- JSON
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -80,7 +88,10 @@ class Store:
         self.software_version = software_version
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+            # Opened by whoever starts the daemon, then used by the controller thread alone
+            # (never by two threads at once); the uploader opens its own connection.
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10,
+                                       check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open database: {exc}") from None
         self._in_transaction = False
@@ -264,6 +275,25 @@ class Store:
         self._db.execute("INSERT INTO planogram (id, body, updated_at) VALUES (1, ?, ?) "
                          "ON CONFLICT (id) DO UPDATE SET body = excluded.body, "
                          "updated_at = excluded.updated_at", (planogram_json, utc_now()))
+
+    def get_value(self, key: str) -> Any:
+        row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_value(self, key: str, value: Any, record: tuple[str, dict] | None = None) -> None:
+        """Set a named value, with an outbox record (kind, body) in the same transaction."""
+        with self.transaction():
+            self._db.execute("INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) "
+                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                             "updated_at = excluded.updated_at",
+                             (key, json.dumps(value, ensure_ascii=False), utc_now()))
+            if record is not None:
+                self.add_outbox(*record)
+
+    def add_record(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """An outbox record on its own (telemetry)."""
+        with self.transaction():
+            return self.add_outbox(kind, body)
 
     def sales(self) -> list[dict[str, Any]]:
         return [json.loads(b) for (b,) in

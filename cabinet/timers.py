@@ -42,8 +42,9 @@ class TimerHeap:
             return cap
         return max(0.0, min(cap, self._heap[0][0] - self.clock()))
 
-    def run_due(self) -> int:
-        """Fire every timer whose time has come, in time order; return how many fired."""
+    def run_due(self, on_error: Callable[[Timer, Exception], None] | None = None) -> int:
+        """Fire every timer whose time has come, in time order; return how many fired. A timer
+        that raises is passed to `on_error` (when given) and the others still fire."""
         fired = 0
         now = self.clock()
         while self._heap and self._heap[0][0] <= now:
@@ -51,8 +52,14 @@ class TimerHeap:
             if timer.cancelled:
                 continue
             timer.cancelled = True
-            timer.fn()
             fired += 1
+            if on_error is None:
+                timer.fn()
+                continue
+            try:
+                timer.fn()
+            except Exception as exc:
+                on_error(timer, exc)
         return fired
 
     def pending(self) -> list[str]:

@@ -1,0 +1,161 @@
+"""Climate on the controller thread: readings in, relays, alarms, lockout and telemetry out.
+
+Every `tick_seconds` the thermostat decides from the latest valid reading (None while the sensor is
+faulted or its reading is stale), the door and the clock; the relays follow. Sensor faults come
+from the driver (no reading, power-on value, CRC, vanished) or from SensorCheck (out of range,
+stuck); either raises the `sensor_fault` alarm and puts the compressor on its timed duty cycle. The
+cold chain's state is persisted every tick while it matters, so a lockout survives power cuts.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .climate import ClimateSettings, SensorCheck, Thermostat
+from .food_safety import ColdChain
+from .store import utc_now
+
+if TYPE_CHECKING:
+    from .controller import Controller
+
+log = logging.getLogger(__name__)
+COLD_CHAIN_KEY = "cold_chain"
+
+
+class ClimateControl:
+    tick_seconds = 5.0
+
+    def __init__(self, controller: "Controller"):
+        self.c = controller
+        k = controller.config.climate
+        now = controller.clock()
+        self.thermostat = Thermostat(ClimateSettings(
+            k.setpoint_celsius, k.hysteresis_celsius, k.min_off_seconds, k.min_on_seconds,
+            k.start_delay_seconds, k.door_hold_seconds, k.fault_on_seconds, k.fault_off_seconds),
+            now=now)
+        self.cold_chain = ColdChain(k.food_safety_limit_celsius, now=now,
+                                    recovery_seconds=k.recovery_minutes * 60,
+                                    excursion_seconds=k.excursion_minutes * 60,
+                                    saved=controller.store.get_value(COLD_CHAIN_KEY))
+        self.check = SensorCheck()
+        self.celsius: float | None = None
+        self._read_at: float | None = None
+        self._domain_fault: str | None = None
+        self._door_open_since: float | None = None
+        self._sent: tuple[float, float] | None = None  # (time, celsius) of the last telemetry
+        self._saved_state: dict | None = None
+        self.reason = "starting"
+        controller.timers.call_later(0, "climate", self._tick)
+
+    # --- inputs -----------------------------------------------------------------------------------
+    def on_reading(self, celsius: float) -> None:
+        now = self.c.clock()
+        problem = self.check.check(now, celsius, self.thermostat.compressor or self.thermostat.heater)
+        if problem:
+            if self._domain_fault is None or not problem.startswith(self._domain_fault[:12]):
+                self._domain_fault = problem
+                self.c.raise_alarm("sensor_fault", f"thermometer: {problem}")
+            self.celsius = None
+            return
+        if self._domain_fault is not None:
+            self._domain_fault = None
+            self.c.clear_alarm("sensor_fault")
+        self.celsius, self._read_at = celsius, now
+        lockout = self.cold_chain.reading(now, celsius)
+        if lockout is not None:
+            log.error("FOOD SAFETY LOCKOUT: %s (max %.2f °C)", lockout.reason, lockout.max_celsius)
+            self.c.raise_alarm("food_safety_lockout", f"perishables locked out: {lockout.reason}; "
+                               f"max {lockout.max_celsius:.1f} °C, "
+                               f"{lockout.above_seconds / 60:.0f} min above the limit")
+            self._save(force=True)
+
+    def on_sensor_fault(self) -> None:
+        """The driver's fault (its own alarm, device_fault:thermometer, is already raised)."""
+        self.celsius = None
+        self.check.reset()
+
+    def on_door(self, is_open: bool) -> None:
+        now = self.c.clock()
+        if is_open:
+            self._door_open_since = self._door_open_since or now
+        else:
+            self._door_open_since = None
+            self.cold_chain.grace(now)
+
+    def on_restock(self) -> None:
+        self.cold_chain.grace(self.c.clock())
+
+    # --- technician and backend -------------------------------------------------------------------
+    def set_setpoint(self, celsius: float) -> None:
+        k = self.c.config.climate
+        if not -5 <= celsius <= 15 or celsius + k.hysteresis_celsius / 2 >= \
+                k.food_safety_limit_celsius:
+            raise ValueError(f"setpoint {celsius:g} °C: must be -5 to 15 °C and keep the band "
+                             f"below the food-safety limit ({k.food_safety_limit_celsius:g} °C)")
+        self.thermostat.set_setpoint(celsius)
+        self.c.store.add_record("setpoint", {"setpoint_celsius": celsius})
+
+    def clear_lockout(self, technician: str) -> bool:
+        cleared = self.cold_chain.clear()
+        if cleared is None:
+            return False
+        self.c.store.set_value(COLD_CHAIN_KEY, self.cold_chain.state(self.c.clock()),
+                               ("food_safety", {"state": "cleared", "by": technician,
+                                                "lockout": cleared.__dict__}))
+        self.c.clear_alarm("food_safety_lockout")
+        return True
+
+    @property
+    def locked_out(self) -> bool:
+        return self.cold_chain.lockout is not None
+
+    # --- the tick ---------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        # Next tick first: a failure below must not stop the thermostat for good.
+        self.c.timers.call_later(self.tick_seconds, "climate", self._tick)
+        now = self.c.clock()
+        poll = self.c.config.thermometer.poll_interval_seconds
+        fresh = self._read_at is not None and now - self._read_at <= 3 * poll + 1
+        reading = self.celsius if fresh else None
+        decision = self.thermostat.decide(now, reading, self._door_open_since)
+        self.reason = decision.reason
+        out = self.c.out
+        (out.compressor.energise if decision.compressor else out.compressor.release)()
+        (out.heater.energise if decision.heater else out.heater.release)()
+        self._telemetry(now, reading, decision)
+        self._save()
+
+    def _telemetry(self, now: float, reading: float | None, decision) -> None:
+        if reading is None:
+            return
+        due = (self._sent is None
+               or now - self._sent[0] >= self.c.config.climate.telemetry_interval_seconds
+               or abs(reading - self._sent[1]) >= self.c.config.climate.telemetry_change_celsius)
+        if not due:
+            return
+        self._sent = (now, reading)
+        on = self.thermostat.on_seconds
+        self.c.store.add_record("telemetry", {
+            "celsius": reading, "setpoint_celsius": self.thermostat.s.setpoint_celsius,
+            "compressor": decision.compressor, "heater": decision.heater,
+            "compressor_on_seconds_total": round(on, 1), "compressor_starts": self.thermostat.starts,
+            "door_open": self._door_open_since is not None, "sampled_at": utc_now()})
+
+    def _save(self, force: bool = False) -> None:
+        state = self.cold_chain.state(self.c.clock())
+        compare = {**state, "above_seconds": state["above_seconds"] is not None}
+        if force or compare != self._saved_state or state["above_seconds"] is not None:
+            self.c.store.set_value(COLD_CHAIN_KEY, state)
+            self._saved_state = compare
+
+    def snapshot(self) -> dict[str, Any]:
+        lockout = self.cold_chain.lockout
+        return {"setpoint_celsius": self.thermostat.s.setpoint_celsius,
+                "mode": self.reason,
+                "compressor_starts": self.thermostat.starts,
+                "food_safety": {"locked_out": lockout is not None,
+                                "reason": lockout.reason if lockout else None,
+                                "max_celsius": lockout.max_celsius if lockout else
+                                self.cold_chain.max_celsius,
+                                "above_seconds": lockout.above_seconds if lockout else None}}
