@@ -4,6 +4,8 @@ cabinetd [--config PATH] [--simulate] [--data-dir DIR] [--http-port N] [--check-
 cabinet status [--url URL]           what the running daemon reports, as a table
 cabinet check-config [--config PATH] validate a config file without starting anything
 cabinet planogram load FILE          validate a planogram and load it into the running daemon
+cabinet setpoint CELSIUS             the temperature to hold
+cabinet lockout clear --technician N sell perishables again after a food-safety lockout
 
 Exit status: 0 on success, 2 for a bad command line or config, 1 for a failure at run time.
 """
@@ -115,6 +117,10 @@ def _status(args) -> int:
             ("door / lock", f"{state['door']} / {state['lock']}"),
             ("temperature", f"{temp['celsius']:.2f} °C ({temp['sensor']})" if temp else "no reading"),
             ("relays", ", ".join(f"{k} {'on' if v else 'off'}" for k, v in state["relays"].items())),
+            ("climate", f"setpoint {state['climate']['setpoint_celsius']:g} °C, "
+                        f"{state['climate']['mode']}"
+                        + (", PERISHABLES LOCKED OUT" if state["climate"]["food_safety"]["locked_out"]
+                           else "")),
             ("outbox", f"{state['outbox']['pending']} pending of {state['outbox']['total']}")]
     for shelf in state["shelves"]:
         grams = "—" if shelf["grams"] is None else f"{shelf['grams']:.1f} g"
@@ -128,6 +134,30 @@ def _status(args) -> int:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _post(url: str, path: str, body: dict) -> dict:
+    request = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return json.load(reply)
+    except urllib.error.HTTPError as err:
+        raise SystemExit(f"cabinet: refused: {json.load(err)['error']}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise SystemExit(f"cabinet: cannot reach the daemon at {url}: {exc}") from None
+
+
+def _setpoint(args) -> int:
+    _post(args.url, "/api/climate/setpoint", {"celsius": args.celsius})
+    print(f"setpoint {args.celsius:g} °C")
+    return 0
+
+
+def _lockout_clear(args) -> int:
+    reply = _post(args.url, "/api/food-safety/clear", {"technician": args.technician})
+    print("food-safety lockout cleared" if reply["cleared"] else "there was no lockout")
     return 0
 
 
@@ -181,6 +211,16 @@ def technician_main(argv: list[str] | None = None) -> int:
     plan_load.add_argument("file", type=Path)
     plan_load.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon's address")
     plan_load.set_defaults(func=_planogram_load)
+    setpoint = verbs.add_parser("setpoint", help="set the temperature to hold")
+    setpoint.add_argument("celsius", type=float)
+    setpoint.add_argument("--url", default="http://127.0.0.1:8080")
+    setpoint.set_defaults(func=_setpoint)
+    lockout = verbs.add_parser("lockout", help="the food-safety lockout of perishables")
+    lockout_verbs = lockout.add_subparsers(dest="lockout_verb", required=True)
+    clear = lockout_verbs.add_parser("clear", help="after checking the food: sell perishables again")
+    clear.add_argument("--technician", required=True, help="who checked the food (recorded)")
+    clear.add_argument("--url", default="http://127.0.0.1:8080")
+    clear.set_defaults(func=_lockout_clear)
     check = verbs.add_parser("check-config", help="validate a config file")
     check.add_argument("--config", type=Path, default=DEFAULT_PATH)
     check.set_defaults(func=_check_config)

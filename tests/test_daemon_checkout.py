@@ -189,3 +189,23 @@ def test_lock_feedback_disagreeing_is_a_lock_fault(tmp_path):
                  timeout=10, what="lock_fault cleared")
         assert session["session_id"]
         assert d.post("/sim/lock", {"jammed": "ajar"})[0] == 400
+
+
+def test_climate_endpoints_and_cli(daemon):
+    import subprocess
+    import sys
+    cli = [sys.executable, "-c", "from cabinet.cli import technician_main; "
+           "raise SystemExit(technician_main())"]
+    result = subprocess.run(cli + ["setpoint", "3.5", "--url", daemon.url], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and daemon.state()["climate"]["setpoint_celsius"] == 3.5
+    result = subprocess.run(cli + ["setpoint", "9", "--url", daemon.url], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0 and "food-safety limit" in result.stderr
+    result = subprocess.run(cli + ["lockout", "clear", "--technician", "tech-7", "--url",
+                                   daemon.url], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "no lockout" in result.stdout
+    assert daemon.post("/api/food-safety/clear", {"technician": " "})[0] == 400
+    result = subprocess.run(cli + ["status", "--url", daemon.url], capture_output=True,
+                            text=True, timeout=60)
+    assert "setpoint 3.5 °C" in result.stdout

@@ -86,6 +86,23 @@ class UiServer:
             raise Conflict(refusal.reason, str(refusal)) from None
         return {"ok": True, "version": planogram.version}
 
+    def api_post(self, name: str, body: Any) -> dict[str, Any]:
+        """Technician actions at the cabinet (loopback only)."""
+        c = self._controller
+        if name == "climate/setpoint":
+            celsius = float(_field(body, "celsius", (int, float)))
+            try:
+                c.call(lambda: c.set_setpoint(celsius))
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
+            return {"ok": True, "setpoint_celsius": celsius}
+        if name == "food-safety/clear":
+            technician = _field(body, "technician", str)
+            if not technician.strip():
+                raise BadRequest("'technician' names who checked the food")
+            return {"ok": True, "cleared": c.call(lambda: c.clear_lockout(technician))}
+        raise LookupError(name)
+
     def sim_post(self, name: str, body: Any, raw: bytes, content_type: str) -> dict[str, Any]:
         sim = self._sim
         if name == "authorise":
@@ -268,6 +285,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         path = self.path.split("?", 1)[0]
+        if path.startswith("/api/"):
+            raw = self._read_body(MAX_JSON_BYTES)
+            if raw is None:
+                return
+            try:
+                body = json.loads(raw or b"{}")
+                self._send(200, self.ui.api_post(path[5:], body))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                self._send(400, {"error": f"body is not JSON: {exc}"})
+            except BadRequest as exc:
+                self._send(400, {"error": str(exc)})
+            except LookupError:
+                self._send(404, {"error": f"no such resource: {path}"})
+            return
         if not path.startswith("/sim/"):
             self._send(404, {"error": f"no such resource: {path}"})
             return
