@@ -44,6 +44,7 @@ class ClimateControl:
         self._domain_fault: str | None = None
         self._door_open_since: float | None = None
         self._sent: tuple[float, float] | None = None  # (time, celsius) of the last telemetry
+        self._sent_on = 0.0
         self._saved_state: dict | None = None
         self.reason = "starting"
         controller.timers.call_later(0, "climate", self._tick)
@@ -134,11 +135,15 @@ class ClimateControl:
                or abs(reading - self._sent[1]) >= self.c.config.climate.telemetry_change_celsius)
         if not due:
             return
-        self._sent = (now, reading)
         on = self.thermostat.on_seconds
+        duty = None
+        if self._sent is not None and now > self._sent[0]:
+            duty = round((on - self._sent_on) / (now - self._sent[0]), 3)
+        self._sent, self._sent_on = (now, reading), on
         self.c.store.add_record("telemetry", {
             "celsius": reading, "setpoint_celsius": self.thermostat.s.setpoint_celsius,
             "compressor": decision.compressor, "heater": decision.heater,
+            "compressor_duty": duty,  # share of the time since the last sample
             "compressor_on_seconds_total": round(on, 1), "compressor_starts": self.thermostat.starts,
             "door_open": self._door_open_since is not None, "sampled_at": utc_now()})
 
