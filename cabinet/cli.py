@@ -137,14 +137,15 @@ def _status(args) -> int:
     return 0
 
 
-def _post(url: str, path: str, body: dict) -> dict:
+def _post(url: str, path: str, body: dict, method: str = "POST") -> dict:
+    """Send JSON to the daemon; exit with its error message when it refuses."""
     request = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(body).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
+                                     method=method, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=10) as reply:
             return json.load(reply)
     except urllib.error.HTTPError as err:
-        raise SystemExit(f"cabinet: refused: {json.load(err)['error']}") from None
+        raise SystemExit(f"cabinet: the daemon refused: {json.load(err)['error']}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise SystemExit(f"cabinet: cannot reach the daemon at {url}: {exc}") from None
 
@@ -169,19 +170,7 @@ def _planogram_load(args) -> int:
     except PlanogramError as exc:
         print(f"cabinet: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    request = urllib.request.Request(args.url.rstrip("/") + "/api/planogram",
-                                     data=planogram.to_json().encode(), method="PUT",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            json.load(reply)
-    except urllib.error.HTTPError as err:
-        print(f"cabinet: the daemon refused the planogram: {json.load(err)['error']}",
-              file=sys.stderr)
-        return 1
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"cabinet: cannot reach the daemon at {args.url}: {exc}", file=sys.stderr)
-        return 1
+    _post(args.url, "/api/planogram", json.loads(planogram.to_json()), method="PUT")
     print(f"planogram {planogram.version!r} loaded: {len(planogram.products)} products on "
           f"{len(planogram.shelves)} shelves")
     return 0

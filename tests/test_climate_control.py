@@ -9,15 +9,7 @@ import pytest
 from cabinet.checkout import Authorisation, Refused
 from cabinet.events import DeviceFaulted, DeviceRecovered, TemperatureRead
 
-from .test_checkout import SHOPPER, Rig
-
-
-@pytest.fixture
-def rig(tmp_path, factory):
-    r = Rig(tmp_path, factory)
-    r.door(False)
-    r.weigh()
-    return r
+from .test_checkout import rig  # noqa: F401  (the same controller rig, door shut, shelves weighed)
 
 
 def run(rig, seconds, celsius, every=5.0):
