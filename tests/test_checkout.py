@@ -42,7 +42,11 @@ class Rig:
                             planogram=from_json(self.store.planogram_json()))
 
     def crash(self):
-        """As a power cut: nothing is shut down; a new daemon starts on the same files."""
+        """As a power cut for the store (nothing committed later, nothing flushed); a new daemon
+        starts on the same files. The old relays are closed explicitly: left to the garbage
+        collector, gpiozero's __del__ can run inside the factory's own pin lock and deadlock."""
+        for relay in (self.out.lock, self.out.buzzer, self.out.compressor, self.out.heater):
+            relay.close()
         self.factory.reset()
         self.store._db.close()
         self.start()
