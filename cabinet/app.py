@@ -47,7 +47,8 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
             lock=hardware.lock, buzzer=hardware.buzzer, compressor=hardware.compressor,
             heater=hardware.heater,
             weigh_fast=lambda on: hardware.shelves.set_interval(fast if on else idle)),
-            store, notifier=notifier, events=events, planogram=planogram)
+            store, notifier=notifier, events=events, planogram=planogram,
+            access_keys=_access_keys(config, hardware.sim, data_dir))
         stack.callback(hardware.lock.lock)  # belt and braces: locked before the relays close
         ui = UiServer(config.http.host, http_port, controller=controller, sim=hardware.sim)
         stack.callback(ui.close)
@@ -93,3 +94,20 @@ def _planogram(config: Config, store: Store) -> Planogram | None:
     store.save_planogram(planogram.to_json())
     log.info("planogram %r loaded from %s", planogram.version, path)
     return planogram
+
+
+def _access_keys(config: Config, sim, data_dir: Path) -> dict:
+    """The backend's public keys; a simulation adds its own stand-in backend key (id 0), whose
+    private half is in DATA/sim/access-signing-key for `cabinet token mint`."""
+    from .access.codes import ensure_key_pair
+    from .access.control import load_keys_file
+
+    try:
+        keys = load_keys_file(config.access.keys_file)
+    except ValueError as exc:
+        raise ConfigError(f"access.keys_file: {exc}") from None
+    if sim is not None and 0 not in keys:
+        path, key = ensure_key_pair(data_dir / "sim")
+        keys[0] = key
+        log.info("simulation: access codes signed with %s (key id 0) are accepted", path)
+    return keys

@@ -45,6 +45,7 @@ class Authorisation:
     # are often ambiguous by weight alone (10 x 572 g = 5 x 572 g + 11 x 262 g), so the plan is
     # checked against the weights instead of being searched for.
     restock_plan: dict[str, dict[str, int]] | None = None
+    code_expires_at: int | None = None  # for access codes: remembered as used until then
 
     def __post_init__(self):
         if self.role not in ("shopper", "technician"):

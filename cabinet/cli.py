@@ -6,6 +6,7 @@ cabinet check-config [--config PATH] validate a config file without starting any
 cabinet planogram load FILE          validate a planogram and load it into the running daemon
 cabinet setpoint CELSIUS             the temperature to hold
 cabinet lockout clear --technician N sell perishables again after a food-safety lockout
+cabinet token keygen|mint|verify     access codes for technicians and tests
 
 Exit status: 0 on success, 2 for a bad command line or config, 1 for a failure at run time.
 """
@@ -57,6 +58,10 @@ def load_config(path: Path | None, simulate: bool) -> Config:
         # A simulation on a machine with no /etc/cabinet sells the example planogram.
         config = dataclasses.replace(config, checkout=dataclasses.replace(
             config.checkout, planogram_file=str(EXAMPLE_PLANOGRAM)))
+    if simulate:
+        # A simulation runs on a development machine's clock, with no timesyncd to ask.
+        config = dataclasses.replace(config, access=dataclasses.replace(
+            config.access, clock_trust="always"))
     return config
 
 
@@ -176,6 +181,50 @@ def _planogram_load(args) -> int:
     return 0
 
 
+def _token(args) -> int:
+    import time
+
+    from .access import codes
+
+    if args.token_verb == "keygen":
+        path, key = codes.ensure_key_pair(args.out, args.key_id)
+        print(f"# signing key (keep it on the backend, mode 0600): {path}")
+        print(f'[[key]]\nid = {args.key_id}\npublic_key = "{codes.public_key_text(key)}"\n'
+              'roles = ["shopper", "technician"]')
+        return 0
+    if args.token_verb == "mint":
+        try:
+            private = codes.read_private_key(args.key)
+            print(codes.mint(private, key_id=args.key_id, audience=args.audience,
+                             subject=args.subject, role=args.role, issued_at=int(time.time()),
+                             lifetime_seconds=args.ttl))
+        except (OSError, ValueError) as exc:
+            print(f"cabinet: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        return 0
+    # verify
+    from .access.control import load_keys_file
+
+    try:
+        if args.key:
+            private = codes.read_private_key(args.key)
+            keys = {args.key_id: codes.PublicKey(args.key_id, private.public_key())}
+        else:
+            keys = load_keys_file(args.keys)
+    except (OSError, ValueError) as exc:
+        print(f"cabinet: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        code = codes.verify(args.token, keys, codes.Policy(args.cabinet), now=time.time(),
+                            clock_trusted=True, last_trusted=None)
+    except codes.CodeRefused as refusal:
+        print(f"REFUSED ({refusal.reason}): {refusal}")
+        return 1
+    print(f"VALID: {code.role} {code.subject!r} for {code.audience!r}, key {code.key_id}, "
+          f"code {code.code_id}, expires in {code.expires_at - int(time.time())} s")
+    return 0
+
+
 def _check_config(args) -> int:
     try:
         config = load(args.config)
@@ -210,6 +259,27 @@ def technician_main(argv: list[str] | None = None) -> int:
     clear.add_argument("--technician", required=True, help="who checked the food (recorded)")
     clear.add_argument("--url", default="http://127.0.0.1:8080")
     clear.set_defaults(func=_lockout_clear)
+    token = verbs.add_parser("token", help="access codes: make a key, mint, verify")
+    token_verbs = token.add_subparsers(dest="token_verb", required=True)
+    keygen = token_verbs.add_parser("keygen", help="a signing key, and the line for the keys file")
+    keygen.add_argument("--out", type=Path, required=True, help="folder for the private key")
+    keygen.add_argument("--key-id", type=int, default=1)
+    mint = token_verbs.add_parser("mint", help="sign a code")
+    mint.add_argument("--key", type=Path, default=Path("var/simulation/sim/access-signing-key"),
+                      help="private key file (default: the simulation's)")
+    mint.add_argument("--key-id", type=int, default=0)
+    mint.add_argument("--audience", required=True, help='cabinet id, group, or "*"')
+    mint.add_argument("--subject", required=True, help="the account, or the technician")
+    mint.add_argument("--role", choices=("shopper", "technician"), default="shopper")
+    mint.add_argument("--ttl", type=int, default=90, help="seconds the code is valid")
+    verify = token_verbs.add_parser("verify", help="check a code as a cabinet would")
+    verify.add_argument("token")
+    verify.add_argument("--cabinet", required=True, help="the cabinet id to check it for")
+    verify.add_argument("--keys", type=Path, default=Path("/etc/cabinet/access-keys.toml"))
+    verify.add_argument("--key", type=Path, help="a private key file instead of --keys")
+    verify.add_argument("--key-id", type=int, default=0)
+    for sub in (keygen, mint, verify):
+        sub.set_defaults(func=_token)
     check = verbs.add_parser("check-config", help="validate a config file")
     check.add_argument("--config", type=Path, default=DEFAULT_PATH)
     check.set_defaults(func=_check_config)

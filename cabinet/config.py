@@ -196,6 +196,16 @@ class ClimateSection:
 
 
 @dataclass(frozen=True)
+class AccessSection:
+    keys_file: str = _f("/etc/cabinet/access-keys.toml", _absolute_path)
+    group: str = _f("", _matches(r"[A-Za-z0-9_.-]{0,64}", "empty or 1-64 letters, digits, '.', '_' or '-'"))
+    clock_skew_seconds: int = _f(60, _between(0, 600, " s"))
+    max_code_lifetime_seconds: int = _f(86400, _between(30, 31 * 86400, " s"))
+    clock_trust: str = _f("timesync", _one_of("timesync", "always"))
+    repeat_window_seconds: float = _f(3.0, _between(0, 60, " s"))
+
+
+@dataclass(frozen=True)
 class HttpSection:
     host: str = _f("127.0.0.1", _one_of("127.0.0.1", "::1", "localhost"))
     port: int = _f(8080, _between(0, 65535))
@@ -233,6 +243,7 @@ class Config:
     camera: CameraSection = field(default_factory=CameraSection)
     checkout: CheckoutSection = field(default_factory=CheckoutSection)
     climate: ClimateSection = field(default_factory=ClimateSection)
+    access: AccessSection = field(default_factory=AccessSection)
     http: HttpSection = field(default_factory=HttpSection)
     sync: SyncSection = field(default_factory=SyncSection)
     simulation: SimulationSection = field(default_factory=SimulationSection)
@@ -299,7 +310,7 @@ _SECTION_TYPES = {
     "DoorSection": DoorSection, "Rs485Section": Rs485Section, "ShelvesSection": ShelvesSection,
     "ThermometerSection": ThermometerSection, "ScannerSection": ScannerSection,
     "CameraSection": CameraSection, "CheckoutSection": CheckoutSection, "HttpSection": HttpSection,
-    "ClimateSection": ClimateSection,
+    "ClimateSection": ClimateSection, "AccessSection": AccessSection,
     "SyncSection": SyncSection, "SimulationSection": SimulationSection,
 }
 

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from .access.codes import PublicKey
+from .access.control import AccessControl
 from .checkout import Authorisation, Checkout, Refused, Settings
 from .climate_control import ClimateControl
 from .config import Config
@@ -62,7 +64,8 @@ class Actuators:
 class Controller:
     def __init__(self, config: Config, actuators: Actuators, store: Store, *,
                  clock: Callable[[], float] = time.monotonic, notifier: Notifier | None = None,
-                 events: queue.Queue | None = None, planogram: Planogram | None = None):
+                 events: queue.Queue | None = None, planogram: Planogram | None = None,
+                 access_keys: dict[int, PublicKey] | None = None):
         self.config = config
         self.out = actuators
         self.store = store
@@ -103,6 +106,7 @@ class Controller:
             self._schedule_lock_check(config.lock.feedback_seconds / 4)
         self.out.lock.lock()  # fail-secure whatever the relay was doing before we took over
         self.climate = ClimateControl(self)
+        self.access = AccessControl(self, access_keys or {})
         if self.notifier.watchdog_seconds:
             self._schedule_watchdog(self.notifier.watchdog_seconds / 2)
         self._publish()
@@ -220,9 +224,11 @@ class Controller:
         self.climate.on_reading(event.celsius)
 
     def _on_code_scanned(self, event: CodeScanned) -> None:
-        # Access codes are checked by the QR issue's module; the foundation only records it.
+        session_id = self.access.present(event.text, "scanner")
         self.last_scan = {"length": len(event.text), "source": event.source, "at": utc_now(),
-                          "result": "not checked (no access module yet)"}
+                          "result": (f"opened session {session_id}" if session_id else
+                                     f"refused: {self.last_refusal['reason']}"
+                                     if self.last_refusal else "repeat of the last code")}
 
     def _on_scan_unreadable(self, event: ScanUnreadable) -> None:
         log.warning("unreadable scan from %s: %s", event.source, event.reason)
@@ -298,15 +304,18 @@ class Controller:
                                                  door_open=self.door_open,
                                                  planogram=self.planogram)
         except Refused as refusal:
-            self.last_refusal = {"reason": refusal.reason, "detail": str(refusal),
-                                 "method": auth.method, "at": utc_now()}
-            log.info("authorisation refused (%s): %s", refusal.reason, refusal)
+            self.refused(refusal.reason, str(refusal), auth.method)
             raise
         self.last_refusal = None
         self.receipt = None
         log.info("session %s opened for %s %s by %s", session_id, auth.role, auth.subject,
                  auth.method)
         return session_id
+
+    def refused(self, reason: str, detail: str, method: str) -> None:
+        """Record why someone was not let in (shown on the screen, kept in the log)."""
+        self.last_refusal = {"reason": reason, "detail": detail, "method": method, "at": utc_now()}
+        log.info("access refused (%s, %s): %s", method, reason, detail)
 
     def session_finished(self, session: dict[str, Any], outcome: str,
                          record: dict[str, Any] | None) -> None:

@@ -70,6 +70,15 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
+    # 3: access codes already used, kept until they expire
+    """
+    CREATE TABLE used_codes (
+        code_id    TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL,                     -- Unix seconds
+        session_id TEXT NOT NULL
+    );
+    CREATE INDEX used_codes_expiry ON used_codes (expires_at);
+    """,
 ]
 
 
@@ -210,8 +219,15 @@ class Store:
 
     # --- sessions, sales, inventory, planogram ------------------------------------------------------
     def begin_session(self, session: dict[str, Any]) -> None:
-        """Journal a new session (committed before the caller opens the lock)."""
+        """Journal a new session (committed before the caller opens the lock). A session opened
+        by an access code marks the code used in the same transaction: a replay is refused
+        even after a power cut that came right after the lock opened."""
         with self.transaction():
+            auth = session["authorisation"]
+            if auth.get("code_expires_at") is not None:
+                self._db.execute("INSERT INTO used_codes (code_id, expires_at, session_id) "
+                                 "VALUES (?, ?, ?)", (auth["code_id"], auth["code_expires_at"],
+                                                      session["session_id"]))
             self._db.execute("INSERT INTO sessions (session_id, state, body, updated_at) "
                              "VALUES (?, 'authorised', ?, ?)",
                              (session["session_id"], json.dumps(session, ensure_ascii=False),
@@ -275,6 +291,15 @@ class Store:
         self._db.execute("INSERT INTO planogram (id, body, updated_at) VALUES (1, ?, ?) "
                          "ON CONFLICT (id) DO UPDATE SET body = excluded.body, "
                          "updated_at = excluded.updated_at", (planogram_json, utc_now()))
+
+    def code_used(self, code_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM used_codes WHERE code_id = ?",
+                                (code_id,)).fetchone() is not None
+
+    def forget_codes_expired_before(self, unix_seconds: int) -> int:
+        with self.transaction():
+            return self._db.execute("DELETE FROM used_codes WHERE expires_at < ?",
+                                    (unix_seconds,)).rowcount
 
     def get_value(self, key: str) -> Any:
         row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
