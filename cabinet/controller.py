@@ -225,10 +225,11 @@ class Controller:
 
     def _on_code_scanned(self, event: CodeScanned) -> None:
         session_id = self.access.present(event.text, "scanner")
+        if session_id == AccessControl.REPEAT:
+            return  # the same presentation read twice: nothing new to show
         self.last_scan = {"length": len(event.text), "source": event.source, "at": utc_now(),
                           "result": (f"opened session {session_id}" if session_id else
-                                     f"refused: {self.last_refusal['reason']}"
-                                     if self.last_refusal else "repeat of the last code")}
+                                     f"refused: {self.last_refusal['reason']}")}
 
     def _on_scan_unreadable(self, event: ScanUnreadable) -> None:
         log.warning("unreadable scan from %s: %s", event.source, event.reason)

@@ -68,13 +68,16 @@ class AccessControl:
             self.c.store.set_value(LAST_TRUSTED_KEY, self.last_trusted)
             self.c.store.forget_codes_expired_before(self.last_trusted - 3600)
 
+    REPEAT = "repeat"
+
     def present(self, text: str, method: str) -> str | None:
-        """A code was shown; return the session id it opened, or None (refusal recorded)."""
+        """A code was shown; return the session id it opened, REPEAT for the same presentation
+        seen again, or None (the refusal is recorded)."""
         now = self.c.clock()
         window = self.c.config.access.repeat_window_seconds
         self._recent = {t: at for t, at in self._recent.items() if now - at < window}
         if text in self._recent:
-            return None
+            return self.REPEAT
         self._recent[text] = now
         try:
             code = verify(text, self.keys, self.policy, now=self.wall(),
