@@ -1,0 +1,49 @@
+"""QR decoding: real photographs, and our own access codes drawn as QR codes."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import qrcode
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cabinet.access.codes import mint
+from cabinet.access.qr_decode import decode
+
+from .conftest import SHARED_DATA
+
+SET1 = SHARED_DATA / "qr" / "zxing-qrcode-1"
+
+
+def test_reads_a_real_photograph():
+    image = cv2.imread(str(SET1 / "1.png"))
+    assert decode(image) == [(SET1 / "1.txt").read_text()]
+
+
+def test_rescue_stages_read_what_zxing_alone_misses():
+    # Set 2 photograph 12 is an artistic code without a quiet zone: the median stage reads it.
+    folder = SHARED_DATA / "qr" / "zxing-qrcode-2"
+    image = cv2.imread(str(folder / "12.png"))
+    want = (folder / "12.txt").read_text().strip()
+    assert decode(image, rescue=False) == []
+    assert [t.strip() for t in decode(image)] == [want]
+
+
+def test_nothing_in_a_blank_frame():
+    assert decode(np.full((480, 640, 3), 128, np.uint8)) == []
+
+
+def test_an_access_code_round_trips_through_a_qr_image_and_its_version():
+    token = mint(Ed25519PrivateKey.generate(), key_id=3, audience="cabinet-0001",
+                 subject="acct-1234567", role="shopper", issued_at=int(time.time()),
+                 lifetime_seconds=90)
+    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=6, border=4)
+    qr.add_data(token)
+    qr.make(fit=True)
+    print(f"{len(token)}-character code -> QR version {qr.version} at error correction M")
+    assert qr.version <= 10, "small enough to read from a phone screen at arm's length"
+    modules = np.array(qr.get_matrix(), dtype=bool)  # border included; no Pillow needed
+    image = np.kron(np.where(modules, 0, 255).astype(np.uint8), np.ones((6, 6), np.uint8))
+    assert decode(image) == [token]
