@@ -98,7 +98,11 @@ class ScannerReader(ReaderThread):
             splitter = LineSplitter(self._max)
             try:
                 while not self._stopping.is_set():
-                    data = self._serial.read(256)
+                    # read(n) would wait for n bytes or the timeout: take one byte (blocking up
+                    # to the timeout), then whatever else has arrived, so a line is seen at once.
+                    data = self._serial.read(1)
+                    if data and self._serial.in_waiting:
+                        data += self._serial.read(self._serial.in_waiting)
                     for item in splitter.feed(data):
                         self._deliver(item)
             except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
