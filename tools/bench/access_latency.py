@@ -19,22 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from cabinet.access.codes import PublicKey, Policy, mint, read_private_key, verify  # noqa: E402
+from tools.bench.common import percentile, wait  # noqa: E402
 from tools.daemon_process import CabinetProcess  # noqa: E402
 
 
-def percentile(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
-
-
-def wait(predicate, timeout=20.0, interval=0.002):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError
 
 
 def main() -> int:
@@ -57,7 +45,7 @@ def main() -> int:
                              role="shopper", issued_at=int(time.time()), lifetime_seconds=90)
                 started = time.monotonic()
                 d.post("/sim/scan", {"text": token})
-                wait(lambda: d.state()["lock"] == "unlocked")
+                wait(lambda: d.state()["lock"] == "unlocked", interval=0.002)
                 times.append(time.monotonic() - started)
                 d.post("/sim/door", {"state": "open"})
                 d.post("/sim/door", {"state": "closed"})

@@ -24,24 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from cabinet.planogram import load  # noqa: E402
 from cabinet.store import Store  # noqa: E402
 from cabinet.weighing import Item, explain  # noqa: E402
+from tools.bench.common import percentile, wait  # noqa: E402
 from tools.daemon_process import CabinetProcess  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def percentile(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
-
-
-def wait(predicate, timeout=30):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.005)
-    raise TimeoutError
 
 
 def end_to_end(sessions: int, rng: random.Random) -> list[float]:
