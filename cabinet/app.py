@@ -55,6 +55,14 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
         ui.start()
         log.info("listening on %s (state at %s/api/state)", ui.url, ui.url)
         hardware.start()
+        if hardware.camera is not None:
+            from .access.camera_codes import CameraCodeReader
+            codes = CameraCodeReader(
+                hardware.camera.latest, emit=events.put,
+                idle=lambda: controller.snapshot.get("session") is None,
+                frames_per_second=config.camera.decode_frames_per_second)
+            stack.callback(codes.close)
+            codes.start()
 
         def on_signal(signum, frame):
             controller.stop()

@@ -130,7 +130,7 @@ class ShelvesSection:
     register_kind: str = _f("holding", _one_of("holding", "input"))
     value_format: str = _f("int32", _one_of("int32", "int16", "uint16"))
     word_order: str = _f("big", _one_of("big", "little"))
-    poll_interval_seconds: float = _f(0.25, _between(0.05, 10, " s"))
+    poll_interval_seconds: float = _f(0.5, _between(0.05, 10, " s"))
     session_poll_interval_seconds: float = _f(0.1, _between(0.02, 10, " s"))
     stable_band_grams: float = _f(3.0, _between(0.1, 500, " g"))
     stable_readings: int = _f(4, _between(2, 50))
@@ -165,6 +165,7 @@ class CameraSection:
     height: int = _f(480, _between(120, 2160))
     frames_per_second: float = _f(10.0, _between(0.5, 60))
     read_timeout_seconds: float = _f(2.0, _between(0.1, 30, " s"))
+    decode_frames_per_second: float = _f(5.0, _between(0.5, 30))
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,10 @@ class Controller:
         if config.lock.feedback:
             self._schedule_lock_check(config.lock.feedback_seconds / 4)
         self.out.lock.lock()  # fail-secure whatever the relay was doing before we took over
+        # Weigh fast until every shelf is first stable: a restart (perhaps mid-session) should know
+        # its shelves within a second, not after four idle polls.
+        self._warming_up = True
+        self.out.weigh_fast(True)
         self.climate = ClimateControl(self)
         self.access = AccessControl(self, access_keys or {})
         if self.notifier.watchdog_seconds:
@@ -217,6 +221,10 @@ class Controller:
         if shelf is not None:
             shelf.add(grams)
             self.checkout.shelves_weighed()
+            if self._warming_up and all(f.stable for f in self.shelves.values()):
+                self._warming_up = False
+                if self.checkout.state == "idle" and self._unfinished is None:
+                    self.out.weigh_fast(False)
 
     def _on_temperature(self, event: TemperatureRead) -> None:
         self.temperature = {"celsius": round(event.celsius, 3), "sensor": event.sensor,
@@ -224,7 +232,8 @@ class Controller:
         self.climate.on_reading(event.celsius)
 
     def _on_code_scanned(self, event: CodeScanned) -> None:
-        session_id = self.access.present(event.text, "scanner")
+        method = "camera" if event.source == "camera" else "scanner"
+        session_id = self.access.present(event.text, method)
         if session_id == AccessControl.REPEAT:
             return  # the same presentation read twice: nothing new to show
         self.last_scan = {"length": len(event.text), "source": event.source, "at": utc_now(),

@@ -27,8 +27,9 @@ _QR = zxingcpp.BarcodeFormat.QRCode
 def _gray(frame: np.ndarray) -> np.ndarray:
     if frame.ndim == 2:
         return frame
-    import cv2
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    # The green channel is most of the luminance and needs no OpenCV (tens of MB of memory in a
+    # daemon that otherwise would not load it, as in simulation).
+    return np.ascontiguousarray(frame[:, :, 1])
 
 
 def _zxing(image: np.ndarray, **options: Any) -> list[str]:

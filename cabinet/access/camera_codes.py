@@ -1,0 +1,93 @@
+"""QR codes shown to the camera: a thread that decodes the newest frame while the cabinet is idle.
+
+Decoding is CPU work (about a millisecond a frame on a PC, more on a Pi, more again when the rescue
+stages run), so it has its own thread, and only while the published state says the cabinet is idle
+(no session). A still scene is decoded once a second; when the picture moves (someone holds up a
+phone: a cheap difference of a 1/8-scale thumbnail) frames are decoded at
+`decode_frames_per_second` for the next few seconds. That leaves the CPU to checkout and weighing
+and still answers a phone within a fraction of a second. A code found is posted as CodeScanned with
+source "camera"; the controller treats it like a scanned line (same verification, same repeat
+window). A code stays "in view" while the following frames still show it and is posted again
+only after it has left the picture, so a phone held still is one presentation. The rescue stages of
+the decoder (costly, and rarely needed with a cooperative phone screen) run on one frame in
+`rescue_every`. Frames are not kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from drivers.events import CodeScanned
+
+from .qr_decode import decode
+
+log = logging.getLogger(__name__)
+
+
+class CameraCodeReader:
+    def __init__(self, latest_frame: Callable[[], tuple[int, float, Any] | None], *,
+                 idle: Callable[[], bool], emit: Callable[[object], None],
+                 frames_per_second: float, rescue_every: int = 5,
+                 clock: Callable[[], float] = time.monotonic):
+        self._latest = latest_frame
+        self._idle = idle
+        self._emit = emit
+        self._period = 1.0 / frames_per_second
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="camera codes", daemon=True)
+        self._rescue_every = rescue_every
+        self._thumb = None
+        self._busy_until = 0.0
+        self._in_view: set[str] = set()
+        self.frames_decoded = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    STILL_PERIOD = 1.0     # seconds between decodes of a still scene
+    BUSY_SECONDS = 4.0     # how long a movement keeps decoding at full rate
+    MOTION_LEVEL = 6.0     # mean grey-level change of the thumbnail that counts as movement
+
+    def _moved(self, frame) -> bool:
+        import numpy as np
+        thumb = (frame[::8, ::8, 1] if frame.ndim == 3 else frame[::8, ::8]).astype(np.int16)
+        moved = (self._thumb is None or thumb.shape != self._thumb.shape
+                 or float(np.abs(thumb - self._thumb).mean()) > self.MOTION_LEVEL)
+        self._thumb = thumb
+        return moved
+
+    def _run(self) -> None:
+        seen = None
+        last_decode = 0.0
+        while not self._stop.wait(self._period):
+            if not self._idle():
+                continue
+            latest = self._latest()
+            if latest is None or latest[0] == seen:
+                continue
+            seen, _, frame = latest
+            now = self._clock()
+            if self._moved(frame):
+                self._busy_until = now + self.BUSY_SECONDS
+            if now >= self._busy_until and now - last_decode < self.STILL_PERIOD:
+                continue
+            last_decode = now
+            rescue = self.frames_decoded % self._rescue_every == 0
+            try:
+                texts = set(decode(frame, rescue=rescue))
+            except Exception:  # a decoder bug must not end camera checkout for good
+                log.exception("QR decoding failed on a frame")
+                continue
+            self.frames_decoded += 1
+            for text in texts - self._in_view:
+                self._emit(CodeScanned(text, "camera", self._clock()))
+            if texts or rescue:  # a quick miss is not proof that the code has gone
+                self._in_view = texts
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
