@@ -62,8 +62,9 @@ class CameraCodeReader:
 
     def _run(self) -> None:
         seen = None
-        last_decode = 0.0
-        while not self._stop.wait(self._period):
+        last_decode = -1e9
+        # Look at every new frame (the motion check is cheap), decode only some of them.
+        while not self._stop.wait(0.02):
             if not self._idle():
                 continue
             latest = self._latest()
@@ -71,9 +72,12 @@ class CameraCodeReader:
                 continue
             seen, _, frame = latest
             now = self._clock()
-            if self._moved(frame):
+            moved = self._moved(frame)
+            if moved:
                 self._busy_until = now + self.BUSY_SECONDS
-            if now >= self._busy_until and now - last_decode < self.STILL_PERIOD:
+            wait = self._period if now < self._busy_until else self.STILL_PERIOD
+            # A change of picture is decoded at once (a phone just held up), then the rate applies.
+            if not (moved and now - last_decode >= 0.05) and now - last_decode < wait:
                 continue
             last_decode = now
             rescue = self.frames_decoded % self._rescue_every == 0
