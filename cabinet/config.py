@@ -204,6 +204,8 @@ class AccessSection:
     max_code_lifetime_seconds: int = _f(86400, _between(30, 31 * 86400, " s"))
     clock_trust: str = _f("timesync", _one_of("timesync", "always"))
     repeat_window_seconds: float = _f(3.0, _between(0, 60, " s"))
+    phone_url: str = _f("https://backend.invalid/open", _optional_url)
+    phone_nonce_seconds: float = _f(60.0, _between(10, 3600, " s"))
 
 
 @dataclass(frozen=True)

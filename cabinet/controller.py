@@ -23,6 +23,7 @@ from typing import Any, Callable, Protocol
 
 from .access.codes import PublicKey
 from .access.control import AccessControl
+from .access.phone_scan import NonceRefused, PhoneScan
 from .checkout import Authorisation, Checkout, Refused, Settings
 from .climate_control import ClimateControl
 from .config import Config
@@ -111,6 +112,8 @@ class Controller:
         self.out.weigh_fast(True)
         self.climate = ClimateControl(self)
         self.access = AccessControl(self, access_keys or {})
+        self.phone = PhoneScan(config.cabinet.id, config.access.phone_url, clock=clock,
+                               rotate_seconds=config.access.phone_nonce_seconds)
         if self.notifier.watchdog_seconds:
             self._schedule_watchdog(self.notifier.watchdog_seconds / 2)
         self._publish()
@@ -322,6 +325,18 @@ class Controller:
                  auth.method)
         return session_id
 
+    def remote_unlock(self, nonce: str, subject: str) -> str:
+        """The backend's remote_unlock for a phone that scanned the screen: the nonce must be the
+        screen's live one, and opens at most one session."""
+        try:
+            which = self.phone.check(nonce)
+        except NonceRefused as refusal:
+            self.refused(refusal.reason, str(refusal), "phone")
+            raise Refused(refusal.reason, str(refusal)) from None
+        session_id = self.authorise(Authorisation("phone", subject, "shopper", nonce))
+        self.phone.burn(which)
+        return session_id
+
     def refused(self, reason: str, detail: str, method: str) -> None:
         """Record why someone was not let in (shown on the screen, kept in the log)."""
         self.last_refusal = {"reason": reason, "detail": detail, "method": method, "at": utc_now()}
@@ -436,6 +451,9 @@ class Controller:
             "last_refusal": self.last_refusal,
             "products": self._products_state(),
             "climate": self.climate.snapshot(),
+            "screen_qr": (None if self.checkout.session is not None else
+                          {"url": self.phone.url,
+                           "expires_in_seconds": round(self.phone.expires_in(), 1)}),
             "last_scan": self.last_scan,
             "outbox": dict(self.outbox),
         }

@@ -94,3 +94,20 @@ def test_code_shown_to_the_camera_opens_once(tmp_path):
         assert d.state()["last_refusal"] is None
     finally:
         d.kill()
+
+
+def test_phone_scan_remote_unlock(tmp_path):
+    d = _start(tmp_path / "data")
+    try:
+        qr = d.state()["screen_qr"]
+        assert qr["url"].startswith("https://backend.invalid/open/cabinet-0001?n=")
+        nonce = qr["url"].split("?n=")[1]
+        status, reply = d.post("/sim/remote_unlock", {"nonce": nonce, "subject": "acct-5"})
+        assert status == 200 and d.state()["lock"] == "unlocked"
+        assert d.state()["session"]["method"] == "phone"
+        status, reply = d.post("/sim/remote_unlock", {"nonce": nonce, "subject": "acct-5"})
+        assert status == 409 and reply["reason"] in ("stale_nonce", "busy")
+        assert d.post("/sim/remote_unlock", {"nonce": "x" * 22, "subject": "a"})[1]["reason"] \
+            == "stale_nonce"
+    finally:
+        d.kill()

@@ -107,6 +107,8 @@ class UiServer:
         sim = self._sim
         if name == "authorise":
             return self._sim_authorise(body)
+        if name == "remote_unlock":
+            return self._sim_remote_unlock(body)
         if name == "camera":
             if content_type.startswith("image/"):
                 data = raw
@@ -190,6 +192,18 @@ class UiServer:
             threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGKILL)).start()
             return {"ok": True, "power": "cut"}
         raise LookupError(name)
+
+    def _sim_remote_unlock(self, body: Any) -> dict[str, Any]:
+        """Stands in for the backend's remote_unlock command until sync lands."""
+        from ..checkout import Refused
+
+        nonce, subject = _field(body, "nonce", str), _field(body, "subject", str)
+        try:
+            session_id = self._controller.call(
+                lambda: self._controller.remote_unlock(nonce, subject))
+        except Refused as refusal:
+            raise Conflict(refusal.reason, str(refusal)) from None
+        return {"ok": True, "session_id": session_id}
 
     def _sim_authorise(self, body: Any) -> dict[str, Any]:
         """Stands in for the access modules (QR, phone, face) in simulation only."""
