@@ -7,6 +7,8 @@ import time
 import pytest
 
 from cabinet.access.codes import mint, read_private_key
+from cabinet.access.qr_render import qr_image
+from drivers.sim.camera import scene_png
 from tools.daemon_process import CabinetProcess
 
 from .conftest import wait_for
@@ -65,20 +67,6 @@ def test_scanned_code_opens_once_even_after_a_power_cut(tmp_path):
         d.kill()
 
 
-def _qr_png(text: str) -> bytes:
-    import cv2
-    import numpy as np
-    import qrcode
-    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4)
-    qr.add_data(text)
-    qr.make(fit=True)
-    modules = np.array(qr.get_matrix(), dtype=bool)
-    image = np.kron(np.where(modules, 0, 255).astype(np.uint8), np.ones((5, 5), np.uint8))
-    canvas = np.full((480, 640), 200, np.uint8)  # a phone screen in a grey scene
-    h, w = image.shape
-    canvas[20:20 + h, 100:100 + w] = image
-    return cv2.imencode(".png", canvas)[1].tobytes()
-
 
 def test_code_shown_to_the_camera_opens_once(tmp_path):
     data = tmp_path / "data"
@@ -87,7 +75,8 @@ def test_code_shown_to_the_camera_opens_once(tmp_path):
         key = read_private_key(data / "sim" / "access-signing-key")
         token = mint(key, key_id=0, audience="cabinet-0001", subject="acct-77", role="shopper",
                      issued_at=int(time.time()), lifetime_seconds=120)
-        assert d.post("/sim/camera", raw=_qr_png(token), content_type="image/png")[0] == 200
+        assert d.post("/sim/camera", raw=scene_png(qr_image(token)),
+                      content_type="image/png")[0] == 200
         state = wait_for(lambda: (s := d.state())["session"] and s, timeout=10, what="session")
         assert state["session"]["method"] == "camera" and state["lock"] == "unlocked"
         time.sleep(4)  # the phone is still held up: one presentation, no "already used"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import qrcode
 
 from cabinet.access.phone_scan import NonceRefused, PhoneScan
 from cabinet.access.qr_decode import decode
+from cabinet.access.qr_render import qr_image
 from cabinet.checkout import Refused
 
 from .test_checkout import rig  # noqa: F401
@@ -37,12 +36,7 @@ def test_nonce_lifecycle():
 
 def test_screen_qr_decodes_to_the_url():
     phone = PhoneScan("cab-7", "https://pay.example/open", clock=FakeClock())
-    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M)
-    qr.add_data(phone.url)
-    qr.make(fit=True)
-    modules = np.array(qr.get_matrix(), dtype=bool)
-    image = np.kron(np.where(modules, 0, 255).astype(np.uint8), np.ones((6, 6), np.uint8))
-    assert decode(image) == [phone.url]
+    assert decode(qr_image(phone.url, box=6)) == [phone.url]
 
 
 def test_remote_unlock_through_the_controller(rig):  # noqa: F811

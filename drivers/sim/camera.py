@@ -23,6 +23,18 @@ def decode_image(data: bytes) -> np.ndarray:
     return frame
 
 
+def scene_png(picture: np.ndarray | None = None, *, width: int = 640, height: int = 480) -> bytes:
+    """PNG bytes of a grey scene with `picture` (grey uint8) near its top left, like a phone held
+    up to the camera; an empty scene without one."""
+    import cv2
+
+    canvas = np.full((height, width), 200, np.uint8)
+    if picture is not None:
+        h, w = picture.shape[:2]
+        canvas[20:20 + h, 100:100 + w] = picture
+    return cv2.imencode(".png", canvas)[1].tobytes()
+
+
 class ImageFileCapture:
     def __init__(self, *, width: int = 640, height: int = 480, frames_per_second: float = 10.0):
         self._frame = np.full((height, width, 3), 128, dtype=np.uint8)

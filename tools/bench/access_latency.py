@@ -19,31 +19,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from cabinet.access.codes import PublicKey, Policy, mint, read_private_key, verify  # noqa: E402
-from tools.bench.common import percentile, wait  # noqa: E402
+from cabinet.access.qr_render import qr_image  # noqa: E402
+from drivers.sim.camera import scene_png  # noqa: E402
+from tools.bench.common import percentile, wait, wait_idle  # noqa: E402
 from tools.daemon_process import CabinetProcess  # noqa: E402
 
 
 
 
-def qr_png(text: str) -> bytes:
-    import cv2
-    import numpy as np
-    import qrcode
-    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4)
-    qr.add_data(text)
-    qr.make(fit=True)
-    modules = np.array(qr.get_matrix(), dtype=bool)
-    image = np.kron(np.where(modules, 0, 255).astype(np.uint8), np.ones((5, 5), np.uint8))
-    canvas = np.full((480, 640), 200, np.uint8)
-    canvas[20:20 + image.shape[0], 100:100 + image.shape[1]] = image
-    return cv2.imencode(".png", canvas)[1].tobytes()
+def _mint(key, i: int) -> str:
+    return mint(key, key_id=0, audience="cabinet-0001", subject=f"acct-{i}", role="shopper",
+                issued_at=int(time.time()), lifetime_seconds=90)
 
 
 def camera_latency(codes: int) -> list[float]:
     """A phone shown to the camera: the scene changes to the code's picture (POST /sim/camera)."""
-    import numpy as np
-    import cv2
-    blank = cv2.imencode(".png", np.full((480, 640), 200, np.uint8))[1].tobytes()
+    blank = scene_png()
     times = []
     with tempfile.TemporaryDirectory() as data:
         d = CabinetProcess(data_dir=data)
@@ -52,13 +43,10 @@ def camera_latency(codes: int) -> list[float]:
             wait(lambda: d.url)
             key = read_private_key(Path(data) / "sim" / "access-signing-key")
             for i in range(codes):
-                wait(lambda: (s := d.state())["session"] is None and s["lock"] == "locked"
-                     and all(sh["stable"] for sh in s["shelves"]))
+                wait_idle(d)
                 d.post("/sim/camera", raw=blank, content_type="image/png")
                 time.sleep(6)  # the scene has been still for a while: the slow, idle rate
-                token = mint(key, key_id=0, audience="cabinet-0001", subject=f"acct-{i}",
-                             role="shopper", issued_at=int(time.time()), lifetime_seconds=90)
-                picture = qr_png(token)
+                picture = scene_png(qr_image(_mint(key, i)))
                 started = time.monotonic()
                 d.post("/sim/camera", raw=picture, content_type="image/png")
                 wait(lambda: d.state()["lock"] == "unlocked", interval=0.002)
@@ -85,10 +73,8 @@ def main() -> int:
             # Warm up: the scanner's port must be open before lines can be read.
             wait(lambda: d.post("/sim/scan", {"text": "warm-up"}) and d.state()["last_scan"])
             for i in range(args.codes):
-                wait(lambda: (s := d.state())["session"] is None and s["lock"] == "locked"
-                     and all(sh["stable"] for sh in s["shelves"]))
-                token = mint(key, key_id=0, audience="cabinet-0001", subject=f"acct-{i}",
-                             role="shopper", issued_at=int(time.time()), lifetime_seconds=90)
+                wait_idle(d)
+                token = _mint(key, i)
                 started = time.monotonic()
                 d.post("/sim/scan", {"text": token})
                 wait(lambda: d.state()["lock"] == "unlocked", interval=0.002)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from cabinet.planogram import load  # noqa: E402
 from cabinet.store import Store  # noqa: E402
 from cabinet.weighing import Item, explain  # noqa: E402
-from tools.bench.common import percentile, wait  # noqa: E402
+from tools.bench.common import percentile, wait, wait_idle  # noqa: E402
 from tools.daemon_process import CabinetProcess  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,8 +40,7 @@ def end_to_end(sessions: int, rng: random.Random) -> list[float]:
             d.wait_ready()
             wait(lambda: d.url)
             for _ in range(sessions):
-                wait(lambda: (s := d.state())["session"] is None
-                     and all(sh["stable"] for sh in s["shelves"]))
+                wait_idle(d)
                 truth = d.state()["simulation"]["shelves"]
                 shelf = rng.choice(sorted(truth))
                 items = {k: v for k, v in truth[shelf]["items"].items() if v > 0}

@@ -19,3 +19,9 @@ def wait(predicate, timeout=30.0, interval=0.005):
             return value
         time.sleep(interval)
     raise TimeoutError
+
+
+def wait_idle(daemon) -> dict:
+    """Until the daemon has no session, is locked, and every shelf is stable."""
+    return wait(lambda: (s := daemon.state())["session"] is None and s["lock"] == "locked"
+                and all(sh["stable"] for sh in s["shelves"]) and s)
