@@ -214,7 +214,6 @@ def test_ambiguous_difference_is_flagged_not_guessed(tmp_path, factory):
          "unit_grams": 252.0, "tolerance_grams": 2.0}],
         "shelf": [{"id": 1, "stock": {"a": 5, "b": 5}}, {"id": 2, "stock": {}},
                   {"id": 3, "stock": {}}, {"id": 4, "stock": {}}]}
-    planogram_file = tmp_path / "p.json"
     from cabinet.planogram import from_dict
     store = Store(tmp_path / "c.db", cabinet_id="c", software_version="t")
     store.save_planogram(from_dict(data).to_json())
