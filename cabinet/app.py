@@ -29,8 +29,9 @@ log = logging.getLogger("cabinetd")
 
 def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> int:
     notifier = Notifier()
+    token = None
     if config.sync.backend_url:
-        read_secret(config.sync.device_token_file, "device token")  # fail now, not at first sync
+        token = read_secret(config.sync.device_token_file, "device token")  # fail now, not later
     events: queue.Queue = queue.Queue()
     with ExitStack() as stack:
         store = stack.enter_context(closing(Store(data_dir / "cabinet.db",
@@ -48,7 +49,7 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
             heater=hardware.heater,
             weigh_fast=lambda on: hardware.shelves.set_interval(fast if on else idle)),
             store, notifier=notifier, events=events, planogram=planogram,
-            access_keys=_access_keys(config, hardware.sim, data_dir))
+            access_keys=_access_keys(config, hardware.sim, data_dir), data_dir=str(data_dir))
         stack.callback(hardware.lock.lock)  # belt and braces: locked before the relays close
         ui = UiServer(config.http.host, http_port, controller=controller, sim=hardware.sim)
         stack.callback(ui.close)
@@ -64,6 +65,9 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
             stack.callback(codes.close)
             codes.start()
 
+        if token is not None:
+            _start_sync(config, token, store, controller, stack)
+
         def on_signal(signum, frame):
             controller.stop()
         signal.signal(signal.SIGTERM, on_signal)
@@ -76,7 +80,34 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
         notifier.stopping()
         log.info("shutting down")
     log.info("stopped")
-    return 0
+    return controller.exit_status
+
+
+def _start_sync(config: Config, token: str, store: Store, controller: Controller,
+                stack: ExitStack) -> None:
+    """The uploader and the command poller, each with its own connection and HTTP session."""
+    from .outbox import OutboxQueue
+    from .sync import CommandPoller, Transport, Uploader
+
+    s = config.sync
+
+    def transport(read_timeout: float) -> Transport:
+        return Transport(s.backend_url, config.cabinet.id, token, ca_file=s.ca_file,
+                         connect_timeout=s.connect_timeout_seconds, read_timeout=read_timeout)
+    outbox = stack.enter_context(closing(OutboxQueue(store.path)))
+    uploader = Uploader(outbox, transport(s.read_timeout_seconds), controller.emit,
+                        cabinet_id=config.cabinet.id, max_records=s.batch_max_records,
+                        max_bytes=s.batch_max_kilobytes * 1024,
+                        budget_bytes=s.queue_budget_megabytes << 20,
+                        keep_delivered_days=s.keep_delivered_days)
+    poller = CommandPoller(transport(s.read_timeout_seconds), controller.emit,
+                           wait_seconds=s.long_poll_seconds)
+    store.on_records = uploader.wake
+    stack.callback(uploader.close)
+    stack.callback(poller.close)
+    uploader.start()
+    poller.start()
+    log.info("syncing with %s", s.backend_url)
 
 
 def _planogram(config: Config, store: Store) -> Planogram | None:

@@ -54,6 +54,10 @@ def _absolute_path(value):
     return None if value.startswith("/") else "must be an absolute path"
 
 
+def _optional_absolute_path(value):
+    return None if value == "" or value.startswith("/") else "must be empty or an absolute path"
+
+
 def _optional_url(value):
     if value == "" or re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
         return None
@@ -218,6 +222,15 @@ class HttpSection:
 class SyncSection:
     backend_url: str = _f("", _optional_url)
     device_token_file: str = _f("/etc/cabinet/device-token", _absolute_path)
+    ca_file: str = _f("", _optional_absolute_path)
+    connect_timeout_seconds: float = _f(5.0, _between(0.5, 60, " s"))
+    read_timeout_seconds: float = _f(30.0, _between(1, 300, " s"))
+    long_poll_seconds: float = _f(25.0, _between(1, 120, " s"))
+    batch_max_records: int = _f(500, _between(1, 10000))
+    batch_max_kilobytes: int = _f(1024, _between(16, 16384, " KiB"))
+    queue_budget_megabytes: int = _f(200, _between(1, 100000, " MiB"))
+    keep_delivered_days: float = _f(7.0, _between(0, 365, " days"))
+    offline_alarm_minutes: float = _f(60.0, _between(1, 10080, " min"))
 
 
 @dataclass(frozen=True)

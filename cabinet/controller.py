@@ -8,8 +8,8 @@ the daemon, which starts locked.
 
 It routes door and weight events to the checkout machine (checkout.py), raises the forced-open
 alarm for a door that opens with no session, tracks device faults, shelf stability and the
-temperature, and at start-up resumes a session that a crash left unfinished; climate control and
-sync plug in as their issues land.
+temperature, and at start-up resumes a session that a crash left unfinished. Climate control
+(climate_control.py), access (access/) and sync (sync_control.py) plug in beside it.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from .events import (CallRequested, CodeScanned, DeviceFaulted, DeviceRecovered,
 from .planogram import Planogram
 from .session_effects import SessionEffects
 from .store import Store, utc_now
+from .sync import CommandsArrived, SyncReported
+from .sync_control import SyncControl
 from .systemd import Notifier, NotifyError
 from .timers import TimerHeap
 from .weighing import StabilityFilter
@@ -66,7 +68,8 @@ class Controller:
     def __init__(self, config: Config, actuators: Actuators, store: Store, *,
                  clock: Callable[[], float] = time.monotonic, notifier: Notifier | None = None,
                  events: queue.Queue | None = None, planogram: Planogram | None = None,
-                 access_keys: dict[int, PublicKey] | None = None):
+                 access_keys: dict[int, PublicKey] | None = None, data_dir: str | None = None,
+                 on_ads: Callable[[list], None] | None = None):
         self.config = config
         self.out = actuators
         self.store = store
@@ -76,6 +79,7 @@ class Controller:
         self.timers = TimerHeap(clock)
         self.started_at = clock()
         self._stopping = False
+        self.exit_status = 0
 
         self.door_open: bool | None = None
         self.planogram = planogram
@@ -114,6 +118,7 @@ class Controller:
         self.access = AccessControl(self, access_keys or {})
         self.phone = PhoneScan(config.cabinet.id, config.access.phone_url, clock=clock,
                                rotate_seconds=config.access.phone_nonce_seconds)
+        self.sync = SyncControl(self, data_dir=data_dir, on_ads=on_ads)
         if self.notifier.watchdog_seconds:
             self._schedule_watchdog(self.notifier.watchdog_seconds / 2)
         self._publish()
@@ -165,8 +170,9 @@ class Controller:
         log.error("timer %s failed; locking", timer.name, exc_info=exc)
         self.out.lock.lock()
 
-    def stop(self) -> None:
-        self.emit(StopRequested("stop requested"))
+    def stop(self, exit_status: int = 0, reason: str = "stop requested") -> None:
+        self.exit_status = exit_status
+        self.emit(StopRequested(reason))
 
     def _dispatch(self, event: object) -> None:
         self.handled += 1
@@ -299,7 +305,9 @@ class Controller:
                  ShelfWeighed: _on_shelf_weighed, TemperatureRead: _on_temperature,
                  CodeScanned: _on_code_scanned, ScanUnreadable: _on_scan_unreadable,
                  DeviceFaulted: _on_device_faulted, DeviceRecovered: _on_device_recovered,
-                 LockSensed: _on_lock_sensed, CallRequested: _on_call, StopRequested: _on_stop}
+                 LockSensed: _on_lock_sensed, CallRequested: _on_call, StopRequested: _on_stop,
+                 SyncReported: lambda self, e: self.sync.on_report(e),
+                 CommandsArrived: lambda self, e: self.sync.on_commands(e)}
 
     # --- checkout ---------------------------------------------------------------------------------
     def authorise(self, auth: Authorisation) -> str:
@@ -456,6 +464,7 @@ class Controller:
                            "expires_in_seconds": round(self.phone.expires_in(), 1)}),
             "last_scan": self.last_scan,
             "outbox": dict(self.outbox),
+            "sync": self.sync.snapshot(),
         }
         self.snapshot = snapshot  # one reference swap: readers see a whole snapshot or the last
 

@@ -79,6 +79,26 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX used_codes_expiry ON used_codes (expires_at);
     """,
+    # 4: sync: records the backend refused, and the commands it sent (each runs at most once)
+    """
+    CREATE TABLE dead_letters (
+        seq        INTEGER PRIMARY KEY,                  -- the record's outbox sequence
+        record_id  TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        body       TEXT NOT NULL,                        -- the record as it was sent
+        reason     TEXT NOT NULL,                        -- the backend's words
+        at         TEXT NOT NULL
+    );
+    CREATE TABLE commands (
+        command_id  TEXT PRIMARY KEY,
+        type        TEXT NOT NULL,
+        state       TEXT NOT NULL,                       -- running, then done/rejected/failed/interrupted
+        received_at TEXT NOT NULL,
+        finished_at TEXT,
+        result      TEXT                                 -- JSON: the result record's body
+    );
+    CREATE INDEX commands_running ON commands (state) WHERE state = 'running';
+    """,
 ]
 
 
@@ -104,6 +124,9 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open database: {exc}") from None
         self._in_transaction = False
+        self._added_records = False
+        # Called after a transaction that added outbox records commits (the uploader's wake-up).
+        self.on_records: Any = None
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -149,8 +172,11 @@ class Store:
             raise
         else:
             self._db.execute("COMMIT")
+            if self._added_records and self.on_records is not None:
+                self.on_records()
         finally:
             self._in_transaction = False
+            self._added_records = False
 
     def _require_transaction(self) -> None:
         if not self._in_transaction:
@@ -161,6 +187,7 @@ class Store:
         """Append a record to the outbox, inside the caller's transaction, so that the record and
         what it records commit together. Returns the record as it will be sent."""
         self._require_transaction()
+        self._added_records = True
         record_id = str(uuid.uuid4())
         created_at = utc_now()
         cursor = self._db.execute(
@@ -179,9 +206,12 @@ class Store:
         return [json.loads(body) for (body,) in rows]
 
     def outbox_counts(self) -> dict[str, int]:
-        pending, total = self._db.execute(
-            "SELECT COUNT(*) FILTER (WHERE delivered_at IS NULL), COUNT(*) FROM outbox").fetchone()
-        return {"pending": pending, "total": total}
+        # The pending count walks the partial index only; the last sequence stands for the total
+        # (delivered records are pruned, so COUNT(*) would not mean "ever recorded" anyway).
+        pending = self._db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[0]
+        last = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        return {"pending": pending, "last_seq": last[0] if last else 0}
 
     # --- alarms ------------------------------------------------------------------------------------
     def raise_alarm(self, kind: str, detail: str) -> dict[str, Any]:
@@ -319,6 +349,40 @@ class Store:
         """An outbox record on its own (telemetry)."""
         with self.transaction():
             return self.add_outbox(kind, body)
+
+    # --- commands from the backend ----------------------------------------------------------------
+    def claim_command(self, command_id: str, kind: str) -> bool:
+        """Mark a command as running before it runs; False when it was seen before (it then
+        never runs again, whatever the backend resends)."""
+        with self.transaction():
+            return self._db.execute(
+                "INSERT INTO commands (command_id, type, state, received_at) "
+                "VALUES (?, ?, 'running', ?) ON CONFLICT (command_id) DO NOTHING",
+                (command_id, kind, utc_now())).rowcount == 1
+
+    def finish_command(self, command_id: str, kind: str, status: str, detail: str,
+                       result: dict[str, Any]) -> dict[str, Any]:
+        """The command's result and its outbox record, in one transaction."""
+        body = {"command_id": command_id, "type": kind, "status": status, "detail": detail,
+                "result": result}
+        with self.transaction():
+            self._db.execute("UPDATE commands SET state = ?, finished_at = ?, result = ? "
+                             "WHERE command_id = ?",
+                             (status, utc_now(), json.dumps(body, ensure_ascii=False), command_id))
+            return self.add_outbox("command_result", body)
+
+    def interrupted_commands(self) -> list[str]:
+        """Commands a crash or power cut caught running: reported as interrupted, never rerun
+        (a remote unlock that might have opened the door must not open it twice)."""
+        ids = [(i, t) for i, t in self._db.execute(
+            "SELECT command_id, type FROM commands WHERE state = 'running'")]
+        for command_id, kind in ids:
+            self.finish_command(command_id, kind, "interrupted",
+                                "the cabinet restarted while this command ran", {})
+        return [i for i, _ in ids]
+
+    def quick_check(self) -> str:
+        return self._db.execute("PRAGMA quick_check").fetchone()[0]
 
     def sales(self) -> list[dict[str, Any]]:
         return [json.loads(b) for (b,) in

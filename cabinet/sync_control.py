@@ -1,0 +1,75 @@
+"""The controller's side of sync: what the uploader and the command poller report, turned into
+alarms, the `sync` part of the state, and commands run on the controller thread.
+
+Alarms: `sync_rejected` when the backend refuses a record (it is kept in the dead-letter table,
+`cabinet queue` lists it); `sync_auth` when the backend refuses the device token; `sync_offline`
+when records have waited longer than sync.offline_alarm_minutes without a successful upload.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .commands import CommandRunner
+from .sync import CommandsArrived, SyncReported
+
+log = logging.getLogger("cabinetd.sync")
+
+
+class SyncControl:
+    def __init__(self, controller: Any, *, data_dir: str | None = None, on_ads=None):
+        self.c = controller
+        self.configured = bool(controller.config.sync.backend_url)
+        self.runner = CommandRunner(controller, data_dir=data_dir, on_ads=on_ads)
+        self.last_success: float | None = None     # monotonic
+        self.last_success_at: str | None = None
+        self.last_error: str | None = None
+        self.dead_letters = 0
+        self.commands_run = 0
+        self._since = controller.clock()
+        if self.configured:
+            self.c.timers.call_later(60, "sync-offline-check", self._check_offline)
+
+    def on_report(self, event: SyncReported) -> None:
+        from .store import utc_now
+
+        if event.ok:
+            self.last_success, self.last_success_at = self.c.clock(), utc_now()
+            self.last_error = None
+            self.c.clear_alarm("sync_auth")
+            self.c.clear_alarm("sync_offline")
+        else:
+            self.last_error = event.error
+            if event.auth_failed:
+                self.c.raise_alarm("sync_auth", f"the backend refused the device token: "
+                                                f"{event.error}")
+        if event.dead_letters:
+            self.dead_letters += len(event.dead_letters)
+            first = event.dead_letters[0]
+            self.c.raise_alarm("sync_rejected",
+                               f"the backend refused {first['kind']} record {first['record_id']}: "
+                               f"{first['reason']} (see `cabinet queue`)")
+        self.c.outbox = self.c.store.outbox_counts()
+
+    def on_commands(self, event: CommandsArrived) -> None:
+        for raw in event.commands:
+            if self.runner.receive(raw, event.server_time, event.received_at,
+                                   event.wall_at) is not None:
+                self.commands_run += 1
+        self.c.outbox = self.c.store.outbox_counts()
+
+    def _check_offline(self) -> None:
+        self.c.timers.call_later(60, "sync-offline-check", self._check_offline)
+        since = self.last_success if self.last_success is not None else self._since
+        minutes = (self.c.clock() - since) / 60
+        if self.c.outbox["pending"] and minutes >= self.c.config.sync.offline_alarm_minutes:
+            self.c.raise_alarm("sync_offline", f"{self.c.outbox['pending']} records waiting; "
+                                               f"no successful upload for {minutes:.0f} min"
+                                               + (f" ({self.last_error})" if self.last_error
+                                                  else ""))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"configured": self.configured, "last_success_at": self.last_success_at,
+                "last_error": self.last_error, "dead_letters": self.dead_letters,
+                "commands_run": self.commands_run}

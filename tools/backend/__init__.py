@@ -1,0 +1,1 @@
+"""The reference backend: what cabinets sync with and operators steer them through (see README)."""

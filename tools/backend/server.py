@@ -1,0 +1,187 @@
+"""The reference backend's HTTP server (stdlib ThreadingHTTPServer; TLS when given a certificate).
+
+Cabinet side (bearer device token): POST /v1/cabinets/{id}/records, GET /v1/cabinets/{id}/commands.
+Operator side (bearer operator token): /v1/operator/... . tools/backend/openapi.yaml is the contract.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .service import Backend, Invalid, now_iso
+
+log = logging.getLogger("backend")
+MAX_BODY = 32 * 1024 * 1024
+
+
+class BackendServer:
+    def __init__(self, backend: Backend, *, operator_token: str, host: str = "127.0.0.1",
+                 port: int = 0, certfile: str | None = None, keyfile: str | None = None):
+        handler = type("Handler", (_Handler,), {"backend": backend,
+                                                "operator_token": operator_token})
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.scheme = "http"
+        if certfile:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certfile, keyfile)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="backend-http",
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"{self.scheme}://{'localhost' if self.scheme == 'https' else host}:{port}"
+
+    def start(self) -> "BackendServer":
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _int_param(query: dict, name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name, [str(default)])[0]
+    try:
+        value = int(float(raw)) if name == "wait" else int(raw)
+    except ValueError:
+        raise HttpError(400, f"{name} must be a number") from None
+    if not low <= value <= high:
+        raise HttpError(400, f"{name} must be {low} to {high}")
+    return value
+
+
+class _Handler(BaseHTTPRequestHandler):
+    backend: Backend
+    operator_token: str
+    protocol_version = "HTTP/1.1"
+    server_version = "cabinet-backend"
+
+    def log_message(self, fmt, *args):
+        log.debug("%s " + fmt, self.address_string(), *args)
+
+    def _send(self, status: int, payload: Any, headers: dict | None = None) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _bearer(self) -> str:
+        header = self.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            raise HttpError(401, "missing bearer token")
+        return header[7:].strip()
+
+    def _body(self) -> Any:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise HttpError(400, "bad Content-Length") from None
+        if length > MAX_BODY:
+            raise HttpError(413, f"body over {MAX_BODY} bytes")
+        raw = self.rfile.read(length) if length else b""
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HttpError(400, f"body is not JSON: {exc}") from None
+
+    def _route(self, method: str) -> None:
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        try:
+            status, payload = self._dispatch(method, url.path, query)
+        except HttpError as exc:
+            status, payload = exc.status, {"error": str(exc)}
+        except Invalid as exc:
+            status, payload = 422, {"error": str(exc)}
+        except LookupError as exc:
+            status, payload = 404, {"error": str(exc).strip("'")}
+        except Exception as exc:  # a bug or the database: say 500, and the cabinet will retry
+            log.exception("request failed")
+            status, payload = 500, {"error": f"{type(exc).__name__}"}
+        try:
+            self._send(status, payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def do_GET(self):
+        self._route("GET")
+
+    def do_POST(self):
+        self._route("POST")
+
+    def _dispatch(self, method: str, path: str, query: dict) -> tuple[int, Any]:
+        b = self.backend
+        cabinet = re.fullmatch(r"/v1/cabinets/([A-Za-z0-9_.-]{1,64})/(records|commands)", path)
+        if cabinet:
+            cabinet_id, what = cabinet.groups()
+            if not b.authenticate(cabinet_id, self._bearer()):
+                raise HttpError(401, "unknown cabinet or wrong device token")
+            if what == "records" and method == "POST":
+                return 200, b.store_batch(cabinet_id, self._body())
+            if what == "commands" and method == "GET":
+                after = _int_param(query, "after", 0, 0, 2 ** 62)
+                wait = _int_param(query, "wait", 0, 0, 120)
+                return 200, {"commands": b.wait_for_commands(cabinet_id, after, wait),
+                             "server_time": now_iso()}
+            raise HttpError(405, f"{method} not allowed on {path}")
+        if not path.startswith("/v1/operator/"):
+            raise HttpError(404, f"no such resource: {path}")
+        if not secrets.compare_digest(self._bearer(), self.operator_token):
+            raise HttpError(401, "wrong operator token")
+        rest = path[len("/v1/operator/"):]
+        if rest == "cabinets" and method == "GET":
+            return 200, {"cabinets": b.cabinets()}
+        if rest == "cabinets" and method == "POST":
+            body = self._body()
+            cabinet_id = body.get("cabinet_id") if isinstance(body, dict) else None
+            return 201, {"cabinet_id": cabinet_id, "device_token": b.add_cabinet(cabinet_id)}
+        if rest in ("sales", "inventory", "alarms", "telemetry", "command_results") \
+                and method == "GET":
+            kind = {"sales": "sale", "alarms": "alarm", "command_results": "command_result"}.get(
+                rest, rest)
+            return 200, {"records": b.records(
+                kind, query.get("cabinet_id", [None])[0],
+                _int_param(query, "after_seq", 0, 0, 2 ** 62),
+                _int_param(query, "limit", 1000, 1, 100000))}
+        match = re.fullmatch(r"cabinets/([A-Za-z0-9_.-]{1,64})/(commands|counts)", rest)
+        if match and match.group(2) == "commands" and method == "POST":
+            body = self._body()
+            if not isinstance(body, dict):
+                raise Invalid("body must be an object")
+            return 201, b.issue_command(match.group(1), body.get("type"), body.get("args", {}),
+                                        body.get("lifetime_seconds", 60))
+        if match and match.group(2) == "counts" and method == "GET":
+            return 200, {"counts": b.counts(match.group(1))}
+        match = re.fullmatch(r"commands/([0-9a-f-]{36})", rest)
+        if match and method == "GET":
+            return 200, b.command(match.group(1))
+        if rest == "access-codes" and method == "POST":
+            body = self._body()
+            if not isinstance(body, dict):
+                raise Invalid("body must be an object")
+            return 201, b.mint_code(body.get("audience"), body.get("subject"),
+                                    body.get("role", "shopper"), body.get("lifetime_seconds", 90))
+        raise HttpError(404, f"no such resource: {path}")

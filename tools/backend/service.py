@@ -1,0 +1,275 @@
+"""What the reference backend does, without HTTP: store the cabinets' records exactly once, hand
+out commands and take their results, answer the operators' questions, mint access codes.
+
+Every batch is one transaction: the reply that says `stored_through` is sent only after it has
+committed, so an acknowledgement always means "on disk". Side effects of a record (an alarm's state,
+a command's result, the cabinet's last temperature) apply only when the record is new, so a
+resent batch changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from .db import Database
+
+KINDS = ("sale", "inventory", "session", "alarm", "telemetry", "setpoint", "food_safety",
+         "command_result", "notice")
+COMMAND_TYPES = ("set_setpoint", "set_planogram", "remote_unlock", "restock_mode", "enroll_faces",
+                 "delete_faces", "set_ads", "request_diagnostics", "restart")
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+class Invalid(ValueError):
+    """A request the backend refuses; the message goes back to the caller."""
+
+
+def now_iso(at: float | None = None) -> str:
+    moment = datetime.fromtimestamp(time.time() if at is None else at, timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_iso(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_record(record: Any, cabinet_id: str) -> str | None:
+    """Why a record cannot be stored, or None."""
+    if record.get("cabinet_id") != cabinet_id:
+        return f"cabinet_id {record.get('cabinet_id')!r} is not this cabinet ({cabinet_id})"
+    if not isinstance(record.get("record_id"), str) or not UUID.fullmatch(record["record_id"]):
+        return "record_id must be a lower-case UUID"
+    if record.get("kind") not in KINDS:
+        return f"unknown kind {record.get('kind')!r}"
+    if _parse_iso(record.get("created_at")) is None:
+        return "created_at must be an ISO-8601 time with a zone"
+    if not isinstance(record.get("body"), dict):
+        return "body must be an object"
+    if not isinstance(record.get("software_version"), str):
+        return "software_version must be a string"
+    return None
+
+
+class Backend:
+    def __init__(self, db: Database, *, signing_key=None, key_id: int = 0):
+        self.db = db
+        self.signing_key, self.key_id = signing_key, key_id
+        self._new_command = threading.Condition()
+
+    # --- cabinets ---------------------------------------------------------------------------------
+    def add_cabinet(self, cabinet_id: str) -> str:
+        """Register a cabinet (or give it a new token); returns its device token, shown once."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", cabinet_id or ""):
+            raise Invalid("cabinet_id: letters, digits, '_', '.', '-' (at most 64)")
+        token = secrets.token_urlsafe(32)
+        with self.db.transaction() as tx:
+            tx.execute("INSERT INTO cabinets (cabinet_id, token_sha256, created_at) VALUES (?, ?, ?) "
+                       "ON CONFLICT (cabinet_id) DO UPDATE SET token_sha256 = excluded.token_sha256",
+                       (cabinet_id, token_hash(token), now_iso()))
+        return token
+
+    def authenticate(self, cabinet_id: str, token: str) -> bool:
+        with self.db.transaction() as tx:
+            row = tx.one("SELECT token_sha256 FROM cabinets WHERE cabinet_id = ?", (cabinet_id,))
+        return row is not None and secrets.compare_digest(row[0], token_hash(token))
+
+    # --- the cabinet side -------------------------------------------------------------------------
+    def store_batch(self, cabinet_id: str, payload: Any) -> dict[str, Any]:
+        if not isinstance(payload, dict) or not isinstance(payload.get("records"), list):
+            raise Invalid("body must be an object with a list of records")
+        if payload.get("cabinet_id") != cabinet_id:
+            raise Invalid("cabinet_id in the body does not match the URL")
+        records = payload["records"]
+        if not records:
+            raise Invalid("records is empty")
+        seqs = []
+        for i, record in enumerate(records):
+            if not isinstance(record, dict) or isinstance(record.get("seq"), bool) \
+                    or not isinstance(record.get("seq"), int) or record["seq"] < 1:
+                raise Invalid(f"records[{i}] has no positive integer seq")
+            seqs.append(record["seq"])
+        received = now_iso()
+        rejected = []
+        oldest = None
+        with self.db.transaction() as tx:
+            for record in records:
+                reason = check_record(record, cabinet_id)
+                if reason:
+                    rejected.append({"seq": record["seq"], "record_id": str(record.get("record_id")),
+                                     "reason": reason})
+                    continue
+                inserted = tx.execute(
+                    "INSERT INTO records (cabinet_id, record_id, seq, kind, created_at, received_at,"
+                    " body) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cabinet_id, record_id) "
+                    "DO NOTHING",
+                    (cabinet_id, record["record_id"], record["seq"], record["kind"],
+                     record["created_at"], received,
+                     json.dumps(record, ensure_ascii=False, sort_keys=True))).rowcount
+                if inserted:
+                    self._apply(tx, cabinet_id, record)
+                    created = _parse_iso(record["created_at"])
+                    oldest = created if oldest is None or created < oldest else oldest
+            lag = None if oldest is None else \
+                max(0.0, (datetime.now(timezone.utc) - oldest).total_seconds())
+            tx.execute("UPDATE cabinets SET last_seen_at = ?, last_seq = CASE WHEN last_seq > ? "
+                       "THEN last_seq ELSE ? END, lag_seconds = COALESCE(?, lag_seconds) "
+                       "WHERE cabinet_id = ?", (received, max(seqs), max(seqs), lag, cabinet_id))
+        return {"stored_through": max(seqs), "rejected": rejected,
+                "commands": self.pending_commands(cabinet_id, 0), "server_time": now_iso()}
+
+    def _apply(self, tx, cabinet_id: str, record: dict[str, Any]) -> None:
+        body, kind = record["body"], record["kind"]
+        if kind == "alarm" and isinstance(body.get("alarm_id"), str):
+            if body.get("state") == "cleared":
+                tx.execute("INSERT INTO alarms (cabinet_id, alarm_id, kind, detail, cleared_at) "
+                           "VALUES (?, ?, ?, ?, ?) ON CONFLICT (cabinet_id, alarm_id) DO UPDATE "
+                           "SET cleared_at = excluded.cleared_at",
+                           (cabinet_id, body["alarm_id"], str(body.get("kind")),
+                            str(body.get("detail", "")), str(body.get("cleared_at"))))
+            else:
+                tx.execute("INSERT INTO alarms (cabinet_id, alarm_id, kind, detail, raised_at) "
+                           "VALUES (?, ?, ?, ?, ?) ON CONFLICT (cabinet_id, alarm_id) DO UPDATE "
+                           "SET raised_at = excluded.raised_at",
+                           (cabinet_id, body["alarm_id"], str(body.get("kind")),
+                            str(body.get("detail", "")), str(body.get("raised_at"))))
+        elif kind == "telemetry" and isinstance(body.get("celsius"), (int, float)):
+            tx.execute("UPDATE cabinets SET temperature_celsius = ?, temperature_at = ? "
+                       "WHERE cabinet_id = ? AND (temperature_at IS NULL OR temperature_at <= ?)",
+                       (body["celsius"], record["created_at"], cabinet_id, record["created_at"]))
+        elif kind == "command_result" and isinstance(body.get("command_id"), str):
+            tx.execute("UPDATE commands SET status = ?, detail = ?, result = ?, finished_at = ? "
+                       "WHERE command_id = ? AND cabinet_id = ?",
+                       (str(body.get("status")), str(body.get("detail", "")),
+                        json.dumps(body.get("result", {})), record["created_at"],
+                        body["command_id"], cabinet_id))
+
+    def pending_commands(self, cabinet_id: str, after: int) -> list[dict[str, Any]]:
+        with self.db.transaction() as tx:
+            rows = tx.rows("SELECT command_seq, command_id, type, args, issued_at, expires_at "
+                           "FROM commands WHERE cabinet_id = ? AND status = 'issued' "
+                           "AND command_seq > ? AND expires_at > ? ORDER BY command_seq LIMIT 100",
+                           (cabinet_id, after, now_iso()))
+        return [{"seq": r[0], "command_id": r[1], "type": r[2], "args": json.loads(r[3]),
+                 "issued_at": r[4], "expires_at": r[5]} for r in rows]
+
+    def wait_for_commands(self, cabinet_id: str, after: int, wait: float) -> list[dict[str, Any]]:
+        """The long-poll: commands issued in this process wake it at once; the database is asked
+        again every half second too, for commands issued by another process of a fleet."""
+        end = time.monotonic() + wait
+        while True:
+            commands = self.pending_commands(cabinet_id, after)
+            left = end - time.monotonic()
+            if commands or left <= 0:
+                return commands
+            with self._new_command:
+                self._new_command.wait(min(left, 0.5))
+
+    # --- the operator side ------------------------------------------------------------------------
+    def issue_command(self, cabinet_id: str, kind: str, args: Any,
+                      lifetime_seconds: float = 60) -> dict[str, Any]:
+        if kind not in COMMAND_TYPES:
+            raise Invalid(f"type must be one of {', '.join(COMMAND_TYPES)}")
+        if not isinstance(args, dict):
+            raise Invalid("args must be an object")
+        if isinstance(lifetime_seconds, bool) or not isinstance(lifetime_seconds, (int, float)) \
+                or not 1 <= lifetime_seconds <= 7 * 86400:
+            raise Invalid("lifetime_seconds must be 1 to 604800")
+        issued = time.time()
+        command = {"command_id": str(uuid.uuid4()), "type": kind, "args": args,
+                   "issued_at": now_iso(issued), "expires_at": now_iso(issued + lifetime_seconds)}
+        with self.db.transaction() as tx:
+            if tx.one("SELECT 1 FROM cabinets WHERE cabinet_id = ?", (cabinet_id,)) is None:
+                raise LookupError(f"no cabinet {cabinet_id}")
+            tx.execute("INSERT INTO commands (command_id, cabinet_id, type, args, issued_at, "
+                       "expires_at, status) VALUES (?, ?, ?, ?, ?, ?, 'issued')",
+                       (command["command_id"], cabinet_id, kind, json.dumps(args),
+                        command["issued_at"], command["expires_at"]))
+            command["seq"] = tx.one("SELECT command_seq FROM commands WHERE command_id = ?",
+                                    (command["command_id"],))[0]
+        with self._new_command:
+            self._new_command.notify_all()
+        return command
+
+    def command(self, command_id: str) -> dict[str, Any]:
+        with self.db.transaction() as tx:
+            row = tx.one("SELECT command_id, cabinet_id, type, status, detail, result, issued_at, "
+                         "expires_at, finished_at FROM commands WHERE command_id = ?",
+                         (command_id,))
+        if row is None:
+            raise LookupError(f"no command {command_id}")
+        out = dict(zip(("command_id", "cabinet_id", "type", "status", "detail", "result",
+                        "issued_at", "expires_at", "finished_at"), row))
+        out["result"] = None if out["result"] is None else json.loads(out["result"])
+        return out
+
+    def cabinets(self) -> list[dict[str, Any]]:
+        with self.db.transaction() as tx:
+            rows = tx.rows("SELECT cabinet_id, last_seen_at, last_seq, lag_seconds, "
+                           "temperature_celsius, temperature_at FROM cabinets ORDER BY cabinet_id")
+            alarms = tx.rows("SELECT cabinet_id, kind, detail, raised_at FROM alarms "
+                             "WHERE cleared_at IS NULL ORDER BY raised_at")
+        out = []
+        for r in rows:
+            out.append({"cabinet_id": r[0], "last_seen_at": r[1], "last_seq": r[2],
+                        "lag_seconds": r[3], "temperature_celsius": r[4], "temperature_at": r[5],
+                        "alarms": [{"kind": a[1], "detail": a[2], "raised_at": a[3]}
+                                   for a in alarms if a[0] == r[0]]})
+        return out
+
+    def records(self, kind: str, cabinet_id: str | None = None, after_seq: int = 0,
+                limit: int = 1000) -> list[dict[str, Any]]:
+        if not 1 <= limit <= 100000:
+            raise Invalid("limit must be 1 to 100000")
+        sql = "SELECT body FROM records WHERE kind = ? AND seq > ?"
+        params: list[Any] = [kind, after_seq]
+        if cabinet_id:
+            sql += " AND cabinet_id = ?"
+            params.append(cabinet_id)
+        sql += " ORDER BY cabinet_id, seq LIMIT ?"
+        params.append(limit)
+        with self.db.transaction() as tx:
+            return [json.loads(b) for (b,) in tx.rows(sql, params)]
+
+    def counts(self, cabinet_id: str) -> dict[str, int]:
+        with self.db.transaction() as tx:
+            return {k: n for k, n in tx.rows("SELECT kind, COUNT(*) FROM records "
+                                             "WHERE cabinet_id = ? GROUP BY kind", (cabinet_id,))}
+
+    def mint_code(self, audience: str, subject: str, role: str,
+                  lifetime_seconds: int = 90) -> dict[str, Any]:
+        from cabinet.access.codes import mint
+
+        if self.signing_key is None:
+            raise Invalid("this backend has no signing key (--signing-key)")
+        if isinstance(lifetime_seconds, bool) or not isinstance(lifetime_seconds, int) \
+                or not 10 <= lifetime_seconds <= 86400:
+            raise Invalid("lifetime_seconds must be an integer from 10 to 86400")
+        for name, value in (("audience", audience), ("subject", subject)):
+            if not isinstance(value, str) or not value:
+                raise Invalid(f"{name} must be a non-empty string")
+        issued = int(time.time())
+        try:
+            code = mint(self.signing_key, key_id=self.key_id, audience=audience, subject=subject,
+                        role=role, issued_at=issued, lifetime_seconds=lifetime_seconds)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+        return {"code": code, "key_id": self.key_id, "issued_at": now_iso(issued),
+                "expires_at": now_iso(issued + lifetime_seconds)}
