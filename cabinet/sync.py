@@ -69,7 +69,8 @@ class Transport:
         self.session = requests.Session()
         self.session.headers.update({"Authorization": f"Bearer {token}",
                                      "User-Agent": f"cabinetd ({cabinet_id})"})
-        self.session.verify = ca_file or True
+        # Passed with every request: a session-wide `verify` loses to REQUESTS_CA_BUNDLE.
+        self.verify: str | bool = ca_file or True
         self.timeouts = (connect_timeout, read_timeout)
 
     def request(self, method: str, path: str, *, data: bytes | None = None,
@@ -80,7 +81,8 @@ class Transport:
         headers = {"Content-Type": "application/json"} if data is not None else {}
         timeout = (self.timeouts[0], read_timeout or self.timeouts[1])
         with self.session.request(method, self.base + path, data=data, params=params,
-                                  headers=headers, timeout=timeout, stream=True) as reply:
+                                  headers=headers, timeout=timeout, stream=True,
+                                  verify=self.verify) as reply:
             body = bytearray()
             for chunk in reply.iter_content(65536):
                 body += chunk
@@ -162,11 +164,11 @@ class Uploader(threading.Thread):
             wait = retry_after(headers.get("Retry-After"), time.time())
             self._failed(_reason(status, body))
             return wait if wait is not None else self.backoff.next()
-        if status == 413 or (status in (400, 422) and len(batch) > 1):
+        if status in (400, 413, 422) and len(batch) > 1:
             # Too big, or something in it is refused: halve until the culprit is alone.
             self.limit = max(1, len(batch) // 2)
             return 0
-        if status in (400, 422):
+        if status in (400, 413, 422):
             dead = self.outbox.dead_letter(batch.seqs[0], _reason(status, body))
             self._report(False, dead_letters=(dead,) if dead else (),
                          error=f"record {batch.seqs[0]} refused: {_reason(status, body)}")
@@ -226,7 +228,7 @@ class CommandPoller(threading.Thread):
         self._stop.set()
         self.transport.close()  # breaks a long-poll in progress
         if self.is_alive():
-            self.join(timeout=5)
+            self.join(timeout=0.5)  # a long-poll in flight ends with the process
 
     def run(self) -> None:
         while not self._stop.is_set():

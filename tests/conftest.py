@@ -51,3 +51,65 @@ class Recorder:
 @pytest.fixture
 def recorder():
     return Recorder()
+
+
+# --- the reference backend, on SQLite and on PostgreSQL --------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres():
+    from tools.backend.postgres import PrivatePostgres
+
+    server = PrivatePostgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path}/backend.db"
+    server = request.getfixturevalue("postgres")
+    import psycopg
+
+    name = f"t{abs(hash(request.node.nodeid)) % 10**9}"
+    with psycopg.connect(server.url, autocommit=True) as db:
+        db.execute(f"DROP DATABASE IF EXISTS {name}")
+        db.execute(f"CREATE DATABASE {name}")
+    return server.url.rsplit("/", 1)[0] + "/" + name
+
+
+class RunningBackend:
+    """The reference backend on loopback, with one registered cabinet."""
+
+    def __init__(self, db_url: str, cabinet_id: str = "cabinet-0001", **server_kw):
+        from tools.backend.db import Database
+        from tools.backend.server import BackendServer
+        from tools.backend.service import Backend
+
+        self.db = Database(db_url)
+        self.service = Backend(self.db, **server_kw.pop("service_kw", {}))
+        self.operator_token = "operator-secret"
+        self.device_token = self.service.add_cabinet(cabinet_id)
+        self.cabinet_id = cabinet_id
+        self.server = BackendServer(self.service, operator_token=self.operator_token,
+                                    **server_kw).start()
+        self.url = self.server.url
+
+    def operator(self, method: str, path: str, body=None):
+        import requests
+
+        reply = requests.request(method, self.url + "/v1/operator/" + path, json=body,
+                                 headers={"Authorization": f"Bearer {self.operator_token}"},
+                                 timeout=10, verify=False)
+        return reply.status_code, reply.json()
+
+    def close(self):
+        self.server.close()
+        self.db.close()
+
+
+@pytest.fixture
+def backend(backend_db_url):
+    b = RunningBackend(backend_db_url)
+    yield b
+    b.close()

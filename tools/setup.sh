@@ -16,7 +16,9 @@ if [ "$(uname -m)" = aarch64 ]; then
     venv_flags+=(--system-site-packages)
 fi
 if [ "$want" = test ]; then
-    apt_packages+=(systemd)  # systemd-analyze verifies the unit files
+    # systemd-analyze verifies the unit files; the reference backend is tested on PostgreSQL too
+    # (the tests start a private server from Debian's binaries).
+    apt_packages+=(systemd postgresql)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -24,8 +24,9 @@ MAX_BODY = 32 * 1024 * 1024
 
 class BackendServer:
     def __init__(self, backend: Backend, *, operator_token: str, host: str = "127.0.0.1",
-                 port: int = 0, certfile: str | None = None, keyfile: str | None = None):
-        handler = type("Handler", (_Handler,), {"backend": backend,
+                 port: int = 0, certfile: str | None = None, keyfile: str | None = None,
+                 max_body: int = MAX_BODY):
+        handler = type("Handler", (_Handler,), {"backend": backend, "max_body": max_body,
                                                 "operator_token": operator_token})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
@@ -72,6 +73,7 @@ def _int_param(query: dict, name: str, default: int, low: int, high: int) -> int
 class _Handler(BaseHTTPRequestHandler):
     backend: Backend
     operator_token: str
+    max_body: int
     protocol_version = "HTTP/1.1"
     server_version = "cabinet-backend"
 
@@ -99,8 +101,9 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             raise HttpError(400, "bad Content-Length") from None
-        if length > MAX_BODY:
-            raise HttpError(413, f"body over {MAX_BODY} bytes")
+        if length > self.max_body:
+            self.close_connection = True  # the body is not read: the connection cannot go on
+            raise HttpError(413, f"body over {self.max_body} bytes")
         raw = self.rfile.read(length) if length else b""
         try:
             return json.loads(raw)

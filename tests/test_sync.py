@@ -1,0 +1,247 @@
+"""Sync: the real uploader, over real HTTP, into the real reference backend (SQLite and
+PostgreSQL), with and without a fault-injecting proxy in the way."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+import uuid
+
+from cabinet.outbox import OutboxQueue
+from cabinet.store import Store
+from cabinet.sync import Backoff, CommandPoller, CommandsArrived, SyncReported, Transport, Uploader
+from tests.conftest import RunningBackend, wait_for
+from tools.backend.faults import FaultProxy
+
+
+def make_store(tmp_path) -> Store:
+    return Store(tmp_path / "cabinet.db", cabinet_id="cabinet-0001", software_version="test")
+
+
+def add_sales(store: Store, n: int, start: int = 0) -> None:
+    """Sales through the same journal and transactions as a real checkout."""
+    for i in range(start, start + n):
+        session = {"session_id": str(uuid.uuid4()), "authorised_at": "2026-11-23T00:00:00Z",
+                   "authorisation": {"method": "qr", "subject": f"acct-{i}", "role": "shopper",
+                                     "code_id": f"c{i}"}}
+        store.begin_session(session)
+        store.finish_session(session, "sale", {"session_id": session["session_id"],
+                                               "lines": [{"sku": "water", "count": 1,
+                                                          "price_fen": 300}],
+                                               "total_fen": 300, "flags": []}, None)
+
+
+def uploader_for(store, url, token, emit=None, **kw) -> Uploader:
+    transport = Transport(url, "cabinet-0001", token, connect_timeout=1, read_timeout=2)
+    return Uploader(OutboxQueue(store.path), transport, emit or (lambda e: None),
+                    cabinet_id="cabinet-0001", backoff=Backoff(base=0.01, cap=0.05), **kw)
+
+
+def drain(uploader: Uploader, store: Store, limit: int = 10000) -> None:
+    for _ in range(limit):
+        if store.outbox_counts()["pending"] == 0:
+            return
+        uploader.step()
+    raise AssertionError(f"not drained: {store.outbox_counts()}")
+
+
+def test_records_arrive_once_with_their_content(tmp_path, backend):
+    store = make_store(tmp_path)
+    add_sales(store, 30)
+    store.raise_alarm("forced_open", "door opened while locked")
+    reports = []
+    up = uploader_for(store, backend.url, backend.device_token, reports.append, max_records=7)
+    drain(up, store)
+    counts = backend.service.counts("cabinet-0001")
+    assert counts == {"sale": 30, "alarm": 1}
+    sales = backend.service.records("sale", "cabinet-0001")
+    assert [s["body"]["total_fen"] for s in sales] == [300] * 30
+    assert [s["seq"] for s in sales] == sorted(s["seq"] for s in sales)
+    status, cabinets = backend.operator("GET", "cabinets")
+    assert status == 200
+    (cab,) = cabinets["cabinets"]
+    assert cab["alarms"][0]["kind"] == "forced_open" and cab["last_seq"] == 31
+    assert all(isinstance(r, SyncReported) and r.ok for r in reports)
+    assert sum(r.delivered for r in reports) == 31
+    # Sending everything again (as after a lost acknowledgement) stores nothing twice.
+    up.outbox._db.execute("UPDATE outbox SET delivered_at = NULL")
+    drain(up, store)
+    assert backend.service.counts("cabinet-0001") == {"sale": 30, "alarm": 1}
+
+
+def test_backend_down_then_back_with_every_fault_delivers_exactly_once(tmp_path, backend):
+    """10 000 sales queue while the backend is unreachable; then they drain through a proxy
+    that injects 500s, 429s, hangs, resets, truncated replies and lost acknowledgements."""
+    store = make_store(tmp_path)
+    proxy = FaultProxy(backend.url, {"error500": 0.05, "rate_limit": 0.03, "hang": 0.04,
+                                     "reset": 0.05, "truncate": 0.05, "lost_ack": 0.15},
+                       seed=7, hang_seconds=2.5, retry_after=0)
+    reports = []
+    up = uploader_for(store, proxy.url, backend.device_token, reports.append, max_records=250)
+    add_sales(store, 200)
+    up.step()  # the proxy is not listening yet: nothing is delivered
+    assert reports[-1].ok is False and store.outbox_counts()["pending"] == 200
+    add_sales(store, 9800, start=200)
+    assert store.outbox_counts()["pending"] == 10000
+    proxy.start()
+    try:
+        drain(up, store)
+    finally:
+        proxy.close()
+    server_sales = backend.service.records("sale", "cabinet-0001", limit=100000)
+    assert len(server_sales) == 10000
+    assert len({s["record_id"] for s in server_sales}) == 10000
+    assert {s["body"]["session_id"] for s in server_sales} == {s["session_id"] for s in store.sales()}
+    for fault in ("error500", "rate_limit", "hang", "reset", "truncate", "lost_ack"):
+        assert proxy.counts[fault] > 0, f"{fault} was never injected"
+
+
+def test_a_malformed_record_is_dead_lettered_and_never_blocks_the_queue(tmp_path, backend):
+    store = make_store(tmp_path)
+    add_sales(store, 3)
+    with store.transaction():  # a record of a kind the backend does not know
+        store.add_outbox("bogus", {"x": 1})
+    add_sales(store, 3, start=3)
+    reports = []
+    up = uploader_for(store, backend.url, backend.device_token, reports.append)
+    drain(up, store)
+    assert backend.service.counts("cabinet-0001") == {"sale": 6}
+    stats = up.outbox.stats()
+    (dead,) = stats["dead_letters"]
+    assert dead["kind"] == "bogus" and "unknown kind" in dead["reason"]
+    assert [d["kind"] for r in reports for d in r.dead_letters] == ["bogus"]
+
+
+def test_too_large_batches_are_split_and_a_record_too_large_alone_is_dead_lettered(tmp_path,
+                                                                                    backend_db_url):
+    b = RunningBackend(backend_db_url, max_body=6000)
+    try:
+        store = make_store(tmp_path)
+        add_sales(store, 40)
+        with store.transaction():
+            store.add_outbox("notice", {"text": "x" * 10000})
+        up = uploader_for(store, b.url, b.device_token, max_records=40)
+        drain(up, store)
+        assert b.service.counts("cabinet-0001") == {"sale": 40}
+        assert [d["kind"] for d in up.outbox.stats()["dead_letters"]] == ["notice"]
+    finally:
+        b.close()
+
+
+def test_retry_after_is_honoured(tmp_path, backend):
+    store = make_store(tmp_path)
+    add_sales(store, 1)
+    proxy = FaultProxy(backend.url, {"rate_limit": 1.0}, retry_after=42).start()
+    try:
+        up = uploader_for(store, proxy.url, backend.device_token)
+        assert up.step() == 42
+        assert store.outbox_counts()["pending"] == 1
+    finally:
+        proxy.close()
+
+
+def test_backoff_is_full_jitter_capped_at_five_minutes():
+    backoff = Backoff(rng=random.Random(3))
+    waits = [backoff.next() for _ in range(40)]
+    assert all(0 <= w <= 300 for w in waits)
+    assert max(waits[12:]) > 150, "the ceiling grows to the cap"
+    assert len(set(waits)) == len(waits), "jittered, not lockstep"
+    assert waits[0] <= 1
+    backoff.reset()
+    assert backoff.next() <= 1
+
+
+def test_a_wrong_device_token_is_reported_and_nothing_is_marked_delivered(tmp_path, backend):
+    store = make_store(tmp_path)
+    add_sales(store, 2)
+    reports = []
+    up = uploader_for(store, backend.url, "not-the-token", reports.append)
+    up.step()
+    assert reports[-1].auth_failed and "401" in reports[-1].error
+    assert store.outbox_counts()["pending"] == 2
+
+
+def test_telemetry_is_thinned_over_budget_and_sales_are_kept(tmp_path):
+    store = make_store(tmp_path)
+    for i in range(400):
+        store.add_record("telemetry", {"celsius": 4.0 + i / 1000, "pad": "x" * 200})
+    add_sales(store, 50)
+    queue = OutboxQueue(store.path)
+    before = queue.pending_bytes()
+    dropped = queue.thin_telemetry(before // 2)
+    kinds = queue.stats()["pending_by_kind"]
+    assert kinds["sale"] == 50
+    assert dropped > 0 and kinds["telemetry"] == 400 - dropped
+    assert queue.pending_bytes() <= before // 2
+    # The oldest and newest samples are kept: the record still spans the whole time.
+    rows = [b for (b,) in queue._db.execute("SELECT body FROM outbox WHERE kind = 'telemetry' "
+                                            "ORDER BY seq")]
+    assert '"celsius": 4.0,' in rows[0] and '"celsius": 4.399' in rows[-1]
+
+
+def test_tls_is_verified_against_the_configured_ca(tmp_path, backend_db_url):
+    cert, key, ca = _make_tls(tmp_path)
+    b = RunningBackend(backend_db_url, certfile=str(cert), keyfile=str(key))
+    try:
+        store = make_store(tmp_path)
+        add_sales(store, 2)
+        reports = []
+        untrusting = uploader_for(store, b.url, b.device_token, reports.append)
+        untrusting.step()
+        assert not reports[-1].ok and "SSL" in reports[-1].error
+        trusting = uploader_for(store, b.url, b.device_token, reports.append)
+        trusting.transport.verify = str(ca)
+        drain(trusting, store)
+        assert b.service.counts("cabinet-0001") == {"sale": 2}
+    finally:
+        b.close()
+
+
+def test_commands_arrive_by_long_poll_as_soon_as_issued(backend):
+    events = []
+    transport = Transport(backend.url, "cabinet-0001", backend.device_token)
+    poller = CommandPoller(transport, events.append, wait_seconds=20)
+    poller.start()
+    try:
+        time.sleep(0.3)  # the poll is now waiting at the backend
+        status, command = backend.operator("POST", "cabinets/cabinet-0001/commands",
+                                           {"type": "set_setpoint", "args": {"celsius": 5}})
+        assert status == 201
+        arrived = wait_for(lambda: [e for e in events if isinstance(e, CommandsArrived)],
+                           timeout=5, what="the command")
+        assert arrived[0].commands[0]["command_id"] == command["command_id"]
+        assert arrived[0].server_time is not None
+        wait_for(lambda: poller.after == command["seq"], what="the cursor to advance")
+    finally:
+        poller.close()
+
+
+def _make_tls(folder):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cabinet test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(1)
+          .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = folder / "server.pem", folder / "server.key", folder / "ca.pem"
+    paths[0].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    paths[2].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return paths
