@@ -1,0 +1,185 @@
+"""Backend commands on the controller thread: checked, run at most once per id, expired ones
+refused, each leaving one result record; and the command parser never lets a bad command through."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timezone
+
+from hypothesis import given, settings, strategies as st
+
+from cabinet.commands import CommandError, parse_command
+from cabinet.sync import CommandsArrived
+
+from .test_checkout import Rig
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def command(kind: str, args: dict, *, lifetime: float = 60, issued: float | None = None,
+            command_id: str | None = None) -> dict:
+    issued = time.time() if issued is None else issued
+    return {"command_id": command_id or str(uuid.uuid4()), "seq": 1, "type": kind, "args": args,
+            "issued_at": iso(issued), "expires_at": iso(issued + lifetime)}
+
+
+def deliver(rig: Rig, *commands: dict, server_time: float | None = None) -> None:
+    rig.c.emit(CommandsArrived(list(commands), server_time if server_time is not None
+                               else time.time(), rig.clock(), time.time()))
+    rig.step()
+
+
+def results(rig: Rig) -> dict[str, dict]:
+    return {r["command_id"]: r for r in rig.outbox("command_result")}
+
+
+def make_rig(tmp_path, factory) -> Rig:
+    rig = Rig(tmp_path, factory)
+    rig.door(False)
+    rig.weigh()
+    return rig
+
+
+def test_set_setpoint_runs_once_however_often_it_is_delivered(tmp_path, factory):
+    rig = make_rig(tmp_path, factory)
+    c = command("set_setpoint", {"celsius": 3.0})
+    deliver(rig, c)
+    deliver(rig, c)  # the backend resends until it sees the result
+    assert rig.c.snapshot["climate"]["setpoint_celsius"] == 3.0
+    (result,) = rig.outbox("command_result")
+    assert result["command_id"] == c["command_id"] and result["status"] == "done"
+    assert len(rig.outbox("setpoint")) == 1
+    rig.crash()  # and after a restart too
+    deliver(rig, c)
+    assert len(rig.outbox("command_result")) == 1
+
+
+def test_a_bad_setpoint_is_rejected_with_the_reason(tmp_path, factory):
+    rig = make_rig(tmp_path, factory)
+    c = command("set_setpoint", {"celsius": 40})
+    deliver(rig, c)
+    r = results(rig)[c["command_id"]]
+    assert r["status"] == "rejected" and "must be -5 to 15" in r["detail"]
+    assert rig.c.snapshot["climate"]["setpoint_celsius"] != 40
+
+
+def test_expired_commands_are_refused_by_the_backends_clock_not_the_cabinets(tmp_path, factory):
+    rig = make_rig(tmp_path, factory)
+    stale = command("remote_unlock", {"nonce": rig.c.phone.current(), "subject": "acct-1"},
+                    issued=time.time() - 120, lifetime=60)
+    deliver(rig, stale)
+    assert results(rig)[stale["command_id"]]["status"] == "rejected"
+    assert rig.out.lock.locked
+    # The cabinet's wall clock is a day behind (no RTC after a power cut), the backend's is right:
+    # a fresh command runs.
+    fresh = command("set_setpoint", {"celsius": 2.5})
+    rig.c.emit(CommandsArrived([fresh], time.time(), rig.clock(), time.time() - 86400))
+    rig.step()
+    assert results(rig)[fresh["command_id"]]["status"] == "done"
+    # A command that waited in the queue past its life is refused when its turn comes.
+    late = command("set_setpoint", {"celsius": 2.0}, lifetime=5)
+    rig.c.emit(CommandsArrived([late], time.time(), rig.clock(), time.time()))
+    rig.clock.advance(6)
+    rig.step()
+    assert results(rig)[late["command_id"]]["detail"] == "expired while waiting to run"
+
+
+def test_remote_unlock_needs_the_screens_live_nonce_and_opens_once(tmp_path, factory):
+    rig = make_rig(tmp_path, factory)
+    wrong = command("remote_unlock", {"nonce": "0" * 22, "subject": "acct-7"})
+    deliver(rig, wrong)
+    assert rig.out.lock.locked and results(rig)[wrong["command_id"]]["status"] == "rejected"
+    nonce = rig.c.phone.current()
+    good = command("remote_unlock", {"nonce": nonce, "subject": "acct-7"})
+    deliver(rig, good)
+    assert not rig.out.lock.locked
+    assert results(rig)[good["command_id"]]["result"]["session_id"] == \
+        rig.c.snapshot["session"]["session_id"]
+    rig.door(True)
+    rig.door(False)
+    rig.weigh()
+    replay = command("remote_unlock", {"nonce": nonce, "subject": "acct-8"})
+    deliver(rig, replay)
+    assert rig.out.lock.locked and results(rig)[replay["command_id"]]["status"] == "rejected"
+
+
+def test_set_planogram_and_restock_mode(tmp_path, factory):
+    rig = make_rig(tmp_path, factory)
+    data = {"version": "v2",
+            "product": [{"sku": "water-550ml", "name_zh": "矿泉水", "name_bo": "ཆུ།",
+                         "name_en": "Water", "price_fen": 350, "unit_grams": 572.0,
+                         "tolerance_grams": 6.0}],
+            "shelf": [{"id": 1, "stock": {"water-550ml": 3}}]}
+    c = command("set_planogram", {"planogram": data})
+    deliver(rig, c)
+    r = results(rig)[c["command_id"]]
+    assert (r["status"], r["result"]) == ("done", {"version": "v2"}), r
+    assert rig.c.planogram.products["water-550ml"].price_fen == 350
+    bad = command("set_planogram", {"planogram": {"product": "nonsense"}})
+    deliver(rig, bad)
+    r = results(rig)[bad["command_id"]]
+    assert r["status"] == "rejected" and r["detail"].startswith("command planogram: ")
+    assert rig.c.planogram.version == "v2"
+    restock = command("restock_mode", {"technician": "tech-3"})
+    deliver(rig, restock)
+    assert results(rig)[restock["command_id"]]["status"] == "done"
+    assert rig.c.snapshot["session"]["role"] == "technician"
+    assert rig.c.snapshot["session"]["restock"] is True
+
+
+def test_a_command_caught_running_by_a_crash_is_reported_interrupted_not_rerun(tmp_path, factory):
+    rig = make_rig(tmp_path, factory)
+    rig.store.claim_command("cmd-in-flight", "remote_unlock")
+    rig.crash()
+    r = results(rig)["cmd-in-flight"]
+    assert r["status"] == "interrupted"
+    deliver(rig, command("remote_unlock", {"nonce": rig.c.phone.current(), "subject": "a"},
+                         command_id="cmd-in-flight"))
+    assert rig.out.lock.locked
+
+
+def test_diagnostics_and_unsupported_types(tmp_path, factory):
+    rig = make_rig(tmp_path, factory)
+    diag = command("request_diagnostics", {})
+    faces = command("enroll_faces", {"members": [{"member_id": "m1"}]})
+    junk = {"command_id": "junk-1", "type": "format_disk", "args": {}}
+    deliver(rig, diag, faces, junk)
+    r = results(rig)
+    assert r[diag["command_id"]]["result"]["store_integrity"] == "ok"
+    assert r[diag["command_id"]]["result"]["state"]["lock"] == "locked"
+    assert r[faces["command_id"]]["status"] == "unsupported"
+    assert r["junk-1"]["status"] == "rejected" and "unknown command type" in r["junk-1"]["detail"]
+
+
+def test_restart_records_its_result_then_stops_with_the_restart_status(tmp_path, factory):
+    rig = make_rig(tmp_path, factory)
+    c = command("restart", {"reason": "update"})
+    deliver(rig, c)
+    assert results(rig)[c["command_id"]]["status"] == "done"
+    assert rig.c.exit_status == 75 and rig.c._stopping
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                 max_size=5),
+    max_leaves=20)
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=json_values | st.fixed_dictionaries(
+    {"command_id": st.text(max_size=5), "type": st.sampled_from(
+        ["set_setpoint", "remote_unlock", "set_ads", "restart", "x"]),
+     "args": json_values, "issued_at": st.text(max_size=30) | st.just(iso(time.time())),
+     "expires_at": st.text(max_size=30) | st.just(iso(time.time() + 60))}),
+    server_time=st.none() | st.floats(min_value=0, max_value=4e9))
+def test_the_command_parser_accepts_only_well_formed_commands(raw, server_time):
+    try:
+        parsed = parse_command(raw, server_time, wall_now=time.time())
+    except CommandError as exc:
+        assert str(exc)
+        return
+    assert isinstance(raw, dict) and parsed.type == raw["type"] and parsed.seconds_left > 0
