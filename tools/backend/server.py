@@ -25,9 +25,13 @@ MAX_BODY = 32 * 1024 * 1024
 class BackendServer:
     def __init__(self, backend: Backend, *, operator_token: str, host: str = "127.0.0.1",
                  port: int = 0, certfile: str | None = None, keyfile: str | None = None,
-                 max_body: int = MAX_BODY):
+                 max_body: int = MAX_BODY, on_exchange=None):
+        # on_exchange(request, reply): every request and its answer, for tests that check real
+        # traffic against openapi.yaml.
         handler = type("Handler", (_Handler,), {"backend": backend, "max_body": max_body,
-                                                "operator_token": operator_token})
+                                                "operator_token": operator_token,
+                                                "on_exchange": staticmethod(on_exchange)
+                                                if on_exchange else None})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.scheme = "http"
@@ -74,6 +78,8 @@ class _Handler(BaseHTTPRequestHandler):
     backend: Backend
     operator_token: str
     max_body: int
+    on_exchange = None
+    _raw_body = b""
     protocol_version = "HTTP/1.1"
     server_version = "cabinet-backend"
 
@@ -105,6 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the body is not read: the connection cannot go on
             raise HttpError(413, f"body over {self.max_body} bytes")
         raw = self.rfile.read(length) if length else b""
+        self._raw_body = raw
         try:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -124,6 +131,10 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug or the database: say 500, and the cabinet will retry
             log.exception("request failed")
             status, payload = 500, {"error": f"{type(exc).__name__}"}
+        if self.on_exchange is not None:
+            self.on_exchange({"method": method, "path": url.path, "query": query,
+                              "headers": dict(self.headers), "body": self._raw_body},
+                             {"status": status, "body": json.dumps(payload).encode()})
         try:
             self._send(status, payload)
         except (BrokenPipeError, ConnectionResetError):
