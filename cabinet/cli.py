@@ -7,6 +7,7 @@ cabinet planogram load FILE          validate a planogram and load it into the r
 cabinet setpoint CELSIUS             the temperature to hold
 cabinet lockout clear --technician N sell perishables again after a food-safety lockout
 cabinet token keygen|mint|verify     access codes for technicians and tests
+cabinet queue [--data-dir DIR]       records waiting for the backend, last sync, dead letters
 
 Exit status: 0 on success, 2 for a bad command line or config, 1 for a failure at run time.
 """
@@ -126,7 +127,10 @@ def _status(args) -> int:
                         f"{state['climate']['mode']}"
                         + (", PERISHABLES LOCKED OUT" if state["climate"]["food_safety"]["locked_out"]
                            else "")),
-            ("outbox", f"{state['outbox']['pending']} pending of {state['outbox']['total']}")]
+            ("outbox", f"{state['outbox']['pending']} pending (last sequence "
+                       f"{state['outbox']['last_seq']})"),
+            ("last sync", (state["sync"]["last_success_at"] or "never") if state["sync"]["configured"]
+                          else "no backend configured")]
     for shelf in state["shelves"]:
         grams = "—" if shelf["grams"] is None else f"{shelf['grams']:.1f} g"
         health = shelf["health"] + (f": {shelf['fault']}" if shelf["fault"] else "")
@@ -225,6 +229,54 @@ def _token(args) -> int:
     return 0
 
 
+def _queue(args) -> int:
+    """The outbox, read straight from the database (works with the daemon stopped, too)."""
+    import time
+    from datetime import datetime
+
+    from .outbox import OutboxQueue
+
+    data_dir = args.data_dir
+    if data_dir is None:
+        try:
+            data_dir = Path(load(args.config).cabinet.data_dir)
+        except ConfigError as exc:
+            print(f"cabinet: config error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    path = data_dir / "cabinet.db"
+    if not path.exists():
+        print(f"cabinet: no database at {path} (give --data-dir)", file=sys.stderr)
+        return EXIT_CONFIG
+    queue = OutboxQueue(path)
+    try:
+        stats = queue.stats()
+    finally:
+        queue.close()
+    if args.json:
+        print(json.dumps(stats, indent=2, ensure_ascii=False))
+        return 0
+
+    def age(iso: str | None) -> str:
+        if not iso:
+            return "never"
+        seconds = time.time() - datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+        return f"{iso} ({seconds / 60:.0f} min ago)" if seconds >= 60 else f"{iso} ({seconds:.0f} s ago)"
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(stats["pending_by_kind"].items()))
+    error = stats["last_error"]
+    rows = [("pending", f"{stats['pending']} records, {stats['pending_bytes'] / 1024:.0f} KiB"
+                        + (f" ({kinds})" if kinds else "")),
+            ("oldest pending", age(stats["oldest_pending_at"]) if stats["pending"] else "—"),
+            ("last sync", age(stats["last_success_at"])),
+            ("last error", f"{error['error']}" if error else "—"),
+            ("dead letters", str(len(stats["dead_letters"])))]
+    for d in stats["dead_letters"]:
+        rows.append((f"  seq {d['seq']}", f"{d['kind']} {d['record_id']}: {d['reason']} ({d['at']})"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
 def _check_config(args) -> int:
     try:
         config = load(args.config)
@@ -243,6 +295,12 @@ def technician_main(argv: list[str] | None = None) -> int:
     status.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon's HTTP address")
     status.add_argument("--json", action="store_true", help="print the raw state")
     status.set_defaults(func=_status)
+    queue = verbs.add_parser("queue", help="records waiting for the backend, last sync, dead letters")
+    queue.add_argument("--data-dir", type=Path, help="the daemon's data folder "
+                       "(default: cabinet.data_dir of the config)")
+    queue.add_argument("--config", type=Path, default=DEFAULT_PATH)
+    queue.add_argument("--json", action="store_true")
+    queue.set_defaults(func=_queue)
     plan = verbs.add_parser("planogram", help="replace the running cabinet's planogram")
     plan_verbs = plan.add_subparsers(dest="planogram_verb", required=True)
     plan_load = plan_verbs.add_parser("load", help="validate a planogram file and load it")

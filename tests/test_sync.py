@@ -113,6 +113,24 @@ def test_a_malformed_record_is_dead_lettered_and_never_blocks_the_queue(tmp_path
     assert [d["kind"] for r in reports for d in r.dead_letters] == ["bogus"]
 
 
+def test_cabinet_queue_shows_pending_last_sync_and_dead_letters(tmp_path, backend, capsys):
+    from cabinet.cli import technician_main
+
+    store = make_store(tmp_path)
+    add_sales(store, 2)
+    assert technician_main(["queue", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "2 records" in out and "sale 2" in out and "never" in out
+    with store.transaction():
+        store.add_outbox("bogus", {})
+    drain(uploader_for(store, backend.url, backend.device_token), store)
+    add_sales(store, 1, start=2)
+    assert technician_main(["queue", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1 records" in out and "s ago" in out
+    assert "dead letters    1" in out and "bogus" in out and "unknown kind 'bogus'" in out
+
+
 def test_too_large_batches_are_split_and_a_record_too_large_alone_is_dead_lettered(tmp_path,
                                                                                     backend_db_url):
     b = RunningBackend(backend_db_url, max_body=6000)
