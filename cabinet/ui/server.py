@@ -241,6 +241,9 @@ class _Handler(BaseHTTPRequestHandler):
     ui: UiServer
     server_version = "cabinetd"
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as two writes; with Nagle on, the body waits for the client's
+    # delayed ACK (40 ms) on every keep-alive request.
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):  # the default writes every request to stderr
         log.debug("http %s", fmt % args)

@@ -82,6 +82,9 @@ class _Handler(BaseHTTPRequestHandler):
     _raw_body = b""
     protocol_version = "HTTP/1.1"
     server_version = "cabinet-backend"
+    # Headers and body go out as two writes; with Nagle on, the body waits for the client's
+    # delayed ACK (40 ms) on every keep-alive request.
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         log.debug("%s " + fmt, self.address_string(), *args)
