@@ -44,18 +44,23 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
         hardware = build_hardware(config, events.put, simulate=simulate, stack=stack,
                                   data_dir=data_dir, stock=stock)
         fast, idle = config.shelves.session_poll_interval_seconds, config.shelves.poll_interval_seconds
+        from .ads import AdsCache
+        ads = AdsCache(data_dir / "ads", store.get_value("ads.playlist"), ca_file=config.sync.ca_file)
+        stack.callback(ads.close)
         controller = Controller(config, Actuators(
             lock=hardware.lock, buzzer=hardware.buzzer, compressor=hardware.compressor,
             heater=hardware.heater,
             weigh_fast=lambda on: hardware.shelves.set_interval(fast if on else idle)),
             store, notifier=notifier, events=events, planogram=planogram,
-            access_keys=_access_keys(config, hardware.sim, data_dir), data_dir=str(data_dir))
+            access_keys=_access_keys(config, hardware.sim, data_dir), data_dir=str(data_dir),
+            on_ads=ads.set_playlist)
         stack.callback(hardware.lock.lock)  # belt and braces: locked before the relays close
         ui = UiServer(config.http.host, http_port, controller=controller, sim=hardware.sim)
         stack.callback(ui.close)
         ui.start()
         log.info("listening on %s (state at %s/api/state)", ui.url, ui.url)
         hardware.start()
+        ads.start()
         if hardware.camera is not None:
             from .access.camera_codes import CameraCodeReader
             codes = CameraCodeReader(
