@@ -263,3 +263,24 @@ def _make_tls(folder):
                                            serialization.NoEncryption()))
     paths[2].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     return paths
+
+
+def test_the_backend_mints_access_codes_the_cabinet_accepts(tmp_path, backend_db_url):
+    from cabinet.access import codes
+
+    path, public = codes.ensure_key_pair(tmp_path / "keys", key_id=3)
+    b = RunningBackend(backend_db_url, service_kw={"signing_key": codes.read_private_key(path),
+                                                   "key_id": 3})
+    try:
+        status, minted = b.operator("POST", "access-codes", {"audience": "cabinet-0001",
+                                                             "subject": "acct-77",
+                                                             "lifetime_seconds": 90})
+        assert status == 201 and minted["key_id"] == 3
+        code = codes.verify(minted["code"], {3: public}, codes.Policy("cabinet-0001"),
+                            now=time.time(), clock_trusted=True, last_trusted=None)
+        assert (code.subject, code.role, code.audience) == ("acct-77", "shopper", "cabinet-0001")
+        status, refused = b.operator("POST", "access-codes", {"audience": "cabinet-0001",
+                                                              "subject": "x", "role": "owner"})
+        assert status == 422 and "role" in refused["error"]
+    finally:
+        b.close()
