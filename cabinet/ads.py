@@ -32,7 +32,7 @@ class AdsCache(threading.Thread):
         self._playlist = list(playlist or [])
         self._status: dict[str, str] = {}
         self._changed = threading.Event()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._lock = threading.Lock()
         self._changed.set()
 
@@ -53,16 +53,16 @@ class AdsCache(threading.Thread):
             return dict(self._status)
 
     def close(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self._changed.set()
         if self.is_alive():
             self.join(timeout=5)
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self._changed.wait(self.retry_seconds)
             self._changed.clear()
-            if self._stop.is_set():
+            if self._halt.is_set():
                 return
             try:
                 self.sync_once()
@@ -77,7 +77,7 @@ class AdsCache(threading.Thread):
             if path.name.removesuffix(".part") not in wanted:
                 path.unlink(missing_ok=True)
         for ad in playlist:
-            if self._stop.is_set():
+            if self._halt.is_set():
                 return
             target = self.folder / ad["sha256"]
             if target.is_file():

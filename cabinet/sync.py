@@ -113,7 +113,7 @@ class Uploader(threading.Thread):
         self.backoff = backoff or Backoff()
         self.idle_seconds = idle_seconds
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._housekept = 0.0
         self._idle = False
 
@@ -121,13 +121,13 @@ class Uploader(threading.Thread):
         self._wake.set()
 
     def close(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self._wake.set()
         if self.is_alive():
             self.join(timeout=15)
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 delay = self.step()
             except Exception as exc:  # never let the thread die: the queue is on disk
@@ -137,7 +137,7 @@ class Uploader(threading.Thread):
             if delay and self._idle:
                 self._wake.wait(delay)  # a new record wakes it at once
             elif delay:
-                self._stop.wait(delay)  # backing off: new records wait too
+                self._halt.wait(delay)  # backing off: new records wait too
 
     def step(self) -> float:
         """Send one batch; return how long to wait before the next (0: at once)."""
@@ -222,25 +222,25 @@ class CommandPoller(threading.Thread):
         self.wait_seconds = wait_seconds
         self.backoff = backoff or Backoff()
         self.after = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def close(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.transport.close()  # breaks a long-poll in progress
         if self.is_alive():
             self.join(timeout=0.5)  # a long-poll in flight ends with the process
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 delay = self.step()
             except Exception:
-                if self._stop.is_set():
+                if self._halt.is_set():
                     return
                 log.exception("command poll failed")
                 delay = self.backoff.next()
             if delay:
-                self._stop.wait(delay)
+                self._halt.wait(delay)
 
     def step(self) -> float:
         try:
@@ -248,7 +248,7 @@ class CommandPoller(threading.Thread):
                 "GET", "/commands", params={"after": self.after, "wait": self.wait_seconds},
                 read_timeout=self.wait_seconds + 10)
         except (requests.RequestException, ReplyError, OSError) as exc:
-            if not self._stop.is_set():
+            if not self._halt.is_set():
                 log.warning("command poll failed: %s", exc)
             return self.backoff.next()
         if status != 200:

@@ -35,7 +35,7 @@ def synced(tmp_path, traffic):
     daemon.wait_ready()
     wait_for(lambda: daemon.url, what="the daemon's URL")
     yield backend, daemon
-    daemon.terminate()
+    assert daemon.terminate() == 0, "\n".join(daemon.log_lines[-20:])  # the sync threads stop cleanly
     backend.close()
 
 
