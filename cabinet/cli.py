@@ -140,10 +140,14 @@ def _status(args) -> int:
         rows.append((f"FAULT {device}", fault["detail"]))
     for alarm in state["alarms"]:
         rows.append((f"ALARM {alarm['kind']}", f"{alarm['detail']} (since {alarm['raised_at']})"))
+    _print_table(rows)
+    return 0
+
+
+def _print_table(rows: list[tuple[str, str]]) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
-    return 0
 
 
 def _post(url: str, path: str, body: dict, method: str = "POST") -> dict:
@@ -271,9 +275,7 @@ def _queue(args) -> int:
             ("dead letters", str(len(stats["dead_letters"])))]
     for d in stats["dead_letters"]:
         rows.append((f"  seq {d['seq']}", f"{d['kind']} {d['record_id']}: {d['reason']} ({d['at']})"))
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    _print_table(rows)
     return 0
 
 
