@@ -183,3 +183,44 @@ def test_the_command_parser_accepts_only_well_formed_commands(raw, server_time):
         assert str(exc)
         return
     assert isinstance(raw, dict) and parsed.type == raw["type"] and parsed.seconds_left > 0
+
+
+def test_sync_alarms_offline_rejected_and_auth(tmp_path, factory):
+    import dataclasses
+
+    from cabinet.config import Config
+    from cabinet.controller import Controller
+    from cabinet.planogram import from_json
+    from cabinet.sync import SyncReported
+
+    rig = make_rig(tmp_path, factory)
+    config = Config()
+    config = dataclasses.replace(config, sync=dataclasses.replace(
+        config.sync, backend_url="https://backend.example", offline_alarm_minutes=30))
+    rig.c = Controller(config, rig.out, rig.store, clock=rig.clock,
+                       planogram=from_json(rig.store.planogram_json()))
+    rig.store.add_record("telemetry", {"celsius": 4.0})
+    rig.step()
+
+    def kinds():
+        return {a["kind"] for a in rig.c.snapshot["alarms"]}
+    for _ in range(29):
+        rig.clock.advance(60)
+        rig.step()
+    assert "sync_offline" not in kinds()
+    rig.c.emit(SyncReported(False, error="ConnectionError: refused"))
+    for _ in range(2):
+        rig.clock.advance(60)
+        rig.step()
+    assert "sync_offline" in kinds()
+    offline = [a for a in rig.c.snapshot["alarms"] if a["kind"] == "sync_offline"][0]
+    assert "ConnectionError: refused" in offline["detail"]
+    rig.c.emit(SyncReported(False, error="HTTP 401", auth_failed=True))
+    rig.step()
+    assert "sync_auth" in kinds()
+    rig.c.emit(SyncReported(True, delivered=3, dead_letters=(
+        {"seq": 9, "record_id": "r-9", "kind": "notice", "reason": "HTTP 413: too big"},)))
+    rig.step()
+    assert kinds() >= {"sync_rejected"} and not kinds() & {"sync_offline", "sync_auth"}
+    assert rig.c.snapshot["sync"]["dead_letters"] == 1
+    assert rig.c.snapshot["sync"]["last_success_at"] is not None
