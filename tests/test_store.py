@@ -70,7 +70,7 @@ def test_transaction_rolls_back_everything_on_error(store):
         with store.transaction():
             store.add_outbox("sale", {"total_fen": 500})
             1 / 0
-    assert store.outbox_counts() == {"pending": 0, "total": 0}
+    assert store.outbox_counts() == {"pending": 0, "last_seq": 0}
 
 
 def test_outbox_needs_a_transaction_and_no_nesting(store):
