@@ -55,7 +55,13 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
             access_keys=_access_keys(config, hardware.sim, data_dir), data_dir=str(data_dir),
             on_ads=ads.set_playlist)
         stack.callback(hardware.lock.lock)  # belt and braces: locked before the relays close
-        ui = UiServer(config.http.host, http_port, controller=controller, sim=hardware.sim)
+        from .ui.voice import Speaker
+        speaker = Speaker(Path(__file__).parent / "ui" / "static" / "strings.json",
+                          rate=config.screen.speech_rate, enabled=config.screen.speech)
+        speaker.start()
+        stack.callback(speaker.close)
+        ui = UiServer(config.http.host, http_port, controller=controller, sim=hardware.sim,
+                      ads=ads, speaker=speaker)
         stack.callback(ui.close)
         ui.start()
         log.info("listening on %s (state at %s/api/state)", ui.url, ui.url)

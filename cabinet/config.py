@@ -219,6 +219,15 @@ class HttpSection:
 
 
 @dataclass(frozen=True)
+class ScreenSection:
+    default_language: str = _f("zh", _one_of("zh", "bo", "en"))
+    elderly_mode: bool = _f(False)
+    speech: bool = _f(True)
+    speech_rate: int = _f(140, _between(80, 300, " words/min"))
+    language_reset_seconds: float = _f(60.0, _between(10, 3600, " s"))
+
+
+@dataclass(frozen=True)
 class SyncSection:
     backend_url: str = _f("", _optional_url)
     device_token_file: str = _f("/etc/cabinet/device-token", _absolute_path)
@@ -261,6 +270,7 @@ class Config:
     climate: ClimateSection = field(default_factory=ClimateSection)
     access: AccessSection = field(default_factory=AccessSection)
     http: HttpSection = field(default_factory=HttpSection)
+    screen: ScreenSection = field(default_factory=ScreenSection)
     sync: SyncSection = field(default_factory=SyncSection)
     simulation: SimulationSection = field(default_factory=SimulationSection)
     source: str = field(default="<embedded defaults>", compare=False)

@@ -36,6 +36,7 @@ from .sync import CommandsArrived, SyncReported
 from .sync_control import SyncControl
 from .systemd import Notifier, NotifyError
 from .timers import TimerHeap
+from .ui.screens import screen_for
 from .weighing import StabilityFilter
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,11 @@ class Controller:
         self.started_at = clock()
         self._stopping = False
         self.exit_status = 0
+        self._door_opened_at: float | None = None
+        sc = config.screen
+        self._screen_config = {"default_language": sc.default_language,
+                               "elderly_mode": sc.elderly_mode, "speech": sc.speech,
+                               "language_reset_seconds": sc.language_reset_seconds}
 
         self.door_open: bool | None = None
         self.planogram = planogram
@@ -201,6 +207,8 @@ class Controller:
         self.climate.on_door(True)
         if self._resume_if_needed(door_open=True):
             return
+        if self.checkout.session is not None and self.checkout.state == "authorised":
+            self._door_opened_at = self.clock()  # for the screen's held-open countdown
         if not self.checkout.door_opened():
             detail = ("door found open at start-up" if first
                       else "door opened while locked, with no authorised session")
@@ -353,6 +361,7 @@ class Controller:
     def session_finished(self, session: dict[str, Any], outcome: str,
                          record: dict[str, Any] | None) -> None:
         self.outbox = self.store.outbox_counts()
+        self._door_opened_at = None
         log.info("session %s ended: %s%s", session["session_id"], outcome,
                  f", total {record['total_fen']} fen" if record and "total_fen" in record else "")
         if outcome == "inventory" and session["authorisation"].get("restock"):
@@ -465,8 +474,20 @@ class Controller:
             "last_scan": self.last_scan,
             "outbox": dict(self.outbox),
             "sync": self.sync.snapshot(),
+            "screen_config": self._screen_config,
         }
+        snapshot["screen"] = self._screen(snapshot, now)
         self.snapshot = snapshot  # one reference swap: readers see a whole snapshot or the last
+
+    def _screen(self, snapshot: dict[str, Any], now: float) -> dict[str, Any]:
+        alarm_in = None
+        if self._door_opened_at is not None:
+            alarm_in = self.config.checkout.door_open_alarm_seconds - (now - self._door_opened_at)
+        refused = None
+        if self.climate.locked_out and self.planogram and self._perishables_in_stock():
+            refused = "food_safety"
+        return screen_for(snapshot, alarm_in_seconds=alarm_in,
+                          recovering=self._unfinished is not None, shopper_refused=refused)
 
     def _session_state(self) -> dict[str, Any] | None:
         session = self.checkout.session

@@ -4,6 +4,7 @@
 # project installed. Safe to run again; it only installs what is missing.
 #   tools/setup.sh          the daemon
 #   tools/setup.sh test     the daemon and what the tests need
+#   tools/setup.sh kiosk    the daemon and the screen (Chromium under cage, fonts, speech)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want=${1:-run}
@@ -15,10 +16,16 @@ if [ "$(uname -m)" = aarch64 ]; then
     apt_packages+=(python3-lgpio)
     venv_flags+=(--system-site-packages)
 fi
+# The kiosk screen: Debian's Chromium, the fonts that draw Chinese and Tibetan (without them
+# Tibetan is boxes), espeak-ng for elderly mode's spoken prompts.
+screen_packages=(chromium fonts-noto-core fonts-noto-cjk fonts-tibetan-machine espeak-ng)
 if [ "$want" = test ]; then
     # systemd-analyze verifies the unit files; the reference backend is tested on PostgreSQL too
-    # (the tests start a private server from Debian's binaries).
-    apt_packages+=(systemd postgresql)
+    # (the tests start a private server from Debian's binaries); the kiosk is tested in Chromium.
+    apt_packages+=(systemd postgresql "${screen_packages[@]}")
+elif [ "$want" = kiosk ]; then
+    # On the cabinet: cage is the Wayland kiosk compositor systemd/cabinet-kiosk.service runs.
+    apt_packages+=(cage "${screen_packages[@]}")
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -38,6 +45,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 extra=""
 [ "$want" = test ] && extra="[test]"
+[ "$want" = kiosk ] && want=run
 stamp=".venv/.installed-$want-$(cat pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip

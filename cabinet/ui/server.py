@@ -36,9 +36,13 @@ class Conflict(Exception):
 
 
 class UiServer:
-    def __init__(self, host: str, port: int, *, controller: Any, sim: Any = None):
+    def __init__(self, host: str, port: int, *, controller: Any, sim: Any = None,
+                 ads: Any = None, speaker: Any = None):
+        from .kiosk import Kiosk
+
         self._controller = controller
         self._sim = sim
+        self.kiosk = Kiosk(self.state, ads=ads, speaker=speaker)
         handler = type("Handler", (_Handler,), {"ui": self})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
@@ -55,6 +59,7 @@ class UiServer:
         self._thread.start()
 
     def close(self) -> None:
+        self.kiosk.closing = True  # ends the event streams
         self.httpd.shutdown()
         self.httpd.server_close()
         if self._thread is not None:
@@ -96,6 +101,11 @@ class UiServer:
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
             return {"ok": True, "setpoint_celsius": celsius}
+        if name == "speak":
+            try:
+                return self.kiosk.speak(body)
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
         if name == "food-safety/clear":
             technician = _field(body, "technician", str)
             if not technician.strip():
@@ -271,8 +281,44 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {"ok": True})
         elif path in ("/", "/index.html"):
             self._send(200, (STATIC / "index.html").read_bytes(), "text/html")
+        elif path == "/favicon.ico":
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif path == "/strings.json":
+            self._send(200, (STATIC / "strings.json").read_bytes(), "application/json; charset=utf-8")
+        elif path == "/api/events":
+            self._stream_events()
+        elif path == "/api/screen-qr.svg":
+            svg = self.ui.kiosk.screen_qr_svg()
+            if svg is None:
+                self._send(404, {"error": "no screen code now (a session is open)"})
+            else:
+                self._send(200, svg, "image/svg+xml")
+        elif path == "/api/ads":
+            self._send(200, {"ads": self.ui.kiosk.ads_ready()})
+        elif path.startswith("/ads/"):
+            found = self.ui.kiosk.ad_file(path[5:])
+            if found is None:
+                self._send(404, {"error": f"no ad {path[5:]!r} ready"})
+            else:
+                self._send(200, *found)
         else:
             self._send(404, {"error": f"no such resource: {path}"})
+
+    def _stream_events(self) -> None:
+        self.close_connection = True  # the stream ends with the connection
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            for chunk in self.ui.kiosk.events():
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the page went away (reload, browser restart)
 
     def _read_body(self, limit: int) -> bytes | None:
         try:

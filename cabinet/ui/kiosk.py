@@ -1,0 +1,73 @@
+"""What the kiosk page needs besides /api/state: a live stream of the state (server-sent events),
+the screen's QR as SVG, the ads that are ready and their files, the strings, and speech.
+
+The event stream sends the snapshot whenever the controller publishes a different one (checked
+every 100 ms: a reference comparison, then the JSON), and a comment every 15 s so that a dead
+connection is noticed; the browser's EventSource reconnects by itself after a daemon restart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..access.qr_render import qr_svg
+
+STATIC = Path(__file__).parent / "static"
+AD_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8": "image/gif",
+            b"RIFF": "image/webp"}
+
+
+class Kiosk:
+    def __init__(self, state: Callable[[], dict[str, Any]], *, ads: Any = None,
+                 speaker: Any = None):
+        self.state, self.ads, self.speaker = state, ads, speaker
+        self.closing = False
+
+    def events(self, interval: float = 0.1, keepalive: float = 15.0) -> Iterator[bytes]:
+        last_json, last_sent = None, time.monotonic()
+        while not self.closing:
+            text = json.dumps(self.state(), ensure_ascii=False, sort_keys=True)
+            # The uptime and time fields change every publish: compare without them.
+            key = re.sub(r'"(time|uptime_seconds|expires_in_seconds)": [^,}]+', "", text)
+            if key != last_json:
+                last_json, last_sent = key, time.monotonic()
+                yield f"data: {text}\n\n".encode()
+            elif time.monotonic() - last_sent > keepalive:
+                last_sent = time.monotonic()
+                yield b": keep-alive\n\n"
+            time.sleep(interval)
+
+    def screen_qr_svg(self) -> bytes | None:
+        qr = self.state().get("screen_qr")
+        return None if qr is None else qr_svg(qr["url"]).encode()
+
+    def ads_ready(self) -> list[dict[str, Any]]:
+        if self.ads is None:
+            return []
+        return [{"sha256": a["sha256"], "seconds": a["seconds"]} for a in self.ads.ready()]
+
+    def ad_file(self, sha: str) -> tuple[bytes, str] | None:
+        if self.ads is None or not re.fullmatch(r"[0-9a-f]{64}", sha):
+            return None
+        for ad in self.ads.ready():
+            if ad["sha256"] == sha:
+                data = Path(ad["file"]).read_bytes()
+                kind = next((t for magic, t in AD_TYPES.items() if data.startswith(magic)),
+                            "application/octet-stream")
+                return data, kind
+        return None
+
+    def speak(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("message"), str) \
+                or body.get("lang") not in ("zh", "bo", "en"):
+            raise ValueError("give {'message': a strings.json id, 'lang': 'zh', 'bo' or 'en'}")
+        if self.speaker is None:
+            return {"ok": True, "speech": "off"}
+        result = self.speaker.say(body["message"], body["lang"])
+        if result == "unknown":
+            raise ValueError(f"unknown message {body['message']!r}")
+        return {"ok": True, "speech": result}
