@@ -338,6 +338,7 @@ _SECTION_TYPES = {
     "CameraSection": CameraSection, "CheckoutSection": CheckoutSection, "HttpSection": HttpSection,
     "ClimateSection": ClimateSection, "AccessSection": AccessSection,
     "SyncSection": SyncSection, "SimulationSection": SimulationSection,
+    "ScreenSection": ScreenSection,
 }
 
 
