@@ -43,3 +43,23 @@ def test_an_access_code_round_trips_through_a_qr_image_and_its_version():
     print(f"{len(token)}-character code -> QR version {version} at error correction M")
     assert version <= 10, "small enough to read from a phone screen at arm's length"
     assert decode(qr_image(token, box=6)) == [token]
+
+
+def test_at_least_172_of_the_179_zxing_photographs():
+    from tools.bench.qr_decoding import cases, load, normalise
+
+    per_set: dict[str, list[int]] = {}
+    for set_name, path, text in cases():
+        ok = any(normalise(t) == normalise(text) for t in decode(load(path)))
+        per_set.setdefault(set_name, []).append(ok)
+    total = sum(sum(v) for v in per_set.values())
+    assert sum(len(v) for v in per_set.values()) == 179
+    assert total >= 172, {k: f"{sum(v)}/{len(v)}" for k, v in per_set.items()}
+
+
+def test_the_closed_curved_stage_reads_a_glare_speckled_bent_code():
+    path = SHARED_DATA / "qr" / "zxing-qrcode-4" / "06.png"
+    from tools.bench.qr_decoding import load, normalise
+
+    want = normalise((path.with_suffix(".txt")).read_text(encoding="utf-8", errors="replace"))
+    assert [normalise(t) for t in decode(load(path))] == [want]

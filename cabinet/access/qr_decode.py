@@ -9,6 +9,8 @@ and only measured), each kept because it reads photographs the earlier stages mi
 3. zxing-cpp on a 2x upscale (small codes far from the camera)
 4. OpenCV's curved-surface decoder, plain and with a white quiet zone added (a code on a bottle
    or a bent sheet of paper)
+5. the same after a 3x3 morphological close, which fills the specks that glare and print texture
+   punch into the dark modules of a bent, badly lit code
 
 `decode()` stops at the first stage that reads anything, so a clean frame costs one zxing-cpp call.
 OpenCV is imported only when a stage needs it.
@@ -68,6 +70,8 @@ def _stages():
         ("zxing x2", lambda g: _zxing(cv2.resize(g, None, fx=2, fy=2,
                                                  interpolation=cv2.INTER_CUBIC))),
         ("opencv curved", _opencv_curved),
+        ("opencv curved, closed", lambda g: _opencv_curved(
+            cv2.morphologyEx(g, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)))),
     )
 
 
