@@ -32,12 +32,14 @@ def _mint(key, i: int) -> str:
                 issued_at=int(time.time()), lifetime_seconds=90)
 
 
-def camera_latency(codes: int) -> list[float]:
+def camera_latency(codes: int, fps: float) -> list[float]:
     """A phone shown to the camera: the scene changes to the code's picture (POST /sim/camera)."""
     blank = scene_png()
     times = []
     with tempfile.TemporaryDirectory() as data:
-        d = CabinetProcess(data_dir=data)
+        config = Path(data) / "camera.toml"
+        config.write_text(f"[camera]\nframes_per_second = {fps}\n")
+        d = CabinetProcess("--config", str(config), data_dir=data)
         try:
             d.wait_ready()
             wait(lambda: d.url)
@@ -62,6 +64,8 @@ def camera_latency(codes: int) -> list[float]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--codes", type=int, default=50)
+    p.add_argument("--camera-fps", type=float, nargs="+", default=[10.0, 15.0],
+                   help="the simulated camera's frame rates to measure (camera.frames_per_second)")
     args = p.parse_args()
     times = []
     with tempfile.TemporaryDirectory() as data:
@@ -86,10 +90,11 @@ def main() -> int:
             d.kill()
     print(f"scanner code -> lock relay on, {len(times)} codes: p50 {percentile(times, 50) * 1e3:.1f} ms"
           f"   p99 {percentile(times, 99) * 1e3:.1f} ms   (goal: p99 <= 100 ms)")
-    camera = camera_latency(args.codes // 2)
-    print(f"camera code -> lock relay on, {len(camera)} codes: p50 {percentile(camera, 50) * 1e3:.1f} ms"
-          f"   p99 {percentile(camera, 99) * 1e3:.1f} ms   (goal: p99 <= 100 ms; the simulated "
-          "camera delivers 10 frames/s)")
+    for fps in args.camera_fps:
+        camera = camera_latency(args.codes // 2, fps)
+        print(f"camera code -> lock relay on, {len(camera)} codes at {fps:g} frames/s: "
+              f"p50 {percentile(camera, 50) * 1e3:.1f} ms   p99 {percentile(camera, 99) * 1e3:.1f} ms"
+              "   (goal: p99 <= 100 ms)")
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     signer = Ed25519PrivateKey.generate()
     keys = {1: PublicKey(1, signer.public_key())}
