@@ -167,7 +167,7 @@ class CameraSection:
     device: str = _f("/dev/video0", _absolute_path)
     width: int = _f(640, _between(160, 3840))
     height: int = _f(480, _between(120, 2160))
-    frames_per_second: float = _f(10.0, _between(0.5, 60))
+    frames_per_second: float = _f(15.0, _between(0.5, 60))
     read_timeout_seconds: float = _f(2.0, _between(0.1, 30, " s"))
     decode_frames_per_second: float = _f(5.0, _between(0.5, 30))
 

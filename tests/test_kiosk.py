@@ -109,6 +109,7 @@ def test_every_screen_in_every_language_in_chromium(tmp_path):
                     assert "Noto Sans CJK SC" in _fonts(page, f'main [data-msg="{message}"]')
             if name == "idle":
                 _check_qr(daemon, page)
+                _check_ad(page)
                 _check_elderly(page)
             if name == "close_door":
                 countdown = page.locator('[data-msg="alarm_in"]').inner_text()
@@ -129,6 +130,13 @@ def _check_qr(daemon, page):
     (found,) = zxingcpp.read_barcodes(image)
     url = daemon.state()["screen_qr"]["url"]
     assert found.text == url and "?n=" in url
+
+
+def _check_ad(page):
+    (ad,) = page.evaluate("fetch('/api/ads').then(r => r.json())")["ads"]
+    page.wait_for_function("document.getElementById('ad') && !document.getElementById('ad').hidden"
+                           " && document.getElementById('ad').naturalWidth > 0")
+    assert page.get_attribute("#ad", "src") == f"/ads/{ad['sha256']}"
 
 
 def _check_elderly(page):

@@ -46,13 +46,33 @@ def wait(predicate: Callable, timeout: float = 20.0, interval: float = 0.05):
     raise TimeoutError("kiosk tour: a screen did not come")
 
 
+def seed_ad(data_dir: Path) -> str:
+    """An ad already fetched and checked, as the backend's set_ads would leave it: the playlist
+    saved in the database and the file in DATA/ads under its sha256. Returns the sha256."""
+    import hashlib
+
+    from cabinet.store import Store
+    from drivers.sim.camera import scene_png
+
+    picture = scene_png()
+    sha = hashlib.sha256(picture).hexdigest()
+    (data_dir / "ads").mkdir(parents=True, exist_ok=True)
+    (data_dir / "ads" / sha).write_bytes(picture)
+    store = Store(data_dir / "cabinet.db", cabinet_id="cabinet-0001", software_version="tour")
+    store.set_value("ads.playlist", [{"url": "https://ads.invalid/a.png", "sha256": sha,
+                                      "seconds": 8}])
+    store.close()
+    return sha
+
+
 @contextmanager
 def kiosk(folder: Path, viewport=(1080, 1200)) -> Iterator[tuple[CabinetProcess, object]]:
-    """A simulated cabinet and a Chromium page showing its kiosk."""
+    """A simulated cabinet (with one ad) and a Chromium page showing its kiosk."""
     from playwright.sync_api import sync_playwright
 
     config = folder / "tour.toml"
     config.write_text(TOUR_CONFIG)
+    seed_ad(folder / "data")
     daemon = CabinetProcess("--config", str(config), data_dir=folder / "data")
     try:
         daemon.wait_ready()

@@ -22,7 +22,8 @@ screen_packages=(chromium fonts-noto-core fonts-noto-cjk fonts-tibetan-machine e
 if [ "$want" = test ]; then
     # systemd-analyze verifies the unit files; the reference backend is tested on PostgreSQL too
     # (the tests start a private server from Debian's binaries); the kiosk is tested in Chromium.
-    apt_packages+=(systemd postgresql "${screen_packages[@]}")
+    # libzbar0: the zbar peer in the QR benchmark.
+    apt_packages+=(systemd postgresql libzbar0 "${screen_packages[@]}")
 elif [ "$want" = kiosk ]; then
     # On the cabinet: cage is the Wayland kiosk compositor systemd/cabinet-kiosk.service runs.
     apt_packages+=(cage "${screen_packages[@]}")

@@ -36,7 +36,7 @@ def scene_png(picture: np.ndarray | None = None, *, width: int = 640, height: in
 
 
 class ImageFileCapture:
-    def __init__(self, *, width: int = 640, height: int = 480, frames_per_second: float = 10.0):
+    def __init__(self, *, width: int = 640, height: int = 480, frames_per_second: float = 15.0):
         self._frame = np.full((height, width, 3), 128, dtype=np.uint8)
         self._frame.flags.writeable = False
         self._period = 1.0 / frames_per_second

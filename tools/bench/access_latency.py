@@ -64,7 +64,7 @@ def camera_latency(codes: int, fps: float) -> list[float]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--codes", type=int, default=50)
-    p.add_argument("--camera-fps", type=float, nargs="+", default=[10.0, 15.0],
+    p.add_argument("--camera-fps", type=float, nargs="+", default=[10.0, 15.0],  # 15 is the default
                    help="the simulated camera's frame rates to measure (camera.frames_per_second)")
     args = p.parse_args()
     times = []

@@ -50,6 +50,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--idle-seconds", type=float, default=20.0)
+    p.add_argument("--camera-fps", type=float, nargs="+", default=[None],
+                   help="measure with these camera.frames_per_second (default: the config's)")
     args = p.parse_args()
 
     print("resident memory of the libraries on their own (fresh interpreter each):")
@@ -64,12 +66,24 @@ def main() -> int:
     for name, statement in peers:
         print(f"  {name:<60} {import_rss(statement):6.1f} MB")
 
-    print(f"\ncabinetd --simulate, {args.runs} runs, {args.idle_seconds:g} s idle each:")
+    for fps in args.camera_fps:
+        measure(args, fps)
+    return 0
+
+
+def measure(args, fps: float | None) -> None:
+    label = "" if fps is None else f", camera at {fps:g} frames/s"
+    print(f"\ncabinetd --simulate{label}, {args.runs} runs, {args.idle_seconds:g} s idle each:")
     print(f"  {'run':>3}  {'to READY':>9}  {'RSS':>8}  {'idle CPU':>9}")
     results = []
     for run in range(1, args.runs + 1):
         with tempfile.TemporaryDirectory() as data:
-            d = CabinetProcess(data_dir=data)
+            extra = []
+            if fps is not None:
+                config = Path(data) / "camera.toml"
+                config.write_text(f"[camera]\nframes_per_second = {fps}\n")
+                extra = ["--config", str(config)]
+            d = CabinetProcess(*extra, data_dir=data)
             try:
                 ready = d.wait_ready()
                 time.sleep(3)  # let the first readings and lazy imports happen
@@ -86,7 +100,6 @@ def main() -> int:
     worst_cpu = max(r[2] for r in results)
     print(f"\nsummary: READY in {best[0]:.2f} s (best), RSS up to {worst_rss:.1f} MB "
           f"(goal <= 80), idle CPU up to {worst_cpu:.2f} % of a core (goal <= 2)")
-    return 0
 
 
 if __name__ == "__main__":
