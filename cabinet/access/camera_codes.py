@@ -10,7 +10,7 @@ source "camera"; the controller treats it like a scanned line (same verification
 window). A code stays "in view" while the following frames still show it and is posted again
 only after it has left the picture, so a phone held still is one presentation. The rescue stages of
 the decoder (costly, and rarely needed with a cooperative phone screen) run on one frame in
-`rescue_every`. Frames are not kept.
+`rescue_every`, and only in the seconds after the picture moved. Frames are not kept.
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ class CameraCodeReader:
             if not (moved and now - last_decode >= 0.05) and now - last_decode < wait:
                 continue
             last_decode = now
-            rescue = self.frames_decoded % self._rescue_every == 0
+            # The rescue stages only while the picture is moving: an empty, still scene would
+            # otherwise pay for them every few seconds all night.
+            rescue = now < self._busy_until and self.frames_decoded % self._rescue_every == 0
             try:
                 texts = set(decode(frame, rescue=rescue))
             except Exception:  # a decoder bug must not end camera checkout for good

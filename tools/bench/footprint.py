@@ -62,6 +62,7 @@ def main() -> int:
              ("pymodbus server (simulation only)", "import pymodbus.server, pymodbus.simulator"),
              ("numpy", "import numpy"),
              ("opencv (not loaded unless a real camera or a posted image)", "import cv2"),
+             ("requests (the uploader, the command poller, the ads)", "import requests"),
              ("all of cabinetd's modules", "import cabinet.app, drivers.sim.world")]
     for name, statement in peers:
         print(f"  {name:<60} {import_rss(statement):6.1f} MB")
