@@ -60,8 +60,9 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
                           rate=config.screen.speech_rate, enabled=config.screen.speech)
         speaker.start()
         stack.callback(speaker.close)
+        from .selftest import SelfTest
         ui = UiServer(config.http.host, http_port, controller=controller, sim=hardware.sim,
-                      ads=ads, speaker=speaker)
+                      ads=ads, speaker=speaker, selftest=SelfTest(controller, hardware, data_dir))
         stack.callback(ui.close)
         ui.start()
         log.info("listening on %s (state at %s/api/state)", ui.url, ui.url)

@@ -8,6 +8,7 @@ cabinet setpoint CELSIUS             the temperature to hold
 cabinet lockout clear --technician N sell perishables again after a food-safety lockout
 cabinet token keygen|mint|verify     access codes for technicians and tests
 cabinet queue [--data-dir DIR]       records waiting for the backend, last sync, dead letters
+cabinet selftest [--url URL]         every device checked, PASS/FAIL with a hint (exit 1 on a FAIL)
 
 Exit status: 0 on success, 2 for a bad command line or config, 1 for a failure at run time.
 """
@@ -233,6 +234,31 @@ def _token(args) -> int:
     return 0
 
 
+def _selftest(args) -> int:
+    """Run the daemon's checks, showing each as it finishes; exit 1 when any failed."""
+    request = urllib.request.Request(args.url.rstrip("/") + "/api/selftest", data=b"{}",
+                                     method="POST", headers={"Content-Type": "application/json"})
+    try:
+        reply = urllib.request.urlopen(request, timeout=60)
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"cabinet: cannot reach the daemon at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    results = []
+    with reply:
+        total = len(json.loads(reply.readline())["checks"])
+        for raw in reply:
+            result = json.loads(raw)
+            results.append(result)
+            mark = "PASS" if result["ok"] else "FAIL"
+            print(f"[{len(results):>2}/{total}] {result['name']:<24} {mark}  {result['detail']}",
+                  flush=True)
+    failed = [r for r in results if not r["ok"]]
+    print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed")
+    for r in failed:
+        print(f"  {r['name']}: {r['hint']}")
+    return 1 if failed else 0
+
+
 def _queue(args) -> int:
     """The outbox, read straight from the database (works with the daemon stopped, too)."""
     import time
@@ -297,6 +323,9 @@ def technician_main(argv: list[str] | None = None) -> int:
     status.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon's HTTP address")
     status.add_argument("--json", action="store_true", help="print the raw state")
     status.set_defaults(func=_status)
+    selftest = verbs.add_parser("selftest", help="check every device of the running cabinet")
+    selftest.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon's address")
+    selftest.set_defaults(func=_selftest)
     queue = verbs.add_parser("queue", help="records waiting for the backend, last sync, dead letters")
     queue.add_argument("--data-dir", type=Path, help="the daemon's data folder "
                        "(default: cabinet.data_dir of the config)")

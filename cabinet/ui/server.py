@@ -37,11 +37,12 @@ class Conflict(Exception):
 
 class UiServer:
     def __init__(self, host: str, port: int, *, controller: Any, sim: Any = None,
-                 ads: Any = None, speaker: Any = None):
+                 ads: Any = None, speaker: Any = None, selftest: Any = None):
         from .kiosk import Kiosk
 
         self._controller = controller
         self._sim = sim
+        self.selftest = selftest
         self.kiosk = Kiosk(self.state, ads=ads, speaker=speaker)
         handler = type("Handler", (_Handler,), {"ui": self})
         self.httpd = ThreadingHTTPServer((host, port), handler)
@@ -346,8 +347,31 @@ class _Handler(BaseHTTPRequestHandler):
         except Conflict as exc:
             self._send(409, {"error": str(exc), "reason": exc.reason})
 
+    def _stream_selftest(self) -> None:
+        """One JSON line per check as it finishes (the `cabinet selftest` progress)."""
+        if self.ui.selftest is None:
+            self._send(404, {"error": "no selftest in this daemon"})
+            return
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            self.wfile.write((json.dumps({"checks": self.ui.selftest.names()}) + "\n").encode())
+            self.wfile.flush()
+            for result in self.ui.selftest.run():
+                self.wfile.write((json.dumps(result, ensure_ascii=False) + "\n").encode())
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
     def do_POST(self):
         path = self.path.split("?", 1)[0]
+        if path == "/api/selftest":
+            self._read_body(MAX_JSON_BYTES)
+            self._stream_selftest()
+            return
         if path.startswith("/api/"):
             raw = self._read_body(MAX_JSON_BYTES)
             if raw is None:

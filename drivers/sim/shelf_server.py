@@ -91,6 +91,7 @@ class ModbusPeer:
         self._word_order = word_order
         self._baudrate = baudrate
         self._sources: dict[int, tuple[Callable[[], int], int, str]] = {}
+        self._silent: set[int] = set()  # boards that lost power: not served
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: ModbusSerialServer | None = None
         self._thread: threading.Thread | None = None
@@ -129,7 +130,8 @@ class ModbusPeer:
             return
         ready = threading.Event()
         self._loop = asyncio.new_event_loop()
-        devices = [self._device(device_id) for device_id in sorted(self._sources)]
+        devices = [self._device(device_id) for device_id in sorted(self._sources)
+                   if device_id not in self._silent]
 
         async def main():
             # (pymodbus 3.16 answers an unknown device id with exception 4 even when told to
@@ -166,6 +168,15 @@ class ModbusPeer:
         self._loop.close()
         self._thread = None
         self._server = None
+
+    def set_silent(self, device_id: int, silent: bool) -> None:
+        """One board on the bus loses (or regains) power; the others keep answering."""
+        if device_id not in self._sources:
+            raise KeyError(f"no device {device_id} on {self.port}")
+        (self._silent.add if silent else self._silent.discard)(device_id)
+        if self.running:  # the server's device list is fixed when it starts
+            self.stop()
+            self.start()
 
     def close(self) -> None:
         self.stop()

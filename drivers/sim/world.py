@@ -29,7 +29,7 @@ from .thermal import ThermalModel
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("shelves", "shelf_peer", "scanner", "thermometer", "camera")
+DEVICES = ("shelves", "shelf_peer", "shelf:N", "scanner", "thermometer", "camera")
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class SimulatedCabinet:
         self.peer = ModbusPeer(str(self.rs485.a_path), register=register,
                                value_format=value_format, word_order=word_order)
         self.shelves: dict[int, ShelfModel] = {}
+        self._board_ids = {board.shelf: board.device_id for board in shelves}
         for board in shelves:
             model = ShelfModel(tare_grams=tare_grams, noise_grams=noise_grams,
                                creep_grams_per_hour=creep_grams_per_hour,
@@ -222,6 +223,8 @@ class SimulatedCabinet:
             self.rs485.unplug()
         elif device == "shelf_peer":  # the boards lose power: the port stays, nobody answers
             self.peer.stop()
+        elif device.startswith("shelf:"):  # one shelf's board loses power
+            self.peer.set_silent(self._board_id(device), True)
         elif device == "scanner":
             self.scanner.unplug()
         elif device == "thermometer":
@@ -235,6 +238,8 @@ class SimulatedCabinet:
         if device in ("shelves", "shelf_peer"):
             self.rs485.plug()
             self.peer.start()
+        elif device.startswith("shelf:"):
+            self.peer.set_silent(self._board_id(device), False)
         elif device == "scanner":
             self.scanner.plug()
         elif device == "thermometer":
@@ -243,6 +248,12 @@ class SimulatedCabinet:
             self.camera.set_plugged(True)
         else:
             raise KeyError(f"unknown device {device!r}; one of {', '.join(DEVICES)}")
+
+    def _board_id(self, device: str) -> int:
+        for shelf, device_id in self._board_ids.items():
+            if device == f"shelf:{shelf}":
+                return device_id
+        raise KeyError(f"unknown device {device!r}: no such shelf")
 
     def snapshot(self) -> dict:
         """The simulation's ground truth, for people and black-box tests."""

@@ -1,0 +1,192 @@
+"""`cabinet selftest`: every configured device checked by the running daemon, one line each.
+
+The daemon owns the hardware (GPIO lines and serial ports are exclusive), so the checks run inside
+it (POST /api/selftest) and stream back one JSON line per check as it finishes; the `cabinet` tool
+prints them as a table with progress. Each failure carries the hint a technician needs. The lock is
+cycled only when no session is open, and ends locked whatever happens.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+
+
+class SelfTest:
+    def __init__(self, controller: Any, hardware: Any, data_dir: Path, *,
+                 settle_seconds: float = 8.0, sleep: Callable[[float], None] = time.sleep):
+        self.c, self.hw, self.data_dir = controller, hardware, data_dir
+        self.settle_seconds, self.sleep = settle_seconds, sleep
+
+    def names(self) -> list[str]:
+        shelves = [f"shelf {s.id}" for s in self.c.config.shelves.shelf]
+        return ["lock", "door switch", *shelves, "temperature sensor", "compressor relay",
+                "heater relay", "camera and QR decoding", "scanner", "backend", "clock",
+                "disk space", "database"]
+
+    def run(self) -> Iterator[dict[str, Any]]:
+        checks = [self._lock, self._door, self._shelves, self._thermometer, self._relays,
+                  self._camera, self._scanner, self._backend, self._clock, self._disk,
+                  self._database]
+        for check in checks:
+            try:
+                results = check()
+            except Exception as exc:  # a check that breaks is a failed line, not a failed test
+                results = [Check(check.__name__.strip("_"), False,
+                                 f"{type(exc).__name__}: {exc}", "see `cabinet logs`")]
+            for result in results if isinstance(results, list) else [results]:
+                yield asdict(result)
+
+    def _state(self) -> dict[str, Any]:
+        return self.c.snapshot
+
+    # --- the checks ---------------------------------------------------------------------------------
+    def _lock(self) -> Check:
+        if self._state()["session"] is not None:
+            return Check("lock", False, "a session is open: not cycled",
+                         "run the selftest when the cabinet is idle")
+        try:
+            self.c.call(self.c.out.lock.unlock)
+            self.sleep(0.6)
+            opened = self.c.snapshot["lock_sensed"]
+        finally:
+            self.c.call(self.c.out.lock.lock)
+        self.sleep(0.6)
+        closed = self.c.snapshot["lock_sensed"]
+        relay_locked = self.c.out.lock.locked
+        if not relay_locked:
+            return Check("lock", False, "the relay did not return to locked",
+                         "check the relay board; the cabinet is not secure")
+        if not self.c.config.lock.feedback:
+            return Check("lock", True, "relay cycled (no feedback contact configured)")
+        if opened == "unlocked" and closed == "locked":
+            return Check("lock", True, "relay cycled; the feedback contact followed")
+        return Check("lock", False, f"feedback said {opened} when unlocked, {closed} when locked",
+                     "check the lock's feedback wire and lock.feedback_pin; a jammed bolt "
+                     "or a loose strike plate also shows here")
+
+    def _door(self) -> Check:
+        door = self._state()["door"]
+        if door == "unknown":
+            return Check("door switch", False, "no reading",
+                         "check the door switch wire and door.pin")
+        return Check("door switch", door == "closed", f"door {door}",
+                     "" if door == "closed" else "close the door and run the selftest again")
+
+    def _shelves(self) -> list[Check]:
+        end = time.monotonic() + self.settle_seconds
+        while True:
+            shelves = {s["shelf"]: s for s in self._state()["shelves"]}
+            # A faulted shelf will not settle by waiting: only healthy ones are waited for.
+            if all(s["health"] == "fault" or s["stable"] for s in shelves.values()) \
+                    or time.monotonic() > end:
+                break
+            self.sleep(0.25)
+        out = []
+        for shelf in self.c.config.shelves.shelf:
+            s = shelves.get(shelf.id)
+            name = f"shelf {shelf.id}"
+            if s is None or s["health"] == "fault":
+                out.append(Check(name, False, s["fault"] if s else "not reported",
+                                 f"check the RS485 cable and power of the load-cell board "
+                                 f"(Modbus address {shelf.device_id}, rs485.port "
+                                 f"{self.c.config.rs485.port})"))
+            elif not s["stable"]:
+                out.append(Check(name, False, f"{s['grams']} g, not settling",
+                                 "something is moving or touching the shelf; check the tray "
+                                 "rests freely on its load cells"))
+            else:
+                out.append(Check(name, True, f"{s['stable_grams']:.1f} g, stable"))
+        return out
+
+    def _thermometer(self) -> Check:
+        t = self._state()["temperature"]
+        faulted = "thermometer" in self._state()["faults"]
+        if t is None or faulted:
+            return Check("temperature sensor", False,
+                         self._state()["faults"].get("thermometer", {}).get("detail", "no reading"),
+                         "check the sensor's cable and thermometer settings (1-Wire: "
+                         "dtoverlay=w1-gpio in config.txt)")
+        sane = -30 <= t["celsius"] <= 50
+        return Check("temperature sensor", sane, f"{t['celsius']:.1f} °C",
+                     "" if sane else "a reading no cabinet should see: check the sensor")
+
+    def _relays(self) -> list[Check]:
+        out = []
+        for name, relay in (("compressor", self.c.out.compressor), ("heater", self.c.out.heater)):
+            # Not toggled: the compressor must keep its minimum off time. The output line is read
+            # back and compared with what the thermostat commands.
+            commanded = self._state()["relays"][name]
+            out.append(Check(f"{name} relay", relay.energised == commanded,
+                             f"{'on' if commanded else 'off'} as commanded "
+                             f"({self._state()['climate']['mode']})",
+                             f"the {name} output does not follow the thermostat: check the "
+                             f"relay board and {name}.pin"))
+        return out
+
+    def _camera(self) -> Check:
+        cam = self.hw.camera
+        if cam is None:
+            return Check("camera and QR decoding", True, "camera disabled in the config")
+        latest = cam.latest()
+        if latest is None or time.monotonic() - latest[1] > 3:
+            return Check("camera and QR decoding", False, "no recent frame",
+                         f"check the camera cable and camera.device ({self.c.config.camera.device})")
+        from .access.qr_decode import decode
+        from .access.qr_render import qr_image
+
+        text = f"selftest-{self.c.config.cabinet.id}"
+        ok = decode(qr_image(text, box=4)) == [text]
+        frame = latest[2]
+        return Check("camera and QR decoding", ok,
+                     f"frame {frame.shape[1]}x{frame.shape[0]}; test code "
+                     f"{'decoded' if ok else 'NOT decoded'}",
+                     "" if ok else "the decoder is broken: reinstall the software")
+
+    def _scanner(self) -> Check:
+        fault = self._state()["faults"].get("scanner")
+        if fault:
+            return Check("scanner", False, fault["detail"],
+                         f"check the scanner's USB cable and scanner.port "
+                         f"({self.c.config.scanner.port})")
+        last = self._state()["last_scan"]
+        return Check("scanner", True, "port open" + (f"; last read {last['at']}" if last else
+                                                       "; scan any code to see it here"))
+
+    def _backend(self) -> Check:
+        sync = self._state()["sync"]
+        if not sync["configured"]:
+            return Check("backend", True, "none configured (sales queue locally)")
+        if sync["last_success_at"]:
+            return Check("backend", True, f"last upload {sync['last_success_at']}")
+        return Check("backend", False, sync["last_error"] or "no successful upload yet",
+                     "check the network, sync.backend_url and the device token")
+
+    def _clock(self) -> Check:
+        ok = self.c.access.synchronised()
+        return Check("clock", ok, "synchronised" if ok else "not synchronised",
+                     "" if ok else "check NTP (timedatectl): until then codes issued before "
+                                   "the last trusted time are refused")
+
+    def _disk(self) -> Check:
+        usage = shutil.disk_usage(self.data_dir)
+        free = usage.free / usage.total
+        ok = usage.free > 500 << 20 and free > 0.05
+        return Check("disk space", ok, f"{usage.free / 2**30:.1f} GiB free ({free:.0%})",
+                     "" if ok else "free space on the SD card (old logs: journalctl --vacuum-size)")
+
+    def _database(self) -> Check:
+        result = self.c.call(self.c.store.quick_check)
+        return Check("database", result == "ok", f"integrity {result}",
+                     "" if result == "ok" else "copy /var/lib/cabinet away and call support")
