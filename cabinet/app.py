@@ -60,9 +60,20 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
                           rate=config.screen.speech_rate, enabled=config.screen.speech)
         speaker.start()
         stack.callback(speaker.close)
+        from .calibration import CALIBRATION_KEY, ShelfCalibration, apply_saved
+        saved_scales = store.get_value(CALIBRATION_KEY)
+        changed = apply_saved(hardware.shelves, saved_scales)
+        if changed:
+            log.info("shelf calibration from the database for shelves %s", changed)
+
+        def save_scales(value: dict) -> None:
+            controller.call(lambda: store.set_value(CALIBRATION_KEY, value,
+                                                    ("calibration", {"shelves": value})))
+        calibration = ShelfCalibration(hardware.shelves, save_scales, saved_scales)
         from .selftest import SelfTest
         ui = UiServer(config.http.host, http_port, controller=controller, sim=hardware.sim,
-                      ads=ads, speaker=speaker, selftest=SelfTest(controller, hardware, data_dir))
+                      ads=ads, speaker=speaker, selftest=SelfTest(controller, hardware, data_dir),
+                      calibration=calibration)
         stack.callback(ui.close)
         ui.start()
         log.info("listening on %s (state at %s/api/state)", ui.url, ui.url)

@@ -9,6 +9,7 @@ cabinet lockout clear --technician N sell perishables again after a food-safety 
 cabinet token keygen|mint|verify     access codes for technicians and tests
 cabinet queue [--data-dir DIR]       records waiting for the backend, last sync, dead letters
 cabinet selftest [--url URL]         every device checked, PASS/FAIL with a hint (exit 1 on a FAIL)
+cabinet calibrate --shelf N --grams G  tare a shelf, then weigh a reference weight; factors saved
 
 Exit status: 0 on success, 2 for a bad command line or config, 1 for a failure at run time.
 """
@@ -259,6 +260,23 @@ def _selftest(args) -> int:
     return 1 if failed else 0
 
 
+def _calibrate(args) -> int:
+    """Tare, then the reference weight, for one shelf; the daemon saves the factors."""
+    def step(prompt: str, body: dict) -> dict:
+        if not args.yes:
+            input(prompt + " Press Enter when ready. ")
+        print("reading the shelf (1 s, do not touch the cabinet) ...", flush=True)
+        return _post(args.url, "/api/calibrate", body)
+    step(f"Shelf {args.shelf}: take everything off it (the empty tray stays).",
+         {"shelf": args.shelf, "step": "tare"})
+    result = step(f"Put the {args.grams:g} g reference weight in the middle of shelf {args.shelf}.",
+                  {"shelf": args.shelf, "step": "span", "grams": args.grams})
+    print(f"shelf {args.shelf} calibrated: {result['grams_per_count']:.6g} g per count "
+          f"({result['change_percent']:+.2f} % from before), offset {result['offset_grams']:.1f} g; "
+          "saved")
+    return 0
+
+
 def _queue(args) -> int:
     """The outbox, read straight from the database (works with the daemon stopped, too)."""
     import time
@@ -323,6 +341,12 @@ def technician_main(argv: list[str] | None = None) -> int:
     status.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon's HTTP address")
     status.add_argument("--json", action="store_true", help="print the raw state")
     status.set_defaults(func=_status)
+    calibrate = verbs.add_parser("calibrate", help="calibrate a shelf: tare, then a known weight")
+    calibrate.add_argument("--shelf", type=int, required=True)
+    calibrate.add_argument("--grams", type=float, required=True, help="the reference weight")
+    calibrate.add_argument("--yes", action="store_true", help="do not wait for Enter (scripts)")
+    calibrate.add_argument("--url", default="http://127.0.0.1:8080")
+    calibrate.set_defaults(func=_calibrate)
     selftest = verbs.add_parser("selftest", help="check every device of the running cabinet")
     selftest.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon's address")
     selftest.set_defaults(func=_selftest)

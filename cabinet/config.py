@@ -250,6 +250,7 @@ class SimulationSection:
     noise_grams: float = _f(0.4, _between(0, 50, " g"))
     creep_grams_per_hour: float = _f(2.0, _between(0, 100, " g/h"))
     settle_seconds: float = _f(1.0, _between(0, 30, " s"))
+    load_cell_gain: float = _f(1.0, _between(0.5, 2.0))
 
 
 @dataclass(frozen=True)

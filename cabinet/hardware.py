@@ -152,7 +152,8 @@ def _build_simulation(config: Config, factory, folder: Path, stock):
     t = config.thermometer
     return SimulatedCabinet(
         folder, pin_factory=factory, door_pin=config.door.pin, door_pull_up=config.door.pull_up,
-        shelves=[SimShelf(b.id, b.device_id, b.grams_per_count) for b in config.shelves.shelf],
+        shelves=[SimShelf(b.id, b.device_id, b.grams_per_count / sim.load_cell_gain)
+                 for b in config.shelves.shelf],
         items=[SimItem(*entry) for entry in stock],
         register=config.shelves.weight_register, value_format=config.shelves.value_format,
         word_order=config.shelves.word_order, tare_grams=sim.tare_grams,

@@ -53,12 +53,29 @@ class ShelfReader(ReaderThread):
     def device_name(shelf: int) -> str:
         return f"shelf:{shelf}"
 
-    def read_grams(self, board: ShelfBoard) -> float:
+    def read_raw(self, shelf: int) -> float:
+        """The board's own count, before scaling (for calibration; safe from any thread: the bus
+        has its lock)."""
+        board = self.board(shelf)
         registers = self.bus.read_registers(self.device_name(board.shelf), board.device_id,
                                             self._register, register_count(self._format),
                                             self._kind)
-        raw = decode(registers, self._format, self._word_order)
-        return raw * board.grams_per_count + board.offset_grams
+        return decode(registers, self._format, self._word_order)
+
+    def read_grams(self, board: ShelfBoard) -> float:
+        return self.read_raw(board.shelf) * board.grams_per_count + board.offset_grams
+
+    def board(self, shelf: int) -> ShelfBoard:
+        for board in self.boards:
+            if board.shelf == shelf:
+                return board
+        raise KeyError(f"no shelf {shelf}")
+
+    def set_scale(self, shelf: int, grams_per_count: float, offset_grams: float) -> None:
+        """New calibration factors for one shelf, used from the next reading on."""
+        self.board(shelf)  # KeyError for a shelf this reader does not have
+        self.boards = [ShelfBoard(b.shelf, b.device_id, grams_per_count, offset_grams)
+                       if b.shelf == shelf else b for b in self.boards]
 
     def poll_once(self) -> int:
         """Read every shelf once; return how many answered."""

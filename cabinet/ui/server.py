@@ -37,12 +37,14 @@ class Conflict(Exception):
 
 class UiServer:
     def __init__(self, host: str, port: int, *, controller: Any, sim: Any = None,
-                 ads: Any = None, speaker: Any = None, selftest: Any = None):
+                 ads: Any = None, speaker: Any = None, selftest: Any = None,
+                 calibration: Any = None):
         from .kiosk import Kiosk
 
         self._controller = controller
         self._sim = sim
         self.selftest = selftest
+        self.calibration = calibration
         self.kiosk = Kiosk(self.state, ads=ads, speaker=speaker)
         handler = type("Handler", (_Handler,), {"ui": self})
         self.httpd = ThreadingHTTPServer((host, port), handler)
@@ -102,6 +104,8 @@ class UiServer:
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
             return {"ok": True, "setpoint_celsius": celsius}
+        if name == "calibrate":
+            return self._calibrate(body)
         if name == "speak":
             try:
                 return self.kiosk.speak(body)
@@ -113,6 +117,30 @@ class UiServer:
                 raise BadRequest("'technician' names who checked the food")
             return {"ok": True, "cleared": c.call(lambda: c.clear_lockout(technician))}
         raise LookupError(name)
+
+    def _calibrate(self, body: Any) -> dict[str, Any]:
+        from drivers.errors import DeviceError
+
+        from ..calibration import CalibrationError
+
+        if self.calibration is None:
+            raise BadRequest("no shelves to calibrate")
+        shelf, step = _field(body, "shelf", int), _field(body, "step", str)
+        if self._controller.snapshot.get("session") is not None:
+            raise Conflict("busy", "a session is open: calibrate when the cabinet is idle")
+        try:
+            if step == "tare":
+                return {"ok": True, **self.calibration.tare(shelf)}
+            if step == "span":
+                grams = float(_field(body, "grams", (int, float)))
+                return {"ok": True, **self.calibration.span(shelf, grams)}
+        except CalibrationError as exc:
+            raise BadRequest(str(exc)) from None
+        except KeyError:
+            raise BadRequest(f"no shelf {shelf} in the config") from None
+        except DeviceError as exc:
+            raise Conflict("device_fault", f"shelf {shelf} does not answer: {exc}") from None
+        raise BadRequest("step must be 'tare' or 'span'")
 
     def sim_post(self, name: str, body: Any, raw: bytes, content_type: str) -> dict[str, Any]:
         sim = self._sim
@@ -383,6 +411,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(400, {"error": f"body is not JSON: {exc}"})
             except BadRequest as exc:
                 self._send(400, {"error": str(exc)})
+            except Conflict as exc:
+                self._send(409, {"error": str(exc), "reason": exc.reason})
             except LookupError:
                 self._send(404, {"error": f"no such resource: {path}"})
             return
