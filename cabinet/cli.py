@@ -10,6 +10,7 @@ cabinet token keygen|mint|verify     access codes for technicians and tests
 cabinet queue [--data-dir DIR]       records waiting for the backend, last sync, dead letters
 cabinet selftest [--url URL]         every device checked, PASS/FAIL with a hint (exit 1 on a FAIL)
 cabinet calibrate --shelf N --grams G  tare a shelf, then weigh a reference weight; factors saved
+cabinet logs [-f] [-n N] [--since W]  the daemon's log from the journal (--kiosk: the screen's)
 
 Exit status: 0 on success, 2 for a bad command line or config, 1 for a failure at run time.
 """
@@ -277,6 +278,28 @@ def _calibrate(args) -> int:
     return 0
 
 
+def _logs(args) -> int:
+    """The daemon's (or the kiosk's) log from the journal: systemd keeps it, with rotation."""
+    import shutil
+
+    journalctl = shutil.which("journalctl")
+    if journalctl is None:
+        print("cabinet: journalctl not found: this machine has no systemd journal (a simulation "
+              "started by hand logs to its terminal)", file=sys.stderr)
+        return 1
+    unit = "cabinet-kiosk.service" if args.kiosk else "cabinetd.service"
+    command = [journalctl, "--unit", unit, "--output", "short-iso", "--no-pager",
+               "--lines", str(args.lines)]
+    if args.since:
+        command += ["--since", args.since]
+    if args.follow:
+        command.append("--follow")
+    if args.priority:
+        command += ["--priority", args.priority]
+    os.execv(journalctl, command)
+    return 1  # not reached
+
+
 def _queue(args) -> int:
     """The outbox, read straight from the database (works with the daemon stopped, too)."""
     import time
@@ -347,6 +370,14 @@ def technician_main(argv: list[str] | None = None) -> int:
     calibrate.add_argument("--yes", action="store_true", help="do not wait for Enter (scripts)")
     calibrate.add_argument("--url", default="http://127.0.0.1:8080")
     calibrate.set_defaults(func=_calibrate)
+    logs = verbs.add_parser("logs", help="the daemon's log (from the systemd journal)")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("-n", "--lines", type=int, default=100)
+    logs.add_argument("--since", help="e.g. '1 hour ago', 'today', '2026-11-23 08:00'")
+    logs.add_argument("-p", "--priority", choices=["err", "warning", "info", "debug"],
+                      help="only this level and worse")
+    logs.add_argument("--kiosk", action="store_true", help="the screen's log instead")
+    logs.set_defaults(func=_logs)
     selftest = verbs.add_parser("selftest", help="check every device of the running cabinet")
     selftest.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon's address")
     selftest.set_defaults(func=_selftest)

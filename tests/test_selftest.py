@@ -96,3 +96,18 @@ def test_calibrate_fixes_a_load_cell_that_reads_5_percent_high(tmp_path, capsys)
         scale_from(1000, 900, 500)
     with pytest.raises(CalibrationError, match="heavier"):
         scale_from(1000, 1010, 500)
+
+
+def test_cabinet_logs_reads_the_journal():
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("journalctl") is None:
+        pytest.fail("journalctl missing: tools/setup.sh test installs systemd")
+    cabinet = str(__import__("pathlib").Path(sys.executable).with_name("cabinet"))
+    result = subprocess.run([cabinet, "logs", "-n", "5"], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    bad = subprocess.run([cabinet, "logs", "--priority", "loud"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
