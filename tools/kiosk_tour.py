@@ -13,12 +13,12 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tools.bench.common import wait  # noqa: E402
 from tools.daemon_process import CabinetProcess  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -34,16 +34,6 @@ receipt_seconds = 30.0
 [simulation]
 settle_seconds = 6.0
 """
-
-
-def wait(predicate: Callable, timeout: float = 20.0, interval: float = 0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError("kiosk tour: a screen did not come")
 
 
 def seed_ad(data_dir: Path) -> str:

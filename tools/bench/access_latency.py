@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from cabinet.access.codes import PublicKey, Policy, mint, read_private_key, verify  # noqa: E402
 from cabinet.access.qr_render import qr_image  # noqa: E402
 from drivers.sim.camera import scene_png  # noqa: E402
-from tools.bench.common import percentile, wait, wait_idle  # noqa: E402
+from tools.bench.common import open_and_close, percentile, wait, wait_idle  # noqa: E402
 from tools.daemon_process import CabinetProcess  # noqa: E402
 
 
@@ -53,9 +53,7 @@ def camera_latency(codes: int, fps: float) -> list[float]:
                 d.post("/sim/camera", raw=picture, content_type="image/png")
                 wait(lambda: d.state()["lock"] == "unlocked", interval=0.002)
                 times.append(time.monotonic() - started)
-                d.post("/sim/door", {"state": "open"})
-                d.post("/sim/door", {"state": "closed"})
-                wait(lambda: d.state()["receipt"] is not None)
+                open_and_close(d)
         finally:
             d.kill()
     return times
@@ -83,9 +81,7 @@ def main() -> int:
                 d.post("/sim/scan", {"text": token})
                 wait(lambda: d.state()["lock"] == "unlocked", interval=0.002)
                 times.append(time.monotonic() - started)
-                d.post("/sim/door", {"state": "open"})
-                d.post("/sim/door", {"state": "closed"})
-                wait(lambda: d.state()["receipt"] is not None)
+                open_and_close(d)
         finally:
             d.kill()
     print(f"scanner code -> lock relay on, {len(times)} codes: p50 {percentile(times, 50) * 1e3:.1f} ms"

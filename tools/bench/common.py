@@ -25,3 +25,11 @@ def wait_idle(daemon) -> dict:
     """Until the daemon has no session, is locked, and every shelf is stable."""
     return wait(lambda: (s := daemon.state())["session"] is None and s["lock"] == "locked"
                 and all(sh["stable"] for sh in s["shelves"]) and s)
+
+
+def open_and_close(daemon) -> dict:
+    """An authorised shopper opens and closes the door without taking anything; until the
+    receipt (the session's end) is shown."""
+    daemon.post("/sim/door", {"state": "open"})
+    daemon.post("/sim/door", {"state": "closed"})
+    return wait(lambda: daemon.state()["receipt"])

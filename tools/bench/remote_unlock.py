@@ -24,7 +24,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tools.bench.common import percentile, wait, wait_idle  # noqa: E402
+from tools.bench.common import open_and_close, percentile, wait, wait_idle  # noqa: E402
 from tools.bench.sync_drain import BackendProcess  # noqa: E402
 from tools.daemon_process import CabinetProcess  # noqa: E402
 
@@ -60,9 +60,7 @@ def main() -> int:
                 reply.raise_for_status()
                 wait(lambda: d.state()["lock"] == "unlocked", interval=0.002, timeout=10)
                 times.append(time.monotonic() - started)
-                d.post("/sim/door", {"state": "open"})
-                d.post("/sim/door", {"state": "closed"})
-                wait(lambda: d.state()["receipt"] is not None)
+                open_and_close(d)
         finally:
             d.kill()
             backend.close()
