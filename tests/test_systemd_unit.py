@@ -71,3 +71,11 @@ def test_systemd_analyze_verify_accepts_the_kiosk_unit(tmp_path):
     result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
                             timeout=60)
     assert "cabinet-kiosk.service:" not in result.stderr, result.stderr
+
+
+@needs_analyze
+def test_systemd_analyze_verify_accepts_the_first_boot_unit():
+    unit = REPO / "systemd" / "cabinet-firstboot.service"
+    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
+                            timeout=60)
+    assert "cabinet-firstboot.service:" not in result.stderr, result.stderr

@@ -22,8 +22,10 @@ screen_packages=(chromium fonts-noto-core fonts-noto-cjk fonts-tibetan-machine e
 if [ "$want" = test ]; then
     # systemd-analyze verifies the unit files; the reference backend is tested on PostgreSQL too
     # (the tests start a private server from Debian's binaries); the kiosk is tested in Chromium.
-    # libzbar0: the zbar peer in the QR benchmark.
-    apt_packages+=(systemd postgresql libzbar0 "${screen_packages[@]}")
+    # libzbar0: the zbar peer in the QR benchmark. The image builder's tools: sfdisk (fdisk),
+    # debugfs and mkfs.ext4 (e2fsprogs), mtools, mkfs.vfat (dosfstools).
+    apt_packages+=(systemd postgresql libzbar0 fdisk e2fsprogs mtools dosfstools
+                   "${screen_packages[@]}")
 elif [ "$want" = kiosk ]; then
     # On the cabinet: cage is the Wayland kiosk compositor systemd/cabinet-kiosk.service runs.
     apt_packages+=(cage "${screen_packages[@]}")

@@ -59,6 +59,12 @@ CREATE TABLE IF NOT EXISTS commands (
     finished_at TEXT
 );
 CREATE INDEX IF NOT EXISTS commands_pending ON commands (cabinet_id, status, command_seq);
+CREATE TABLE IF NOT EXISTS enrolments (
+    token_sha256 TEXT PRIMARY KEY,
+    cabinet_id   TEXT NOT NULL,
+    expires_at   TEXT NOT NULL,
+    used_at      TEXT
+);
 """
 
 

@@ -131,6 +131,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = 422, {"error": str(exc)}
         except LookupError as exc:
             status, payload = 404, {"error": str(exc).strip("'")}
+        except PermissionError as exc:
+            status, payload = 403, {"error": str(exc)}
         except Exception as exc:  # a bug or the database: say 500, and the cabinet will retry
             log.exception("request failed")
             status, payload = 500, {"error": f"{type(exc).__name__}"}
@@ -164,6 +166,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, {"commands": b.wait_for_commands(cabinet_id, after, wait),
                              "server_time": now_iso()}
             raise HttpError(405, f"{method} not allowed on {path}")
+        if path == "/v1/enrol" and method == "POST":
+            body = self._body()
+            if not isinstance(body, dict):
+                raise Invalid("body must be an object")
+            return 201, {"cabinet_id": body.get("cabinet_id"),
+                         "device_token": b.enrol(body.get("cabinet_id"),
+                                                 body.get("enrolment_token"))}
         if not path.startswith("/v1/operator/"):
             raise HttpError(404, f"no such resource: {path}")
         if not secrets.compare_digest(self._bearer(), self.operator_token):
@@ -175,6 +184,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._body()
             cabinet_id = body.get("cabinet_id") if isinstance(body, dict) else None
             return 201, {"cabinet_id": cabinet_id, "device_token": b.add_cabinet(cabinet_id)}
+        if rest == "enrolments" and method == "POST":
+            body = self._body()
+            return 201, b.new_enrolment(body.get("cabinet_id") if isinstance(body, dict) else None)
         if rest in ("sales", "inventory", "alarms", "telemetry", "command_results") \
                 and method == "GET":
             kind = {"sales": "sale", "alarms": "alarm", "command_results": "command_result"}.get(

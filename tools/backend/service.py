@@ -86,6 +86,35 @@ class Backend:
                        (cabinet_id, token_hash(token), now_iso()))
         return token
 
+    def new_enrolment(self, cabinet_id: str, lifetime_seconds: float = 30 * 86400) -> dict:
+        """A one-time token that a cabinet's first boot trades for its device token (it travels on
+        the SD card's boot partition, so it is single use and expires)."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", cabinet_id or ""):
+            raise Invalid("cabinet_id: letters, digits, '_', '.', '-' (at most 64)")
+        token = secrets.token_urlsafe(24)
+        expires = now_iso(time.time() + lifetime_seconds)
+        with self.db.transaction() as tx:
+            tx.execute("INSERT INTO enrolments (token_sha256, cabinet_id, expires_at) "
+                       "VALUES (?, ?, ?)", (token_hash(token), cabinet_id, expires))
+        return {"cabinet_id": cabinet_id, "enrolment_token": token, "expires_at": expires}
+
+    def enrol(self, cabinet_id: Any, token: Any) -> str:
+        """Trade an enrolment token for the cabinet's device token (once)."""
+        if not isinstance(cabinet_id, str) or not isinstance(token, str):
+            raise Invalid("give cabinet_id and enrolment_token")
+        with self.db.transaction() as tx:
+            row = tx.one("SELECT cabinet_id, expires_at, used_at FROM enrolments "
+                         "WHERE token_sha256 = ?", (token_hash(token),))
+            if row is None or row[0] != cabinet_id:
+                raise PermissionError("unknown enrolment token for this cabinet")
+            if row[2] is not None:
+                raise PermissionError("this enrolment token was already used")
+            if row[1] <= now_iso():
+                raise PermissionError("this enrolment token has expired")
+            tx.execute("UPDATE enrolments SET used_at = ? WHERE token_sha256 = ?",
+                       (now_iso(), token_hash(token)))
+        return self.add_cabinet(cabinet_id)
+
     def authenticate(self, cabinet_id: str, token: str) -> bool:
         with self.db.transaction() as tx:
             row = tx.one("SELECT token_sha256 FROM cabinets WHERE cabinet_id = ?", (cabinet_id,))

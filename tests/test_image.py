@@ -1,0 +1,152 @@
+"""The SD-card image: built rootless from a synthetic Raspberry Pi OS image (FAT boot + ext4 root)
+and checked from the outside with debugfs and mtools; and the first-boot provisioning against the
+real reference backend."""
+
+from __future__ import annotations
+
+import re
+import stat
+import subprocess
+
+import pytest
+
+from tools.image import firstboot
+from tools.image.build import ImageError, build
+from tools.image.synthetic import make
+
+from .conftest import REPO, RunningBackend
+
+
+def debugfs(image, offset, request: str) -> str:
+    return subprocess.run(["debugfs", "-R", request, f"{image}?offset={offset}"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def inode(image, offset, path) -> dict:
+    out = debugfs(image, offset, f"stat {path}")
+    found = re.search(r"Type: (\w+)\s+Mode:\s+(\d+)", out)
+    assert found, f"{path} is not in the image"
+    owner = re.search(r"User:\s+(\d+)\s+Group:\s+(\d+)", out)
+    link = re.search(r'Fast link dest: "([^"]+)"', out)
+    return {"type": found.group(1), "mode": int(found.group(2), 8), "uid": int(owner.group(1)),
+            "gid": int(owner.group(2)), "link": link.group(1) if link else None}
+
+
+def test_the_image_has_the_daemon_units_users_config_and_first_boot(tmp_path):
+    source = make(tmp_path / "raspios-lite.img", tmp_path / "work")
+    before = source.read_bytes()
+    out = tmp_path / "cabinet.img"
+    parts = build(source, out)
+    assert source.read_bytes() == before, "the official image is left as it was"
+    img, off = out, parts.root_offset
+
+    for path, repo_file, mode in [
+            ("/etc/cabinet/cabinet.toml", "config/cabinet.toml", 0o644),
+            ("/etc/cabinet/planogram.toml", "config/planogram.toml", 0o644),
+            ("/etc/systemd/system/cabinetd.service", "systemd/cabinetd.service", 0o644),
+            ("/etc/systemd/system/cabinet-kiosk.service", "systemd/cabinet-kiosk.service", 0o644),
+            ("/etc/systemd/system/cabinet-firstboot.service", "systemd/cabinet-firstboot.service",
+             0o644),
+            ("/usr/local/lib/cabinet/firstboot.py", "tools/image/firstboot.py", 0o755)]:
+        node = inode(img, off, path)
+        assert (node["type"], node["mode"], node["uid"], node["gid"]) == ("regular", mode, 0, 0), path
+        assert debugfs(img, off, f"cat {path}") == (REPO / repo_file).read_text(), path
+    for unit in ("cabinetd.service", "cabinet-firstboot.service", "cabinet-kiosk.service"):
+        link = inode(img, off, f"/etc/systemd/system/multi-user.target.wants/{unit}")
+        assert link["type"] == "symlink" and link["link"] == f"/etc/systemd/system/{unit}"
+    wheels = debugfs(img, off, "ls /opt/cabinet/wheels")
+    assert re.search(r"cabinet_controller-[\d.]+-py3-none-any\.whl", wheels)
+
+    passwd = debugfs(img, off, "cat /etc/passwd")
+    group = debugfs(img, off, "cat /etc/group")
+    assert re.search(r"^cabinet:x:(\d+):\1::/var/lib/cabinet:/usr/sbin/nologin$", passwd, re.M)
+    assert re.search(r"^cabinet-kiosk:x:\d+:", passwd, re.M)
+    assert "pi:x:1000" in passwd, "the image's own users are kept"
+    members = {line.split(":")[0]: line.split(":")[3].split(",") for line in group.splitlines()}
+    for g in ("gpio", "dialout", "video"):
+        assert "cabinet" in members[g] and "pi" in members[g], g
+    for g in ("video", "render", "input", "audio"):
+        assert "cabinet-kiosk" in members[g], g
+    shadow = inode(img, off, "/etc/shadow")
+    assert (shadow["mode"], shadow["gid"]) == (0o640, 42)
+    assert "cabinet:!:" in debugfs(img, off, "cat /etc/shadow")
+
+    boot = f"{img}@@{parts.boot_offset}"
+    listing = subprocess.run(["mdir", "-i", boot, "::/"], capture_output=True, text=True).stdout
+    assert "cabinet-provision.toml" in listing and "config" in listing
+    template = subprocess.run(["mtype", "-i", boot, "::/cabinet-provision.toml"],
+                              capture_output=True, text=True, check=True).stdout
+    assert 'enrolment_token = ""' in template
+    assert subprocess.run(["e2fsck", "-fn", f"{img}?offset={off}"],
+                          capture_output=True).returncode == 0
+    # Built again from its own output: nothing is added twice.
+    again = build(out, tmp_path / "again.img")
+    passwd2 = debugfs(tmp_path / "again.img", again.root_offset, "cat /etc/passwd")
+    names = [line.split(":")[0] for line in passwd2.splitlines()]
+    assert names.count("cabinet") == 1 and names.count("cabinet-kiosk") == 1
+
+
+def test_an_image_without_two_partitions_is_refused_clearly(tmp_path):
+    bad = tmp_path / "blank.img"
+    bad.write_bytes(b"\0" * 1024 * 1024)
+    with pytest.raises(ImageError):
+        build(bad, tmp_path / "out.img")
+
+
+def _root(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc" / "cabinet").mkdir(parents=True)
+    (root / "boot" / "firmware").mkdir(parents=True)
+    (root / "etc" / "cabinet" / "cabinet.toml").write_text(
+        (REPO / "config" / "cabinet.toml").read_text())
+    return root
+
+
+def test_first_boot_enrols_with_the_backend_and_takes_the_token_off_the_boot_partition(tmp_path):
+    backend = RunningBackend(f"sqlite://{tmp_path}/backend.db")
+    try:
+        status, enrolment = backend.operator("POST", "enrolments", {"cabinet_id": "cabinet-0042"})
+        assert status == 201
+        root = _root(tmp_path)
+        provision = root / "boot" / "firmware" / "cabinet-provision.toml"
+        provision.write_text(f'cabinet_id = "cabinet-0042"\nbackend_url = "{backend.url}"\n'
+                             f'enrolment_token = "{enrolment["enrolment_token"]}"\n'
+                             '[wifi]\nssid = "hospital-staff"\npassword = "s3cret-pass"\n')
+        args = ["--root", str(root), "--skip-install", "--no-restart"]
+        assert firstboot.main(args) == 0
+        assert not provision.exists(), "the token left the FAT partition"
+        token_file = root / "etc" / "cabinet" / "device-token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert backend.service.authenticate("cabinet-0042", token_file.read_text().strip())
+        config = (root / "etc" / "cabinet" / "cabinet.toml").read_text()
+        assert 'id = "cabinet-0042"' in config and f'backend_url = "{backend.url}"' in config
+        from cabinet.config import parse
+        parsed = parse(config, "provisioned")
+        assert parsed.cabinet.id == "cabinet-0042" and parsed.sync.backend_url == backend.url
+        wifi = root / "etc" / "NetworkManager" / "system-connections" / "cabinet-wifi.nmconnection"
+        assert stat.S_IMODE(wifi.stat().st_mode) == 0o600 and "ssid=hospital-staff" in wifi.read_text()
+        kept = root / "etc" / "cabinet" / "provision.toml"
+        assert "enrolment_token" not in kept.read_text() and stat.S_IMODE(kept.stat().st_mode) == 0o600
+        # The same token on another card: refused, with a message for the technician.
+        root2 = _root(tmp_path / "second")
+        (root2 / "boot" / "firmware" / "cabinet-provision.toml").write_text(
+            f'cabinet_id = "cabinet-0042"\nbackend_url = "{backend.url}"\n'
+            f'enrolment_token = "{enrolment["enrolment_token"]}"\n')
+        assert firstboot.main(["--root", str(root2), "--skip-install", "--no-restart"]) == 1
+    finally:
+        backend.close()
+
+
+def test_first_boot_waits_for_an_unreachable_backend_and_rejects_bad_files(tmp_path, capsys):
+    root = _root(tmp_path)
+    provision = root / "boot" / "firmware" / "cabinet-provision.toml"
+    provision.write_text('cabinet_id = "cabinet-0042"\nbackend_url = "http://127.0.0.1:9"\n'
+                         'enrolment_token = "abc"\n')
+    args = ["--root", str(root), "--skip-install", "--no-restart"]
+    assert firstboot.main(args) == firstboot.EX_RETRY
+    assert not provision.exists() and (root / "etc" / "cabinet" / "provision.toml").exists()
+    assert not (root / "etc" / "cabinet" / "device-token").exists()
+    provision.write_text('cabinet_id = "no spaces allowed"\nbackend_url = "http://x"\n')
+    assert firstboot.main(args) == 1
+    assert "cabinet_id must be" in capsys.readouterr().err
+
