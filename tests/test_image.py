@@ -54,6 +54,12 @@ def test_the_image_has_the_daemon_units_users_config_and_first_boot(tmp_path):
     for unit in ("cabinetd.service", "cabinet-firstboot.service", "cabinet-kiosk.service"):
         link = inode(img, off, f"/etc/systemd/system/multi-user.target.wants/{unit}")
         assert link["type"] == "symlink" and link["link"] == f"/etc/systemd/system/{unit}"
+    from tools.image.build import FONT_DIR, font_files
+    for font in font_files():  # Chinese and Tibetan for the screen
+        node = inode(img, off, f"{FONT_DIR}/{font.name}")
+        assert (node["type"], node["mode"]) == ("regular", 0o644)
+        size = re.search(r"Size: (\d+)", debugfs(img, off, f"stat {FONT_DIR}/{font.name}"))
+        assert int(size.group(1)) == font.stat().st_size
     wheels = debugfs(img, off, "ls /opt/cabinet/wheels")
     assert re.search(r"cabinet_controller-[\d.]+-py3-none-any\.whl", wheels)
 

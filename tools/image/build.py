@@ -5,9 +5,10 @@ root is written with `debugfs -w` at the partition's offset; the FAT boot partit
 at its offset. Into the root go the daemon's wheels (/opt/cabinet/wheels; first boot makes the
 venv), the default config, the units (cabinetd, the kiosk, first boot) enabled by their
 `*.wants/` links, the first-boot script, and the service users `cabinet` and `cabinet-kiosk` with
-their groups. Onto the boot partition goes `cabinet-provision.toml`, a template to fill in (or the
-given one). Fonts, Chromium and cage are Debian packages: they cannot be unpacked without running
-the image's own dpkg, so first boot installs them (tools/setup.sh kiosk) when the network is up.
+their groups, and the screen's Chinese and Tibetan fonts (/usr/local/share/fonts/cabinet). Onto
+the boot partition goes `cabinet-provision.toml`, a template to fill in (or the given one).
+Chromium, cage and espeak-ng are arm64 Debian packages that need the image's own dpkg to unpack,
+so first boot installs them with apt when the network is up.
 
     python -m tools.image.build raspios-lite.img cabinet.img [--provision FILE] [--wheels DIR]
 
@@ -35,6 +36,13 @@ SERVICE_USERS = {  # name: (groups it joins, home)
 UNITS = {"cabinetd.service": "multi-user.target", "cabinet-firstboot.service": "multi-user.target",
          # Raspberry Pi OS Lite boots to multi-user.target: cage needs no display manager.
          "cabinet-kiosk.service": "multi-user.target"}
+# The screen's fonts (Architecture: all, so the build host's own files serve the Pi), put where
+# fontconfig looks and dpkg does not: a later `apt install` of the packages cannot conflict.
+FONTS = {"fonts-noto-cjk": "NotoSansCJK-Regular.ttc",
+         "fonts-noto-core": ("NotoSans-Regular.ttf", "NotoSerifTibetan-Regular.ttf",
+                             "NotoSerifTibetan-Bold.ttf"),
+         "fonts-tibetan-machine": "TibetanMachineUni.ttf"}
+FONT_DIR = "/usr/local/share/fonts/cabinet"
 PROVISION_TEMPLATE = """\
 # Fill in and keep this file on the boot partition: the cabinet reads it at first boot, moves it
 # off this partition (it holds a secret), enrols with the backend and joins the Wi-Fi.
@@ -153,6 +161,21 @@ def add_users(passwd: str, group: str, shadow: str) -> tuple[str, str, str, dict
             shadow, ids)
 
 
+def font_files() -> list[Path]:
+    """The font files, from the build host's Debian packages."""
+    out = []
+    for package, names in FONTS.items():
+        names = (names,) if isinstance(names, str) else names
+        listed = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True).stdout
+        for name in names:
+            found = [Path(line) for line in listed.splitlines() if line.endswith("/" + name)]
+            if not found:
+                raise ImageError(f"font {name} not found: install Debian's {package} on the "
+                                 f"build machine (tools/setup.sh test does)")
+            out.append(found[0])
+    return out
+
+
 def build(source: Path, output: Path, *, provision: Path | None = None,
           wheels: Path | None = None) -> Partitions:
     if output.exists():
@@ -181,6 +204,7 @@ def build(source: Path, output: Path, *, provision: Path | None = None,
                  ("/usr/local/lib/cabinet/setup.sh", REPO / "tools" / "setup.sh", 0o755)]
         files += [(f"/etc/systemd/system/{unit}", _unit_file(unit), 0o644) for unit in UNITS]
         files += [(f"/opt/cabinet/wheels/{w.name}", w, 0o644) for w in sorted(wheel_dir.iterdir())]
+        files += [(f"{FONT_DIR}/{f.name}", f, 0o644) for f in font_files()]
         commands = _mkdirs(fs, sorted({str(Path(p).parent) for p, _, _ in files}
                                       | {f"/etc/systemd/system/{t}.wants" for t in UNITS.values()}))
         for path, src, mode in files:

@@ -17,7 +17,8 @@ This script, run by cabinet-firstboot.service:
    /etc/cabinet/provision.toml, mode 0600;
 2. writes the Wi-Fi connection (/etc/NetworkManager/system-connections, mode 0600) and the
    cabinet id into /etc/cabinet/cabinet.toml;
-3. creates the daemon's venv from the wheels on the image (/opt/cabinet/wheels) if needed;
+3. creates the daemon's venv from the wheels on the image (/opt/cabinet/wheels) if needed, and
+   installs the kiosk's programs (chromium, cage, espeak-ng) with apt;
 4. trades the enrolment token for the device token (POST {backend_url}/v1/enrol), writes
    /etc/cabinet/device-token (0600, owned by the cabinet user), sets sync.backend_url, forgets the
    enrolment token, and restarts cabinetd. Until then the cabinet sells stand-alone and queues.
@@ -143,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         if data.get("wifi"):
             write_private(root / "etc" / "NetworkManager" / "system-connections"
                           / "cabinet-wifi.nmconnection", wifi_keyfile(data["wifi"]))
-        if not args.skip_install and not (root / "opt" / "cabinet" / "venv").exists():
-            install_venv(root / "opt" / "cabinet")
+        if not args.skip_install:
+            if not (root / "opt" / "cabinet" / "venv").exists():
+                install_venv(root / "opt" / "cabinet")
+            if install_screen_packages() is False:
+                return EX_RETRY
         if not data.get("enrolment_token"):
             print("firstboot: no enrolment token: the cabinet runs stand-alone until one is given")
             return 0
@@ -173,6 +177,26 @@ def main(argv: list[str] | None = None) -> int:
     except ProvisionError as exc:
         print(f"firstboot: {exc}", file=sys.stderr)
         return 1
+
+
+SCREEN_PACKAGES = ("chromium", "cage", "espeak-ng")
+
+
+def install_screen_packages() -> bool | None:
+    """The kiosk's programs (the fonts are on the image already); False when apt cannot reach
+    its mirror yet (retried), None when there was nothing to do."""
+    missing = [p for p in SCREEN_PACKAGES if subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True
+    ).stdout != "install ok installed"]
+    if not missing:
+        return None
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"],
+                    ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]):
+        if subprocess.run(command, env=env).returncode != 0:
+            print(f"firstboot: {' '.join(command[:2])} failed; trying again later", file=sys.stderr)
+            return False
+    return True
 
 
 def install_venv(opt: Path) -> None:

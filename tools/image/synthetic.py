@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-BOOT_MB, ROOT_MB = 32, 64
+BOOT_MB, ROOT_MB = 32, 160
 START = 8192  # sectors, as Raspberry Pi OS aligns its first partition
 
 PASSWD = "root:x:0:0:root:/root:/bin/bash\npi:x:1000:1000:,,,:/home/pi:/bin/bash\n"
