@@ -15,6 +15,8 @@ journaled, so that after a crash `resume()` can finish the session from the shel
 
 from __future__ import annotations
 
+import re
+
 import math
 import uuid
 from dataclasses import asdict, dataclass
@@ -58,7 +60,8 @@ class Authorisation:
             if not self.restock:
                 raise ValueError("a restock plan needs restock mode")
             for shelf, items in self.restock_plan.items():
-                if not str(shelf).isdigit() or not isinstance(items, dict) or not all(
+                if not re.fullmatch(r"[0-9]{1,3}", str(shelf)) or not isinstance(items, dict) \
+                        or not all(
                         isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
                         and 0 < v <= 1000 for k, v in items.items()):
                     raise ValueError("restock_plan maps a shelf number to {sku: count > 0}")

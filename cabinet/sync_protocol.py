@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -119,7 +120,7 @@ def retry_after(header: str | None, now: float, cap: float = 3600.0) -> float | 
     if not header:
         return None
     header = header.strip()
-    if header.isdigit():
+    if re.fullmatch(r"[0-9]{1,12}", header):  # str.isdigit() also accepts '²'
         return min(float(header), cap)
     try:
         when = parsedate_to_datetime(header)

@@ -24,7 +24,7 @@ class Notifier:
         usec = os.environ.get("WATCHDOG_USEC", "")
         pid = os.environ.get("WATCHDOG_PID", "")
         own = not pid or pid == str(os.getpid())
-        self.watchdog_seconds: float | None = (int(usec) / 1e6 if usec.isdigit() and own
+        self.watchdog_seconds: float | None = (int(usec) / 1e6 if usec.isascii() and usec.isdigit() and own
                                                and int(usec) > 0 else None)
 
     @property

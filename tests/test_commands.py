@@ -224,3 +224,12 @@ def test_sync_alarms_offline_rejected_and_auth(tmp_path, factory):
     assert kinds() >= {"sync_rejected"} and not kinds() & {"sync_offline", "sync_auth"}
     assert rig.c.snapshot["sync"]["dead_letters"] == 1
     assert rig.c.snapshot["sync"]["last_success_at"] is not None
+
+
+def test_a_restock_plan_with_a_non_ascii_digit_shelf_is_refused(tmp_path, factory):
+    rig = make_rig(tmp_path, factory)
+    c = command("restock_mode", {"technician": "tech-1", "plan": {"²": {"water-550ml": 2}}})
+    deliver(rig, c)
+    r = results(rig)[c["command_id"]]
+    assert r["status"] == "rejected" and "restock_plan" in r["detail"]
+    assert rig.out.lock.locked

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from cabinet.sync_protocol import ReplyError, parse_ack, parse_commands, retry_after
 
@@ -56,6 +56,7 @@ def test_parse_commands_returns_a_list_or_a_reply_error(raw):
     assert isinstance(reply.commands, list)
 
 
+@example(header="²")  # str.isdigit() is True for it; float() refuses it (found by this test)
 @given(header=st.none() | st.text(max_size=40) | st.sampled_from(
     ["120", "0", "99999999999999999999", "Wed, 21 Oct 2015 07:28:00 GMT", "Fri, 31 Dec 9999"]))
 def test_retry_after_is_a_bounded_wait_or_none(header):
