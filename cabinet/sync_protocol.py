@@ -66,7 +66,10 @@ def parse_time(value: Any, what: str) -> float:
         raise ReplyError(f"{what} is not an ISO-8601 time: {value!r}"[:200]) from None
     if parsed.tzinfo is None:
         raise ReplyError(f"{what} has no time zone: {value!r}")
-    return parsed.timestamp()
+    try:
+        return parsed.timestamp()
+    except (OverflowError, OSError, ValueError):  # year 1 with a positive offset, say
+        raise ReplyError(f"{what} is out of range: {value!r}"[:200]) from None
 
 
 def _server_time(reply: dict[str, Any]) -> float | None:

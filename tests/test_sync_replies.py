@@ -49,6 +49,16 @@ def test_parse_ack_returns_an_ack_within_the_batch_or_a_reply_error(raw, sent):
 @settings(max_examples=1000, deadline=None)
 @given(raw=replies)
 def test_parse_commands_returns_a_list_or_a_reply_error(raw):
+    _check_commands(raw)
+
+
+def test_times_at_the_edge_of_the_calendar_are_reply_errors():
+    for raw in (b'{"server_time": "0001-01-01T00:00:00+23:59"}',
+                b'{"server_time": "9999-12-31T23:59:59-23:59"}'):
+        _check_commands(raw)
+
+
+def _check_commands(raw):
     try:
         reply = parse_commands(raw)
     except ReplyError:
