@@ -28,6 +28,7 @@ class BackendServer:
                  max_body: int = MAX_BODY, on_exchange=None):
         # on_exchange(request, reply): every request and its answer, for tests that check real
         # traffic against openapi.yaml.
+        self.backend = backend
         handler = type("Handler", (_Handler,), {"backend": backend, "max_body": max_body,
                                                 "operator_token": operator_token,
                                                 "on_exchange": staticmethod(on_exchange)
@@ -53,6 +54,7 @@ class BackendServer:
         return self
 
     def close(self) -> None:
+        self.backend.close()  # long-polls answer now instead of outliving the server
         self.httpd.shutdown()
         self.httpd.server_close()
 

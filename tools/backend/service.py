@@ -73,6 +73,7 @@ class Backend:
         self.db = db
         self.signing_key, self.key_id = signing_key, key_id
         self._new_command = threading.Condition()
+        self.closing = False  # set when the server stops: long-polls in progress end at once
 
     # --- cabinets ---------------------------------------------------------------------------------
     def add_cabinet(self, cabinet_id: str) -> str:
@@ -206,10 +207,15 @@ class Backend:
         while True:
             commands = self.pending_commands(cabinet_id, after)
             left = end - time.monotonic()
-            if commands or left <= 0:
+            if commands or left <= 0 or self.closing:
                 return commands
             with self._new_command:
                 self._new_command.wait(min(left, 0.5))
+
+    def close(self) -> None:
+        self.closing = True
+        with self._new_command:
+            self._new_command.notify_all()
 
     # --- the operator side ------------------------------------------------------------------------
     def issue_command(self, cabinet_id: str, kind: str, args: Any,
