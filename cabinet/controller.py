@@ -32,7 +32,7 @@ from .events import (CallRequested, CodeScanned, DeviceFaulted, DeviceRecovered,
 from .planogram import Planogram
 from .session_effects import SessionEffects
 from .store import Store, utc_now
-from .sync import CommandsArrived, SyncReported
+from .events import CommandsArrived, SyncReported
 from .sync_control import SyncControl
 from .systemd import Notifier, NotifyError
 from .timers import TimerHeap

@@ -11,7 +11,7 @@ from drivers.events import (CodeScanned, DeviceFaulted, DeviceRecovered, DoorClo
 __all__ = ["CodeScanned", "DeviceFaulted", "DeviceRecovered", "DoorClosed", "DoorOpened",
            "LockSensed",
            "ScanUnreadable", "ShelfWeighed", "TemperatureRead", "TimerFired", "StopRequested",
-           "CallRequested"]
+           "CallRequested", "SyncReported", "CommandsArrived"]
 
 
 @dataclass(frozen=True)
@@ -31,3 +31,21 @@ class CallRequested:
     `reply` receives its result or exception."""
     fn: Callable[[], Any]
     reply: Callable[[Any, BaseException | None], None]
+
+
+@dataclass(frozen=True)
+class SyncReported:
+    """The uploader's news for the controller: what was delivered, refused, or went wrong."""
+    ok: bool
+    delivered: int = 0
+    dead_letters: tuple[dict[str, Any], ...] = ()
+    error: str = ""
+    auth_failed: bool = False
+
+
+@dataclass(frozen=True)
+class CommandsArrived:
+    commands: list[Any]
+    server_time: float | None
+    received_at: float         # monotonic
+    wall_at: float             # the cabinet's wall clock, used only when server_time is missing

@@ -9,12 +9,13 @@ alarms and command results are never dropped: only telemetry is thinned.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .store import utc_now
 
@@ -66,38 +67,37 @@ class OutboxQueue:
         if not seqs:
             return
         now = utc_now()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self._db.executemany("UPDATE outbox SET delivered_at = ? WHERE seq = ?",
                                  [(now, seq) for seq in seqs])
             self._set(("sync.last_success", now))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     def dead_letter(self, seq: int, reason: str) -> dict[str, Any] | None:
         """Move one record the backend refused out of the queue, keeping it and the reason."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             row = self._db.execute("SELECT record_id, kind, body FROM outbox "
                                    "WHERE seq = ? AND delivered_at IS NULL", (seq,)).fetchone()
             if row is None:
-                self._db.execute("ROLLBACK")
                 return None
             self._db.execute("INSERT OR REPLACE INTO dead_letters (seq, record_id, kind, body, "
                              "reason, at) VALUES (?, ?, ?, ?, ?, ?)",
                              (seq, row[0], row[1], row[2], reason[:1000], utc_now()))
             self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return {"seq": seq, "record_id": row[0], "kind": row[1], "reason": reason}
 
     def set_status(self, key: str, value: Any) -> None:
+        with self._transaction():
+            self._set((f"sync.{key}", value))
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the block raises."""
         self._db.execute("BEGIN IMMEDIATE")
-        self._set((f"sync.{key}", value))
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
         self._db.execute("COMMIT")
 
     def _set(self, item: tuple[str, Any]) -> None:
@@ -122,20 +122,17 @@ class OutboxQueue:
             victims = seqs[1:-1:2]
             if not victims:
                 break
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in victims])
-            self._db.execute("COMMIT")
+            with self._transaction():
+                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in victims])
             dropped += len(victims)
         return dropped
 
     def prune_delivered(self, keep_days: float) -> int:
         before = (datetime.now(timezone.utc) - timedelta(days=keep_days)).isoformat(
             timespec="milliseconds").replace("+00:00", "Z")
-        self._db.execute("BEGIN IMMEDIATE")
-        n = self._db.execute("DELETE FROM outbox WHERE delivered_at IS NOT NULL "
-                             "AND delivered_at < ?", (before,)).rowcount
-        self._db.execute("COMMIT")
-        return n
+        with self._transaction():
+            return self._db.execute("DELETE FROM outbox WHERE delivered_at IS NOT NULL "
+                                    "AND delivered_at < ?", (before,)).rowcount
 
     # --- for people --------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -15,33 +15,15 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import requests
 
+from .events import CommandsArrived, SyncReported
 from .outbox import Batch, OutboxQueue
 from .sync_protocol import MAX_REPLY_BYTES, ReplyError, parse_ack, parse_commands, retry_after
 
 log = logging.getLogger("cabinetd.sync")
-
-
-@dataclass(frozen=True)
-class SyncReported:
-    """The uploader's news for the controller: what was delivered, refused, or went wrong."""
-    ok: bool
-    delivered: int = 0
-    dead_letters: tuple[dict[str, Any], ...] = ()
-    error: str = ""
-    auth_failed: bool = False
-
-
-@dataclass(frozen=True)
-class CommandsArrived:
-    commands: list[Any]
-    server_time: float | None
-    received_at: float         # monotonic
-    wall_at: float             # the cabinet's wall clock, used only when server_time is missing
 
 
 class Backoff:

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from .commands import CommandRunner
-from .sync import CommandsArrived, SyncReported
+from .events import CommandsArrived, SyncReported
 
 log = logging.getLogger("cabinetd.sync")
 

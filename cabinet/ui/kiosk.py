@@ -1,9 +1,10 @@
 """What the kiosk page needs besides /api/state: a live stream of the state (server-sent events),
 the screen's QR as SVG, the ads that are ready and their files, the strings, and speech.
 
-The event stream sends the snapshot whenever the controller publishes a different one (checked
-every 100 ms: a reference comparison, then the JSON), and a comment every 15 s so that a dead
-connection is noticed; the browser's EventSource reconnects by itself after a daemon restart.
+The event stream sends the state whenever the controller has published a new snapshot (checked
+every 100 ms by reference: the controller swaps in a new object on each publish, so this costs
+nothing between changes), and a comment every 15 s so that a dead connection is noticed; the
+browser's EventSource reconnects by itself after a daemon restart.
 """
 
 from __future__ import annotations
@@ -22,20 +23,22 @@ AD_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8": "im
 
 
 class Kiosk:
-    def __init__(self, state: Callable[[], dict[str, Any]], *, ads: Any = None,
+    def __init__(self, state: Callable[[], dict[str, Any]], *,
+                 published: Callable[[], object] | None = None, ads: Any = None,
                  speaker: Any = None):
+        # `published` returns the controller's current snapshot object (for change detection);
+        # `state` the full state as /api/state answers it.
         self.state, self.ads, self.speaker = state, ads, speaker
+        self.published = published or state
         self.closing = False
 
     def events(self, interval: float = 0.1, keepalive: float = 15.0) -> Iterator[bytes]:
-        last_json, last_sent = None, time.monotonic()
+        last, last_sent = None, time.monotonic()
         while not self.closing:
-            text = json.dumps(self.state(), ensure_ascii=False, sort_keys=True)
-            # The uptime and time fields change every publish: compare without them.
-            key = re.sub(r'"(time|uptime_seconds|expires_in_seconds)": [^,}]+', "", text)
-            if key != last_json:
-                last_json, last_sent = key, time.monotonic()
-                yield f"data: {text}\n\n".encode()
+            current = self.published()
+            if current is not last:
+                last, last_sent = current, time.monotonic()
+                yield f"data: {json.dumps(self.state(), ensure_ascii=False)}\n\n".encode()
             elif time.monotonic() - last_sent > keepalive:
                 last_sent = time.monotonic()
                 yield b": keep-alive\n\n"

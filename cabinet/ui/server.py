@@ -45,7 +45,8 @@ class UiServer:
         self._sim = sim
         self.selftest = selftest
         self.calibration = calibration
-        self.kiosk = Kiosk(self.state, ads=ads, speaker=speaker)
+        self.kiosk = Kiosk(self.state, published=lambda: controller.snapshot, ads=ads,
+                           speaker=speaker)
         handler = type("Handler", (_Handler,), {"ui": self})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True

@@ -186,8 +186,14 @@ def build(source: Path, output: Path, *, provision: Path | None = None,
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         wheel_dir = tmp / "wheels"
+        # Built from a clean copy: an in-tree build would leave build/ in the checkout, and files
+        # deleted from the source but still in build/lib would ship in the wheel.
+        clean = tmp / "source"
+        shutil.copytree(REPO, clean, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", "__pycache__", "var", ".hypothesis",
+            ".pytest_cache"))
         run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheel_dir),
-             str(REPO)], timeout=600)
+             str(clean)], timeout=600)
         if wheels is not None:
             for w in wheels.glob("*.whl"):
                 shutil.copy(w, wheel_dir)

@@ -68,8 +68,8 @@ def read_provision(path: Path) -> dict:
 
 def write_private(path: Path, text: str, owner: str | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_suffix(path.suffix + ".new"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
-                 0o600)
+    new = path.with_suffix(path.suffix + ".new")
+    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
@@ -77,10 +77,10 @@ def write_private(path: Path, text: str, owner: str | None = None) -> None:
     if owner is not None:
         try:
             user = pwd.getpwnam(owner)
-            os.chown(path.with_suffix(path.suffix + ".new"), user.pw_uid, user.pw_gid)
+            os.chown(new, user.pw_uid, user.pw_gid)
         except KeyError:
             pass  # a test root without that user
-    os.replace(path.with_suffix(path.suffix + ".new"), path)
+    os.replace(new, path)
 
 
 def set_key(config_text: str, section: str, key: str, value: str) -> str:
