@@ -53,7 +53,9 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
             weigh_fast=lambda on: hardware.shelves.set_interval(fast if on else idle)),
             store, notifier=notifier, events=events, planogram=planogram,
             access_keys=_access_keys(config, hardware.sim, data_dir), data_dir=str(data_dir),
-            on_ads=ads.set_playlist)
+            on_ads=ads.set_playlist,
+            # A simulation keeps its face key beside its data, not in /etc.
+            face_key=str(data_dir / "sim" / "face.key") if hardware.sim is not None else None)
         stack.callback(hardware.lock.lock)  # belt and braces: locked before the relays close
         from .ui.voice import Speaker
         speaker = Speaker(Path(__file__).parent / "ui" / "static" / "strings.json",
@@ -87,6 +89,8 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
                 frames_per_second=config.camera.decode_frames_per_second)
             stack.callback(codes.close)
             codes.start()
+            if controller.face.available:
+                _start_faces(config, hardware.camera, controller, events, stack)
 
         if token is not None:
             _start_sync(config, token, store, controller, stack)
@@ -104,6 +108,21 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
         log.info("shutting down")
     log.info("stopped")
     return controller.exit_status
+
+
+def _start_faces(config: Config, camera, controller: Controller, events, stack: ExitStack) -> None:
+    from .access.face import LivenessRules
+    from .access.face_camera import FaceReader, FaceSettings
+    from .access.face_model import FaceModel
+
+    f = config.face
+    reader = FaceReader(
+        camera.latest, emit=events.put, idle=lambda: controller.snapshot.get("session") is None,
+        gallery=lambda: controller.face.gallery, model_factory=FaceModel,
+        settings=FaceSettings(f.tolerance, f.margin, f.frames_per_second, f.detect_width,
+                              f.min_face_pixels, LivenessRules(f.turn_span, f.attempt_seconds)))
+    stack.callback(reader.close)
+    reader.start()
 
 
 def _start_sync(config: Config, token: str, store: Store, controller: Controller,

@@ -231,9 +231,25 @@ class CommandRunner:
         return Outcome("done", result={"session_id": session_id})
 
     def _enroll_faces(self, args) -> Outcome:
-        return Outcome("unsupported", "face checkout is not installed on this cabinet")
+        from .access.face_control import FaceUnsupported
 
-    _delete_faces = _enroll_faces
+        try:
+            result = self.c.face.enrol(args["members"])
+        except FaceUnsupported as exc:
+            return Outcome("unsupported", f"face checkout is off on this cabinet: {exc}")
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if not result["enrolled"] and not result["removed"]:
+            return Outcome("rejected", "no member enrolled", result)
+        return Outcome("done", result=result)
+
+    def _delete_faces(self, args) -> Outcome:
+        from .access.face_control import FaceUnsupported
+
+        try:
+            return Outcome("done", result=self.c.face.delete(list(args["member_ids"])))
+        except FaceUnsupported as exc:
+            return Outcome("unsupported", f"face checkout is off on this cabinet: {exc}")
 
     def _set_ads(self, args) -> Outcome:
         playlist = [{"url": ad["url"], "sha256": ad["sha256"], "seconds": ad.get("seconds", 10)}

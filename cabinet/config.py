@@ -213,6 +213,22 @@ class AccessSection:
 
 
 @dataclass(frozen=True)
+class FaceSection:
+    enabled: bool = _f(True)
+    key_file: str = _f("/etc/cabinet/face.key", _absolute_path)
+    tolerance: float = _f(0.5, _between(0.3, 0.6))
+    margin: float = _f(0.08, _between(0, 0.3))
+    turn_span: float = _f(0.2, _between(0.1, 0.6))
+    attempt_seconds: float = _f(8.0, _between(2, 60, " s"))
+    frames_per_second: float = _f(5.0, _between(0.5, 30))
+    detect_width: int = _f(640, _between(160, 1920, " px"))
+    min_face_pixels: int = _f(80, _between(40, 1000, " px"))
+    max_failures: int = _f(3, _between(1, 100))
+    failure_window_minutes: float = _f(10.0, _between(1, 1440, " min"))
+    pause_minutes: float = _f(15.0, _between(1, 1440, " min"))
+
+
+@dataclass(frozen=True)
 class HttpSection:
     host: str = _f("127.0.0.1", _one_of("127.0.0.1", "::1", "localhost"))
     port: int = _f(8080, _between(0, 65535))
@@ -270,6 +286,7 @@ class Config:
     checkout: CheckoutSection = field(default_factory=CheckoutSection)
     climate: ClimateSection = field(default_factory=ClimateSection)
     access: AccessSection = field(default_factory=AccessSection)
+    face: FaceSection = field(default_factory=FaceSection)
     http: HttpSection = field(default_factory=HttpSection)
     screen: ScreenSection = field(default_factory=ScreenSection)
     sync: SyncSection = field(default_factory=SyncSection)
@@ -339,7 +356,7 @@ _SECTION_TYPES = {
     "CameraSection": CameraSection, "CheckoutSection": CheckoutSection, "HttpSection": HttpSection,
     "ClimateSection": ClimateSection, "AccessSection": AccessSection,
     "SyncSection": SyncSection, "SimulationSection": SimulationSection,
-    "ScreenSection": ScreenSection,
+    "ScreenSection": ScreenSection, "FaceSection": FaceSection,
 }
 
 

@@ -32,7 +32,7 @@ from .events import (CallRequested, CodeScanned, DeviceFaulted, DeviceRecovered,
 from .planogram import Planogram
 from .session_effects import SessionEffects
 from .store import Store, utc_now
-from .events import CommandsArrived, SyncReported
+from .events import CommandsArrived, FaceAttemptFailed, FaceChecking, FaceRecognised, SyncReported
 from .sync_control import SyncControl
 from .systemd import Notifier, NotifyError
 from .timers import TimerHeap
@@ -70,7 +70,7 @@ class Controller:
                  clock: Callable[[], float] = time.monotonic, notifier: Notifier | None = None,
                  events: queue.Queue | None = None, planogram: Planogram | None = None,
                  access_keys: dict[int, PublicKey] | None = None, data_dir: str | None = None,
-                 on_ads: Callable[[list], None] | None = None):
+                 on_ads: Callable[[list], None] | None = None, face_key: str | None = None):
         self.config = config
         self.out = actuators
         self.store = store
@@ -122,6 +122,8 @@ class Controller:
         self.out.weigh_fast(True)
         self.climate = ClimateControl(self)
         self.access = AccessControl(self, access_keys or {})
+        from .access.face_control import FaceAccess
+        self.face = FaceAccess(self, face_key or config.face.key_file)
         self.phone = PhoneScan(config.cabinet.id, config.access.phone_url, clock=clock,
                                rotate_seconds=config.access.phone_nonce_seconds)
         self.sync = SyncControl(self, data_dir=data_dir, on_ads=on_ads)
@@ -315,7 +317,10 @@ class Controller:
                  DeviceFaulted: _on_device_faulted, DeviceRecovered: _on_device_recovered,
                  LockSensed: _on_lock_sensed, CallRequested: _on_call, StopRequested: _on_stop,
                  SyncReported: lambda self, e: self.sync.on_report(e),
-                 CommandsArrived: lambda self, e: self.sync.on_commands(e)}
+                 CommandsArrived: lambda self, e: self.sync.on_commands(e),
+                 FaceChecking: lambda self, e: self.face.on_checking(e),
+                 FaceRecognised: lambda self, e: self.face.on_recognised(e),
+                 FaceAttemptFailed: lambda self, e: self.face.on_failed(e)}
 
     # --- checkout ---------------------------------------------------------------------------------
     def authorise(self, auth: Authorisation) -> str:
@@ -474,6 +479,7 @@ class Controller:
             "last_scan": self.last_scan,
             "outbox": dict(self.outbox),
             "sync": self.sync.snapshot(),
+            "face": self.face.snapshot(),
             "screen_config": self._screen_config,
         }
         snapshot["screen"] = self._screen(snapshot, now)

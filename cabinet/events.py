@@ -11,7 +11,8 @@ from drivers.events import (CodeScanned, DeviceFaulted, DeviceRecovered, DoorClo
 __all__ = ["CodeScanned", "DeviceFaulted", "DeviceRecovered", "DoorClosed", "DoorOpened",
            "LockSensed",
            "ScanUnreadable", "ShelfWeighed", "TemperatureRead", "TimerFired", "StopRequested",
-           "CallRequested", "SyncReported", "CommandsArrived"]
+           "CallRequested", "SyncReported", "CommandsArrived", "FaceChecking", "FaceRecognised",
+           "FaceAttemptFailed"]
 
 
 @dataclass(frozen=True)
@@ -49,3 +50,26 @@ class CommandsArrived:
     server_time: float | None
     received_at: float         # monotonic
     wall_at: float             # the cabinet's wall clock, used only when server_time is missing
+
+
+@dataclass(frozen=True)
+class FaceChecking:
+    """The camera named an enrolled member and awaits a head turn (True), or stopped (False)."""
+    active: bool
+    at: float
+
+
+@dataclass(frozen=True)
+class FaceRecognised:
+    """An enrolled member, seen live (the head turned across frames)."""
+    member_id: str
+    span: float
+    at: float
+
+
+@dataclass(frozen=True)
+class FaceAttemptFailed:
+    """A named member's attempt ended without a live face: not_live or face_changed."""
+    member_id: str
+    reason: str
+    at: float

@@ -99,6 +99,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX commands_running ON commands (state) WHERE state = 'running';
     """,
+    # 5: face checkout: members' embeddings, sealed with a key kept outside the database
+    """
+    CREATE TABLE face_members (
+        member_id   TEXT PRIMARY KEY,
+        sealed      BLOB NOT NULL,                       -- AES-GCM nonce + ciphertext (access/face_vault.py)
+        embeddings  INTEGER NOT NULL,
+        enrolled_at TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -131,6 +140,9 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            # Deleted rows are overwritten with zeros, not left in free pages: a member whose face
+            # is deleted must leave nothing behind in the file (see checkpoint()).
+            self._db.execute("PRAGMA secure_delete=ON")
             result = self._db.execute("PRAGMA quick_check").fetchone()[0]
         except sqlite3.DatabaseError as exc:
             self._db.close()
@@ -380,6 +392,12 @@ class Store:
             self.finish_command(command_id, kind, "interrupted",
                                 "the cabinet restarted while this command ran", {})
         return [i for i, _ in ids]
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database and truncate it to nothing, so that old versions of
+        deleted rows do not linger in the -wal file; False when a reader kept it from finishing."""
+        busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return busy == 0
 
     def quick_check(self) -> str:
         return self._db.execute("PRAGMA quick_check").fetchone()[0]

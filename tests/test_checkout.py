@@ -39,7 +39,8 @@ class Rig:
         from cabinet.planogram import from_json
         self.out = make_actuators(self.factory)
         self.c = Controller(Config(), self.out, self.store, clock=self.clock,
-                            planogram=from_json(self.store.planogram_json()))
+                            planogram=from_json(self.store.planogram_json()),
+                            face_key=str(self.tmp_path / "face.key"))
 
     def crash(self):
         """As a power cut for the store (nothing committed later, nothing flushed); a new daemon

@@ -141,7 +141,7 @@ def test_a_command_caught_running_by_a_crash_is_reported_interrupted_not_rerun(t
     assert rig.out.lock.locked
 
 
-def test_diagnostics_and_unsupported_types(tmp_path, factory):
+def test_diagnostics_and_bad_types(tmp_path, factory):
     rig = make_rig(tmp_path, factory)
     diag = command("request_diagnostics", {})
     faces = command("enroll_faces", {"members": [{"member_id": "m1"}]})
@@ -150,7 +150,8 @@ def test_diagnostics_and_unsupported_types(tmp_path, factory):
     r = results(rig)
     assert r[diag["command_id"]]["result"]["store_integrity"] == "ok"
     assert r[diag["command_id"]]["result"]["state"]["lock"] == "locked"
-    assert r[faces["command_id"]]["status"] == "unsupported"
+    assert r[faces["command_id"]]["status"] == "rejected"  # no consent, no embeddings
+    assert "consent must be true" in str(r[faces["command_id"]]["result"]["refused"])
     assert r["junk-1"]["status"] == "rejected" and "unknown command type" in r["junk-1"]["detail"]
 
 

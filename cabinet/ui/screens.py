@@ -1,7 +1,8 @@
 """Which screen the kiosk shows, decided from the controller's state (plain values in, a screen out).
 
 The page (static/index.html) only renders what this says, so the rules live in one place and are
-tested without a browser. Screens: idle, authorised (open the door), shopping (door open; a
+tested without a browser. Screens: idle (or, while the camera checks a member's face, the
+head-turn prompt), authorised (open the door), shopping (door open; a
 countdown once the door has been open too long), settling (weighing), receipt, out_of_service
 (with a reason: the door is open with nobody authorised, a shelf or the lock has a fault, the
 food-safety lockout, no planogram, or a restart still finishing the last session).
@@ -44,4 +45,6 @@ def screen_for(state: dict[str, Any], *, alarm_in_seconds: float | None = None,
         return {"name": "out_of_service", "reason": "food_safety"}
     if not any(p["available"] for p in state.get("products", [])):
         return {"name": "out_of_service", "reason": "no_products"}
+    if (state.get("face") or {}).get("checking"):
+        return {"name": "idle", "prompt": "turn_head"}  # a member is named: the liveness check
     return {"name": "idle", "prompt": "scan"}

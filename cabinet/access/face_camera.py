@@ -1,0 +1,147 @@
+"""Faces shown to the camera: a thread that looks for an enrolled member while the cabinet is idle.
+
+Like the QR reader beside it, it takes the camera's newest frame, and only while the published
+state says the cabinet is idle and someone is enrolled. A frame costs about 0.1 s on a PC (HOG
+detection on the frame scaled to `detect_width`, then the 128-d descriptor of the largest face),
+so frames are analysed at `frames_per_second` at most, and only while the picture is moving or a
+face is being followed: an empty, still scene costs one motion check per frame and nothing more.
+
+Each analysed frame goes to the gallery (who is it?) and the liveness check (is the head turning?).
+The controller hears only conclusions: FaceChecking when a member is named and the head turn is
+awaited (the screen asks for it), FaceRecognised when the turn is seen, FaceAttemptFailed when
+the time ran out or the face changed. The model is loaded on first need (about 40 MB resident),
+so a cabinet with no one enrolled pays nothing. Frames and faces are dropped once measured.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..events import FaceAttemptFailed, FaceChecking, FaceRecognised
+from .face import Gallery, LivenessCheck, LivenessRules
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    tolerance: float = 0.5
+    margin: float = 0.08
+    frames_per_second: float = 5.0
+    detect_width: int = 640
+    min_face_pixels: int = 80
+    rules: LivenessRules = LivenessRules()
+
+
+class FaceReader:
+    STILL_PERIOD = 1.0     # a still scene with a face in it: one look a second
+    BUSY_SECONDS = 3.0     # how long movement keeps analysis at full rate
+    MOTION_LEVEL = 4.0     # mean grey-level change of a 1/8-scale thumbnail that counts as movement
+
+    def __init__(self, latest_frame: Callable[[], tuple[int, float, Any] | None], *,
+                 idle: Callable[[], bool], gallery: Callable[[], Gallery],
+                 emit: Callable[[object], None], settings: FaceSettings,
+                 model_factory: Callable[[], Any], clock: Callable[[], float] = time.monotonic):
+        self._latest = latest_frame
+        self._idle = idle
+        self._gallery = gallery
+        self._emit = emit
+        self.settings = settings
+        self._model_factory = model_factory
+        self._model = None
+        self._clock = clock
+        self._liveness = LivenessCheck(settings.rules)
+        self._checking = False
+        self._thumb = None
+        self._busy_until = 0.0
+        self._face_in_view = False
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="camera faces", daemon=True)
+        self.frames_analysed = 0
+        self.last_timing: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._halt.set()
+        self._thread.join(timeout=5)
+
+    def _moved(self, frame) -> bool:
+        import numpy as np
+        thumb = (frame[::8, ::8, 1] if frame.ndim == 3 else frame[::8, ::8]).astype(np.int16)
+        moved = (self._thumb is None or thumb.shape != self._thumb.shape
+                 or float(np.abs(thumb - self._thumb).mean()) > self.MOTION_LEVEL)
+        self._thumb = thumb
+        return moved
+
+    def _run(self) -> None:
+        seen = None
+        last = -1e9
+        while not self._halt.wait(0.02):
+            gallery = self._gallery()
+            if not len(gallery) or not self._idle():
+                self._set_checking(False)
+                self._liveness.attempt = None
+                continue
+            latest = self._latest()
+            if latest is None or latest[0] == seen:
+                continue
+            seen, _, frame = latest
+            now = self._clock()
+            if self._moved(frame):
+                self._busy_until = now + self.BUSY_SECONDS
+            following = self._liveness.checking or self._face_in_view
+            if now < self._busy_until or self._liveness.checking:
+                period = 1.0 / self.settings.frames_per_second
+            elif following:
+                period = self.STILL_PERIOD
+            else:
+                continue       # still and empty: nothing to look at until something moves
+            if now - last < period:
+                continue
+            last = now
+            try:
+                self._analyse(frame, gallery, now)
+            except Exception:  # a model failure must not end face checkout for good
+                log.exception("face analysis failed on a frame")
+                self._halt.wait(1.0)
+
+    def _analyse(self, frame, gallery: Gallery, now: float) -> None:
+        if self._model is None:
+            started = time.perf_counter()
+            self._model = self._model_factory()
+            log.info("face model loaded in %.1f s", time.perf_counter() - started)
+        s = self.settings
+        t0 = time.perf_counter()
+        faces = self._model.analyse(frame, detect_width=s.detect_width,
+                                    min_width=s.min_face_pixels)
+        t1 = time.perf_counter()
+        self.frames_analysed += 1
+        self._face_in_view = bool(faces)
+        if not faces:
+            verdict = self._liveness.nothing_seen(now)
+        else:
+            face = faces[0]
+            match = gallery.identify(face.embedding, tolerance=s.tolerance, margin=s.margin)
+            verdict = self._liveness.observe(now, match.member_id, face.yaw)
+            self.last_timing = {"analyse_ms": (t1 - t0) * 1000,
+                                "search_ms": (time.perf_counter() - t1) * 1000}
+            log.debug("face: %s at %.3f (runner-up %.3f), yaw %.3f", match.member_id or
+                      match.reason, match.distance, match.runner_up, face.yaw)
+        del frame, faces        # nothing of the picture outlives this call
+        if verdict is not None:
+            if verdict.outcome == "live":
+                self._emit(FaceRecognised(verdict.member_id, verdict.span, now))
+            else:
+                self._emit(FaceAttemptFailed(verdict.member_id, verdict.reason, now))
+        self._set_checking(self._liveness.checking)
+
+    def _set_checking(self, checking: bool) -> None:
+        if checking != self._checking:
+            self._checking = checking
+            self._emit(FaceChecking(checking, self._clock()))

@@ -1,0 +1,177 @@
+"""Face checkout on the controller thread: enrolments in, recognised members turned into sessions,
+failed attempts counted.
+
+A member seen live by the camera (FaceRecognised) opens a shopper session charged to the member's
+account, unless their face unlock is paused after failed attempts. Only members who consented
+are enrolled: an enrolment without `consent: true` is refused and removes any earlier one, so
+withdrawing consent is one command. Face is never the only way in: QR codes and the phone scan
+work whatever happens here, and a fault here (no dlib, a lost key) turns face checkout off with a
+log line and, for a lost key, the `face_key` alarm.
+
+The camera thread reads `gallery` (an immutable Gallery, replaced whole after each change).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..checkout import Authorisation, Refused
+from ..events import FaceAttemptFailed, FaceChecking, FaceRecognised
+from .face import EmbeddingError, FailedAttempts, Gallery, check_embedding
+from .face_model import unavailable_reason
+from .face_vault import MEMBER_ID, FaceVault, VaultError
+
+if TYPE_CHECKING:
+    from ..controller import Controller
+
+log = logging.getLogger(__name__)
+MAX_MEMBERS_PER_COMMAND = 500
+
+
+class FaceUnsupported(Exception):
+    """Face checkout is off on this cabinet (config, or the extra is not installed)."""
+
+
+class FaceAccess:
+    def __init__(self, controller: "Controller", key_path: str | Path):
+        self.c = controller
+        f = controller.config.face
+        self.reason = "face.enabled is false" if not f.enabled else unavailable_reason()
+        self.vault = FaceVault(controller.store, key_path)
+        self.gallery = Gallery()
+        self.checking = False
+        self.attempts = FailedAttempts(f.max_failures, f.failure_window_minutes * 60,
+                                       f.pause_minutes * 60)
+        self._wipe_pending = False
+        if self.reason is None:
+            self._reload()
+        else:
+            log.info("face checkout off: %s", self.reason)
+
+    @property
+    def available(self) -> bool:
+        return self.reason is None
+
+    def _reload(self) -> None:
+        try:
+            self.gallery = Gallery(self.vault.members())
+            self.c.clear_alarm("face_key")
+        except VaultError as exc:
+            self.gallery = Gallery()
+            self.c.raise_alarm("face_key", str(exc))
+
+    # --- enrolment (commands and technicians) -----------------------------------------------------
+    def enrol(self, members: Any) -> dict[str, Any]:
+        """Enrol a list of {member_id, consent, embeddings}; returns who was enrolled, removed
+        (consent withdrawn) and refused with the reason. ValueError for a malformed list."""
+        if not self.available:
+            raise FaceUnsupported(self.reason)
+        if not isinstance(members, list) or not 1 <= len(members) <= MAX_MEMBERS_PER_COMMAND:
+            raise ValueError(f"members must be a list of 1 to {MAX_MEMBERS_PER_COMMAND}")
+        enrolled, removed, refused = [], [], []
+        for i, m in enumerate(members):
+            member_id = m.get("member_id") if isinstance(m, dict) else None
+            if not isinstance(member_id, str) or not MEMBER_ID.fullmatch(member_id):
+                refused.append({"index": i, "reason": "member_id must be 1-100 letters, digits or "
+                                                      ". _ : @ -"})
+                continue
+            if m.get("consent") is not True:
+                # No consent (or consent withdrawn): nothing is kept, and an earlier enrolment goes.
+                if self.vault.delete([member_id])[0]:
+                    removed.append(member_id)
+                else:
+                    refused.append({"member_id": member_id,
+                                    "reason": "consent must be true to enrol a face"})
+                continue
+            try:
+                vectors = m.get("embeddings")
+                if not isinstance(vectors, list) or not 1 <= len(vectors) <= 5:
+                    raise EmbeddingError("embeddings must be a list of 1 to 5 embeddings")
+                checked = [check_embedding(v, f"embeddings[{j}]") for j, v in enumerate(vectors)]
+                self.vault.enrol(member_id, checked)
+            except (EmbeddingError, ValueError) as exc:
+                refused.append({"member_id": member_id, "reason": str(exc)})
+                continue
+            except VaultError as exc:
+                self.c.raise_alarm("face_key", str(exc))
+                raise
+            enrolled.append(member_id)
+        if enrolled or removed:
+            self._reload()
+        if removed:
+            self._wipe_later()
+        log.info("faces: %d enrolled, %d removed, %d refused", len(enrolled), len(removed),
+                 len(refused))
+        return {"enrolled": enrolled, "removed": removed, "refused": refused,
+                "members": len(self.gallery)}
+
+    def delete(self, member_ids: list[str]) -> dict[str, Any]:
+        if not self.available:
+            raise FaceUnsupported(self.reason)
+        deleted, wiped = self.vault.delete(member_ids)
+        self._reload()
+        if not wiped:
+            self._wipe_later()
+        log.info("faces: %d deleted (%d asked)", len(deleted), len(member_ids))
+        return {"deleted": deleted, "absent": [m for m in member_ids if m not in deleted],
+                "members": len(self.gallery)}
+
+    def _wipe_later(self) -> None:
+        """The uploader's reads can keep the WAL from being truncated: try until it is."""
+        if self._wipe_pending:
+            return
+        self._wipe_pending = True
+
+        def wipe():
+            if self.c.store.checkpoint():
+                self._wipe_pending = False
+            else:
+                self.c.timers.call_later(2.0, "face wipe", wipe)
+        self.c.timers.call_later(0.5, "face wipe", wipe)
+
+    # --- the camera's conclusions -----------------------------------------------------------------
+    def on_checking(self, event: FaceChecking) -> None:
+        self.checking = event.active
+
+    def on_recognised(self, event: FaceRecognised) -> None:
+        self.checking = False
+        now = self.c.clock()
+        if self.attempts.paused_until(event.member_id, now) is not None:
+            self.c.refused("face_paused", "face unlock is paused after failed attempts; "
+                                          "use a QR code", "face")
+            return
+        if event.member_id not in self.gallery.member_ids:
+            return  # deleted while the camera was looking
+        try:
+            self.c.authorise(Authorisation("face", event.member_id, "shopper",
+                                           f"face-{uuid.uuid4().hex}"))
+        except Refused:
+            pass  # recorded by authorise()
+
+    def on_failed(self, event: FaceAttemptFailed) -> None:
+        self.checking = False
+        reason = {"not_live": "no head turn was seen; turn your head left and right, or use a "
+                              "QR code",
+                  "face_changed": "the face changed during the check"}.get(event.reason,
+                                                                          event.reason)
+        self.c.refused(f"face_{event.reason}", reason, "face")
+        now = self.c.clock()
+        for key in self.attempts.failed(event.member_id, now):
+            who = "every member" if key == "*" else f"member {key}"
+            self.c.raise_alarm("face_attempts", f"face unlock paused for {who} for "
+                                                f"{self.attempts.pause / 60:.0f} min after "
+                                                "repeated failed attempts (a photograph?)")
+            self.c.timers.call_later(self.attempts.pause + 1, "face pause over",
+                                     self._pause_over)
+
+    def _pause_over(self) -> None:
+        if not self.attempts.snapshot(self.c.clock()):
+            self.c.clear_alarm("face_attempts")
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"available": self.available, "reason": self.reason,
+                "members": len(self.gallery), "checking": self.checking,
+                "paused": self.attempts.snapshot(self.c.clock())}

@@ -1,0 +1,135 @@
+"""Enrolled members' embeddings at rest: sealed with AES-GCM under a key kept outside the database.
+
+The key is 32 random bytes, hex in `face.key_file` (default /etc/cabinet/face.key, mode 0600,
+made at the first enrolment), so a copy of cabinet.db alone (a diagnostics upload, a backup, an
+SD card read elsewhere without /etc) holds no usable face data. Each member is one row: the
+member id in clear (it is the account the backend charges, already in every sale record), and
+the member's embeddings sealed together, with the member id as associated data so a row cannot be
+moved to another member. No images are stored, ever: only embeddings arrive here.
+
+Deletion is for good: the store's connection runs with secure_delete (deleted rows are zeroed in
+the page, free pages are zeroed), and after the delete the WAL is checkpointed and truncated, so
+no old copy of the row is left in cabinet.db or cabinet.db-wal (tests/test_face.py reads both).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+
+import numpy as np
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .face import DIMENSIONS, MAX_EMBEDDINGS_PER_MEMBER
+
+MEMBER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}")
+NONCE_BYTES = 12
+
+
+class VaultError(Exception):
+    """The key is missing, unreadable, too open, or does not open the stored rows."""
+
+
+def load_key(path: Path, *, create: bool) -> bytes | None:
+    """The sealing key; with `create`, made (0600) when missing. None when missing otherwise."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if not create:
+            return None
+        key = secrets.token_bytes(32)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise VaultError(f"{path}: cannot create the face key: {exc}") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(key.hex() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return key
+    if st.st_mode & 0o077:
+        raise VaultError(f"{path}: the face key has mode {st.st_mode & 0o777:04o}; it must be "
+                         f"0600 (run: chmod 600 {path})")
+    try:
+        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise VaultError(f"{path}: not a face key (64 hex digits): {exc}") from None
+    if len(key) != 32:
+        raise VaultError(f"{path}: not a face key (64 hex digits)")
+    return key
+
+
+class FaceVault:
+    """Runs on the controller thread, through the store's connection."""
+
+    def __init__(self, store, key_path: str | Path):
+        self.store = store
+        self.key_path = Path(key_path)
+
+    def _cipher(self, *, create: bool) -> AESGCM | None:
+        key = load_key(self.key_path, create=create)
+        return None if key is None else AESGCM(key)
+
+    def enrol(self, member_id: str, embeddings: list[np.ndarray]) -> None:
+        """Store (or replace) a member's embeddings: 1 to 5 checked 128-float vectors."""
+        if not MEMBER_ID.fullmatch(member_id):
+            raise ValueError("a member id is 1-100 letters, digits or . _ : @ -, starting with a "
+                             "letter or digit")
+        if not 1 <= len(embeddings) <= MAX_EMBEDDINGS_PER_MEMBER:
+            raise ValueError(f"1 to {MAX_EMBEDDINGS_PER_MEMBER} embeddings per member")
+        plain = np.vstack([np.asarray(e, dtype="<f4").reshape(DIMENSIONS)
+                           for e in embeddings]).tobytes()
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        sealed = nonce + self._cipher(create=True).encrypt(nonce, plain, member_id.encode())
+        from ..store import utc_now
+        with self.store.transaction() as db:
+            db.execute("INSERT INTO face_members (member_id, sealed, embeddings, enrolled_at) "
+                       "VALUES (?, ?, ?, ?) ON CONFLICT (member_id) DO UPDATE SET "
+                       "sealed = excluded.sealed, embeddings = excluded.embeddings, "
+                       "enrolled_at = excluded.enrolled_at",
+                       (member_id, sealed, len(embeddings), utc_now()))
+        # Replacing a row leaves the old version in the WAL until a checkpoint: wipe it too.
+        self.store.checkpoint()
+
+    def delete(self, member_ids: list[str]) -> tuple[list[str], bool]:
+        """Delete members; returns those that were enrolled, and whether the WAL was wiped
+        (False when a reader held it: the caller tries again later)."""
+        deleted = []
+        with self.store.transaction() as db:
+            for member_id in member_ids:
+                if db.execute("DELETE FROM face_members WHERE member_id = ?",
+                              (member_id,)).rowcount:
+                    deleted.append(member_id)
+        return deleted, self.store.checkpoint()
+
+    def members(self) -> dict[str, list[np.ndarray]]:
+        """Every member's embeddings, opened; VaultError when the key is gone or wrong."""
+        with self.store.transaction() as db:
+            rows = db.execute("SELECT member_id, sealed FROM face_members").fetchall()
+        if not rows:
+            return {}
+        cipher = self._cipher(create=False)
+        if cipher is None:
+            raise VaultError(f"{self.key_path}: the face key is missing, so the {len(rows)} "
+                             "enrolled members cannot be read; re-enrol them or restore the key")
+        out = {}
+        for member_id, sealed in rows:
+            try:
+                plain = cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:],
+                                       member_id.encode())
+            except InvalidTag:
+                raise VaultError(f"{self.key_path}: this key does not open the enrolled members' "
+                                 "data (a different cabinet's key?); re-enrol them or restore the "
+                                 "key") from None
+            out[member_id] = list(np.frombuffer(plain, dtype="<f4").reshape(-1, DIMENSIONS))
+        return out
+
+    def summary(self) -> list[dict]:
+        """Who is enrolled, for technicians: ids, counts and dates, never the embeddings."""
+        with self.store.transaction() as db:
+            return [{"member_id": m, "embeddings": n, "enrolled_at": at} for m, n, at in db.execute(
+                "SELECT member_id, embeddings, enrolled_at FROM face_members ORDER BY member_id")]
