@@ -61,7 +61,14 @@ class FaceAccess:
             self.c.clear_alarm("face_key")
         except VaultError as exc:
             self.gallery = Gallery()
-            self.c.raise_alarm("face_key", str(exc))
+            self._key_alarm(str(exc))
+
+    def _key_alarm(self, detail: str) -> None:
+        # A different key problem than the one raised before (a restart after a fix that went
+        # wrong another way) replaces the alarm: the technician reads the current cause.
+        if any(a["kind"] == "face_key" and a["detail"] != detail for a in self.c.alarms):
+            self.c.clear_alarm("face_key")
+        self.c.raise_alarm("face_key", detail)
 
     # --- enrolment (commands and technicians) -----------------------------------------------------
     def enrol(self, members: Any) -> dict[str, Any]:
@@ -96,7 +103,7 @@ class FaceAccess:
                 refused.append({"member_id": member_id, "reason": str(exc)})
                 continue
             except VaultError as exc:
-                self.c.raise_alarm("face_key", str(exc))
+                self._key_alarm(str(exc))
                 raise
             enrolled.append(member_id)
         if enrolled or removed:
