@@ -11,6 +11,7 @@ cabinet queue [--data-dir DIR]       records waiting for the backend, last sync,
 cabinet selftest [--url URL]         every device checked, PASS/FAIL with a hint (exit 1 on a FAIL)
 cabinet calibrate --shelf N --grams G  tare a shelf, then weigh a reference weight; factors saved
 cabinet logs [-f] [-n N] [--since W]  the daemon's log from the journal (--kiosk: the screen's)
+cabinet faces list|enroll|delete     members enrolled for face checkout (enroll: from photographs)
 
 Exit status: 0 on success, 2 for a bad command line or config, 1 for a failure at run time.
 """
@@ -278,6 +279,49 @@ def _calibrate(args) -> int:
     return 0
 
 
+def _faces(args) -> int:
+    """Face enrolments at the cabinet. `enroll` measures the photographs here, in this process,
+    and sends the daemon the embeddings only: no image reaches the daemon or its database."""
+    if args.faces_verb == "list":
+        try:
+            with urllib.request.urlopen(args.url.rstrip("/") + "/api/faces", timeout=10) as r:
+                faces = json.load(r)
+        except (urllib.error.URLError, OSError) as exc:
+            raise SystemExit(f"cabinet: cannot reach the daemon at {args.url}: {exc}") from None
+        if not faces.get("available"):
+            print(f"face checkout is off: {faces.get('reason')}")
+            return 0
+        for m in faces["enrolled"]:
+            print(f"{m['member_id']:<40} {m['embeddings']} embedding(s), enrolled {m['enrolled_at']}")
+        print(f"{len(faces['enrolled'])} member(s) enrolled")
+        return 0
+    if args.faces_verb == "delete":
+        reply = _post(args.url, "/api/faces/delete", {"member_ids": args.member})
+        print(f"deleted: {', '.join(reply['deleted']) or 'nobody'}"
+              + (f"; not enrolled: {', '.join(reply['absent'])}" if reply["absent"] else ""))
+        return 0
+    if not args.consent:
+        print("cabinet: face enrolment needs the member's consent: pass --consent once they have "
+              "agreed (in writing, as the rules require)", file=sys.stderr)
+        return EXIT_CONFIG
+    from .access.face_model import FaceModel, FaceUnavailable, PhotoError
+    try:
+        model = FaceModel()
+        vectors = [model.embedding_from_photo(path) for path in args.photo]
+    except (FaceUnavailable, PhotoError) as exc:
+        print(f"cabinet: {exc}", file=sys.stderr)
+        return 1
+    reply = _post(args.url, "/api/faces/enrol", {"members": [{
+        "member_id": args.member, "consent": True,
+        "embeddings": [[round(float(x), 6) for x in v] for v in vectors]}]})
+    if reply["refused"]:
+        print(f"cabinet: refused: {reply['refused'][0]['reason']}", file=sys.stderr)
+        return 1
+    print(f"{args.member} enrolled from {len(vectors)} photograph(s); "
+          f"{reply['members']} member(s) on this cabinet")
+    return 0
+
+
 def _logs(args) -> int:
     """The daemon's (or the kiosk's) log from the journal: systemd keeps it, with rotation."""
     import shutil
@@ -378,6 +422,19 @@ def technician_main(argv: list[str] | None = None) -> int:
                       help="only this level and worse")
     logs.add_argument("--kiosk", action="store_true", help="the screen's log instead")
     logs.set_defaults(func=_logs)
+    faces = verbs.add_parser("faces", help="members enrolled for face checkout")
+    face_verbs = faces.add_subparsers(dest="faces_verb", required=True)
+    face_verbs.add_parser("list", help="who is enrolled (ids and dates, never faces)")
+    enroll = face_verbs.add_parser("enroll", help="enrol a member from 1-5 photographs")
+    enroll.add_argument("photo", type=Path, nargs="+", help="JPEG or PNG, the member alone")
+    enroll.add_argument("--member", required=True, help="the member's account id")
+    enroll.add_argument("--consent", action="store_true",
+                        help="the member has agreed to face checkout (required)")
+    delete = face_verbs.add_parser("delete", help="delete members' faces for good")
+    delete.add_argument("member", nargs="+")
+    for sub in face_verbs.choices.values():
+        sub.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon's address")
+    faces.set_defaults(func=_faces)
     selftest = verbs.add_parser("selftest", help="check every device of the running cabinet")
     selftest.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon's address")
     selftest.set_defaults(func=_selftest)

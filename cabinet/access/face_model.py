@@ -98,11 +98,17 @@ class FaceModel:
                                   yaw_ratio(points)))
         return faces
 
-    def embedding_from_photo(self, path: str | Path) -> np.ndarray:
-        """One member's embedding from an enrolment photograph: exactly one clear face."""
+    def embedding_from_photo(self, photo: str | Path | bytes, name: str = "") -> np.ndarray:
+        """One member's embedding from an enrolment photograph (a file, or its bytes): exactly
+        one clear face. The image is dropped when this returns."""
         import cv2
 
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if isinstance(photo, bytes):
+            path = name or "photo"
+            image = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
+        else:
+            path = photo
+            image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
         if image is None:
             raise PhotoError(f"{path}: not an image OpenCV can read (JPEG or PNG)")
         # Photos are often 2000+ pixels: 1024 with one upsampling finds faces down to ~40 px.

@@ -112,12 +112,40 @@ class UiServer:
                 return self.kiosk.speak(body)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
+        if name in ("faces/enrol", "faces/delete"):
+            return self._faces(name[6:], body)
         if name == "food-safety/clear":
             technician = _field(body, "technician", str)
             if not technician.strip():
                 raise BadRequest("'technician' names who checked the food")
             return {"ok": True, "cleared": c.call(lambda: c.clear_lockout(technician))}
         raise LookupError(name)
+
+    def _faces(self, action: str, body: Any) -> dict[str, Any]:
+        """`cabinet faces enroll|delete`: embeddings only (the CLI measured the photograph in its
+        own process; no image reaches the daemon)."""
+        from ..access.face_control import FaceUnsupported
+
+        face = self._controller.face
+        try:
+            if action == "enrol":
+                members = _field(body, "members", list)
+                result = self._controller.call(lambda: face.enrol(members), timeout=30)
+            else:
+                ids = _field(body, "member_ids", list)
+                if not all(isinstance(i, str) for i in ids):
+                    raise BadRequest("'member_ids' must be a list of member ids")
+                result = self._controller.call(lambda: face.delete(ids), timeout=30)
+        except FaceUnsupported as exc:
+            raise Conflict("face_off", f"face checkout is off on this cabinet: {exc}") from None
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        return {"ok": True, **result}
+
+    def faces(self) -> dict[str, Any]:
+        face = self._controller.face
+        return {**self._controller.snapshot.get("face", {}),
+                "enrolled": self._controller.call(face.vault.summary) if face.available else []}
 
     def _calibrate(self, body: Any) -> dict[str, Any]:
         from drivers.errors import DeviceError
@@ -309,6 +337,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, self.ui.planogram().encode(), "application/json; charset=utf-8")
         elif path == "/api/health":
             self._send(200, {"ok": True})
+        elif path == "/api/faces":
+            self._send(200, self.ui.faces())
         elif path in ("/", "/index.html"):
             self._send(200, (STATIC / "index.html").read_bytes(), "text/html")
         elif path == "/favicon.ico":

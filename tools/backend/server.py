@@ -197,6 +197,13 @@ class _Handler(BaseHTTPRequestHandler):
                 kind, query.get("cabinet_id", [None])[0],
                 _int_param(query, "after_seq", 0, 0, 2 ** 62),
                 _int_param(query, "limit", 1000, 1, 100000))}
+        match = re.fullmatch(r"cabinets/([A-Za-z0-9_.-]{1,64})/faces", rest)
+        if match and method == "POST":
+            body = self._body()
+            if not isinstance(body, dict):
+                raise Invalid("body must be an object")
+            return 201, b.enrol_face(match.group(1), body.get("member_id"), body.get("consent"),
+                                     body.get("photos"))
         match = re.fullmatch(r"cabinets/([A-Za-z0-9_.-]{1,64})/(commands|counts)", rest)
         if match and match.group(2) == "commands" and method == "POST":
             body = self._body()

@@ -70,6 +70,8 @@ def check_record(record: Any, cabinet_id: str) -> str | None:
 
 class Backend:
     def __init__(self, db: Database, *, signing_key=None, key_id: int = 0):
+        self._face_model = None      # loaded on the first enrolment photo
+        self._face_lock = threading.Lock()  # one photo at a time through dlib
         self.db = db
         self.signing_key, self.key_id = signing_key, key_id
         self._new_command = threading.Condition()
@@ -242,6 +244,40 @@ class Backend:
         with self._new_command:
             self._new_command.notify_all()
         return command
+
+    def enrol_face(self, cabinet_id: str, member_id: Any, consent: Any,
+                   photos: Any) -> dict[str, Any]:
+        """Photographs in, embeddings out, sent as an enroll_faces command. The photographs are
+        measured in memory and dropped: only the embeddings are kept (in the command)."""
+        import base64
+        import binascii
+
+        if consent is not True:
+            raise Invalid("consent must be true: a face is enrolled only with the member's consent")
+        if not isinstance(member_id, str) or not member_id:
+            raise Invalid("member_id must be the member's account id")
+        if not isinstance(photos, list) or not 1 <= len(photos) <= 5 or \
+                not all(isinstance(p, str) for p in photos):
+            raise Invalid("photos must be a list of 1 to 5 base64 JPEG or PNG images")
+        from cabinet.access.face_model import FaceModel, FaceUnavailable, PhotoError
+        vectors = []
+        try:
+            for i, photo in enumerate(photos):
+                try:
+                    data = base64.b64decode(photo, validate=True)
+                except (binascii.Error, ValueError):
+                    raise Invalid(f"photos[{i}] is not base64") from None
+                with self._face_lock:
+                    if self._face_model is None:
+                        self._face_model = FaceModel()
+                    vectors.append(self._face_model.embedding_from_photo(data, f"photos[{i}]"))
+        except FaceUnavailable as exc:
+            raise Invalid(f"this backend cannot measure faces: {exc}") from None
+        except PhotoError as exc:
+            raise Invalid(str(exc)) from None
+        member = {"member_id": member_id, "consent": True,
+                  "embeddings": [[round(float(x), 6) for x in v] for v in vectors]}
+        return self.issue_command(cabinet_id, "enroll_faces", {"members": [member]}, 86400)
 
     def command(self, command_id: str) -> dict[str, Any]:
         with self.db.transaction() as tx:
