@@ -32,12 +32,12 @@ class SelfTest:
     def names(self) -> list[str]:
         shelves = [f"shelf {s.id}" for s in self.c.config.shelves.shelf]
         return ["lock", "door switch", *shelves, "temperature sensor", "compressor relay",
-                "heater relay", "camera and QR decoding", "scanner", "backend", "clock",
-                "disk space", "database"]
+                "heater relay", "camera and QR decoding", "face checkout", "scanner", "backend",
+                "clock", "disk space", "database"]
 
     def run(self) -> Iterator[dict[str, Any]]:
         checks = [self._lock, self._door, self._shelves, self._thermometer, self._relays,
-                  self._camera, self._scanner, self._backend, self._clock, self._disk,
+                  self._camera, self._face, self._scanner, self._backend, self._clock, self._disk,
                   self._database]
         for check in checks:
             try:
@@ -185,6 +185,29 @@ class SelfTest:
         ok = usage.free > 500 << 20 and free > 0.05
         return Check("disk space", ok, f"{usage.free / 2**30:.1f} GiB free ({free:.0%})",
                      "" if ok else "free space on the SD card (old logs: journalctl --vacuum-size)")
+
+    def _face(self) -> Check:
+        face = self._state().get("face", {})
+        if not self.c.config.face.enabled:
+            return Check("face checkout", True, "off (face.enabled = false)")
+        if not face.get("available"):
+            return Check("face checkout", False, f"unavailable: {face.get('reason')}",
+                         "run tools/setup.sh (it installs the face extra), or set "
+                         "face.enabled = false to run with QR codes only")
+        key_alarm = [a for a in self._state()["alarms"] if a["kind"] == "face_key"]
+        if key_alarm:
+            return Check("face checkout", False, key_alarm[0]["detail"],
+                         f"restore {self.c.face.vault.key_path} from the cabinet's backup, or "
+                         "have the backend enrol the members again")
+        import face_recognition_models as models
+        missing = [p for p in (models.pose_predictor_five_point_model_location(),
+                               models.face_recognition_model_location()) if not Path(p).exists()]
+        if missing:
+            return Check("face checkout", False, f"model file missing: {missing[0]}",
+                         "reinstall the face extra: tools/setup.sh")
+        paused = face.get("paused") or {}
+        return Check("face checkout", True, f"{face.get('members', 0)} member(s) enrolled"
+                     + (f"; paused after failed attempts: {', '.join(paused)}" if paused else ""))
 
     def _database(self) -> Check:
         result = self.c.call(self.c.store.quick_check)

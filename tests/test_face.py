@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from cabinet.access.face import (FailedAttempts, Gallery, LivenessCheck, LivenessRules,
                                  check_embedding, EmbeddingError, yaw_ratio)
@@ -264,3 +265,21 @@ def test_a_head_turning_left_and_right_opens(enrolled):
     seen, _ = run_reader(frames, enrolled, 10.0, attempt_seconds=8.0)
     recognised = [e for e in seen if type(e).__name__ == "FaceRecognised"]
     assert recognised and recognised[0].member_id == "obama" and recognised[0].span >= 0.2
+
+
+_number = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32),
+                    st.integers(-3, 3), st.booleans(), st.text(max_size=3), st.none())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.lists(_number, min_size=120, max_size=130),
+                 st.lists(st.floats(-0.3, 0.3), min_size=128, max_size=128), _number))
+def test_check_embedding_accepts_only_descriptor_shaped_vectors(values):
+    try:
+        vector = check_embedding(values)
+    except EmbeddingError as exc:
+        assert str(exc).startswith("embedding ")
+        return
+    assert vector.dtype == np.float32 and vector.shape == (128,)
+    assert np.all(np.isfinite(vector)) and np.abs(vector).max() <= 1.0
+    assert 0.5 <= float(np.linalg.norm(vector.astype(np.float64))) <= 3.0 + 1e-6

@@ -44,6 +44,7 @@ def test_screen_rules():
     assert screen_for(state(products=[{"sku": "a", "available": False, "stock": 0}]))[
         "reason"] == "no_products"
     assert screen_for(state(), recovering=True)["reason"] == "recovering"
+    assert screen_for(state(face={"checking": True})) == {"name": "idle", "prompt": "turn_head"}
 
 
 def test_every_message_is_in_every_language():
@@ -83,7 +84,7 @@ def _fonts(page, selector: str) -> dict[str, int]:
     return {f["familyName"]: f["glyphCount"] for f in fonts}
 
 
-MAIN_MESSAGE = {"idle": "scan", "authorised": "open_door", "shopping": "take_items",
+MAIN_MESSAGE = {"idle": "scan", "turn_head": "turn_head", "authorised": "open_door", "shopping": "take_items",
                 "close_door": "close_door", "settling": "weighing", "receipt": "thanks",
                 "out_of_service": "out_of_service"}
 

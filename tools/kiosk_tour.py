@@ -33,7 +33,27 @@ door_open_alarm_seconds = 30.0
 receipt_seconds = 30.0
 [simulation]
 settle_seconds = 6.0
+[face]
+attempt_seconds = 60.0
 """
+FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
+
+
+def face_step(daemon: CabinetProcess) -> bool:
+    """Enrol a member from the shared photographs and hold one of their photographs to the
+    camera, so the idle screen asks for a head turn. False where face checkout is not installed."""
+    from cabinet.access.face_model import FaceModel, unavailable_reason
+
+    if unavailable_reason() is not None or not FACES.exists():
+        return False
+    model = FaceModel()
+    vectors = [model.embedding_from_photo(p) for p in sorted((FACES / "train" / "obama").iterdir())]
+    status, _ = daemon.post("/api/faces/enrol", {"members": [{
+        "member_id": "m-tour", "consent": True,
+        "embeddings": [[float(x) for x in v] for v in vectors]}]})
+    assert status == 200
+    daemon.post("/sim/camera", {"path": str(FACES / "test" / "obama1.jpg")})
+    return True
 
 
 def seed_ad(data_dir: Path) -> str:
@@ -90,6 +110,12 @@ def tour(daemon: CabinetProcess, page) -> Iterator[str]:
     screen_shown(page, "idle")
     page.wait_for_selector("#qr")
     yield "idle"
+    if face_step(daemon):
+        page.wait_for_selector('main [data-msg="turn_head"]', timeout=20000)
+        yield "turn_head"
+        from drivers.sim.camera import scene_png
+        daemon.post("/sim/camera", raw=scene_png(), content_type="image/png")  # the face goes away
+        page.wait_for_selector('main [data-msg="scan"]', timeout=20000)
     daemon.post("/sim/authorise", {"subject": "acct-tour"})
     screen_shown(page, "authorised")
     yield "authorised"

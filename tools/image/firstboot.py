@@ -204,8 +204,9 @@ def install_venv(opt: Path) -> None:
     venv = opt / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
                    check=True)
+    # With face checkout: the image is for Raspberry Pi OS 64-bit, where dlib-bin has wheels.
     subprocess.run([str(venv / "bin" / "pip"), "install", "--find-links", str(opt / "wheels"),
-                    "cabinet-controller"], check=True)
+                    "cabinet-controller[face]"], check=True)
 
 
 if __name__ == "__main__":
