@@ -82,12 +82,16 @@ class FaceReader:
     def _run(self) -> None:
         seen = None
         last = -1e9
-        while not self._halt.wait(0.02):
+        pause = 0.02
+        while not self._halt.wait(pause):
             gallery = self._gallery()
             if not len(gallery) or not self._idle():
+                # Nobody enrolled, or a session open: look again in a while, not every frame.
                 self._set_checking(False)
                 self._liveness.attempt = None
+                pause = 0.5
                 continue
+            pause = 0.02
             latest = self._latest()
             if latest is None or latest[0] == seen:
                 continue
