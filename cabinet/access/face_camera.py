@@ -139,6 +139,11 @@ class FaceReader:
                       match.reason, match.distance, match.runner_up, face.yaw)
         del frame, faces        # nothing of the picture outlives this call
         if verdict is not None:
+            # One presentation, one verdict: the same still scene is not analysed again until the
+            # picture moves (a photograph left in front of the camera costs one attempt, not one
+            # every few seconds, and no CPU after that).
+            self._face_in_view = False
+            self._busy_until = 0.0
             if verdict.outcome == "live":
                 self._emit(FaceRecognised(verdict.member_id, verdict.span, now))
             else:
