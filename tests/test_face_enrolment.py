@@ -164,6 +164,11 @@ def test_failed_attempts_pause_face_unlock_and_raise_an_alarm(tmp_path, factory,
     rig.step()
     assert rig.c.snapshot["session"] is None and rig.out.lock.locked
     assert rig.c.snapshot["last_refusal"]["reason"] == "face_paused"
+    assert rig.authorise(SHOPPER)            # a QR code still opens while face unlock is paused
+    rig.door(True)
+    rig.door(False)
+    rig.weigh()
+    assert rig.c.snapshot["session"] is None
     rig.clock.advance(15 * 60)
     rig.step()
     assert "face_attempts" not in {a["kind"] for a in rig.c.snapshot["alarms"]}
