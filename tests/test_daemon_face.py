@@ -8,16 +8,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
-import os
 import time
 
 import pytest
 
 from cabinet.cli import technician_main
-from tools.daemon_process import CabinetProcess
 
-from .conftest import RunningBackend, wait_for
-from .test_daemon_sync import _check_against_openapi
+from .conftest import wait_for
+from .test_daemon_sync import _check_against_openapi, start_synced
 from .test_face import FACES, frame_640x480, needs_model
 
 pytestmark = [pytest.mark.slow, needs_model]
@@ -44,18 +42,8 @@ def cli(*argv) -> tuple[int, str]:
 
 def test_enrol_at_the_backend_then_a_photo_is_refused_and_a_turning_head_opens(tmp_path):
     traffic = []
-    backend = RunningBackend(f"sqlite://{tmp_path}/backend.db",
-                             on_exchange=lambda req, rep: traffic.append((req, rep)))
-    token = tmp_path / "device-token"
-    token.write_text(backend.device_token)
-    os.chmod(token, 0o600)
-    config = tmp_path / "cabinet.toml"
-    config.write_text(f"[sync]\nbackend_url = '{backend.url}'\ndevice_token_file = '{token}'\n"
-                      "long_poll_seconds = 20\n[face]\nattempt_seconds = 3.0\n")
-    daemon = CabinetProcess("--config", str(config), data_dir=tmp_path / "data")
+    backend, daemon = start_synced(tmp_path, traffic, "[face]\nattempt_seconds = 3.0\n")
     try:
-        daemon.wait_ready()
-        wait_for(lambda: daemon.url, what="the daemon's URL")
         photos = [base64.b64encode(p.read_bytes()).decode()
                   for p in sorted((FACES / "train" / "obama").iterdir())]
         status, reply = backend.operator("POST", "cabinets/cabinet-0001/faces",

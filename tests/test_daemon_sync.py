@@ -21,8 +21,9 @@ def traffic():
     return []
 
 
-@pytest.fixture
-def synced(tmp_path, traffic):
+def start_synced(tmp_path, traffic, extra_config: str = ""):
+    """The reference backend on loopback (every exchange appended to `traffic`) and a simulated
+    cabinet syncing with it."""
     backend = RunningBackend(f"sqlite://{tmp_path}/backend.db",
                              on_exchange=lambda req, rep: traffic.append((req, rep)))
     token = tmp_path / "device-token"
@@ -30,10 +31,16 @@ def synced(tmp_path, traffic):
     os.chmod(token, 0o600)
     config = tmp_path / "cabinet.toml"
     config.write_text(f"[sync]\nbackend_url = '{backend.url}'\ndevice_token_file = '{token}'\n"
-                      "long_poll_seconds = 20\n")
+                      "long_poll_seconds = 20\n" + extra_config)
     daemon = CabinetProcess("--config", str(config), data_dir=tmp_path / "data")
     daemon.wait_ready()
     wait_for(lambda: daemon.url, what="the daemon's URL")
+    return backend, daemon
+
+
+@pytest.fixture
+def synced(tmp_path, traffic):
+    backend, daemon = start_synced(tmp_path, traffic)
     yield backend, daemon
     assert daemon.terminate() == 0, "\n".join(daemon.log_lines[-20:])  # the sync threads stop cleanly
     backend.close()

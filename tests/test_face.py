@@ -8,7 +8,6 @@ is not installed (CI installs it: tools/setup.sh test)."""
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from pathlib import Path
 

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from drivers.events import CodeScanned
 
+from .motion import MotionCheck
 from .qr_decode import decode
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class CameraCodeReader:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="camera codes", daemon=True)
         self._rescue_every = rescue_every
-        self._thumb = None
+        self._motion = MotionCheck(self.MOTION_LEVEL)
         self._busy_until = 0.0
         self._in_view: set[str] = set()
         self.frames_decoded = 0
@@ -51,14 +52,6 @@ class CameraCodeReader:
     STILL_PERIOD = 1.0     # seconds between decodes of a still scene
     BUSY_SECONDS = 4.0     # how long a movement keeps decoding at full rate
     MOTION_LEVEL = 6.0     # mean grey-level change of the thumbnail that counts as movement
-
-    def _moved(self, frame) -> bool:
-        import numpy as np
-        thumb = (frame[::8, ::8, 1] if frame.ndim == 3 else frame[::8, ::8]).astype(np.int16)
-        moved = (self._thumb is None or thumb.shape != self._thumb.shape
-                 or float(np.abs(thumb - self._thumb).mean()) > self.MOTION_LEVEL)
-        self._thumb = thumb
-        return moved
 
     def _run(self) -> None:
         seen = None
@@ -72,7 +65,7 @@ class CameraCodeReader:
                 continue
             seen, _, frame = latest
             now = self._clock()
-            moved = self._moved(frame)
+            moved = self._motion.moved(frame)
             if moved:
                 self._busy_until = now + self.BUSY_SECONDS
             wait = self._period if now < self._busy_until else self.STILL_PERIOD

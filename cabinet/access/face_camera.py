@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from ..events import FaceAttemptFailed, FaceChecking, FaceRecognised
 from .face import Gallery, LivenessCheck, LivenessRules
+from .motion import MotionCheck
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class FaceReader:
         self._clock = clock
         self._liveness = LivenessCheck(settings.rules)
         self._checking = False
-        self._thumb = None
+        self._motion = MotionCheck(self.MOTION_LEVEL)
         self._busy_until = 0.0
         self._face_in_view = False
         self._halt = threading.Event()
@@ -70,14 +71,6 @@ class FaceReader:
     def close(self) -> None:
         self._halt.set()
         self._thread.join(timeout=5)
-
-    def _moved(self, frame) -> bool:
-        import numpy as np
-        thumb = (frame[::8, ::8, 1] if frame.ndim == 3 else frame[::8, ::8]).astype(np.int16)
-        moved = (self._thumb is None or thumb.shape != self._thumb.shape
-                 or float(np.abs(thumb - self._thumb).mean()) > self.MOTION_LEVEL)
-        self._thumb = thumb
-        return moved
 
     def _run(self) -> None:
         seen = None
@@ -97,7 +90,7 @@ class FaceReader:
                 continue
             seen, _, frame = latest
             now = self._clock()
-            if self._moved(frame):
+            if self._motion.moved(frame):
                 self._busy_until = now + self.BUSY_SECONDS
             following = self._liveness.checking or self._face_in_view
             if now < self._busy_until or self._liveness.checking:
