@@ -24,6 +24,7 @@ not against a video on a phone: docs/face.md says so.
 from __future__ import annotations
 
 import math
+import re
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -31,10 +32,42 @@ import numpy as np
 
 DIMENSIONS = 128
 MAX_EMBEDDINGS_PER_MEMBER = 5
+MEMBER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}")
 
 
 class EmbeddingError(ValueError):
     """An embedding that is not 128 finite numbers of a descriptor's size."""
+
+
+class MemberError(ValueError):
+    """One member of an enrolment that cannot be enrolled; `member_id` when it has a usable one."""
+
+    def __init__(self, member_id: str | None, reason: str):
+        super().__init__(reason)
+        self.member_id = member_id
+
+
+def parse_member(raw) -> tuple[str, list[np.ndarray] | None]:
+    """One entry of an enrolment ({member_id, consent, embeddings}, from the backend or a
+    technician): the member id and checked embeddings, or None for the embeddings when consent
+    is false (the member is to be removed). MemberError says what is wrong."""
+    member_id = raw.get("member_id") if isinstance(raw, dict) else None
+    if not isinstance(member_id, str) or not MEMBER_ID.fullmatch(member_id):
+        raise MemberError(None, "member_id must be 1-100 letters, digits or . _ : @ -, starting "
+                                "with a letter or digit")
+    consent = raw.get("consent")
+    if consent is False:
+        return member_id, None
+    if consent is not True:
+        raise MemberError(member_id, "consent must be true to enrol a face")
+    vectors = raw.get("embeddings")
+    if not isinstance(vectors, list) or not 1 <= len(vectors) <= MAX_EMBEDDINGS_PER_MEMBER:
+        raise MemberError(member_id, f"embeddings must be a list of 1 to "
+                                     f"{MAX_EMBEDDINGS_PER_MEMBER} embeddings")
+    try:
+        return member_id, [check_embedding(v, f"embeddings[{j}]") for j, v in enumerate(vectors)]
+    except EmbeddingError as exc:
+        raise MemberError(member_id, str(exc)) from None
 
 
 def check_embedding(values, where: str = "embedding") -> np.ndarray:

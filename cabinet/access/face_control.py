@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..checkout import Authorisation, Refused
 from ..events import FaceAttemptFailed, FaceChecking, FaceRecognised
-from .face import EmbeddingError, FailedAttempts, Gallery, check_embedding
+from .face import FailedAttempts, Gallery, MemberError, parse_member
 from .face_model import unavailable_reason
-from .face_vault import MEMBER_ID, FaceVault, VaultError
+from .face_vault import FaceVault, VaultError
 
 if TYPE_CHECKING:
     from ..controller import Controller
@@ -79,29 +79,24 @@ class FaceAccess:
         if not isinstance(members, list) or not 1 <= len(members) <= MAX_MEMBERS_PER_COMMAND:
             raise ValueError(f"members must be a list of 1 to {MAX_MEMBERS_PER_COMMAND}")
         enrolled, removed, refused = [], [], []
-        for i, m in enumerate(members):
-            member_id = m.get("member_id") if isinstance(m, dict) else None
-            if not isinstance(member_id, str) or not MEMBER_ID.fullmatch(member_id):
-                refused.append({"index": i, "reason": "member_id must be 1-100 letters, digits or "
-                                                      ". _ : @ -"})
-                continue
-            if m.get("consent") is not True:
-                # No consent (or consent withdrawn): nothing is kept, and an earlier enrolment goes.
+        for i, raw in enumerate(members):
+            try:
+                member_id, vectors = parse_member(raw)
+            except MemberError as exc:
+                if exc.member_id is None or raw.get("consent") is True:
+                    refused.append({"member_id": exc.member_id, "index": i, "reason": str(exc)})
+                    continue
+                member_id, vectors = exc.member_id, None   # no valid consent: nothing kept
+            if vectors is None:
+                # Consent withdrawn (or never given): nothing is kept, an earlier enrolment goes.
                 if self.vault.delete([member_id])[0]:
                     removed.append(member_id)
                 else:
-                    refused.append({"member_id": member_id,
+                    refused.append({"member_id": member_id, "index": i,
                                     "reason": "consent must be true to enrol a face"})
                 continue
             try:
-                vectors = m.get("embeddings")
-                if not isinstance(vectors, list) or not 1 <= len(vectors) <= 5:
-                    raise EmbeddingError("embeddings must be a list of 1 to 5 embeddings")
-                checked = [check_embedding(v, f"embeddings[{j}]") for j, v in enumerate(vectors)]
-                self.vault.enrol(member_id, checked)
-            except (EmbeddingError, ValueError) as exc:
-                refused.append({"member_id": member_id, "reason": str(exc)})
-                continue
+                self.vault.enrol(member_id, vectors)
             except VaultError as exc:
                 self._key_alarm(str(exc))
                 raise

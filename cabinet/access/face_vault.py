@@ -15,7 +15,6 @@ no old copy of the row is left in cabinet.db or cabinet.db-wal (tests/test_face.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 from pathlib import Path
 
@@ -23,9 +22,8 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .face import DIMENSIONS, MAX_EMBEDDINGS_PER_MEMBER
+from .face import DIMENSIONS, MAX_EMBEDDINGS_PER_MEMBER, MEMBER_ID
 
-MEMBER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}")
 NONCE_BYTES = 12
 
 
