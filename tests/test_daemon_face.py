@@ -62,6 +62,14 @@ def test_enrol_at_the_backend_then_a_photo_is_refused_and_a_turning_head_opens(t
         assert status == 201 and len(command["args"]["members"][0]["embeddings"]) == 2
         wait_for(lambda: daemon.state()["face"]["members"] == 1, timeout=10,
                  what="the enrolment on the cabinet")
+        done = wait_for(lambda: (c := backend.operator("GET", f"commands/{command['command_id']}")
+                                 [1])["status"] != "issued" and c, timeout=10, what="the result")
+        assert done["status"] == "done" and done["result"]["enrolled"] == ["m-obama"]
+        import sqlite3
+        with sqlite3.connect(tmp_path / "backend.db") as db:
+            (args,) = db.execute("SELECT args FROM commands WHERE command_id = ?",
+                                 (command["command_id"],)).fetchone()
+        assert '"embeddings": 2' in args, "delivered: the backend keeps no embeddings"
         wait_for(lambda: all(s["stable"] for s in daemon.state()["shelves"]), timeout=15,
                  what="shelves stable")
         key = tmp_path / "data" / "sim" / "face.key"

@@ -192,6 +192,16 @@ class Backend:
                        (str(body.get("status")), str(body.get("detail", "")),
                         json.dumps(body.get("result", {})), record["created_at"],
                         body["command_id"], cabinet_id))
+            row = tx.one("SELECT args FROM commands WHERE command_id = ? AND cabinet_id = ? "
+                         "AND type = 'enroll_faces'", (body["command_id"], cabinet_id))
+            if row is not None:
+                # Delivered: the backend keeps no copy of the embeddings it passed on.
+                args = json.loads(row[0])
+                for member in args.get("members", []):
+                    if isinstance(member, dict) and isinstance(member.get("embeddings"), list):
+                        member["embeddings"] = len(member["embeddings"])
+                tx.execute("UPDATE commands SET args = ? WHERE command_id = ? AND cabinet_id = ?",
+                           (json.dumps(args), body["command_id"], cabinet_id))
 
     def pending_commands(self, cabinet_id: str, after: int) -> list[dict[str, Any]]:
         with self.db.transaction() as tx:
