@@ -194,6 +194,10 @@ class SelfTest:
             return Check("face checkout", False, f"unavailable: {face.get('reason')}",
                          "run tools/setup.sh (it installs the face extra), or set "
                          "face.enabled = false to run with QR codes only")
+        model_fault = self._state()["faults"].get("face_model")
+        if model_fault:
+            return Check("face checkout", False, model_fault["detail"],
+                         "reinstall the face extra (tools/setup.sh); the SD card may be failing")
         key_alarm = [a for a in self._state()["alarms"] if a["kind"] == "face_key"]
         if key_alarm:
             return Check("face checkout", False, key_alarm[0]["detail"],

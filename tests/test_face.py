@@ -202,7 +202,7 @@ class FrameSource:
         return i, 0.0, self.frames[i % len(self.frames)]
 
 
-def run_reader(frames, enrolled, seconds, *, attempt_seconds=3.0):
+def run_reader(frames, enrolled, seconds, *, attempt_seconds=3.0, model_factory=None):
     from cabinet.access.face_camera import FaceReader, FaceSettings
     from cabinet.access.face_model import FaceModel
 
@@ -211,7 +211,7 @@ def run_reader(frames, enrolled, seconds, *, attempt_seconds=3.0):
                         gallery=lambda: Gallery(enrolled), emit=events.put,
                         settings=FaceSettings(frames_per_second=10, rules=LivenessRules(
                             turn_span=0.2, attempt_seconds=attempt_seconds)),
-                        model_factory=FaceModel)
+                        model_factory=model_factory or FaceModel)
     reader.start()
     deadline = time.monotonic() + seconds
     seen = []
@@ -304,3 +304,18 @@ def test_check_embedding_accepts_only_descriptor_shaped_vectors(values):
     assert vector.dtype == np.float32 and vector.shape == (128,)
     assert np.all(np.isfinite(vector)) and np.abs(vector).max() <= 1.0
     assert 0.5 <= float(np.linalg.norm(vector.astype(np.float64))) <= 3.0 + 1e-6
+
+
+def test_a_model_that_does_not_load_is_one_device_fault_not_a_crash():
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise RuntimeError("Error deserializing object of type short (truncated model file)")
+    frames = [np.full((480, 640, 3), v, np.uint8) for v in (0, 120, 240)]   # a moving picture
+    seen, reader = run_reader(frames, {"m": [np.full(128, 0.1, np.float32)]}, 1.5,
+                              model_factory=broken)
+    faults = [e for e in seen if type(e).__name__ == "DeviceFaulted"]
+    assert len(faults) == 1 and faults[0].device == "face_model"
+    assert "truncated model file" in faults[0].detail
+    assert len(calls) == 1 and reader.frames_analysed == 0    # not retried every frame

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..events import FaceAttemptFailed, FaceChecking, FaceRecognised
+from ..events import DeviceFaulted, DeviceRecovered, FaceAttemptFailed, FaceChecking, FaceRecognised
 from .face import Gallery, LivenessCheck, LivenessRules
 from .motion import MotionCheck
 
@@ -54,6 +54,8 @@ class FaceReader:
         self.settings = settings
         self._model_factory = model_factory
         self._model = None
+        self._model_retry_at = 0.0
+        self._model_faulted = False
         self._clock = clock
         self._liveness = LivenessCheck(settings.rules)
         self._checking = False
@@ -108,11 +110,27 @@ class FaceReader:
                 log.exception("face analysis failed on a frame")
                 self._halt.wait(1.0)
 
+    MODEL_RETRY_SECONDS = 60.0
+
     def _analyse(self, frame, gallery: Gallery, now: float) -> None:
         if self._model is None:
+            if now < self._model_retry_at:
+                return
             started = time.perf_counter()
-            self._model = self._model_factory()
+            try:
+                self._model = self._model_factory()
+            except Exception as exc:  # a damaged model file: say so once, try again later
+                self._model_retry_at = now + self.MODEL_RETRY_SECONDS
+                if not self._model_faulted:
+                    self._model_faulted = True
+                    log.error("face model did not load: %s", exc)
+                    self._emit(DeviceFaulted("face_model", f"the face model did not load: "
+                                                           f"{exc}"[:300], now))
+                return
             log.info("face model loaded in %.1f s", time.perf_counter() - started)
+            if self._model_faulted:
+                self._model_faulted = False
+                self._emit(DeviceRecovered("face_model", now))
         s = self.settings
         t0 = time.perf_counter()
         faces = self._model.analyse(frame, detect_width=s.detect_width,
