@@ -203,9 +203,8 @@ class SelfTest:
             return Check("face checkout", False, key_alarm[0]["detail"],
                          f"restore {self.c.face.vault.key_path} from the cabinet's backup, or "
                          "have the backend enrol the members again")
-        import face_recognition_models as models
-        missing = [p for p in (models.pose_predictor_five_point_model_location(),
-                               models.face_recognition_model_location()) if not Path(p).exists()]
+        from .access.face_model import model_files
+        missing = [p for p in model_files() if not Path(p).exists()]
         if missing:
             return Check("face checkout", False, f"model file missing: {missing[0]}",
                          "reinstall the face extra: tools/setup.sh")

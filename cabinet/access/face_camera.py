@@ -65,7 +65,6 @@ class FaceReader:
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name="camera faces", daemon=True)
         self.frames_analysed = 0
-        self.last_timing: dict[str, float] = {}
 
     def start(self) -> None:
         self._thread.start()
@@ -94,10 +93,9 @@ class FaceReader:
             now = self._clock()
             if self._motion.moved(frame):
                 self._busy_until = now + self.BUSY_SECONDS
-            following = self._liveness.checking or self._face_in_view
             if now < self._busy_until or self._liveness.checking:
                 period = 1.0 / self.settings.frames_per_second
-            elif following:
+            elif self._face_in_view:
                 period = self.STILL_PERIOD
             else:
                 continue       # still and empty: nothing to look at until something moves
@@ -132,10 +130,8 @@ class FaceReader:
                 self._model_faulted = False
                 self._emit(DeviceRecovered("face_model", now))
         s = self.settings
-        t0 = time.perf_counter()
         faces = self._model.analyse(frame, detect_width=s.detect_width,
                                     min_width=s.min_face_pixels)
-        t1 = time.perf_counter()
         self.frames_analysed += 1
         self._face_in_view = bool(faces)
         if not faces:
@@ -144,8 +140,6 @@ class FaceReader:
             face = faces[0]
             match = gallery.identify(face.embedding, tolerance=s.tolerance, margin=s.margin)
             verdict = self._liveness.observe(now, match.member_id, face.yaw)
-            self.last_timing = {"analyse_ms": (t1 - t0) * 1000,
-                                "search_ms": (time.perf_counter() - t1) * 1000}
             log.debug("face: %s at %.3f (runner-up %.3f), yaw %.3f", match.member_id or
                       match.reason, match.distance, match.runner_up, face.yaw)
         del frame, faces        # nothing of the picture outlives this call

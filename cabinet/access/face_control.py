@@ -41,6 +41,7 @@ class FaceAccess:
         f = controller.config.face
         self.reason = "face.enabled is false" if not f.enabled else unavailable_reason()
         self.vault = FaceVault(controller.store, key_path)
+        self._members: dict[str, list] = {}
         self.gallery = Gallery()
         self.checking = False
         self.attempts = FailedAttempts(f.max_failures, f.failure_window_minutes * 60,
@@ -56,12 +57,15 @@ class FaceAccess:
         return self.reason is None
 
     def _reload(self) -> None:
+        """At start: the sealed members, opened once; later changes update `_members` in memory
+        rather than decrypting everyone again."""
         try:
-            self.gallery = Gallery(self.vault.members())
+            self._members = self.vault.members()
             self.c.clear_alarm("face_key")
         except VaultError as exc:
-            self.gallery = Gallery()
+            self._members = {}
             self._key_alarm(str(exc))
+        self.gallery = Gallery(self._members)
 
     def _key_alarm(self, detail: str) -> None:
         # A different key problem than the one raised before (a restart after a fix that went
@@ -78,7 +82,8 @@ class FaceAccess:
             raise FaceUnsupported(self.reason)
         if not isinstance(members, list) or not 1 <= len(members) <= MAX_MEMBERS_PER_COMMAND:
             raise ValueError(f"members must be a list of 1 to {MAX_MEMBERS_PER_COMMAND}")
-        enrolled, removed, refused = [], [], []
+        to_save: dict[str, list] = {}
+        to_remove, refused = [], []
         for i, raw in enumerate(members):
             try:
                 member_id, vectors = parse_member(raw)
@@ -87,24 +92,22 @@ class FaceAccess:
                     refused.append({"member_id": exc.member_id, "index": i, "reason": str(exc)})
                     continue
                 member_id, vectors = exc.member_id, None   # no valid consent: nothing kept
-            if vectors is None:
+            if vectors is not None:
+                to_save[member_id] = vectors
+            else:
                 # Consent withdrawn (or never given): nothing is kept, an earlier enrolment goes.
-                if self.vault.delete([member_id])[0]:
-                    removed.append(member_id)
-                else:
-                    refused.append({"member_id": member_id, "index": i,
-                                    "reason": "consent must be true to enrol a face"})
-                continue
+                to_remove.append((i, member_id))
+        if to_save:
             try:
-                self.vault.enrol(member_id, vectors)
+                self.vault.save(to_save)
             except VaultError as exc:
                 self._key_alarm(str(exc))
                 raise
-            enrolled.append(member_id)
-        if enrolled or removed:
-            self._reload()
-        if removed:
-            self._wipe_later()
+        removed = self.vault.delete([m for _, m in to_remove]) if to_remove else []
+        refused += [{"member_id": m, "index": i, "reason": "consent must be true to enrol a face"}
+                    for i, m in to_remove if m not in removed]
+        enrolled = list(to_save)
+        self._changed(to_save, removed)
         log.info("faces: %d enrolled, %d removed, %d refused", len(enrolled), len(removed),
                  len(refused))
         return {"enrolled": enrolled, "removed": removed, "refused": refused,
@@ -113,13 +116,22 @@ class FaceAccess:
     def delete(self, member_ids: list[str]) -> dict[str, Any]:
         if not self.available:
             raise FaceUnsupported(self.reason)
-        deleted, wiped = self.vault.delete(member_ids)
-        self._reload()
-        if not wiped:
-            self._wipe_later()
+        deleted = self.vault.delete(member_ids)
+        self._changed({}, deleted)
         log.info("faces: %d deleted (%d asked)", len(deleted), len(member_ids))
         return {"deleted": deleted, "absent": [m for m in member_ids if m not in deleted],
                 "members": len(self.gallery)}
+
+    def _changed(self, saved: dict[str, list], removed: list[str]) -> None:
+        """A new gallery for the camera, and the WAL wiped of the old rows."""
+        if not saved and not removed:
+            return
+        for member_id in removed:
+            self._members.pop(member_id, None)
+        self._members.update(saved)
+        self.gallery = Gallery(self._members)
+        if not self.c.store.checkpoint():
+            self._wipe_later()
 
     def _wipe_later(self) -> None:
         """The uploader's reads can keep the WAL from being truncated: try until it is."""

@@ -44,6 +44,13 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def model_files() -> tuple[str, str]:
+    """The two model files used: the 5-point landmarks and the ResNet descriptor."""
+    import face_recognition_models as models
+    return (models.pose_predictor_five_point_model_location(),
+            models.face_recognition_model_location())
+
+
 @dataclass(frozen=True)
 class SeenFace:
     box: tuple[int, int, int, int]      # left, top, right, bottom in the frame's pixels
@@ -61,12 +68,12 @@ class FaceModel:
         if reason is not None:
             raise FaceUnavailable(reason)
         import dlib
-        import face_recognition_models as models
 
+        landmarks, descriptor = model_files()
         self._dlib = dlib
         self._detector = dlib.get_frontal_face_detector()
-        self._landmarks = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
-        self._descriptor = dlib.face_recognition_model_v1(models.face_recognition_model_location())
+        self._landmarks = dlib.shape_predictor(landmarks)
+        self._descriptor = dlib.face_recognition_model_v1(descriptor)
 
     def analyse(self, frame: np.ndarray, *, detect_width: int = 640, upsample: int = 0,
                 min_width: int = 0, largest_only: bool = True) -> list[SeenFace]:

@@ -22,7 +22,7 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .face import DIMENSIONS, MAX_EMBEDDINGS_PER_MEMBER, MEMBER_ID
+from .face import DIMENSIONS
 
 NONCE_BYTES = 12
 
@@ -72,37 +72,36 @@ class FaceVault:
         key = load_key(self.key_path, create=create)
         return None if key is None else AESGCM(key)
 
-    def enrol(self, member_id: str, embeddings: list[np.ndarray]) -> None:
-        """Store (or replace) a member's embeddings: 1 to 5 checked 128-float vectors."""
-        if not MEMBER_ID.fullmatch(member_id):
-            raise ValueError("a member id is 1-100 letters, digits or . _ : @ -, starting with a "
-                             "letter or digit")
-        if not 1 <= len(embeddings) <= MAX_EMBEDDINGS_PER_MEMBER:
-            raise ValueError(f"1 to {MAX_EMBEDDINGS_PER_MEMBER} embeddings per member")
-        plain = np.vstack([np.asarray(e, dtype="<f4").reshape(DIMENSIONS)
-                           for e in embeddings]).tobytes()
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = nonce + self._cipher(create=True).encrypt(nonce, plain, member_id.encode())
+    def save(self, members: dict[str, list[np.ndarray]]) -> None:
+        """Store (or replace) members' checked embeddings (face.parse_member), in one
+        transaction. The old version of a replaced row stays in the WAL until the caller
+        checkpoints (FaceAccess does, after every change)."""
         from ..store import utc_now
-        with self.store.transaction() as db:
-            db.execute("INSERT INTO face_members (member_id, sealed, embeddings, enrolled_at) "
-                       "VALUES (?, ?, ?, ?) ON CONFLICT (member_id) DO UPDATE SET "
-                       "sealed = excluded.sealed, embeddings = excluded.embeddings, "
-                       "enrolled_at = excluded.enrolled_at",
-                       (member_id, sealed, len(embeddings), utc_now()))
-        # Replacing a row leaves the old version in the WAL until a checkpoint: wipe it too.
-        self.store.checkpoint()
 
-    def delete(self, member_ids: list[str]) -> tuple[list[str], bool]:
-        """Delete members; returns those that were enrolled, and whether the WAL was wiped
-        (False when a reader held it: the caller tries again later)."""
+        cipher = self._cipher(create=True)
+        rows = []
+        for member_id, embeddings in members.items():
+            plain = np.vstack([np.asarray(e, dtype="<f4").reshape(DIMENSIONS)
+                               for e in embeddings]).tobytes()
+            nonce = secrets.token_bytes(NONCE_BYTES)
+            rows.append((member_id, nonce + cipher.encrypt(nonce, plain, member_id.encode()),
+                         len(embeddings), utc_now()))
+        with self.store.transaction() as db:
+            db.executemany("INSERT INTO face_members (member_id, sealed, embeddings, enrolled_at) "
+                           "VALUES (?, ?, ?, ?) ON CONFLICT (member_id) DO UPDATE SET "
+                           "sealed = excluded.sealed, embeddings = excluded.embeddings, "
+                           "enrolled_at = excluded.enrolled_at", rows)
+
+    def delete(self, member_ids: list[str]) -> list[str]:
+        """Delete members (zeroed in the file by secure_delete; the caller checkpoints); returns
+        those that were enrolled."""
         deleted = []
         with self.store.transaction() as db:
             for member_id in member_ids:
                 if db.execute("DELETE FROM face_members WHERE member_id = ?",
                               (member_id,)).rowcount:
                     deleted.append(member_id)
-        return deleted, self.store.checkpoint()
+        return deleted
 
     def members(self) -> dict[str, list[np.ndarray]]:
         """Every member's embeddings, opened; VaultError when the key is gone or wrong."""
