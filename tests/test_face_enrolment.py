@@ -129,6 +129,23 @@ def test_a_lost_or_wrong_key_turns_face_off_with_an_alarm_and_qr_still_works(tmp
 
 
 @needs_model
+def test_members_enrolled_again_after_a_lost_key_work_beside_the_unreadable_rest(
+        tmp_path, factory, embeddings):
+    rig = make_rig(tmp_path, factory)
+    enrol(rig, member("m-kit", embeddings["kit_harington"]), member("m-rose", embeddings["rose_leslie"]))
+    (tmp_path / "face.key").unlink()           # lost with a replaced SD card's /etc, say
+    rig.crash()
+    enrol(rig, member("m-kit", embeddings["kit_harington"]))   # the backend enrols again
+    rig.crash()
+    assert rig.c.face.gallery.member_ids == ["m-kit"]
+    detail = {a["kind"]: a["detail"] for a in rig.c.snapshot["alarms"]}["face_key"]
+    assert "does not open 1 of the 2" in detail
+    enrol(rig, {"member_id": "m-rose", "consent": False})    # or deleted: the alarm then clears
+    rig.crash()
+    assert "face_key" not in {a["kind"] for a in rig.c.snapshot["alarms"]}
+
+
+@needs_model
 def test_a_live_member_opens_a_session_charged_to_them(tmp_path, factory, embeddings):
     rig = make_rig(tmp_path, factory)
     enrol(rig, member("m-obama", embeddings["obama"]))

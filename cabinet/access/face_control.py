@@ -60,11 +60,13 @@ class FaceAccess:
         """At start: the sealed members, opened once; later changes update `_members` in memory
         rather than decrypting everyone again."""
         try:
-            self._members = self.vault.members()
-            self.c.clear_alarm("face_key")
+            self._members, problem = self.vault.members()
         except VaultError as exc:
-            self._members = {}
-            self._key_alarm(str(exc))
+            self._members, problem = {}, str(exc)
+        if problem is None:
+            self.c.clear_alarm("face_key")
+        else:
+            self._key_alarm(problem)
         self.gallery = Gallery(self._members)
 
     def _key_alarm(self, detail: str) -> None:

@@ -103,27 +103,32 @@ class FaceVault:
                     deleted.append(member_id)
         return deleted
 
-    def members(self) -> dict[str, list[np.ndarray]]:
-        """Every member's embeddings, opened; VaultError when the key is gone or wrong."""
+    def members(self) -> tuple[dict[str, list[np.ndarray]], str | None]:
+        """Every member's embeddings that the key opens, and what is wrong with the rest (None
+        when nothing is). Rows sealed under a lost key stay unreadable, but members enrolled
+        again since (under the new key) still work. VaultError for a key file that is unusable."""
         with self.store.transaction() as db:
             rows = db.execute("SELECT member_id, sealed FROM face_members").fetchall()
         if not rows:
-            return {}
+            return {}, None
         cipher = self._cipher(create=False)
         if cipher is None:
-            raise VaultError(f"{self.key_path}: the face key is missing, so the {len(rows)} "
-                             "enrolled members cannot be read; re-enrol them or restore the key")
-        out = {}
+            return {}, (f"{self.key_path}: the face key is missing, so the {len(rows)} enrolled "
+                        "members cannot be read; re-enrol them or restore the key")
+        out, unreadable = {}, 0
         for member_id, sealed in rows:
             try:
                 plain = cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:],
                                        member_id.encode())
             except InvalidTag:
-                raise VaultError(f"{self.key_path}: this key does not open the enrolled members' "
-                                 "data (a different cabinet's key?); re-enrol them or restore the "
-                                 "key") from None
+                unreadable += 1
+                continue
             out[member_id] = list(np.frombuffer(plain, dtype="<f4").reshape(-1, DIMENSIONS))
-        return out
+        if unreadable:
+            return out, (f"{self.key_path}: this key does not open {unreadable} of the "
+                         f"{len(rows)} enrolled members' data (sealed under a key since lost or "
+                         "replaced?); re-enrol them or restore the key")
+        return out, None
 
     def summary(self) -> list[dict]:
         """Who is enrolled, for technicians: ids, counts and dates, never the embeddings."""
