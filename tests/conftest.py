@@ -9,7 +9,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+TEST_DATA = REPO / "tests" / "data"   # the photographs: origin and licence in its README
 
 
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02, what: str = "condition"):

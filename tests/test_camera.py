@@ -1,4 +1,4 @@
-"""The camera grab thread on the image-file capture, with real photographs from shared/data."""
+"""The camera grab thread on the image-file capture, with real photographs from tests/data."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from drivers.camera import CameraReader
 from drivers.events import DeviceFaulted, DeviceRecovered
 from drivers.sim.camera import SimulatedCamera, decode_image
 
-from .conftest import SHARED_DATA, wait_for
+from .conftest import TEST_DATA, wait_for
 
-QR_PHOTO = SHARED_DATA / "qr" / "zxing-qrcode-1" / "1.png"
-FACE_PHOTO = SHARED_DATA / "faces" / "train" / "obama" / "obama.jpg"
+QR_PHOTO = TEST_DATA / "qr" / "zxing-qrcode-1" / "1.png"
+FACE_PHOTO = TEST_DATA / "faces" / "train" / "obama" / "obama.jpg"
 
 
 def test_latest_frame_is_the_newest_scene(recorder):

@@ -8,7 +8,7 @@ import pytest
 
 from tools.daemon_process import CabinetProcess
 
-from .conftest import SHARED_DATA, wait_for
+from .conftest import TEST_DATA, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +97,7 @@ def test_scanner_line_reaches_the_controller(daemon):
 
 
 def test_camera_ambient_and_thermometer_controls(daemon):
-    photo = SHARED_DATA / "qr" / "zxing-qrcode-1" / "1.png"
+    photo = TEST_DATA / "qr" / "zxing-qrcode-1" / "1.png"
     assert daemon.post("/sim/camera", raw=photo.read_bytes(), content_type="image/png")[0] == 200
     assert daemon.post("/sim/camera", {"path": str(photo)})[0] == 200
     assert daemon.post("/sim/ambient", {"celsius": -20})[0] == 200

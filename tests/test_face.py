@@ -1,8 +1,8 @@
-"""Face checkout: identification on the shared photographs (train enrols, test and misc probe),
+"""Face checkout: identification on the face_recognition photographs (train enrols, test and misc probe),
 liveness against a still photograph, the rate limit, and the sealed, deletable enrolments.
 
 Real parts: dlib's models through cabinet.access.face_model, the photographs in
-../shared/data/faces, a real SQLite file read back byte by byte. Skipped only where the face extra
+tests/data/faces, a real SQLite file read back byte by byte. Skipped only where the face extra
 is not installed (CI installs it: tools/setup.sh test)."""
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from cabinet.access.face import (FailedAttempts, Gallery, LivenessCheck, Livenes
                                  check_embedding, EmbeddingError, yaw_ratio)
 from cabinet.access.face_model import unavailable_reason
 
-REPO = Path(__file__).resolve().parents[1]
-FACES = REPO.parent / "shared" / "data" / "faces"
+from .conftest import TEST_DATA
+
+FACES = TEST_DATA / "faces"
 needs_model = pytest.mark.skipif(unavailable_reason() is not None,
                                  reason=f"face extra not installed: {unavailable_reason()}")
 

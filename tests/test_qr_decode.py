@@ -12,9 +12,9 @@ from cabinet.access.codes import mint
 from cabinet.access.qr_decode import decode
 from cabinet.access.qr_render import qr_image, qr_version
 
-from .conftest import SHARED_DATA
+from .conftest import TEST_DATA
 
-SET1 = SHARED_DATA / "qr" / "zxing-qrcode-1"
+SET1 = TEST_DATA / "qr" / "zxing-qrcode-1"
 
 
 def test_reads_a_real_photograph():
@@ -24,7 +24,7 @@ def test_reads_a_real_photograph():
 
 def test_rescue_stages_read_what_zxing_alone_misses():
     # Set 2 photograph 12 is an artistic code without a quiet zone: the median stage reads it.
-    folder = SHARED_DATA / "qr" / "zxing-qrcode-2"
+    folder = TEST_DATA / "qr" / "zxing-qrcode-2"
     image = cv2.imread(str(folder / "12.png"))
     want = (folder / "12.txt").read_text().strip()
     assert decode(image, rescue=False) == []
@@ -58,7 +58,7 @@ def test_at_least_172_of_the_179_zxing_photographs():
 
 
 def test_the_closed_curved_stage_reads_a_glare_speckled_bent_code():
-    path = SHARED_DATA / "qr" / "zxing-qrcode-4" / "06.png"
+    path = TEST_DATA / "qr" / "zxing-qrcode-4" / "06.png"
     from tools.bench.qr_decoding import load, normalise
 
     want = normalise((path.with_suffix(".txt")).read_text(encoding="utf-8", errors="replace"))

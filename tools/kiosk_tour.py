@@ -36,11 +36,11 @@ settle_seconds = 6.0
 [face]
 attempt_seconds = 60.0
 """
-FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
+FACES = Path(__file__).resolve().parents[1] / "tests" / "data" / "faces"
 
 
 def face_step(daemon: CabinetProcess) -> bool:
-    """Enrol a member from the shared photographs and hold one of their photographs to the
+    """Enrol a member from the test photographs and hold one of their photographs to the
     camera, so the idle screen asks for a head turn. False where face checkout is not installed."""
     from cabinet.access.face_model import FaceModel, unavailable_reason
 

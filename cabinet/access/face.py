@@ -3,7 +3,7 @@ head (a turn across frames), and how many failed attempts a member may make.
 
 Nothing here sees a camera or a model: an embedding is 128 floats (dlib's ResNet descriptor, the
 one face_recognition uses), a frame is reduced to (time, embedding, yaw). The thresholds come from
-the config; the defaults were chosen on ../shared/data/faces (docs/face.md has the figures):
+the config; the defaults were chosen on tests/data/faces (docs/face.md has the figures):
 the same person at 0.25-0.44, anyone else at 0.70 or more.
 
 Search is one matrix-vector product over float32 with the squared norms precomputed,

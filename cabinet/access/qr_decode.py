@@ -1,7 +1,7 @@
 """QR codes in camera frames: zxing-cpp first, then a few cheap rescues, cheapest first.
 
 Most frames decode on the first try (zxing-cpp with its default local-average binariser). The
-rescues were chosen on the ZXing test photographs in shared/data/qr sets 1-4 (sets 5-6 are held out
+rescues were chosen on the ZXing test photographs in tests/data/qr sets 1-4 (sets 5-6 are held out
 and only measured), each kept because it reads photographs the earlier stages miss:
 
 1. zxing-cpp, global-histogram binariser (uneven lighting, low contrast)

@@ -2,14 +2,14 @@
 
 1. Memory: resident set of a process after loading the models (ours: HOG + 5-point + ResNet;
    face_recognition: its import loads all four), over a baseline that imported numpy and OpenCV.
-2. Per 640x480 frame (the shared photographs letterboxed as the camera delivers them): HOG
+2. Per 640x480 frame (the test photographs letterboxed as the camera delivers them): HOG
    detection, landmarks + 128-d descriptor, 1:N search over 100 000 members, and the total from
    frame to decision; face_recognition's face_locations + face_encodings on the same frames.
    The two must give the same embedding (same models, same method): the largest difference is
    printed.
 3. 1:N search per query over 10 000 and 100 000 members: ours (float32, norms precomputed,
    argpartition) against face_recognition.face_distance (float64 norm of the difference).
-4. Accuracy on ../shared/data/faces (train enrols, test and misc probe): true accepts and false
+4. Accuracy on tests/data/faces (train enrols, test and misc probe): true accepts and false
    accepts with everyone enrolled and with the probe's person left out, for a few tolerances.
 
     .venv/bin/python tools/bench/face.py
@@ -143,7 +143,7 @@ def search(real: list[np.ndarray]) -> Gallery:
 
 
 def accuracy(model: FaceModel) -> list[np.ndarray]:
-    print("\n== accuracy on ../shared/data/faces (train enrols; test + misc probe) ==")
+    print("\n== accuracy on tests/data/faces (train enrols; test + misc probe) ==")
     enrolled = {p.name: [model.embedding_from_photo(f) for f in sorted(p.iterdir())]
                 for p in sorted((FACES / "train").iterdir())}
     faces = []   # (people in the photo, embedding)

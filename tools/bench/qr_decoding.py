@@ -1,6 +1,6 @@
 """QR decoding on the ZXing test photographs: our pipeline against its peers, side by side.
 
-For each set in ../shared/data/qr (sets 1-4 were used to choose the pipeline's rescues; sets 5-6 are
+For each set in tests/data/qr (sets 1-4 were used to choose the pipeline's rescues; sets 5-6 are
 held out and only measured): how many photographs each decoder reads correctly at 0°, and its
 median milliseconds per photograph. Texts are compared after normalising line ends and trailing
 spaces. pyzbar needs the zbar library (Debian: libzbar0); without it its column is skipped.
@@ -20,7 +20,7 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from cabinet.access.qr_decode import decode, _zxing  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "qr"
+DATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "qr"
 
 
 def normalise(text: str) -> str:
