@@ -114,6 +114,8 @@ class Checkout:
             raise Refused("no_planogram", "no planogram loaded: nothing can be sold")
         if door_open is not False:
             raise Refused("door_open", "the door is not known to be closed")
+        if "gpio" in faulted:
+            raise Refused("gpio_fault", "the GPIO lines cannot be driven: the lock cannot open")
         shelf_faults = sorted(d for d in faulted if d.startswith("shelf:"))
         if shelf_faults:
             raise Refused("shelf_fault", f"{', '.join(shelf_faults)} in fault: the cabinet "

@@ -43,23 +43,37 @@ class Hardware:
     shelves: ShelfReader | None = None
     lock_feedback: LockFeedback | None = None
     sim: Any = None  # drivers.sim.world.SimulatedCabinet when simulating
+    gpio_fault: str | None = None  # why the GPIO lines cannot be driven (pins are stand-ins)
 
     def start(self) -> None:
         for reader in self.readers:
             reader.start()
+        if self.gpio_fault is not None:
+            return  # stand-in pins: the door's state is unknown, not "closed"
         self.door.announce()
         if self.lock_feedback is not None:
             self.lock_feedback.announce()
 
 
-def _pin_factory(config: Config, simulate: bool):
+def _pin_factory(config: Config, simulate: bool) -> tuple[Any, str | None]:
+    """The pin factory, and why the real one is unusable (None when it is fine)."""
+    from gpiozero.pins.mock import MockFactory
+
     if simulate or config.gpio.pin_factory == "mock":
-        from gpiozero.pins.mock import MockFactory
-        return MockFactory()
+        return MockFactory(), None
     # Chosen explicitly: gpiozero's fallback chain could silently pick a factory that cannot
     # drive the pins, and an unlocked door must never be the result of a guess.
-    from gpiozero.pins.lgpio import LGPIOFactory
-    return LGPIOFactory(chip=config.gpio.chip)
+    try:
+        from gpiozero.pins.lgpio import LGPIOFactory
+        return LGPIOFactory(chip=config.gpio.chip), None
+    except Exception as exc:  # ImportError (no lgpio), lgpio.error (no chip), OSError
+        # No GPIO: nothing can energise the lock relay, so the door stays locked (the pin is an
+        # input, pulled so the relay is off, as at power-up). Everything else keeps running:
+        # stand-in pins let the daemon start, sync its queue and answer the technician.
+        return MockFactory(), (
+            f"GPIO unusable ({type(exc).__name__}: {exc}): the lock stays locked and no session "
+            f"can open; check that python3-lgpio is installed and /dev/gpiochip{config.gpio.chip}"
+            " exists")
 
 
 def build_hardware(config: Config, emit: Callable[[object], None], *, simulate: bool,
@@ -67,8 +81,10 @@ def build_hardware(config: Config, emit: Callable[[object], None], *, simulate: 
                    stock: list[tuple[int, str, float, int]] = ()) -> Hardware:
     """`stock` (shelf, sku, unit grams, count) fills the simulated shelves the first time a
     simulation runs in `data_dir`; later runs continue from the simulated world's saved state."""
-    factory = _pin_factory(config, simulate)
-    if simulate:
+    factory, gpio_fault = _pin_factory(config, simulate)
+    if gpio_fault is not None:
+        log.critical("%s", gpio_fault)
+    if simulate or gpio_fault is not None:
         stack.callback(factory.reset)  # releases the mock pins, as a test's teardown must
     # The lock first, driven locked, before anything else can fail or take time.
     lock = stack.enter_context(LockRelay(config.lock.pin, active_high=config.lock.active_high,
@@ -142,7 +158,7 @@ def build_hardware(config: Config, emit: Callable[[object], None], *, simulate: 
     return Hardware(pin_factory=factory, lock=lock, door=door, buzzer=relays["buzzer"],
                     compressor=relays["compressor"], heater=relays["heater"],
                     readers=readers, camera=camera, shelves=shelves, lock_feedback=lock_feedback,
-                    sim=sim)
+                    sim=sim, gpio_fault=gpio_fault)
 
 
 def _build_simulation(config: Config, factory, folder: Path, stock):

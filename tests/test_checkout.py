@@ -176,6 +176,11 @@ def test_refusals(rig):
     assert fault.value.reason == "shelf_fault"
     assert rig.c.snapshot["last_refusal"]["reason"] == "shelf_fault"
     assert rig.out.lock.locked
+    rig.c.emit(DeviceFaulted("gpio", "GPIO unusable (no lgpio)", rig.clock()))
+    rig.step()
+    with pytest.raises(Refused) as no_gpio:
+        rig.authorise()
+    assert no_gpio.value.reason == "gpio_fault" and rig.out.lock.locked
 
 
 def test_unsettled_shelves_and_open_door_refuse(tmp_path, factory):

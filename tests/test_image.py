@@ -156,3 +156,34 @@ def test_first_boot_waits_for_an_unreachable_backend_and_rejects_bad_files(tmp_p
     assert firstboot.main(args) == 1
     assert "cabinet_id must be" in capsys.readouterr().err
 
+
+
+def test_a_broken_wheel_is_a_retry_and_leaves_no_venv_in_place(tmp_path):
+    """pip failing is "try again later" (it ended first boot for good before), and only a
+    complete venv is ever switched in; a half-built one from an older first boot is not taken
+    for done."""
+    opt = tmp_path / "opt" / "cabinet"
+    (opt / "wheels").mkdir(parents=True)
+    (opt / "wheels" / "cabinet_controller-0.1.0-py3-none-any.whl").write_bytes(b"not a zip")
+    (opt / "venv" / "bin").mkdir(parents=True)   # what the old first boot left behind
+    with pytest.raises(firstboot.Retry, match="pip install"):
+        firstboot.install_venv(opt)
+    assert not (opt / "venv").is_symlink() and not (opt / "venv" / "bin" / "cabinetd").exists()
+    assert not any(p.joinpath(".complete").exists() for p in (opt / "venvs").iterdir())
+
+
+def test_progress_is_recorded_step_by_step_and_printed(tmp_path, capsys):
+    root = _root(tmp_path)
+    (root / "boot" / "firmware" / "cabinet-provision.toml").write_text(
+        'cabinet_id = "cabinet-0042"\nbackend_url = "http://127.0.0.1:9"\nenrolment_token = "t"\n')
+    args = ["--root", str(root), "--skip-install", "--no-restart"]
+    assert firstboot.main(args) == firstboot.EX_RETRY
+    assert firstboot.main(args) == firstboot.EX_RETRY    # again: done steps stay done
+    steps = firstboot.Progress(root / "var/lib/cabinet-firstboot/progress.json").steps
+    assert steps["provision"]["state"] == "done" and steps["enrol"]["state"] == "retry"
+    assert steps["enrol"]["attempts"] == 2 and "backend unreachable" in steps["enrol"]["detail"]
+    capsys.readouterr()
+    assert firstboot.main(["--root", str(root), "--status"]) == 3
+    out = capsys.readouterr().out
+    assert "enrol      retry" in out and "2 attempt(s)" in out and "in progress" in out
+    assert not (root / "etc" / "cabinet" / ".provisioned").exists()

@@ -38,7 +38,7 @@ def screen_for(state: dict[str, Any], *, alarm_in_seconds: float | None = None,
         return {"name": "receipt", "prompt": "thanks"}
     if recovering:
         return {"name": "out_of_service", "reason": "recovering"}
-    faulted = [d for d in state.get("faults", {}) if d.startswith("shelf") or d == "lock"]
+    faulted = [d for d in state.get("faults", {}) if d.startswith("shelf") or d in ("lock", "gpio")]
     if faulted or any(a["kind"] == "lock_fault" for a in state.get("alarms", [])):
         return {"name": "out_of_service", "reason": "device_fault", "devices": sorted(faulted)}
     if shopper_refused == "food_safety":

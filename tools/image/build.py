@@ -2,15 +2,18 @@
 
 Rootless: no loop devices, no mounts. The partition table is read with `sfdisk --json`; the ext4
 root is written with `debugfs -w` at the partition's offset; the FAT boot partition with `mcopy`
-at its offset. Into the root go the daemon's wheels (/opt/cabinet/wheels; first boot makes the
-venv), the default config, the units (cabinetd, the kiosk, first boot) enabled by their
+at its offset. Into the root go the daemon's wheel and, by default, every dependency's wheel for
+Raspberry Pi OS's Pythons (tools/image/bundle.py: /opt/cabinet/wheels with bundle.json; first boot
+makes the venv from them offline), Debian packages given with --debs (/opt/cabinet/debs), the
+default config, the units (cabinetd, the kiosk, first boot) enabled by their
 `*.wants/` links, the first-boot script, and the service users `cabinet` and `cabinet-kiosk` with
 their groups, and the screen's Chinese and Tibetan fonts (/usr/local/share/fonts/cabinet). Onto
 the boot partition goes `cabinet-provision.toml`, a template to fill in (or the given one).
 Chromium, cage and espeak-ng are arm64 Debian packages that need the image's own dpkg to unpack,
 so first boot installs them with apt when the network is up.
 
-    python -m tools.image.build raspios-lite.img cabinet.img [--provision FILE] [--wheels DIR]
+    python -m tools.image.build raspios-lite.img cabinet.img [--provision FILE]
+        [--bundle cp311-aarch64 --bundle cp313-aarch64 | --no-bundle] [--wheels DIR] [--debs DIR]
 
 debugfs exits 0 even when a command fails, and `write` does not overwrite: every command's output
 is checked, and files are removed before they are written.
@@ -26,6 +29,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from .bundle import DEFAULT_TARGETS
 
 REPO = Path(__file__).resolve().parents[2]
 SECTOR = 512
@@ -177,10 +182,12 @@ def font_files() -> list[Path]:
 
 
 def build(source: Path, output: Path, *, provision: Path | None = None,
-          wheels: Path | None = None) -> Partitions:
+          wheels: Path | None = None, bundle: tuple[str, ...] = (),
+          debs: Path | None = None) -> Partitions:
     if output.exists():
         output.unlink()
-    shutil.copyfile(source, output)
+    # Sparse: an image is mostly empty space (a copy of a 2 GB image costs only what it holds).
+    run(["cp", "--sparse=always", str(source), str(output)])
     parts = partitions(output)
     fs = Ext4(output, parts.root_offset)
     with tempfile.TemporaryDirectory() as tmp:
@@ -197,6 +204,14 @@ def build(source: Path, output: Path, *, provision: Path | None = None,
         if wheels is not None:
             for w in wheels.glob("*.whl"):
                 shutil.copy(w, wheel_dir)
+        if bundle:
+            from .bundle import BundleError, download, write_manifest
+            try:
+                manifest = download(next(wheel_dir.glob("cabinet_controller-*.whl")), wheel_dir,
+                                    list(bundle))
+            except BundleError as exc:
+                raise ImageError(str(exc)) from None
+            write_manifest(wheel_dir, manifest)
         passwd, group, shadow, _ = add_users(fs.cat("/etc/passwd"), fs.cat("/etc/group"),
                                                fs.cat("/etc/shadow"))
         for name, text in (("passwd", passwd), ("group", group), ("shadow", shadow)):
@@ -210,9 +225,12 @@ def build(source: Path, output: Path, *, provision: Path | None = None,
                  ("/usr/local/lib/cabinet/setup.sh", REPO / "tools" / "setup.sh", 0o755)]
         files += [(f"/etc/systemd/system/{unit}", _unit_file(unit), 0o644) for unit in UNITS]
         files += [(f"/opt/cabinet/wheels/{w.name}", w, 0o644) for w in sorted(wheel_dir.iterdir())]
+        if debs is not None:
+            files += [(f"/opt/cabinet/debs/{d.name}", d, 0o644) for d in sorted(debs.glob("*.deb"))]
         files += [(f"{FONT_DIR}/{f.name}", f, 0o644) for f in font_files()]
         commands = _mkdirs(fs, sorted({str(Path(p).parent) for p, _, _ in files}
-                                      | {f"/etc/systemd/system/{t}.wants" for t in UNITS.values()}))
+                                      | {f"/etc/systemd/system/{t}.wants" for t in UNITS.values()}
+                                      | {"/usr/local/bin"}))
         for path, src, mode in files:
             commands += _put(path, src, mode)
         shadow_gid = next((line.split(":")[2] for line in group.splitlines()
@@ -221,6 +239,9 @@ def build(source: Path, output: Path, *, provision: Path | None = None,
         for unit, target in UNITS.items():
             link = f"/etc/systemd/system/{target}.wants/{unit}"
             commands += [f"rm {link}", f"symlink {link} /etc/systemd/system/{unit}"]
+        # `cabinet-firstboot --status` for a technician at the console, before the venv exists.
+        commands += ["rm /usr/local/bin/cabinet-firstboot",
+                     "symlink /usr/local/bin/cabinet-firstboot /usr/local/lib/cabinet/firstboot.py"]
         fs.apply(commands)
         template = provision
         if template is None:
@@ -240,10 +261,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("source", type=Path, help="Raspberry Pi OS Lite image (.img, uncompressed)")
     p.add_argument("output", type=Path)
     p.add_argument("--provision", type=Path, help="a filled-in cabinet-provision.toml")
-    p.add_argument("--wheels", type=Path, help="aarch64 wheels of the dependencies to bundle")
+    p.add_argument("--bundle", action="append", metavar="TARGET",
+                   help="Python and machine to carry every wheel for (repeat; default "
+                        "cp311-aarch64 and cp313-aarch64: Raspberry Pi OS bookworm and trixie)")
+    p.add_argument("--no-bundle", action="store_true",
+                   help="only the daemon's wheel: first boot fetches the rest from the index")
+    p.add_argument("--wheels", type=Path, help="more wheels to carry (a folder)")
+    p.add_argument("--debs", type=Path, help="Debian packages first boot installs offline "
+                   "(e.g. python3-lgpio and liblgpio1 from Raspberry Pi OS's archive)")
     args = p.parse_args(argv)
+    bundle = () if args.no_bundle else tuple(args.bundle or DEFAULT_TARGETS)
     try:
-        build(args.source, args.output, provision=args.provision, wheels=args.wheels)
+        build(args.source, args.output, provision=args.provision, wheels=args.wheels,
+              bundle=bundle, debs=args.debs)
     except (ImageError, OSError) as exc:
         print(f"build: {exc}", file=sys.stderr)
         return 1

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""First boot of a cabinet's SD card: provisioning from the boot partition (standard library only,
-it runs on the Pi's own python3 before the daemon's venv exists).
+"""First boot of a cabinet's SD card: provisioning from the boot partition, as a sequence of
+idempotent steps (standard library only: it runs on the Pi's own python3 before the daemon's venv
+exists).
 
 The technician (or Raspberry Pi Imager's customisation) puts `cabinet-provision.toml` on the FAT
 boot partition, /boot/firmware, next to cloud-init's user-data and network-config:
@@ -12,41 +13,59 @@ boot partition, /boot/firmware, next to cloud-init's user-data and network-confi
     ssid = "hospital-staff"
     password = "…"
 
-This script, run by cabinet-firstboot.service:
-1. moves the file off the boot partition at once (anyone who pulls the card can read FAT) to
-   /etc/cabinet/provision.toml, mode 0600;
-2. writes the Wi-Fi connection (/etc/NetworkManager/system-connections, mode 0600) and the
-   cabinet id into /etc/cabinet/cabinet.toml;
-3. creates the daemon's venv from the wheels on the image (/opt/cabinet/wheels) if needed, and
-   installs the kiosk's programs (chromium, cage, espeak-ng) with apt;
-4. trades the enrolment token for the device token (POST {backend_url}/v1/enrol), writes
-   /etc/cabinet/device-token (0600, owned by the cabinet user), sets sync.backend_url, forgets the
-   enrolment token, and restarts cabinetd. Until then the cabinet sells stand-alone and queues.
+The steps, each skipped when its result is already there, each retried when it fails:
+  provision  the file moved off the boot partition at once (anyone who pulls the card can read
+             FAT) to /etc/cabinet/provision.toml, mode 0600
+  config     the cabinet id into /etc/cabinet/cabinet.toml, the Wi-Fi connection (0600)
+  software   the daemon's venv from the wheels on the image, built under its final name in
+             /opt/cabinet/venvs/ and switched in (the /opt/cabinet/venv link) only when complete;
+             offline (--no-index) when the image's bundle is complete for this Python
+  daemon     cabinetd started: it sells stand-alone and queues until enrolment
+  enrol      the enrolment token traded for the device token (POST {backend_url}/v1/enrol),
+             /etc/cabinet/device-token (0600, owner cabinet), sync.backend_url set, the token
+             forgotten, cabinetd restarted to sync
+  gpio       the GPIO library (Debian's python3-lgpio where PyPI has no wheel for this Python)
+  screen     the kiosk's programs (chromium, cage, espeak-ng) with apt; skipped on a machine with
+             no console (/dev/tty1): no screen to drive
+Optional steps come after enrolment: a cabinet that reaches its backend but not the package mirror
+still enrols. Progress is in /var/lib/cabinet-firstboot/progress.json (`--status` prints it, as
+does `cabinet firstboot status`); /etc/cabinet/.provisioned marks the end.
 
-Exit 75 when the backend cannot be reached (the unit retries), 1 when the provisioning is wrong
-(the message says what), 0 when done.
+Exit 0 when every step is done, 75 when one must be tried again (the unit retries), 1 only when
+the provisioning file itself is wrong or its token was refused (the message says what).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import pwd
 import re
+import shutil
 import subprocess
 import sys
+import time
 import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 EX_RETRY = 75
+STEPS = ("provision", "config", "software", "daemon", "enrol", "gpio", "screen")
+SCREEN_PACKAGES = ("chromium", "cage", "espeak-ng")
 
 
 class ProvisionError(Exception):
-    pass
+    """The provisioning file is wrong: retrying cannot help."""
 
+
+class Retry(Exception):
+    """This step failed for now (no network, no mirror, a pip failure): try again later."""
+
+
+# --- the provisioning file ------------------------------------------------------------------------
 
 def read_provision(path: Path) -> dict:
     try:
@@ -115,98 +134,262 @@ def enrol(backend_url: str, cabinet_id: str, token: str, timeout: float = 15) ->
         return json.load(reply)["device_token"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--root", type=Path, default=Path("/"), help="(tests) the system's root")
-    p.add_argument("--boot", type=Path, default=None, help="the boot partition's mount point")
-    p.add_argument("--skip-install", action="store_true", help="(tests) no venv")
-    p.add_argument("--no-restart", action="store_true", help="(tests) do not restart cabinetd")
-    args = p.parse_args(argv)
-    root = args.root
-    boot = args.boot or root / "boot" / "firmware"
-    etc = root / "etc" / "cabinet"
-    on_boot, kept = boot / "cabinet-provision.toml", etc / "provision.toml"
-    try:
+# --- progress -------------------------------------------------------------------------------------
+
+class Progress:
+    """The steps' states in a small JSON file a technician (and the screen) can read."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.steps = json.loads(path.read_text())["steps"]
+        except (OSError, ValueError, KeyError, TypeError):
+            self.steps = {}
+        for name in STEPS:
+            self.steps.setdefault(name, {"state": "pending", "attempts": 0})
+
+    def mark(self, name: str, state: str, detail: str = "") -> None:
+        step = self.steps[name]
+        if state == "running":
+            step["attempts"] = step.get("attempts", 0) + 1
+        step.update(state=state, detail=detail, at=time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                   time.gmtime()))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".new")
+        tmp.write_text(json.dumps({"steps": self.steps}, indent=1) + "\n")
+        os.replace(tmp, self.path)
+        if state != "running":
+            print(f"firstboot: {name}: {state}" + (f" ({detail})" if detail else ""), flush=True)
+
+
+def status(progress_path: Path) -> int:
+    """`--status`: one line per step, for a technician at the console."""
+    if not progress_path.exists():
+        print("first boot has not run yet (or this is not a cabinet image)")
+        return 1
+    progress = Progress(progress_path)
+    for name in STEPS:
+        s = progress.steps[name]
+        tries = f", {s['attempts']} attempt(s)" if s.get("attempts", 0) > 1 else ""
+        print(f"{name:<10} {s['state']:<8} {s.get('at', '')}{tries}  {s.get('detail', '')}".rstrip())
+    done = all(progress.steps[n]["state"] in ("done", "skipped") for n in STEPS)
+    print("first boot complete" if done else
+          "first boot in progress: `journalctl -u cabinet-firstboot` shows each attempt")
+    return 0 if done else 3
+
+
+# --- the steps ------------------------------------------------------------------------------------
+
+class FirstBoot:
+    def __init__(self, root: Path, boot: Path, *, install: bool, restart: bool):
+        self.root, self.boot, self.install, self.restart = root, boot, install, restart
+        self.etc = root / "etc" / "cabinet"
+        self.opt = root / "opt" / "cabinet"
+        self.data: dict = {}
+
+    def provision(self) -> str:
+        on_boot, kept = self.boot / "cabinet-provision.toml", self.etc / "provision.toml"
         if on_boot.exists():
-            data = read_provision(on_boot)
+            self.data = read_provision(on_boot)
             write_private(kept, on_boot.read_text(encoding="utf-8"))
             on_boot.unlink()  # the token must not stay on the FAT partition
-            print(f"firstboot: provisioning moved to {kept}")
-        elif kept.exists():
-            data = read_provision(kept)
-        else:
-            print("firstboot: nothing to provision")
-            return 0
-        config_path = etc / "cabinet.toml"
-        config = set_key(config_path.read_text(encoding="utf-8"), "cabinet", "id",
-                         data["cabinet_id"])
-        config_path.write_text(config, encoding="utf-8")
-        if data.get("wifi"):
-            write_private(root / "etc" / "NetworkManager" / "system-connections"
-                          / "cabinet-wifi.nmconnection", wifi_keyfile(data["wifi"]))
-        if not args.skip_install:
-            if not (root / "opt" / "cabinet" / "venv").exists():
-                install_venv(root / "opt" / "cabinet")
-            if install_screen_packages() is False:
-                return EX_RETRY
-        if not data.get("enrolment_token"):
-            print("firstboot: no enrolment token: the cabinet runs stand-alone until one is given")
-            return 0
+            return f"moved to {kept}"
+        if not kept.exists():
+            raise ProvisionError(f"no {on_boot} and no {kept}: nothing to provision")
+        self.data = read_provision(kept)
+        return "already moved"
+
+    def config(self) -> str:
+        path = self.etc / "cabinet.toml"
+        path.write_text(set_key(path.read_text(encoding="utf-8"), "cabinet", "id",
+                                self.data["cabinet_id"]), encoding="utf-8")
+        if self.data.get("wifi"):
+            write_private(self.root / "etc" / "NetworkManager" / "system-connections"
+                          / "cabinet-wifi.nmconnection", wifi_keyfile(self.data["wifi"]))
+        return f"cabinet {self.data['cabinet_id']}"
+
+    def software(self) -> str:
+        if not self.install:
+            return "skipped (--skip-install)"
+        return install_venv(self.opt)
+
+    def daemon(self) -> str:
+        if not self.restart:
+            return "not started (--no-restart)"
+        # The unit has a condition on the venv, so it was skipped at boot: start it now. It sells
+        # stand-alone and queues its records until enrolment.
+        run(["systemctl", "start", "--no-block", "cabinetd.service"], "starting cabinetd")
+        return "cabinetd started"
+
+    def enrol(self) -> str:
+        token_file = self.etc / "device-token"
+        if not self.data.get("enrolment_token"):
+            if token_file.exists():
+                return "enrolled before"
+            return "no enrolment token: the cabinet runs stand-alone until one is given"
         try:
-            device_token = enrol(data["backend_url"], data["cabinet_id"], data["enrolment_token"])
+            device_token = enrol(self.data["backend_url"], self.data["cabinet_id"],
+                                 self.data["enrolment_token"])
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:300].decode("utf-8", "replace")
             if exc.code in (401, 403, 404, 422):
                 raise ProvisionError(f"the backend refused the enrolment: {detail} (ask the "
                                      "operator for a new token)") from None
-            print(f"firstboot: backend answered {exc.code}; trying again later", file=sys.stderr)
-            return EX_RETRY
-        except (urllib.error.URLError, OSError) as exc:
-            print(f"firstboot: backend unreachable ({exc}); trying again later", file=sys.stderr)
-            return EX_RETRY
-        write_private(etc / "device-token", device_token + "\n", owner="cabinet")
-        config_path.write_text(set_key(config_path.read_text(encoding="utf-8"), "sync",
-                                       "backend_url", data["backend_url"]), encoding="utf-8")
+            raise Retry(f"the backend answered {exc.code}") from None
+        except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+            raise Retry(f"backend unreachable ({exc})") from None
+        write_private(token_file, device_token + "\n", owner="cabinet")
+        config = self.etc / "cabinet.toml"
+        config.write_text(set_key(config.read_text(encoding="utf-8"), "sync", "backend_url",
+                                  self.data["backend_url"]), encoding="utf-8")
+        kept = self.etc / "provision.toml"
         write_private(kept, "\n".join(line for line in kept.read_text().splitlines()
                                       if not line.strip().startswith("enrolment_token")) + "\n")
-        (etc / ".provisioned").write_text(data["cabinet_id"] + "\n")
-        print(f"firstboot: {data['cabinet_id']} enrolled with {data['backend_url']}")
-        if not args.no_restart:
-            subprocess.run(["systemctl", "try-restart", "cabinetd.service"], check=False)
-        return 0
-    except ProvisionError as exc:
-        print(f"firstboot: {exc}", file=sys.stderr)
-        return 1
+        self.data.pop("enrolment_token")
+        if self.restart:
+            run(["systemctl", "restart", "--no-block", "cabinetd.service"], "restarting cabinetd")
+        return f"{self.data['cabinet_id']} enrolled with {self.data['backend_url']}"
+
+    def gpio(self) -> str:
+        if not self.install:
+            return "skipped (--skip-install)"
+        if os.uname().machine != "aarch64":
+            return "skipped: not a Raspberry Pi (no GPIO header)"
+        if subprocess.run([sys.executable, "-c", "import lgpio"],
+                          capture_output=True).returncode == 0:
+            return "lgpio present"
+        debs = sorted((self.opt / "debs").glob("*.deb"))
+        if debs:  # bundled with the image (`--debs`): offline
+            run(["dpkg", "-i", *map(str, debs)], "installing the bundled lgpio packages")
+        else:
+            apt_install(["python3-lgpio"])
+        if self.restart:
+            run(["systemctl", "try-restart", "--no-block", "cabinetd.service"], "restarting")
+        return "lgpio installed"
+
+    def screen(self) -> str:
+        if not self.install:
+            return "skipped (--skip-install)"
+        if not (self.root / "dev" / "tty1").exists():
+            return "skipped: no console (/dev/tty1), no screen to drive"
+        missing = [p for p in SCREEN_PACKAGES if subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True
+        ).stdout != "install ok installed"]
+        if not missing:
+            return "installed before"
+        apt_install(missing)
+        if self.restart:
+            run(["systemctl", "start", "--no-block", "cabinet-kiosk.service"], "starting the kiosk")
+        return "installed " + ", ".join(missing)
 
 
-SCREEN_PACKAGES = ("chromium", "cage", "espeak-ng")
+def run(command: list[str], what: str) -> None:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        raise Retry(f"{what} failed: {' / '.join(tail) or f'exit {result.returncode}'}")
 
 
-def install_screen_packages() -> bool | None:
-    """The kiosk's programs (the fonts are on the image already); False when apt cannot reach
-    its mirror yet (retried), None when there was nothing to do."""
-    missing = [p for p in SCREEN_PACKAGES if subprocess.run(
-        ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True
-    ).stdout != "install ok installed"]
-    if not missing:
-        return None
+def apt_install(packages: list[str]) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (["apt-get", "update", "-qq"],
-                    ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]):
-        if subprocess.run(command, env=env).returncode != 0:
-            print(f"firstboot: {' '.join(command[:2])} failed; trying again later", file=sys.stderr)
-            return False
-    return True
+                    ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]):
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            tail = result.stderr.strip().splitlines()[-1:] or [f"exit {result.returncode}"]
+            raise Retry(f"{' '.join(command[:2])}: {tail[0]}")
 
 
-def install_venv(opt: Path) -> None:
-    """The daemon's venv from the wheels on the image (the index too, for what is not there)."""
-    venv = opt / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-                   check=True)
-    # With face checkout: the image is for Raspberry Pi OS 64-bit, where dlib-bin has wheels.
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--find-links", str(opt / "wheels"),
-                    "cabinet-controller[face]"], check=True)
+def bundle_is_complete(wheels: Path) -> bool:
+    """The image builder lists, in bundle.json, the Pythons its wheels were checked complete for
+    (resolved offline at build time)."""
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}-{os.uname().machine}"
+    try:
+        return tag in json.loads((wheels / "bundle.json").read_text())["complete_for"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def install_venv(opt: Path) -> str:
+    """The daemon's venv, built under its final name (a venv cannot be moved: its scripts name
+    their interpreter by path) and switched in by replacing the `venv` link in one rename. A
+    build cut short (power, pip) has no `.complete` and is built again from scratch."""
+    wheels, link = opt / "wheels", opt / "venv"
+    ours = sorted(wheels.glob("cabinet_controller-*.whl"))
+    if not ours:
+        raise Retry(f"no cabinet_controller wheel in {wheels}")
+    digest = hashlib.sha256(b"".join(p.name.encode() + b"\0" for p in sorted(wheels.iterdir())))
+    name = f"{ours[-1].name.split('-')[1]}-{digest.hexdigest()[:12]}"
+    target = opt / "venvs" / name
+    if (target / ".complete").exists() and link.is_symlink() \
+            and link.resolve() == target.resolve():
+        return f"venv {name} in place"
+    if not (target / ".complete").exists():
+        shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # --system-site-packages: Debian's python3-lgpio, where PyPI has no wheel.
+        run([sys.executable, "-m", "venv", "--system-site-packages", str(target)], "python3 -m venv")
+        offline = bundle_is_complete(wheels)
+        # With face checkout: the image is for Raspberry Pi OS 64-bit, where dlib-bin has wheels.
+        run([str(target / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+             *(["--no-index"] if offline else []), "--find-links", str(wheels),
+             "cabinet-controller[face]"],
+            "pip install " + ("(offline, from the image's wheels)" if offline
+                              else "(the image's wheels, then the index)"))
+        run([str(target / "bin" / "cabinetd"), "--version"], "the new cabinetd")
+        (target / ".complete").write_text(name + "\n")
+    if link.exists() and not link.is_symlink():
+        shutil.rmtree(link)  # a venv an older first boot left half-built in place
+    tmp = opt / "venv.new"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(Path("venvs") / name)
+    os.replace(tmp, link)
+    for old in (opt / "venvs").iterdir():  # what a cut-short build or an older image left
+        if old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+    return f"venv {name} built" + (" offline" if bundle_is_complete(wheels) else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", type=Path, default=Path("/"), help="(tests) the system's root")
+    p.add_argument("--boot", type=Path, default=None, help="the boot partition's mount point")
+    p.add_argument("--skip-install", action="store_true", help="(tests) no venv or packages")
+    p.add_argument("--no-restart", action="store_true", help="(tests) leave cabinetd alone")
+    p.add_argument("--status", action="store_true", help="print the steps' progress and exit")
+    args = p.parse_args(argv)
+    root = args.root
+    progress_path = root / "var" / "lib" / "cabinet-firstboot" / "progress.json"
+    if args.status:
+        return status(progress_path)
+    job = FirstBoot(root, args.boot or root / "boot" / "firmware", install=not args.skip_install,
+                    restart=not args.no_restart)
+    progress = Progress(progress_path)
+    failed = []
+    for name in STEPS:
+        if name == "daemon" and "software" in failed:
+            progress.mark(name, "waiting", "for the software step")
+            continue
+        progress.mark(name, "running")
+        try:
+            detail = getattr(job, name)()
+        except ProvisionError as exc:
+            progress.mark(name, "failed", str(exc))
+            print(f"firstboot: {exc}", file=sys.stderr)
+            return 1
+        except Exception as exc:  # a Retry, or anything unforeseen: never "give up for good"
+            progress.mark(name, "retry", str(exc) if isinstance(exc, Retry)
+                          else f"{type(exc).__name__}: {exc}")
+            failed.append(name)
+            continue
+        progress.mark(name, "skipped" if detail.startswith("skipped") else "done", detail)
+    if failed:
+        print(f"firstboot: to try again: {', '.join(failed)}", file=sys.stderr)
+        return EX_RETRY
+    (job.etc / ".provisioned").write_text(job.data["cabinet_id"] + "\n")
+    print("firstboot: complete")
+    return 0
 
 
 if __name__ == "__main__":
