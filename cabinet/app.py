@@ -9,16 +9,23 @@ stop, the ports close, the relays are released, and the lock relay, made first, 
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
+import os
 import queue
 import signal
-from contextlib import ExitStack, closing
+import socket
+import time
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 
 from . import __version__
-from .config import Config, ConfigError, read_secret
+from .config import Config, ConfigError
 from .planogram import Planogram, PlanogramError, from_json, load as load_planogram
+from .preflight import preflight
 from .controller import Actuators, Controller
+from .events import DeviceFaulted
 from .hardware import build_hardware
 from .store import Store
 from .systemd import Notifier
@@ -29,11 +36,15 @@ log = logging.getLogger("cabinetd")
 
 def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> int:
     notifier = Notifier()
-    token = None
-    if config.sync.backend_url:
-        token = read_secret(config.sync.device_token_file, "device token")  # fail now, not later
+    # The same checks as --check-config (its warnings are logged where each part starts).
+    checked = preflight(config, simulate=simulate)
+    token = checked.token
     events: queue.Queue = queue.Queue()
     with ExitStack() as stack:
+        # Claimed before anything is opened: a second daemon on the same folder or port stops
+        # here with one line, without touching the first one's database.
+        stack.enter_context(_claim_data_dir(data_dir))
+        listener = stack.enter_context(_claim_port(config.http.host, http_port, data_dir))
         store = stack.enter_context(closing(Store(data_dir / "cabinet.db",
                                                   cabinet_id=config.cabinet.id,
                                                   software_version=__version__)))
@@ -52,7 +63,7 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
             heater=hardware.heater,
             weigh_fast=lambda on: hardware.shelves.set_interval(fast if on else idle)),
             store, notifier=notifier, events=events, planogram=planogram,
-            access_keys=_access_keys(config, hardware.sim, data_dir), data_dir=str(data_dir),
+            access_keys=_access_keys(checked.access_keys, hardware.sim, data_dir), data_dir=str(data_dir),
             on_ads=ads.set_playlist,
             # A simulation keeps its face key beside its data, not in /etc.
             face_key=str(data_dir / "sim" / "face.key") if hardware.sim is not None else None)
@@ -73,12 +84,14 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
                                                     ("calibration", {"shelves": value})))
         calibration = ShelfCalibration(hardware.shelves, save_scales, saved_scales)
         from .selftest import SelfTest
-        ui = UiServer(config.http.host, http_port, controller=controller, sim=hardware.sim,
+        ui = UiServer(listener, controller=controller, sim=hardware.sim,
                       ads=ads, speaker=speaker, selftest=SelfTest(controller, hardware, data_dir),
-                      calibration=calibration)
+                      calibration=calibration, camera=hardware.camera)
         stack.callback(ui.close)
         ui.start()
         log.info("listening on %s (state at %s/api/state)", ui.url, ui.url)
+        if hardware.gpio_fault is not None:
+            events.put(DeviceFaulted("gpio", hardware.gpio_fault, time.monotonic()))
         hardware.start()
         ads.start()
         if hardware.camera is not None:
@@ -108,6 +121,45 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
         log.info("shutting down")
     log.info("stopped")
     return controller.exit_status
+
+
+class StartError(Exception):
+    """The daemon cannot start here and now (the message says why and what to do)."""
+
+
+@contextmanager
+def _claim_data_dir(data_dir: Path):
+    """An exclusive lock on the data folder for the daemon's lifetime (released by the kernel
+    when the process dies, so a power cut leaves no stale lock)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "cabinetd.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StartError(f"{data_dir} is in use by another cabinetd (pid {holder}): stop that "
+                         "one first, or give this one its own --data-dir") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _claim_port(host: str, port: int, data_dir: Path):
+    try:
+        listener = socket.create_server((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise StartError(
+                f"port {port} on {host} is in use (another cabinetd, or another program): stop "
+                f"it, or start this one with --http-port N (0 picks a free port)") from None
+        raise StartError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    with listener:
+        yield listener
 
 
 def _start_faces(config: Config, camera, controller: Controller, events, stack: ExitStack) -> None:
@@ -177,16 +229,12 @@ def _planogram(config: Config, store: Store) -> Planogram | None:
     return planogram
 
 
-def _access_keys(config: Config, sim, data_dir: Path) -> dict:
+def _access_keys(keys: dict, sim, data_dir: Path) -> dict:
     """The backend's public keys; a simulation adds its own stand-in backend key (id 0), whose
     private half is in DATA/sim/access-signing-key for `cabinet token mint`."""
     from .access.codes import ensure_key_pair
-    from .access.control import load_keys_file
 
-    try:
-        keys = load_keys_file(config.access.keys_file)
-    except ValueError as exc:
-        raise ConfigError(f"access.keys_file: {exc}") from None
+    keys = dict(keys)
     if sim is not None and 0 not in keys:
         path, key = ensure_key_pair(data_dir / "sim")
         keys[0] = key

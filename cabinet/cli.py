@@ -6,12 +6,14 @@ cabinet check-config [--config PATH] validate a config file without starting any
 cabinet planogram load FILE          validate a planogram and load it into the running daemon
 cabinet setpoint CELSIUS             the temperature to hold
 cabinet lockout clear --technician N sell perishables again after a food-safety lockout
+cabinet alarm clear KIND --technician N  forced_open or face_attempts, after looking
 cabinet token keygen|mint|verify     access codes for technicians and tests
 cabinet queue [--data-dir DIR]       records waiting for the backend, last sync, dead letters
 cabinet selftest [--url URL]         every device checked, PASS/FAIL with a hint (exit 1 on a FAIL)
 cabinet calibrate --shelf N --grams G  tare a shelf, then weigh a reference weight; factors saved
 cabinet logs [-f] [-n N] [--since W]  the daemon's log from the journal (--kiosk: the screen's)
 cabinet faces list|enroll|delete     members enrolled for face checkout (enroll: from photographs)
+cabinet firstboot status             the SD image's first boot, step by step
 
 Exit status: 0 on success, 2 for a bad command line or config, 1 for a failure at run time.
 """
@@ -25,6 +27,7 @@ import logging
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -33,10 +36,36 @@ from .config import DEFAULT_PATH, Config, ConfigError, load
 from .store import StoreError
 
 EXIT_CONFIG = 2
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated options: `cabinetd --simulat` is a typo, not --simulate. (Subcommands are
+    made with the parser's own class, so this holds for every verb.)"""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
+def daemon_url(text: str) -> str:
+    """--url: http://HOST:PORT, or HOST:PORT and HOST (http is meant: the daemon is on loopback)."""
+    url = text if "://" in text else "http://" + text
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 \
+            or parts.path.strip("/") or parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected the daemon's address as http://HOST:PORT or HOST:PORT, "
+            f"e.g. 127.0.0.1:8080")
+    return url.rstrip("/")
 
 
 def _daemon_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cabinetd", description="Smart vending cabinet controller.")
+    p = _Parser(prog="cabinetd", description="Smart vending cabinet controller.")
     p.add_argument("--config", type=Path,
                    help=f"TOML config file (default {DEFAULT_PATH}; with --simulate the "
                         "embedded defaults)")
@@ -84,23 +113,25 @@ def daemon_main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"cabinetd: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    if args.check_config:
-        print(f"{config.source}: OK")
-        return 0
     if args.http_port is not None and not 0 <= args.http_port <= 65535:
         print(f"cabinetd: --http-port {args.http_port}: must be 0-65535", file=sys.stderr)
         return EXIT_CONFIG
+    if args.check_config:
+        return _report_check(config, args.simulate, "cabinetd")
     _setup_logging(args.log_level or config.cabinet.log_level)
     # A simulation never writes into the real cabinet's data folder, even on a real cabinet.
     data_dir = args.data_dir or (Path("var/simulation") if args.simulate
                                  else Path(config.cabinet.data_dir))
-    from .app import run  # imported late: --check-config needs no drivers
+    from .app import StartError, run  # imported late: --check-config needs no drivers
     try:
         return run(config, simulate=args.simulate, data_dir=data_dir.resolve(),
                    http_port=config.http.port if args.http_port is None else args.http_port)
     except ConfigError as exc:
         logging.getLogger("cabinetd").critical("config error: %s", exc)
         return EXIT_CONFIG
+    except StartError as exc:
+        logging.getLogger("cabinetd").critical("%s", exc)
+        return 1
     except StoreError as exc:
         logging.getLogger("cabinetd").critical("store: %s", exc)
         return 1
@@ -176,6 +207,13 @@ def _setpoint(args) -> int:
 def _lockout_clear(args) -> int:
     reply = _post(args.url, "/api/food-safety/clear", {"technician": args.technician})
     print("food-safety lockout cleared" if reply["cleared"] else "there was no lockout")
+    return 0
+
+
+def _alarm_clear(args) -> int:
+    reply = _post(args.url, "/api/alarms/clear", {"kind": args.kind,
+                                                 "technician": args.technician})
+    print(f"alarm {args.kind} cleared" if reply["cleared"] else f"no {args.kind} alarm was active")
     return 0
 
 
@@ -390,29 +428,58 @@ def _queue(args) -> int:
     return 0
 
 
+FIRSTBOOT = Path("/usr/local/lib/cabinet/firstboot.py")
+
+
+def _firstboot(args) -> int:
+    """The SD image's first boot, step by step (the image's own script prints it: it works before
+    this venv exists too, as `cabinet-firstboot --status`)."""
+    if not FIRSTBOOT.exists():
+        print(f"cabinet: {FIRSTBOOT} not found: this system was not installed from the cabinet's "
+              "SD image", file=sys.stderr)
+        return 1
+    import subprocess
+    return subprocess.run(["/usr/bin/python3", str(FIRSTBOOT), "--status"]).returncode
+
+
 def _check_config(args) -> int:
     try:
         config = load(args.config)
     except ConfigError as exc:
         print(f"cabinet: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    return _report_check(config, False, "cabinet")
+
+
+def _report_check(config: Config, simulate: bool, prog: str) -> int:
+    """Everything the daemon checks before it starts (cabinet/preflight.py), one line each."""
+    from .preflight import check_config
+
+    try:
+        checked = check_config(config, simulate=simulate)
+    except ConfigError as exc:
+        print(f"{prog}: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    for warning in checked.warnings:
+        print(f"{prog}: warning: {warning}", file=sys.stderr)
     print(f"{config.source}: OK")
     return 0
 
 
 def technician_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="cabinet", description="Technician tools for the cabinet.")
+    p = _Parser(prog="cabinet", description="Technician tools for the cabinet.")
     p.add_argument("--version", action="version", version=f"cabinet {__version__}")
     verbs = p.add_subparsers(dest="verb", required=True)
     status = verbs.add_parser("status", help="state of the running daemon")
-    status.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon's HTTP address")
+    status.add_argument("--url", type=daemon_url, default=DEFAULT_URL,
+                        help="the daemon's HTTP address")
     status.add_argument("--json", action="store_true", help="print the raw state")
     status.set_defaults(func=_status)
     calibrate = verbs.add_parser("calibrate", help="calibrate a shelf: tare, then a known weight")
     calibrate.add_argument("--shelf", type=int, required=True)
     calibrate.add_argument("--grams", type=float, required=True, help="the reference weight")
     calibrate.add_argument("--yes", action="store_true", help="do not wait for Enter (scripts)")
-    calibrate.add_argument("--url", default="http://127.0.0.1:8080")
+    calibrate.add_argument("--url", type=daemon_url, default=DEFAULT_URL)
     calibrate.set_defaults(func=_calibrate)
     logs = verbs.add_parser("logs", help="the daemon's log (from the systemd journal)")
     logs.add_argument("-f", "--follow", action="store_true")
@@ -433,10 +500,11 @@ def technician_main(argv: list[str] | None = None) -> int:
     delete = face_verbs.add_parser("delete", help="delete members' faces for good")
     delete.add_argument("member", nargs="+")
     for sub in face_verbs.choices.values():
-        sub.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon's address")
+        sub.add_argument("--url", type=daemon_url, default=DEFAULT_URL, help="the daemon's address")
     faces.set_defaults(func=_faces)
     selftest = verbs.add_parser("selftest", help="check every device of the running cabinet")
-    selftest.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon's address")
+    selftest.add_argument("--url", type=daemon_url, default=DEFAULT_URL,
+                          help="the daemon's address")
     selftest.set_defaults(func=_selftest)
     queue = verbs.add_parser("queue", help="records waiting for the backend, last sync, dead letters")
     queue.add_argument("--data-dir", type=Path, help="the daemon's data folder "
@@ -448,18 +516,27 @@ def technician_main(argv: list[str] | None = None) -> int:
     plan_verbs = plan.add_subparsers(dest="planogram_verb", required=True)
     plan_load = plan_verbs.add_parser("load", help="validate a planogram file and load it")
     plan_load.add_argument("file", type=Path)
-    plan_load.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon's address")
+    plan_load.add_argument("--url", type=daemon_url, default=DEFAULT_URL,
+                           help="the daemon's address")
     plan_load.set_defaults(func=_planogram_load)
     setpoint = verbs.add_parser("setpoint", help="set the temperature to hold")
     setpoint.add_argument("celsius", type=float)
-    setpoint.add_argument("--url", default="http://127.0.0.1:8080")
+    setpoint.add_argument("--url", type=daemon_url, default=DEFAULT_URL)
     setpoint.set_defaults(func=_setpoint)
     lockout = verbs.add_parser("lockout", help="the food-safety lockout of perishables")
     lockout_verbs = lockout.add_subparsers(dest="lockout_verb", required=True)
     clear = lockout_verbs.add_parser("clear", help="after checking the food: sell perishables again")
     clear.add_argument("--technician", required=True, help="who checked the food (recorded)")
-    clear.add_argument("--url", default="http://127.0.0.1:8080")
+    clear.add_argument("--url", type=daemon_url, default=DEFAULT_URL)
     clear.set_defaults(func=_lockout_clear)
+    alarm = verbs.add_parser("alarm", help="alarms that stay until a technician has looked")
+    alarm_verbs = alarm.add_subparsers(dest="alarm_verb", required=True)
+    alarm_clear = alarm_verbs.add_parser("clear", help="clear forced_open (door closed, cabinet "
+                                         "checked) or face_attempts (lifts face-unlock pauses)")
+    alarm_clear.add_argument("kind", choices=("forced_open", "face_attempts"))
+    alarm_clear.add_argument("--technician", required=True, help="who looked (recorded)")
+    alarm_clear.add_argument("--url", type=daemon_url, default=DEFAULT_URL)
+    alarm_clear.set_defaults(func=_alarm_clear)
     token = verbs.add_parser("token", help="access codes: make a key, mint, verify")
     token_verbs = token.add_subparsers(dest="token_verb", required=True)
     keygen = token_verbs.add_parser("keygen", help="a signing key, and the line for the keys file")
@@ -481,6 +558,9 @@ def technician_main(argv: list[str] | None = None) -> int:
     verify.add_argument("--key-id", type=int, default=0)
     for sub in (keygen, mint, verify):
         sub.set_defaults(func=_token)
+    firstboot = verbs.add_parser("firstboot", help="the SD image's first boot")
+    firstboot.add_argument("firstboot_verb", choices=("status",))
+    firstboot.set_defaults(func=_firstboot)
     check = verbs.add_parser("check-config", help="validate a config file")
     check.add_argument("--config", type=Path, default=DEFAULT_PATH)
     check.set_defaults(func=_check_config)

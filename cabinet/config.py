@@ -457,7 +457,10 @@ def read_secret(path: Path | str, what: str) -> str:
     if mode & 0o077:
         raise ConfigError(f"{path}: {what} file has mode {mode:04o}; it must be 0600 "
                           f"(run: chmod 600 {path})")
-    value = path.read_text(encoding="utf-8").strip()
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: {what} file cannot be read: {exc}") from None
     if not value:
         raise ConfigError(f"{path}: {what} file is empty")
     return value

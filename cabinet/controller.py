@@ -40,6 +40,8 @@ from .ui.screens import screen_for
 from .weighing import StabilityFilter
 
 log = logging.getLogger(__name__)
+# Alarms that stay until a technician has looked (the rest clear when their cause goes).
+ACKNOWLEDGED_ALARMS = frozenset({"forced_open", "face_attempts"})
 
 
 class Lock(Protocol):
@@ -413,12 +415,26 @@ class Controller:
             log.warning("ALARM %s: %s", kind, detail)
             self._refresh_alarms()
 
-    def clear_alarm(self, kind: str) -> None:
+    def clear_alarm(self, kind: str, by: str | None = None) -> None:
         if not any(a["kind"] == kind for a in self.alarms):
             return  # nothing to clear: no database round trip
-        if self.store.clear_alarm(kind):
-            log.info("alarm cleared: %s", kind)
+        if self.store.clear_alarm(kind, by):
+            log.info("alarm cleared: %s%s", kind, f" by {by}" if by else "")
             self._refresh_alarms()
+
+    def acknowledge_alarm(self, kind: str, technician: str) -> bool:
+        """A technician clears a latched alarm after looking (`cabinet alarm clear`). Only the
+        alarms nothing else clears; the others clear themselves when their cause goes."""
+        if kind not in ACKNOWLEDGED_ALARMS:
+            raise ValueError(f"{kind!r} clears by itself when its cause goes; a technician "
+                             f"clears only {', '.join(sorted(ACKNOWLEDGED_ALARMS))}")
+        if kind == "forced_open" and self.door_open:
+            raise Refused("door_open", "the door is still open: close it first")
+        if kind == "face_attempts":
+            self.face.lift_pauses()
+        active = any(a["kind"] == kind for a in self.alarms)
+        self.clear_alarm(kind, by=technician)
+        return active
 
     def _refresh_alarms(self) -> None:
         self.alarms = self.store.active_alarms()

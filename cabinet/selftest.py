@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from drivers.scanner import ScannerReader
+
 
 @dataclass
 class Check:
@@ -157,9 +159,13 @@ class SelfTest:
     def _scanner(self) -> Check:
         fault = self._state()["faults"].get("scanner")
         if fault:
-            return Check("scanner", False, fault["detail"],
-                         f"check the scanner's USB cable and scanner.port "
-                         f"({self.c.config.scanner.port})")
+            # The port the reader really opened: a simulation's pty, not the config's default.
+            port = next((r.port for r in self.hw.readers if isinstance(r, ScannerReader)),
+                        self.c.config.scanner.port)
+            cable = ("the simulated scanner is unplugged: POST /sim/plug "
+                     '{"device": "scanner"}') if self.hw.sim else \
+                "check the scanner's USB cable and scanner.port"
+            return Check("scanner", False, fault["detail"], f"{cable} ({port})")
         last = self._state()["last_scan"]
         return Check("scanner", True, "port open" + (f"; last read {last['at']}" if last else
                                                        "; scan any code to see it here"))

@@ -242,7 +242,8 @@ class Store:
             self.add_outbox("alarm", {**alarm, "state": "raised"})
         return {**alarm, "new": True}
 
-    def clear_alarm(self, kind: str) -> bool:
+    def clear_alarm(self, kind: str, by: str | None = None) -> bool:
+        """Clear the active alarm of `kind`; `by` names the technician who acknowledged it."""
         with self.transaction():
             row = self._db.execute("SELECT alarm_id, detail FROM alarms "
                                    "WHERE kind = ? AND cleared_at IS NULL", (kind,)).fetchone()
@@ -250,8 +251,11 @@ class Store:
                 return False
             now = utc_now()
             self._db.execute("UPDATE alarms SET cleared_at = ? WHERE alarm_id = ?", (now, row[0]))
-            self.add_outbox("alarm", {"alarm_id": row[0], "kind": kind, "detail": row[1],
-                                      "cleared_at": now, "state": "cleared"})
+            record = {"alarm_id": row[0], "kind": kind, "detail": row[1], "cleared_at": now,
+                      "state": "cleared"}
+            if by is not None:
+                record["cleared_by"] = by
+            self.add_outbox("alarm", record)
         return True
 
     def active_alarms(self) -> list[dict[str, Any]]:

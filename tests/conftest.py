@@ -12,6 +12,17 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = REPO / "tests" / "data"   # the photographs: origin and licence in its README
 
 
+# The longest tests start first, so that on several workers (pytest-xdist) the suite ends when
+# the rest of the work does, not minutes after it with one long test left.
+LONGEST_FIRST = ("test_chaos.py", "test_readme.py", "test_kiosk.py", "test_fuzz.py",
+                 "test_sync.py", "test_daemon_face.py", "test_selftest.py", "test_image.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02, what: str = "condition"):
     """Poll `predicate` until it returns something truthy; fail the test after `timeout`.
     (Waiting on real threads and ptys; no assertion is ever made about how long it took.)"""

@@ -112,6 +112,8 @@ def test_every_screen_in_every_language_in_chromium(tmp_path):
                 _check_qr(daemon, page)
                 _check_ad(page)
                 _check_elderly(page)
+            if name == "turn_head":
+                _check_face_view(page)
             if name == "close_door":
                 countdown = page.locator('[data-msg="alarm_in"]').inner_text()
                 seconds = int("".join(ch for ch in countdown if ch.isdigit()))
@@ -131,6 +133,46 @@ def _check_qr(daemon, page):
     (found,) = zxingcpp.read_barcodes(image)
     url = daemon.state()["screen_qr"]["url"]
     assert found.text == url and "?n=" in url
+
+
+def _check_face_view(page):
+    """The camera's view with the outline, and no "scan with your phone" under the head turn."""
+    page.wait_for_function("(() => { const i = document.querySelector('#facecheck img');"
+                           " return i && i.complete && i.naturalWidth > 0; })()")
+    assert page.locator("#facecheck .oval").is_visible()
+    assert page.locator('main [data-msg="scan_hint"]').count() == 0
+    assert page.locator("#qr").count() == 0
+
+
+def test_a_plain_screenshot_shows_the_idle_screen_and_its_code(tmp_path):
+    """`chromium --headless --screenshot` with no waiting flags: the first paint is the real
+    screen (the state is in the page as served), so the QR decodes from the picture."""
+    import subprocess
+
+    import cv2
+
+    from tools.daemon_process import CabinetProcess
+    from tools.kiosk_tour import CHROMIUM, CHROMIUM_ARGS
+
+    daemon = CabinetProcess(data_dir=tmp_path / "data")
+    try:
+        daemon.wait_ready()
+        shot = tmp_path / "idle.png"
+        subprocess.run([CHROMIUM, "--headless", *CHROMIUM_ARGS, f"--user-data-dir={tmp_path}/p",
+                        "--window-size=1080,1920", f"--screenshot={shot}", daemon.url + "/"],
+                       capture_output=True, timeout=120, check=True)
+        image = cv2.imread(str(shot), cv2.IMREAD_GRAYSCALE)
+        assert image.shape == (1920, 1080)
+        found = [r.text for r in zxingcpp.read_barcodes(image)]
+        live = daemon.state()["screen_qr"]["url"]   # its nonce may have turned over since
+        assert len(found) == 1 and found[0].split("?n=")[0] == live.split("?n=")[0]
+        assert "?n=" in found[0]
+        # The code is large on the portrait screen (it was a small box in the top quarter).
+        (code,) = zxingcpp.read_barcodes(image)
+        xs = [p.x for p in (code.position.top_left, code.position.top_right)]
+        assert max(xs) - min(xs) > 300
+    finally:
+        daemon.terminate()
 
 
 def _check_ad(page):

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 want=${1:-run}
 
-apt_packages=(python3 python3-venv)
+apt_packages=(python3 python3-venv curl)
 venv_flags=()
 if [ "$(uname -m)" = aarch64 ]; then
     # The Pi's GPIO library: Debian's package covers every Python version of the OS; the venv sees it.
@@ -24,8 +24,9 @@ if [ "$want" = test ]; then
     # (the tests start a private server from Debian's binaries); the kiosk is tested in Chromium.
     # libzbar0: the zbar peer in the QR benchmark. The image builder's tools: sfdisk (fdisk),
     # debugfs and mkfs.ext4 (e2fsprogs), mtools, mkfs.vfat (dosfstools).
+    # The boot test: debootstrap a Debian, boot the image with systemd-nspawn (systemd-container).
     apt_packages+=(systemd postgresql libzbar0 fdisk e2fsprogs mtools dosfstools
-                   "${screen_packages[@]}")
+                   debootstrap systemd-container "${screen_packages[@]}")
 elif [ "$want" = kiosk ]; then
     # On the cabinet: cage is the Wayland kiosk compositor systemd/cabinet-kiosk.service runs.
     apt_packages+=(cage "${screen_packages[@]}")
@@ -54,7 +55,13 @@ if [ "${FACE:-1}" = 0 ] || ! [[ "$(uname -m)" =~ ^(x86_64|aarch64)$ ]]; then
 fi
 [ "$want" = test ] && extra="[test,face]"
 [ "$want" = kiosk ] && want=run
-stamp=".venv/.installed-$want$extra-$(cat pyproject.toml tools/setup.sh | sha256sum | cut -c1-16)"
+hash=$(cat pyproject.toml tools/setup.sh | sha256sum | cut -c1-16)
+stamp=".venv/.installed-$want$extra-$hash"
+# The test install holds everything the cabinet needs: running the simulation after the tests
+# installs nothing more.
+if [ ! -f "$stamp" ] && [ "$want" = run ] && [ -f ".venv/.installed-test[test,face]-$hash" ]; then
+    stamp=".venv/.installed-test[test,face]-$hash"
+fi
 if [ ! -f "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e ".$extra"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Set up (first run only) and run the whole test suite. Extra arguments go to pytest.
+# Set up (first run only) and run the whole test suite, on every core (pytest-xdist). Extra
+# arguments go to pytest: `tools/test.sh -k shelves`, `tools/test.sh -n 0` (one process),
+# `tools/test.sh -m boot` (the SD image's boot test: root, minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh test
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest -n auto "$@"

@@ -272,3 +272,9 @@ class FailedAttempts:
 
     def snapshot(self, now: float) -> dict[str, float]:
         return {key: round(until - now, 1) for key, until in self._paused.items() if until > now}
+
+    def reset(self) -> None:
+        """A technician has looked: every pause lifted, every count back to zero."""
+        self._failures.clear()
+        self._all.clear()
+        self._paused.clear()

@@ -187,6 +187,10 @@ class FaceAccess:
         if not self.attempts.snapshot(self.c.clock()):
             self.c.clear_alarm("face_attempts")
 
+    def lift_pauses(self) -> None:
+        """`cabinet alarm clear face_attempts`: a technician lifts every pause."""
+        self.attempts.reset()
+
     def snapshot(self) -> dict[str, Any]:
         return {"available": self.available, "reason": self.reason,
                 "members": len(self.gallery), "checking": self.checking,

@@ -115,6 +115,9 @@ class FaceModel:
             image = cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR)
         else:
             path = photo
+            if not Path(photo).is_file():
+                raise PhotoError(f"{photo}: no such file" if not Path(photo).exists()
+                                 else f"{photo}: not a file")
             image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
         if image is None:
             raise PhotoError(f"{path}: not an image OpenCV can read (JPEG or PNG)")

@@ -1,5 +1,10 @@
-"""What the kiosk page needs besides /api/state: a live stream of the state (server-sent events),
-the screen's QR as SVG, the ads that are ready and their files, the strings, and speech.
+"""What the kiosk page needs besides /api/state: the page itself with the current state in it, a
+live stream of the state (server-sent events), the screen's QR as SVG, the camera's view while a
+face is checked, the ads that are ready and their files, the strings, and speech.
+
+The page is served with the state, the strings, the ready ads and the QR already in it, so its
+first paint is the real screen (a kiosk that boots, a slow Pi, a plain screenshot), not a blank
+page waiting for the stream.
 
 The event stream sends the state whenever the controller has published a new snapshot (checked
 every 100 ms by reference: the controller swaps in a new object on each publish, so this costs
@@ -25,10 +30,10 @@ AD_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8": "im
 class Kiosk:
     def __init__(self, state: Callable[[], dict[str, Any]], *,
                  published: Callable[[], object] | None = None, ads: Any = None,
-                 speaker: Any = None):
+                 speaker: Any = None, camera: Any = None):
         # `published` returns the controller's current snapshot object (for change detection);
-        # `state` the full state as /api/state answers it.
-        self.state, self.ads, self.speaker = state, ads, speaker
+        # `state` the full state as /api/state answers it; `camera` has latest() (drivers.camera).
+        self.state, self.ads, self.speaker, self.camera = state, ads, speaker, camera
         self.published = published or state
         self.closing = False
 
@@ -43,6 +48,40 @@ class Kiosk:
                 last_sent = time.monotonic()
                 yield b": keep-alive\n\n"
             time.sleep(interval)
+
+    def page(self) -> bytes:
+        state = self.state()
+        qr = state.get("screen_qr")
+        boot = {"state": state, "strings": json.loads((STATIC / "strings.json").read_text("utf-8")),
+                "ads": self.ads_ready(), "qr_svg": None if qr is None else qr_svg(qr["url"])}
+        # "</" inside a <script> would end it: JSON allows the escaped form.
+        data = json.dumps(boot, ensure_ascii=False).replace("</", "<\\/")
+        html = (STATIC / "index.html").read_text("utf-8")
+        return html.replace('<script id="boot" type="application/json">{}</script>',
+                            f'<script id="boot" type="application/json">{data}</script>', 1).encode()
+
+    def camera_frames(self, fps: float = 10.0, width: int = 480,
+                      longest: float = 60.0) -> Iterator[bytes]:
+        """The camera's view as motion JPEG parts, for the face check's preview on the screen.
+        Ends by itself after `longest` seconds (the page asks again if it still needs it)."""
+        if self.camera is None:
+            return
+        import cv2
+
+        last, until = None, time.monotonic() + longest
+        while not self.closing and time.monotonic() < until:
+            latest = self.camera.latest()
+            if latest is not None and latest[0] != last:
+                last, frame = latest[0], latest[2]
+                h, w = frame.shape[:2]
+                if w > width:
+                    frame = cv2.resize(frame, (width, round(h * width / w)),
+                                       interpolation=cv2.INTER_AREA)
+                ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 70])
+                if ok:
+                    yield (b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                           + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg.tobytes() + b"\r\n")
+            time.sleep(1 / fps)
 
     def screen_qr_svg(self) -> bytes | None:
         qr = self.state().get("screen_qr")

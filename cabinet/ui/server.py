@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,9 +37,9 @@ class Conflict(Exception):
 
 
 class UiServer:
-    def __init__(self, host: str, port: int, *, controller: Any, sim: Any = None,
+    def __init__(self, listener: socket.socket, *, controller: Any, sim: Any = None,
                  ads: Any = None, speaker: Any = None, selftest: Any = None,
-                 calibration: Any = None):
+                 calibration: Any = None, camera: Any = None):
         from .kiosk import Kiosk
 
         self._controller = controller
@@ -46,9 +47,15 @@ class UiServer:
         self.selftest = selftest
         self.calibration = calibration
         self.kiosk = Kiosk(self.state, published=lambda: controller.snapshot, ads=ads,
-                           speaker=speaker)
+                           speaker=speaker, camera=camera)
         handler = type("Handler", (_Handler,), {"ui": self})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        # The socket was bound by the caller before anything else started (a port in use is
+        # then one line at start, not a traceback after the database was opened).
+        self.httpd = ThreadingHTTPServer(listener.getsockname()[:2], handler,
+                                         bind_and_activate=False)
+        self.httpd.socket.close()
+        self.httpd.socket = listener
+        self.httpd.server_address = listener.getsockname()[:2]
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -114,6 +121,18 @@ class UiServer:
                 raise BadRequest(str(exc)) from None
         if name in ("faces/enrol", "faces/delete"):
             return self._faces(name[6:], body)
+        if name == "alarms/clear":
+            kind, technician = _field(body, "kind", str), _field(body, "technician", str)
+            if not technician.strip():
+                raise BadRequest("'technician' names who looked")
+            from ..checkout import Refused
+            try:
+                cleared = c.call(lambda: c.acknowledge_alarm(kind, technician))
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
+            except Refused as refusal:
+                raise Conflict(refusal.reason, str(refusal)) from None
+            return {"ok": True, "cleared": cleared}
         if name == "food-safety/clear":
             technician = _field(body, "technician", str)
             if not technician.strip():
@@ -178,19 +197,23 @@ class UiServer:
         if name == "remote_unlock":
             return self._sim_remote_unlock(body)
         if name == "camera":
+            turn_head = False
             if content_type.startswith("image/"):
                 data = raw
             else:
                 path = _field(body, "path", str)
+                turn_head = body.get("turn_head", False)
+                if not isinstance(turn_head, bool):
+                    raise BadRequest("'turn_head' must be true or false")
                 try:
                     data = Path(path).read_bytes()
                 except OSError as exc:
                     raise BadRequest(f"cannot read image {path!r}: {exc.strerror}") from None
             try:
-                sim.show_image(data)
+                sim.show_image(data, turn_head=turn_head)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
-            return {"ok": True, "bytes": len(data)}
+            return {"ok": True, "bytes": len(data), "turn_head": turn_head}
         if not isinstance(body, dict):
             raise BadRequest("body must be a JSON object")
         if name == "scan":
@@ -340,7 +363,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/api/faces":
             self._send(200, self.ui.faces())
         elif path in ("/", "/index.html"):
-            self._send(200, (STATIC / "index.html").read_bytes(), "text/html")
+            self._send(200, self.ui.kiosk.page(), "text/html")
+        elif path == "/api/camera.mjpg":
+            self._stream_camera()
         elif path == "/favicon.ico":
             self.send_response(204)
             self.send_header("Content-Length", "0")
@@ -379,6 +404,23 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass  # the page went away (reload, browser restart)
+
+    def _stream_camera(self) -> None:
+        if self.ui.kiosk.camera is None:
+            self._send(404, {"error": "this cabinet has no camera"})
+            return
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            for part in self.ui.kiosk.camera_frames():
+                self.wfile.write(part)
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the face check ended: the page dropped the picture
 
     def _read_body(self, limit: int) -> bytes | None:
         try:

@@ -2,7 +2,8 @@
 
 The simulation (or a test) sets the image the camera sees; every read() returns a copy of it at the
 configured frame rate, as a camera pointed at a still scene would. Before any image is set it sees a
-grey frame. `unplug()` makes reads fail, as a camera lost to interference does.
+grey frame. `play()` shows several images in turn (a head turning: a photograph and its mirror
+image). `unplug()` makes reads fail, as a camera lost to interference does.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ def scene_png(picture: np.ndarray | None = None, *, width: int = 640, height: in
 
 class ImageFileCapture:
     def __init__(self, *, width: int = 640, height: int = 480, frames_per_second: float = 15.0):
-        self._frame = np.full((height, width, 3), 128, dtype=np.uint8)
-        self._frame.flags.writeable = False
+        grey = np.full((height, width, 3), 128, dtype=np.uint8)
+        grey.flags.writeable = False
+        self._frames, self._seconds_per_frame, self._since = (grey,), 1.0, time.monotonic()
         self._period = 1.0 / frames_per_second
         self._lock = threading.Lock()
         self._next = time.monotonic()
@@ -46,10 +48,15 @@ class ImageFileCapture:
         self.released = False
 
     def show(self, frame: np.ndarray) -> None:
-        frame = frame.copy()
-        frame.flags.writeable = False  # every read() hands out this one array: nobody may draw on it
+        self.play([frame], 1.0)
+
+    def play(self, frames: list[np.ndarray], seconds_per_frame: float) -> None:
+        frames = tuple(f.copy() for f in frames)
+        for f in frames:
+            f.flags.writeable = False  # every read() hands out these arrays: nobody may draw on them
         with self._lock:
-            self._frame = frame
+            self._frames, self._seconds_per_frame = frames, seconds_per_frame
+            self._since = time.monotonic()
 
     def show_file(self, path: str) -> None:
         with open(path, "rb") as f:
@@ -66,7 +73,8 @@ class ImageFileCapture:
         if not self.plugged or self.released:
             return False, None
         with self._lock:
-            return True, self._frame
+            shown = int((time.monotonic() - self._since) / self._seconds_per_frame)
+            return True, self._frames[shown % len(self._frames)]
 
     def release(self) -> None:
         self.released = True
@@ -77,7 +85,7 @@ class SimulatedCamera:
 
     def __init__(self, *, width: int, height: int, frames_per_second: float):
         self._args = dict(width=width, height=height, frames_per_second=frames_per_second)
-        self._scene: np.ndarray | None = None
+        self._scene: tuple[list[np.ndarray], float] | None = None
         self.plugged = True
         self._current: ImageFileCapture | None = None
 
@@ -85,14 +93,17 @@ class SimulatedCamera:
         capture = ImageFileCapture(**self._args)
         capture.plugged = self.plugged
         if self._scene is not None:
-            capture.show(self._scene)
+            capture.play(*self._scene)
         self._current = capture
         return capture
 
     def show(self, frame: np.ndarray) -> None:
-        self._scene = frame
+        self.play([frame], 1.0)
+
+    def play(self, frames: list[np.ndarray], seconds_per_frame: float) -> None:
+        self._scene = (frames, seconds_per_frame)
         if self._current is not None:
-            self._current.show(frame)
+            self._current.play(frames, seconds_per_frame)
 
     def set_plugged(self, plugged: bool) -> None:
         self.plugged = plugged

@@ -210,8 +210,14 @@ class SimulatedCabinet:
             os.fsync(f.fileno())  # the world must survive the daemon's power cut
         os.replace(tmp, self.state_file)
 
-    def show_image(self, data: bytes) -> None:
-        self.camera.show(decode_image(data))
+    def show_image(self, data: bytes, *, turn_head: bool = False) -> None:
+        """What the camera sees; with `turn_head`, the image and its mirror image in turn every
+        0.4 s, which the face check reads as a head turning left and right."""
+        frame = decode_image(data)
+        if turn_head:
+            self.camera.play([frame, frame[:, ::-1]], 0.4)
+        else:
+            self.camera.show(frame)
 
     def set_thermometer_fault(self, fault: str | None) -> None:
         self.onewire.fault = fault

@@ -9,6 +9,7 @@ batch again changes nothing, which is what makes the cabinet's resends harmless.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -76,6 +77,12 @@ class Database:
         if url.startswith("sqlite:///"):
             self.dialect = "sqlite"
             self._path = url[len("sqlite://"):]  # sqlite:///var/lib/x.db -> /var/lib/x.db
+            # It holds device-token hashes and every sale: private to the backend's user. SQLite
+            # gives its -wal and -shm files the database file's mode.
+            try:
+                os.close(os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
         elif url.startswith(("postgresql://", "postgres://")):
             self.dialect = "postgresql"
         else:
