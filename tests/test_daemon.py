@@ -8,7 +8,7 @@ import pytest
 
 from tools.daemon_process import CabinetProcess
 
-from .conftest import TEST_DATA, wait_for
+from .conftest import TEST_DATA, no_devices_config, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -176,19 +176,7 @@ def test_real_mode_with_missing_devices_keeps_running(tmp_path):
     """Without --simulate, on mock pins, with no serial ports: faults, not a crash."""
     import subprocess
     import sys
-    config = tmp_path / "c.toml"
-    config.write_text(f"""
-[gpio]
-pin_factory = "mock"
-[rs485]
-port = "{tmp_path}/no-rs485"
-[scanner]
-port = "{tmp_path}/no-scanner"
-[thermometer]
-w1_base_dir = "{tmp_path}/no-w1"
-[camera]
-enabled = false
-""")
+    config = no_devices_config(tmp_path, 'pin_factory = "mock"')
     proc = subprocess.Popen([sys.executable, "-m", "cabinet", "--config", str(config),
                              "--data-dir", str(tmp_path / "d"), "--http-port", "0"],
                             stderr=subprocess.PIPE, text=True)

@@ -203,7 +203,15 @@ class FrameSource:
         return i, 0.0, self.frames[i % len(self.frames)]
 
 
-def run_reader(frames, enrolled, seconds, *, attempt_seconds=3.0, model_factory=None):
+def verdicts(seen, kind: str) -> int:
+    return sum(type(e).__name__ == kind for e in seen)
+
+
+def run_reader(frames, enrolled, seconds, *, attempt_seconds=3.0, model_factory=None,
+               until=lambda seen: verdicts(seen, "FaceRecognised")):
+    """The camera thread on `frames` until `until(events so far)` (or `seconds`, an upper bound
+    that only a broken reader reaches: a busy machine analyses fewer frames a second, so tests
+    wait for the verdicts rather than for a time)."""
     from cabinet.access.face_camera import FaceReader, FaceSettings
     from cabinet.access.face_model import FaceModel
 
@@ -221,7 +229,7 @@ def run_reader(frames, enrolled, seconds, *, attempt_seconds=3.0, model_factory=
             seen.append(events.get(timeout=0.1))
         except queue.Empty:
             pass
-        if any(type(e).__name__ == "FaceRecognised" for e in seen):
+        if until(seen):
             break
     reader.close()
     return seen, reader
@@ -231,10 +239,11 @@ def run_reader(frames, enrolled, seconds, *, attempt_seconds=3.0, model_factory=
 @pytest.mark.parametrize("photo", ["test/obama1.jpg", "test/alex_lacamoire1.jpg",
                                    "test/johnsnow_test1.jpg"])
 def test_a_still_photograph_as_every_frame_never_opens(photo, enrolled):
-    seen, reader = run_reader([frame_640x480(FACES / photo)], enrolled, 5.0)
+    seen, reader = run_reader([frame_640x480(FACES / photo)], enrolled, 30.0, until=lambda s: (
+        verdicts(s, "FaceRecognised") or verdicts(s, "FaceAttemptFailed")))
     kinds = [type(e).__name__ for e in seen]
     assert "FaceRecognised" not in kinds
-    assert reader.frames_analysed >= 10
+    assert reader.frames_analysed >= LivenessRules().min_frames  # named, and still refused
     failed = [e for e in seen if type(e).__name__ == "FaceAttemptFailed"]
     assert failed and all(e.reason == "not_live" for e in failed)
     assert kinds[0] == "FaceChecking" and seen[0].active   # the screen asked for a head turn
@@ -272,7 +281,8 @@ def test_a_photograph_moved_about_by_hand_never_opens(enrolled):
         frames.append(cv2.warpAffine(base, m, (640, 480)))
     for degrees, axis in [(15, 0), (-15, 0), (15, 1), (-15, 1)]:   # tilted towards the camera
         frames.append(tilted(base, degrees, axis))
-    seen, _ = run_reader(frames, enrolled, 6.0)
+    seen, _ = run_reader(frames, enrolled, 30.0, until=lambda s: (    # two attempts, both refused
+        verdicts(s, "FaceRecognised") or verdicts(s, "FaceAttemptFailed") >= 2))
     assert "FaceRecognised" not in [type(e).__name__ for e in seen]
     assert [e.reason for e in seen if type(e).__name__ == "FaceAttemptFailed"][:1] == ["not_live"]
 
@@ -284,7 +294,7 @@ def test_a_head_turning_left_and_right_opens(enrolled):
     frames = [frame_640x480(FACES / "test/obama1.jpg"),
               frame_640x480(FACES / "misc/obama3.jpg"),
               frame_640x480(FACES / "test/obama1.jpg", flip=True)]
-    seen, _ = run_reader(frames, enrolled, 10.0, attempt_seconds=8.0)
+    seen, _ = run_reader(frames, enrolled, 30.0, attempt_seconds=8.0)
     recognised = [e for e in seen if type(e).__name__ == "FaceRecognised"]
     assert recognised and recognised[0].member_id == "obama" and recognised[0].span >= 0.2
 
@@ -315,7 +325,7 @@ def test_a_model_that_does_not_load_is_one_device_fault_not_a_crash():
         raise RuntimeError("Error deserializing object of type short (truncated model file)")
     frames = [np.full((480, 640, 3), v, np.uint8) for v in (0, 120, 240)]   # a moving picture
     seen, reader = run_reader(frames, {"m": [np.full(128, 0.1, np.float32)]}, 1.5,
-                              model_factory=broken)
+                              model_factory=broken, until=lambda s: False)
     faults = [e for e in seen if type(e).__name__ == "DeviceFaulted"]
     assert len(faults) == 1 and faults[0].device == "face_model"
     assert "truncated model file" in faults[0].detail

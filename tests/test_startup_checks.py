@@ -18,7 +18,7 @@ import pytest
 
 from cabinet.cli import daemon_url
 
-from .conftest import REPO, wait_for
+from .conftest import REPO, no_devices_config, wait_for
 
 
 def cabinetd(*args, cwd, timeout=60):
@@ -141,22 +141,7 @@ def test_a_port_or_data_folder_in_use_is_one_line_and_touches_nothing(tmp_path):
 def test_without_usable_gpio_the_daemon_starts_locked_with_the_fault(tmp_path):
     """No lgpio here (or no GPIO chip on a Pi): the lock stays de-energised, the gpio fault is
     raised and said, the door is unknown rather than closed, and no session can open."""
-    config = tmp_path / "c.toml"
-    config.write_text(f"""
-[gpio]
-pin_factory = "lgpio"
-chip = 15
-[rs485]
-port = "{tmp_path}/no-rs485"
-[scanner]
-port = "{tmp_path}/no-scanner"
-[thermometer]
-w1_base_dir = "{tmp_path}/no-w1"
-[camera]
-enabled = false
-[face]
-key_file = "{tmp_path}/face.key"
-""")
+    config = no_devices_config(tmp_path, 'pin_factory = "lgpio"\nchip = 15')
     proc = subprocess.Popen([sys.executable, "-m", "cabinet", "--config", str(config),
                              "--data-dir", str(tmp_path / "d"), "--http-port", "0"],
                             stderr=subprocess.PIPE, text=True)

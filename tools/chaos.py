@@ -159,9 +159,12 @@ class Harness:
 
     def run(self, kills: int) -> None:
         self.start()
+        deck: list[tuple[str, str]] = []
         for i in range(kills):
-            kill_at = self.random.choice(KILL_POINTS)
-            how = self.random.choice(("sigkill", "power"))
+            if not deck:  # every kill point by both methods in each round of ten, in random order
+                deck = [(at, how) for at in KILL_POINTS for how in ("sigkill", "power")]
+                self.random.shuffle(deck)
+            kill_at, how = deck.pop()
             self.one_session(kill_at, how)
             self.kills[f"{kill_at}/{how}"] += 1
             self.start()

@@ -391,36 +391,30 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, {"error": f"no such resource: {path}"})
 
-    def _stream_events(self) -> None:
+    def _stream(self, content_type: str, chunks) -> None:
+        """A response that lasts as long as `chunks` goes on, or until the client goes away (a
+        page reloaded, the face check over)."""
         self.close_connection = True  # the stream ends with the connection
         self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Cache-Control", "no-store")
         self.send_header("Connection", "close")
         self.end_headers()
         try:
-            for chunk in self.ui.kiosk.events():
+            for chunk in chunks:
                 self.wfile.write(chunk)
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the page went away (reload, browser restart)
+            pass
+
+    def _stream_events(self) -> None:
+        self._stream("text/event-stream; charset=utf-8", self.ui.kiosk.events())
 
     def _stream_camera(self) -> None:
         if self.ui.kiosk.camera is None:
             self._send(404, {"error": "this cabinet has no camera"})
             return
-        self.close_connection = True
-        self.send_response(200)
-        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        try:
-            for part in self.ui.kiosk.camera_frames():
-                self.wfile.write(part)
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the face check ended: the page dropped the picture
+        self._stream("multipart/x-mixed-replace; boundary=frame", self.ui.kiosk.camera_frames())
 
     def _read_body(self, limit: int) -> bytes | None:
         try:
@@ -453,19 +447,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.ui.selftest is None:
             self._send(404, {"error": "no selftest in this daemon"})
             return
-        self.close_connection = True
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-ndjson")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        try:
-            self.wfile.write((json.dumps({"checks": self.ui.selftest.names()}) + "\n").encode())
-            self.wfile.flush()
-            for result in self.ui.selftest.run():
-                self.wfile.write((json.dumps(result, ensure_ascii=False) + "\n").encode())
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        selftest = self.ui.selftest
+
+        def lines():
+            yield (json.dumps({"checks": selftest.names()}) + "\n").encode()
+            for result in selftest.run():
+                yield (json.dumps(result, ensure_ascii=False) + "\n").encode()
+        self._stream("application/x-ndjson", lines())
 
     def do_POST(self):
         path = self.path.split("?", 1)[0]
