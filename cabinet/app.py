@@ -30,6 +30,7 @@ from .hardware import build_hardware
 from .store import Store
 from .systemd import Notifier
 from .ui.server import UiServer
+from .ui.setup_status import SetupStatus
 
 log = logging.getLogger("cabinetd")
 
@@ -86,7 +87,8 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
         from .selftest import SelfTest
         ui = UiServer(listener, controller=controller, sim=hardware.sim,
                       ads=ads, speaker=speaker, selftest=SelfTest(controller, hardware, data_dir),
-                      calibration=calibration, camera=hardware.camera)
+                      calibration=calibration, camera=hardware.camera,
+                      setup=None if simulate else SetupStatus())
         stack.callback(ui.close)
         ui.start()
         log.info("listening on %s (state at %s/api/state)", ui.url, ui.url)
@@ -124,7 +126,12 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
 
 
 class StartError(Exception):
-    """The daemon cannot start here and now (the message says why and what to do)."""
+    """The daemon cannot start here and now (the message says why and what to do). `status` 2:
+    restarting cannot help (another daemon holds the data folder); 1: it may (a port in use)."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
 
 
 @contextmanager
@@ -139,7 +146,7 @@ def _claim_data_dir(data_dir: Path):
         holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
         os.close(fd)
         raise StartError(f"{data_dir} is in use by another cabinetd (pid {holder}): stop that "
-                         "one first, or give this one its own --data-dir") from None
+                         "one first, or give this one its own --data-dir", status=2) from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     try:

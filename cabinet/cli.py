@@ -131,7 +131,7 @@ def daemon_main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except StartError as exc:
         logging.getLogger("cabinetd").critical("%s", exc)
-        return 1
+        return exc.status
     except StoreError as exc:
         logging.getLogger("cabinetd").critical("store: %s", exc)
         return 1
@@ -171,6 +171,10 @@ def _status(args) -> int:
         health = shelf["health"] + (f": {shelf['fault']}" if shelf["fault"] else "")
         rows.append((f"shelf {shelf['shelf']}",
                      f"{grams} {'stable' if shelf['stable'] else 'unsettled'}, {health}"))
+    setup = state.get("setup")
+    if setup and not setup["complete"]:
+        rows.append(("first boot", "; ".join(f"{w['step']} {w['state']}" for w in setup["waiting"])
+                     + " (cabinet firstboot status)"))
     for device, fault in state["faults"].items():
         rows.append((f"FAULT {device}", fault["detail"]))
     for alarm in state["alarms"]:

@@ -187,3 +187,10 @@ def test_progress_is_recorded_step_by_step_and_printed(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "enrol      retry" in out and "2 attempt(s)" in out and "in progress" in out
     assert not (root / "etc" / "cabinet" / ".provisioned").exists()
+    # What the daemon shows of it (/api/state's `setup`, the screen's footer).
+    from cabinet.ui.setup_status import SetupStatus
+    shown = SetupStatus(root / "var/lib/cabinet-firstboot/progress.json").read()
+    assert shown["complete"] is False
+    assert [w["step"] for w in shown["waiting"]] == ["enrol"]
+    assert "backend unreachable" in shown["waiting"][0]["detail"]
+    assert SetupStatus(tmp_path / "absent.json").read() is None

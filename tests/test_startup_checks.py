@@ -130,7 +130,7 @@ def test_a_port_or_data_folder_in_use_is_one_line_and_touches_nothing(tmp_path):
         assert not (tmp_path / "second" / "cabinet.db").exists()
         shared = cabinetd("--simulate", "--http-port", "0", "--data-dir",
                           str(tmp_path / "first"), cwd=tmp_path)
-        assert shared.returncode == 1 and "is in use by another cabinetd (pid" in shared.stderr
+        assert shared.returncode == 2 and "is in use by another cabinetd (pid" in shared.stderr
         assert len(shared.stderr.strip().splitlines()) == 1, shared.stderr
         assert (tmp_path / "first" / "cabinet.db").stat().st_mtime_ns == before
         assert first.state()["lock"] == "locked"

@@ -39,11 +39,12 @@ class Conflict(Exception):
 class UiServer:
     def __init__(self, listener: socket.socket, *, controller: Any, sim: Any = None,
                  ads: Any = None, speaker: Any = None, selftest: Any = None,
-                 calibration: Any = None, camera: Any = None):
+                 calibration: Any = None, camera: Any = None, setup: Any = None):
         from .kiosk import Kiosk
 
         self._controller = controller
         self._sim = sim
+        self.setup = setup  # first boot's progress (ui/setup_status.py), None in a simulation
         self.selftest = selftest
         self.calibration = calibration
         self.kiosk = Kiosk(self.state, published=lambda: controller.snapshot, ads=ads,
@@ -79,6 +80,7 @@ class UiServer:
     # --- routes -----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         snapshot = dict(self._controller.snapshot)
+        snapshot["setup"] = None if self.setup is None else self.setup.read()
         if self._sim is not None:
             snapshot["simulation"] = self._sim.snapshot()
         return snapshot

@@ -295,6 +295,9 @@ def run(work: Path, arch: str | None = None) -> dict[str, float]:
         check(state["lock"] == "locked" and state["door"] == "unknown",
               f"locked, door unknown without GPIO: {state['lock']}, {state['door']}")
         check(state["screen"]["name"] == "out_of_service", f"screen {state['screen']}")
+        check(state["setup"] and not state["setup"]["complete"]
+              and [w["step"] for w in state["setup"]["waiting"]] == ["screen"],
+              f"the daemon does not show what first boot still waits for: {state['setup']}")
         check_boot_one(machine)
         first = fingerprint(machine)
 
