@@ -57,7 +57,7 @@ def daemon_url(text: str) -> str:
     except ValueError:
         port = -1
     if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 \
-            or parts.path.strip("/") or parts.query or parts.fragment:
+            or parts.hostname.isdigit() or parts.path.strip("/") or parts.query or parts.fragment:
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected the daemon's address as http://HOST:PORT or HOST:PORT, "
             f"e.g. 127.0.0.1:8080")

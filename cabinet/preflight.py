@@ -33,6 +33,12 @@ def preflight(config: Config, *, simulate: bool = False) -> Preflight:
     token = None
     if config.sync.backend_url:
         token = read_secret(config.sync.device_token_file, "device token")
+        owner = os.stat(config.sync.device_token_file).st_uid
+        if os.geteuid() == 0 and owner == 0 and not simulate:
+            # Read here as root; the service reads it as its own user (cabinet).
+            warnings.append(f"sync.device_token_file: {config.sync.device_token_file} is "
+                            "root's, mode 0600: the cabinet user cannot read it (run: chown "
+                            f"cabinet: {config.sync.device_token_file})")
     try:
         keys = load_keys_file(config.access.keys_file)
     except ValueError as exc:

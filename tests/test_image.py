@@ -138,7 +138,8 @@ def test_first_boot_enrols_with_the_backend_and_takes_the_token_off_the_boot_par
         (root2 / "boot" / "firmware" / "cabinet-provision.toml").write_text(
             f'cabinet_id = "cabinet-0042"\nbackend_url = "{backend.url}"\n'
             f'enrolment_token = "{enrolment["enrolment_token"]}"\n')
-        assert firstboot.main(["--root", str(root2), "--skip-install", "--no-restart"]) == 1
+        assert firstboot.main(["--root", str(root2), "--skip-install", "--no-restart"]) == \
+            firstboot.EX_CONFIG
     finally:
         backend.close()
 
@@ -153,8 +154,32 @@ def test_first_boot_waits_for_an_unreachable_backend_and_rejects_bad_files(tmp_p
     assert not provision.exists() and (root / "etc" / "cabinet" / "provision.toml").exists()
     assert not (root / "etc" / "cabinet" / "device-token").exists()
     provision.write_text('cabinet_id = "no spaces allowed"\nbackend_url = "http://x"\n')
-    assert firstboot.main(args) == 1
+    assert firstboot.main(args) == firstboot.EX_CONFIG
     assert "cabinet_id must be" in capsys.readouterr().err
+    provision.write_text('cabinet_id = "c1"\nbackend_url = "http://x"\n[wifi]\nssid = "a"\n'
+                         'password = "short"\n')
+    assert firstboot.main(args) == firstboot.EX_CONFIG
+    assert "password must be 8-63" in capsys.readouterr().err
+
+
+def test_a_run_cut_short_after_the_device_token_counts_as_enrolled(tmp_path):
+    """Power cut after the device token was written, before the enrolment token was forgotten:
+    the next run must not send the used token again (the backend refuses it for good)."""
+    root = _root(tmp_path)
+    etc = root / "etc" / "cabinet"
+    (etc / "provision.toml").write_text('cabinet_id = "cabinet-0042"\n'
+                                        'backend_url = "http://127.0.0.1:9"\n'
+                                        'enrolment_token = "used-already"\n')
+    firstboot.write_private(etc / "device-token", "the-device-token\n")
+    assert firstboot.main(["--root", str(root), "--skip-install", "--no-restart"]) == 0
+    assert "enrolment_token" not in (etc / "provision.toml").read_text()
+    assert 'backend_url = "http://127.0.0.1:9"' in (etc / "cabinet.toml").read_text()
+    assert (etc / ".provisioned").exists()
+
+
+def test_wifi_values_are_escaped_for_networkmanager():
+    text = firstboot.wifi_keyfile({"ssid": " ward 3\\", "password": "pass word \\x "})
+    assert "ssid=\\sward 3\\\\\n" in text and "psk=pass word \\\\x\\s\n" in text
 
 
 

@@ -47,6 +47,18 @@ def test_screen_rules():
     assert screen_for(state(face={"checking": True})) == {"name": "idle", "prompt": "turn_head"}
 
 
+def test_the_page_carries_any_text_in_its_state_without_breaking():
+    """The state goes into the page as served: a product named like markup stays data."""
+    from cabinet.ui.kiosk import Kiosk
+
+    evil = "<!--<script></script><b>&amp;"
+    page = Kiosk(lambda: {"products": [{"sku": "x", "name_en": evil}], "screen_qr": None}).page()
+    boot = page.decode().split('<script id="boot" type="application/json">', 1)[1]
+    data, rest = boot.split("</script>", 1)
+    assert "<" not in data and json.loads(data)["state"]["products"][0]["name_en"] == evil
+    assert '"use strict"' in rest, "the page's own script is still a script"
+
+
 def test_every_message_is_in_every_language():
     for key, texts in STRINGS.items():
         if not key.startswith("_"):

@@ -68,6 +68,7 @@ class Shell:
 
     def __init__(self, cwd: Path):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "COV_"))}
+        env["SETUP_NO_INSTALL"] = "1"   # the copy shares the checkout's venv: never install into it
         self.proc = subprocess.Popen(["bash", "--norc", "--noprofile"], cwd=cwd, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -98,14 +99,20 @@ class Shell:
             output.append(line)
 
     def close(self):
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        """Everything the README started (the shell, the daemons, the backend) ends here."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(self.proc.pid, 0)
+                except ProcessLookupError:
+                    self.proc.wait()
+                    return
+                time.sleep(0.1)
 
 
 def get(url: str, token: str | None = None):
@@ -232,7 +239,7 @@ def test_the_readme_walkthrough_does_what_it_says(tmp_path):
                 # A person runs it once the cabinet has caught up; so does the test.
                 wait_for(lambda: state()["outbox"]["pending"] == 0, timeout=30,
                          what="the queue drained to the backend")
-            code, out = shell.run(line, timeout=600 if "until curl" in line else 120)
+            code, out = shell.run(line, timeout=120)
             if status is not None:
                 assert code == status, f"{line!r} exited {code}: {out}"
             if check is not None:

@@ -95,6 +95,7 @@ def test_url_takes_host_and_port_or_says_what_it_expects():
     result = technician("status", "--url", "ftp://x")
     assert result.returncode == 2 and "expected the daemon's address as http://HOST:PORT" \
         in result.stderr
+    assert technician("status", "--url", "8081").returncode == 2   # a port alone: which host?
     result = technician("status", "--url", "127.0.0.1:notaport")
     assert result.returncode == 2 and "HOST:PORT" in result.stderr
     # Reaches the daemon's port and says plainly that nobody answers there.

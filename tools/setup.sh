@@ -62,6 +62,11 @@ stamp=".venv/.installed-$want$extra-$hash"
 if [ ! -f "$stamp" ] && [ "$want" = run ] && [ -f ".venv/.installed-test[test,face]-$hash" ]; then
     stamp=".venv/.installed-test[test,face]-$hash"
 fi
+if [ ! -f "$stamp" ] && [ -n "${SETUP_NO_INSTALL:-}" ]; then
+    # tests/test_readme.py runs the README in a copy that shares the checkout's venv.
+    echo "setup: .venv is not installed for this checkout (run tools/setup.sh $want first)" >&2
+    exit 1
+fi
 if [ ! -f "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e ".$extra"

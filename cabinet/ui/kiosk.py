@@ -54,8 +54,11 @@ class Kiosk:
         qr = state.get("screen_qr")
         boot = {"state": state, "strings": json.loads((STATIC / "strings.json").read_text("utf-8")),
                 "ads": self.ads_ready(), "qr_svg": None if qr is None else qr_svg(qr["url"])}
-        # "</" inside a <script> would end it: JSON allows the escaped form.
-        data = json.dumps(boot, ensure_ascii=False).replace("</", "<\\/")
+        # No "<" may reach the <script> element: "</script>" would end it and "<!--<script>" (in
+        # a product name, say) would swallow the page's own script. JSON's \u escapes say the
+        # same characters without markup.
+        data = (json.dumps(boot, ensure_ascii=False).replace("<", "\\u003c")
+                .replace(">", "\\u003e").replace("&", "\\u0026"))
         html = (STATIC / "index.html").read_text("utf-8")
         return html.replace('<script id="boot" type="application/json">{}</script>',
                             f'<script id="boot" type="application/json">{data}</script>', 1).encode()

@@ -20,10 +20,11 @@ The steps, each skipped when its result is already there, each retried when it f
   software   the daemon's venv from the wheels on the image, built under its final name in
              /opt/cabinet/venvs/ and switched in (the /opt/cabinet/venv link) only when complete;
              offline (--no-index) when the image's bundle is complete for this Python
-  daemon     cabinetd started: it sells stand-alone and queues until enrolment
   enrol      the enrolment token traded for the device token (POST {backend_url}/v1/enrol),
              /etc/cabinet/device-token (0600, owner cabinet), sync.backend_url set, the token
-             forgotten, cabinetd restarted to sync
+             forgotten (a device token already there counts: a run cut short after it was written)
+  daemon     cabinetd started (it sells stand-alone and queues until enrolment), or restarted
+             once enrolment has changed its config
   gpio       the GPIO library (Debian's python3-lgpio where PyPI has no wheel for this Python)
   screen     the kiosk's programs (chromium, cage, espeak-ng) with apt; skipped on a machine with
              no console (/dev/tty1): no screen to drive
@@ -31,8 +32,9 @@ Optional steps come after enrolment: a cabinet that reaches its backend but not 
 still enrols. Progress is in /var/lib/cabinet-firstboot/progress.json (`--status` prints it, as
 does `cabinet firstboot status`); /etc/cabinet/.provisioned marks the end.
 
-Exit 0 when every step is done, 75 when one must be tried again (the unit retries), 1 only when
-the provisioning file itself is wrong or its token was refused (the message says what).
+Exit 0 when every step is done, 75 when one must be tried again (the unit retries), 78 only when
+the provisioning file itself is wrong or its token was refused (the message says what; the other
+steps still run). Anything unforeseen is "try again later" too: never "give up for good".
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 import tomllib
 import urllib.error
@@ -53,7 +56,9 @@ import urllib.request
 from pathlib import Path
 
 EX_RETRY = 75
-STEPS = ("provision", "config", "software", "daemon", "enrol", "gpio", "screen")
+EX_CONFIG = 78  # the provisioning file is wrong (the unit does not retry it; a crash, 1, is retried)
+STEPS = ("provision", "config", "software", "enrol", "daemon", "gpio", "screen")
+STATE = Path("var/lib/cabinet-firstboot")
 SCREEN_PACKAGES = ("chromium", "cage", "espeak-ng")
 
 
@@ -77,18 +82,27 @@ def read_provision(path: Path) -> dict:
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", str(data.get("backend_url", ""))):
         raise ProvisionError(f"{path}: backend_url must be an http(s) URL")
     wifi = data.get("wifi")
-    if wifi is not None and (not isinstance(wifi, dict) or not wifi.get("ssid")):
-        raise ProvisionError(f"{path}: [wifi] needs at least ssid")
+    if wifi is not None:
+        if not isinstance(wifi, dict) or not isinstance(wifi.get("ssid"), str) \
+                or not 1 <= len(wifi["ssid"].encode()) <= 32:
+            raise ProvisionError(f"{path}: [wifi] needs ssid, 1-32 bytes")
+        password = wifi.get("password", "")
+        if not isinstance(password, str) or (password and not 8 <= len(password) <= 63):
+            raise ProvisionError(f"{path}: [wifi] password must be 8-63 characters (WPA)")
+        if any(c in wifi["ssid"] + password for c in "\r\n\0") or set(wifi) - {"ssid", "password"}:
+            raise ProvisionError(f"{path}: [wifi] takes ssid and password, on one line each")
     unknown = set(data) - {"cabinet_id", "backend_url", "enrolment_token", "wifi"}
     if unknown:
         raise ProvisionError(f"{path}: unknown keys {sorted(unknown)}")
     return data
 
 
-def write_private(path: Path, text: str, owner: str | None = None) -> None:
+def write_private(path: Path, text: str, owner: str | None = None, mode: int = 0o600) -> None:
+    """Written whole or not at all (a power cut leaves the old file), synced before the rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     new = path.with_suffix(path.suffix + ".new")
-    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
@@ -100,6 +114,15 @@ def write_private(path: Path, text: str, owner: str | None = None) -> None:
         except KeyError:
             pass  # a test root without that user
     os.replace(new, path)
+
+
+def update_config(path: Path, section: str, key: str, value: str) -> None:
+    """cabinet.toml's `section.key` set, atomically, and only when it changes (first boot runs
+    again every 15 s while it waits for a network: no rewrite each time)."""
+    text = path.read_text(encoding="utf-8")
+    changed = set_key(text, section, key, value)
+    if changed != text:
+        write_private(path, changed, mode=0o644)
 
 
 def set_key(config_text: str, section: str, key: str, value: str) -> str:
@@ -117,11 +140,22 @@ def set_key(config_text: str, section: str, key: str, value: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _keyfile_value(text: str) -> str:
+    """GKeyFile escaping: a backslash, and spaces at either end, would change the value."""
+    text = text.replace("\\", "\\\\")
+    if text.startswith(" "):
+        text = "\\s" + text[1:]
+    if text.endswith(" ") and len(text) > 1:
+        text = text[:-1] + "\\s"
+    return text
+
+
 def wifi_keyfile(wifi: dict) -> str:
     out = ["[connection]", "id=cabinet-wifi", "type=wifi", "autoconnect=true", "",
-           "[wifi]", "mode=infrastructure", f"ssid={wifi['ssid']}", ""]
+           "[wifi]", "mode=infrastructure", f"ssid={_keyfile_value(wifi['ssid'])}", ""]
     if wifi.get("password"):
-        out += ["[wifi-security]", "key-mgmt=wpa-psk", f"psk={wifi['password']}", ""]
+        out += ["[wifi-security]", "key-mgmt=wpa-psk", f"psk={_keyfile_value(wifi['password'])}",
+                ""]
     out += ["[ipv4]", "method=auto", "", "[ipv6]", "method=auto", ""]
     return "\n".join(out)
 
@@ -200,13 +234,19 @@ class FirstBoot:
         return "already moved"
 
     def config(self) -> str:
-        path = self.etc / "cabinet.toml"
-        path.write_text(set_key(path.read_text(encoding="utf-8"), "cabinet", "id",
-                                self.data["cabinet_id"]), encoding="utf-8")
-        if self.data.get("wifi"):
-            write_private(self.root / "etc" / "NetworkManager" / "system-connections"
-                          / "cabinet-wifi.nmconnection", wifi_keyfile(self.data["wifi"]))
-        return f"cabinet {self.data['cabinet_id']}"
+        update_config(self.etc / "cabinet.toml", "cabinet", "id", self.data["cabinet_id"])
+        if not self.data.get("wifi"):
+            return f"cabinet {self.data['cabinet_id']}"
+        keyfile = (self.root / "etc" / "NetworkManager" / "system-connections"
+                   / "cabinet-wifi.nmconnection")
+        text = wifi_keyfile(self.data["wifi"])
+        if not keyfile.exists() or keyfile.read_text(encoding="utf-8") != text:
+            write_private(keyfile, text)
+        if self.restart and shutil.which("nmcli"):
+            # NetworkManager started before this file existed: have it read the file now.
+            run(["nmcli", "connection", "reload"], "nmcli connection reload")
+            subprocess.run(["nmcli", "connection", "up", "cabinet-wifi"], capture_output=True)
+        return f"cabinet {self.data['cabinet_id']}, Wi-Fi {self.data['wifi']['ssid']!r}"
 
     def software(self) -> str:
         if not self.install:
@@ -216,16 +256,24 @@ class FirstBoot:
     def daemon(self) -> str:
         if not self.restart:
             return "not started (--no-restart)"
-        # The unit has a condition on the venv, so it was skipped at boot: start it now. It sells
-        # stand-alone and queues its records until enrolment.
-        run(["systemctl", "start", "--no-block", "cabinetd.service"], "starting cabinetd")
-        return "cabinetd started"
+        if not (self.opt / "venv" / "bin" / "cabinetd").exists():
+            raise Retry("waiting for the software step")
+        # The unit has a condition on the venv, so it was skipped at boot: start it now (it
+        # sells stand-alone and queues until enrolment), or restart it once enrolment changed
+        # its config. reset-failed: a start limit reached before must not refuse this start.
+        marker = self.root / STATE / "restart-cabinetd"
+        run(["systemctl", "reset-failed", "cabinetd.service"], "systemctl reset-failed")
+        verb = "restart" if marker.exists() else "start"
+        run(["systemctl", verb, "--no-block", "cabinetd.service"], f"systemctl {verb} cabinetd")
+        marker.unlink(missing_ok=True)
+        return f"cabinetd {verb}ed"
 
     def enrol(self) -> str:
         token_file = self.etc / "device-token"
+        if token_file.exists():  # enrolled (perhaps by a run cut short before it could tidy up)
+            self._enrolled()
+            return "enrolled"
         if not self.data.get("enrolment_token"):
-            if token_file.exists():
-                return "enrolled before"
             return "no enrolment token: the cabinet runs stand-alone until one is given"
         try:
             device_token = enrol(self.data["backend_url"], self.data["cabinet_id"],
@@ -239,16 +287,25 @@ class FirstBoot:
         except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
             raise Retry(f"backend unreachable ({exc})") from None
         write_private(token_file, device_token + "\n", owner="cabinet")
-        config = self.etc / "cabinet.toml"
-        config.write_text(set_key(config.read_text(encoding="utf-8"), "sync", "backend_url",
-                                  self.data["backend_url"]), encoding="utf-8")
-        kept = self.etc / "provision.toml"
-        write_private(kept, "\n".join(line for line in kept.read_text().splitlines()
-                                      if not line.strip().startswith("enrolment_token")) + "\n")
-        self.data.pop("enrolment_token")
-        if self.restart:
-            run(["systemctl", "restart", "--no-block", "cabinetd.service"], "restarting cabinetd")
+        self._enrolled()
         return f"{self.data['cabinet_id']} enrolled with {self.data['backend_url']}"
+
+    def _enrolled(self) -> None:
+        """What follows the device token, each part safe to repeat: the backend in the config,
+        the enrolment token forgotten, cabinetd to be restarted (by the daemon step)."""
+        config = self.etc / "cabinet.toml"
+        before = config.read_text(encoding="utf-8")
+        update_config(config, "sync", "backend_url", self.data["backend_url"])
+        if config.read_text(encoding="utf-8") != before:
+            marker = self.root / STATE / "restart-cabinetd"
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        kept = self.etc / "provision.toml"
+        lines = kept.read_text(encoding="utf-8").splitlines()
+        if any(line.strip().startswith("enrolment_token") for line in lines):
+            write_private(kept, "\n".join(line for line in lines
+                                          if not line.strip().startswith("enrolment_token")) + "\n")
+        self.data.pop("enrolment_token", None)
 
     def gpio(self) -> str:
         if not self.install:
@@ -292,8 +349,12 @@ def run(command: list[str], what: str) -> None:
 
 def apt_install(packages: list[str]) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"],
-                    ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]):
+    wait = ["-o", "DPkg::Lock::Timeout=300"]   # apt-daily may hold the lock at boot
+    # An install cut short by a power cut leaves dpkg half-configured: finish it first.
+    subprocess.run(["dpkg", "--configure", "-a"], env=env, capture_output=True)
+    for command in (["apt-get", *wait, "update", "-qq"],
+                    ["apt-get", *wait, "install", "-y", "-qq", "--no-install-recommends",
+                     *packages]):
         result = subprocess.run(command, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             tail = result.stderr.strip().splitlines()[-1:] or [f"exit {result.returncode}"]
@@ -303,7 +364,9 @@ def apt_install(packages: list[str]) -> None:
 def bundle_is_complete(wheels: Path) -> bool:
     """The image builder lists, in bundle.json, the Pythons its wheels were checked complete for
     (resolved offline at build time)."""
-    tag = f"cp{sys.version_info.major}{sys.version_info.minor}-{os.uname().machine}"
+    # sysconfig, not uname: a 32-bit OS on a 64-bit kernel says aarch64 in uname.
+    machine = sysconfig.get_platform().split("-", 1)[-1]
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}-{machine}"
     try:
         return tag in json.loads((wheels / "bundle.json").read_text())["complete_for"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -324,19 +387,33 @@ def install_venv(opt: Path) -> str:
     if (target / ".complete").exists() and link.is_symlink() \
             and link.resolve() == target.resolve():
         return f"venv {name} in place"
+    how = "switched in"   # built by a run cut short before the switch
     if not (target / ".complete").exists():
         shutil.rmtree(target, ignore_errors=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         # --system-site-packages: Debian's python3-lgpio, where PyPI has no wheel.
         run([sys.executable, "-m", "venv", "--system-site-packages", str(target)], "python3 -m venv")
         offline = bundle_is_complete(wheels)
-        # With face checkout: the image is for Raspberry Pi OS 64-bit, where dlib-bin has wheels.
-        run([str(target / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-             *(["--no-index"] if offline else []), "--find-links", str(wheels),
-             "cabinet-controller[face]"],
-            "pip install " + ("(offline, from the image's wheels)" if offline
-                              else "(the image's wheels, then the index)"))
+        # The daemon by its file (never a `cabinet-controller` from the index: anyone can publish
+        # one there), with face checkout (the image is for a 64-bit OS, where dlib-bin has wheels).
+        pip = [str(target / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+               "--find-links", str(wheels), f"{ours[-1]}[face]"]
+        try:
+            run(pip + (["--no-index"] if offline else []),
+                "pip install " + ("(offline, from the image's wheels)" if offline
+                                  else "(the image's wheels, then the index)"))
+        except Retry as offline_failure:
+            if not offline:
+                raise
+            try:  # a wheel on the card is damaged: the index may have it
+                run(pip + ["--retries", "1"],
+                    "pip install (the index, for what the image's wheels lacked)")
+                offline = False
+            except Retry:
+                raise offline_failure from None
+        how = "built offline" if offline else "built (with the index)"
         run([str(target / "bin" / "cabinetd"), "--version"], "the new cabinetd")
+        os.sync()  # every file pip wrote is on the card before the venv is called complete
         (target / ".complete").write_text(name + "\n")
     if link.exists() and not link.is_symlink():
         shutil.rmtree(link)  # a venv an older first boot left half-built in place
@@ -345,10 +422,11 @@ def install_venv(opt: Path) -> str:
         tmp.unlink()
     tmp.symlink_to(Path("venvs") / name)
     os.replace(tmp, link)
+    os.sync()
     for old in (opt / "venvs").iterdir():  # what a cut-short build or an older image left
         if old.name != name:
             shutil.rmtree(old, ignore_errors=True)
-    return f"venv {name} built" + (" offline" if bundle_is_complete(wheels) else "")
+    return f"venv {name} {how}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -365,29 +443,42 @@ def main(argv: list[str] | None = None) -> int:
         return status(progress_path)
     job = FirstBoot(root, args.boot or root / "boot" / "firmware", install=not args.skip_install,
                     restart=not args.no_restart)
-    progress = Progress(progress_path)
-    failed = []
+    try:
+        return run_steps(job, Progress(progress_path))
+    except Exception as exc:  # the progress file or the disk failing: try again later
+        print(f"firstboot: {type(exc).__name__}: {exc}; trying again later", file=sys.stderr)
+        return EX_RETRY
+
+
+def run_steps(job: FirstBoot, progress: Progress) -> int:
+    """Every step in order; a failed one does not stop the others that can still run (enrolment
+    does not wait for the package mirror, the screen does not wait for a refused token)."""
+    failed, wrong = [], []
     for name in STEPS:
-        if name == "daemon" and "software" in failed:
-            progress.mark(name, "waiting", "for the software step")
-            continue
         progress.mark(name, "running")
         try:
+            if name in ("config", "enrol") and not job.data:
+                raise Retry("waiting for a readable provisioning file")
             detail = getattr(job, name)()
         except ProvisionError as exc:
             progress.mark(name, "failed", str(exc))
             print(f"firstboot: {exc}", file=sys.stderr)
-            return 1
+            wrong.append(name)
+            continue
         except Exception as exc:  # a Retry, or anything unforeseen: never "give up for good"
             progress.mark(name, "retry", str(exc) if isinstance(exc, Retry)
                           else f"{type(exc).__name__}: {exc}")
             failed.append(name)
             continue
         progress.mark(name, "skipped" if detail.startswith("skipped") else "done", detail)
+    if wrong:
+        print("firstboot: fix the provisioning file (or get a new enrolment token), then reboot",
+              file=sys.stderr)
+        return EX_CONFIG
     if failed:
         print(f"firstboot: to try again: {', '.join(failed)}", file=sys.stderr)
         return EX_RETRY
-    (job.etc / ".provisioned").write_text(job.data["cabinet_id"] + "\n")
+    write_private(job.etc / ".provisioned", job.data["cabinet_id"] + "\n", mode=0o644)
     print("firstboot: complete")
     return 0
 
