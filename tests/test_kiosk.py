@@ -85,15 +85,26 @@ def test_spoken_prompts_are_audio_in_mandarin_and_english(tmp_path):
 
 
 def _fonts(page, selector: str) -> dict[str, int]:
+    """The fonts Chromium really drew `selector` with. The screen redraws itself (the held-open
+    countdown every second), which can replace the node between the two questions: ask again."""
+    from playwright.sync_api import Error
+
     cdp = page.context.new_cdp_session(page)
     cdp.send("DOM.enable")
     cdp.send("CSS.enable")
-    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
-    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
-    assert node, f"nothing matches {selector}"
-    fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
-    cdp.detach()
-    return {f["familyName"]: f["glyphCount"] for f in fonts}
+    try:
+        for attempt in range(5):
+            root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+            node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+            assert node, f"nothing matches {selector}"
+            try:
+                fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+                return {f["familyName"]: f["glyphCount"] for f in fonts}
+            except Error as exc:
+                if "Could not find node" not in str(exc) or attempt == 4:
+                    raise
+    finally:
+        cdp.detach()
 
 
 MAIN_MESSAGE = {"idle": "scan", "turn_head": "turn_head", "authorised": "open_door", "shopping": "take_items",
