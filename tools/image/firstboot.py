@@ -312,8 +312,11 @@ class FirstBoot:
             return "skipped (--skip-install)"
         if os.uname().machine != "aarch64":
             return "skipped: not a Raspberry Pi (no GPIO header)"
-        if subprocess.run([sys.executable, "-c", "import lgpio"],
-                          capture_output=True).returncode == 0:
+        python = self.opt / "venv" / "bin" / "python"
+        if not python.exists():
+            raise Retry("waiting for the software step")
+        # The venv's own view: its wheel (3.11) or the system's package (it sees site-packages).
+        if subprocess.run([str(python), "-c", "import lgpio"], capture_output=True).returncode == 0:
             return "lgpio present"
         debs = sorted((self.opt / "debs").glob("*.deb"))
         if debs:  # bundled with the image (`--debs`): offline
