@@ -169,6 +169,8 @@ def load(path: str | Path, shelf_ids: set[int] | None = None) -> Planogram:
 def from_json(text: str, source: str = "<json>", shelf_ids: set[int] | None = None) -> Planogram:
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or an integer too long to read
         raise PlanogramError(f"{source}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise PlanogramError(f"{source}: not valid JSON: nested too deep") from None
     return from_dict(data, source, shelf_ids)

@@ -196,3 +196,49 @@ def test_real_mode_with_missing_devices_keeps_running(tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def _raw_request(url: str, head: str, body: bytes = b"", read_timeout: float = 10) -> bytes:
+    """One request written by hand (headers a client library would refuse to send)."""
+    import socket
+    host, port = url.split("//", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=read_timeout) as s:
+        s.sendall(head.encode() + b"\r\n\r\n" + body)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    return reply
+
+
+def test_negative_content_length_is_refused_without_reading_the_body(daemon):
+    """Issue 15 #5: `Content-Length: -1` made the server read everything the client sent."""
+    head = ("POST /api/speak HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "Content-Length: -1")
+    reply = _raw_request(daemon.url, head, b"x" * (256 * 1024))
+    assert reply.startswith(b"HTTP/1.1 400") and b"bad Content-Length" in reply
+    assert daemon.state()["lock"] == "locked"
+
+
+@pytest.mark.parametrize("path, raw, words", [
+    ("/api/climate/setpoint", b'{"celsius": ' + b"9" * 400 + b"}", "finite number"),
+    ("/api/climate/setpoint", b'{"celsius": ' + b"9" * 5000 + b"}", "not JSON"),
+    ("/api/climate/setpoint", b'{"celsius": NaN}', "not a JSON number"),
+    ("/api/faces/delete", b"[" * 20000 + b"]" * 20000, "nested too deep"),
+    ("/sim/ambient", b'{"celsius": ' + b"1" * 400 + b"}", "finite number"),
+    ("/sim/door", b"[" * 30000, "not JSON"),
+])
+def test_huge_numbers_and_deep_json_get_400_with_the_reason(daemon, path, raw, words):
+    """Issue 15 #9: these dropped the connection (OverflowError, RecursionError, ValueError)."""
+    status, reply = daemon.post(path, raw=raw, content_type="application/json")
+    assert status == 400 and words in reply["error"], reply
+    assert daemon.state()["climate"]["setpoint_celsius"] != 9e400
+
+
+def test_a_planogram_nested_too_deep_is_a_400(daemon):
+    import urllib.error
+    import urllib.request
+    request = urllib.request.Request(daemon.url + "/api/planogram", data=b"[" * 100000,
+                                     method="PUT", headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 400 and b"nested too deep" in refused.value.read()

@@ -284,3 +284,19 @@ def test_the_backend_mints_access_codes_the_cabinet_accepts(tmp_path, backend_db
         assert status == 422 and "role" in refused["error"]
     finally:
         b.close()
+
+
+def test_backend_refuses_a_negative_content_length_unread(tmp_path):
+    """Issue 15 #5 (backend side): Content-Length -1 made it read an unbounded body, before any
+    authentication."""
+    from .conftest import RunningBackend
+    from .test_daemon import _raw_request
+
+    backend = RunningBackend(f"sqlite://{tmp_path}/backend.db")
+    try:
+        head = ("POST /v1/enrol HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Content-Type: application/json\r\nContent-Length: -1")
+        reply = _raw_request(backend.url, head, b"x" * (256 * 1024))
+        assert reply.startswith(b"HTTP/1.1 400") and b"bad Content-Length" in reply
+    finally:
+        backend.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -108,7 +109,7 @@ class UiServer:
         """Technician actions at the cabinet (loopback only)."""
         c = self._controller
         if name == "climate/setpoint":
-            celsius = float(_field(body, "celsius", (int, float)))
+            celsius = _number(body, "celsius")
             try:
                 c.call(lambda: c.set_setpoint(celsius))
             except ValueError as exc:
@@ -182,7 +183,7 @@ class UiServer:
             if step == "tare":
                 return {"ok": True, **self.calibration.tare(shelf)}
             if step == "span":
-                grams = float(_field(body, "grams", (int, float)))
+                grams = _number(body, "grams")
                 return {"ok": True, **self.calibration.span(shelf, grams)}
         except CalibrationError as exc:
             raise BadRequest(str(exc)) from None
@@ -240,7 +241,7 @@ class UiServer:
             shelf = _field(body, "shelf", int)
             try:
                 if "grams" in body:
-                    sim.add_grams(shelf, float(_field(body, "grams", (int, float))))
+                    sim.add_grams(shelf, _number(body, "grams"))
                 else:
                     take, put = body.get("take", {}), body.get("put_back", {})
                     if not take and not put:
@@ -256,7 +257,7 @@ class UiServer:
                 raise BadRequest(exc.args[0] if exc.args else str(exc)) from None
             return {"ok": True, "shelf": sim.snapshot()["shelves"][str(shelf)]}
         if name == "ambient":
-            celsius = float(_field(body, "celsius", (int, float)))
+            celsius = _number(body, "celsius")
             if not -50 <= celsius <= 60:
                 raise BadRequest("'celsius' must be between -50 and 60")
             sim.set_ambient(celsius)
@@ -317,6 +318,32 @@ class UiServer:
         except Refused as refusal:
             raise Conflict(refusal.reason, str(refusal)) from None
         return {"ok": True, "session_id": session_id}
+
+
+def _number(body: Any, key: str) -> float:
+    """A JSON number that is a real, finite quantity (a 400-digit integer, NaN or Infinity is a
+    bad request, not an OverflowError that drops the connection)."""
+    value = _field(body, key, (int, float))
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise BadRequest(f"{key!r} must be a finite number")
+    return number
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON, or BadRequest saying why not: not UTF-8, not JSON, NaN or
+    Infinity (not JSON), an integer too long to read, nested too deep."""
+    def no_constants(name: str):
+        raise ValueError(f"{name} is not a JSON number")
+    try:
+        return json.loads(raw or b"{}", parse_constant=no_constants)
+    except RecursionError:
+        raise BadRequest("body is not JSON we read: nested too deep") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise BadRequest(f"body is not JSON: {exc}") from None
 
 
 def _field(body: Any, key: str, kind):
@@ -419,12 +446,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._stream("multipart/x-mixed-replace; boundary=frame", self.ui.kiosk.camera_frames())
 
     def _read_body(self, limit: int) -> bytes | None:
+        """The body, at most `limit` bytes; None once a 400 or 413 was sent (the connection is
+        then closed: an unread body cannot be skipped)."""
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
-            self._send(400, {"error": "bad Content-Length"})
+            length = -1
+        if length < 0:  # rfile.read(-1) would read until the client stops: no limit at all
+            self.close_connection = True
+            self._send(400, {"error": "bad Content-Length: give the body's size in bytes"})
             return None
         if length > limit:
+            self.close_connection = True
             self._send(413, {"error": f"body of {length} bytes is over the {limit}-byte limit"})
             return None
         return self.rfile.read(length) if length else b""
@@ -468,10 +501,7 @@ class _Handler(BaseHTTPRequestHandler):
             if raw is None:
                 return
             try:
-                body = json.loads(raw or b"{}")
-                self._send(200, self.ui.api_post(path[5:], body))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                self._send(400, {"error": f"body is not JSON: {exc}"})
+                self._send(200, self.ui.api_post(path[5:], parse_json(raw)))
             except BadRequest as exc:
                 self._send(400, {"error": str(exc)})
             except Conflict as exc:
@@ -493,9 +523,9 @@ class _Handler(BaseHTTPRequestHandler):
         body: Any = None
         if not content_type.startswith("image/"):
             try:
-                body = json.loads(raw or b"{}")
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                self._send(400, {"error": f"body is not JSON: {exc}"})
+                body = parse_json(raw)
+            except BadRequest as exc:
+                self._send(400, {"error": str(exc)})
                 return
         try:
             result = self.ui.sim_post(path[5:], body, raw, content_type)

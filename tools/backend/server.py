@@ -111,7 +111,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
-            raise HttpError(400, "bad Content-Length") from None
+            length = -1
+        if length < 0:  # rfile.read(-1) would read, unauthenticated, until the client stops
+            self.close_connection = True
+            raise HttpError(400, "bad Content-Length")
         if length > self.max_body:
             self.close_connection = True  # the body is not read: the connection cannot go on
             raise HttpError(413, f"body over {self.max_body} bytes")
@@ -121,6 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise HttpError(400, f"body is not JSON: {exc}") from None
+        except RecursionError:
+            raise HttpError(400, "body is not JSON we read: nested too deep") from None
 
     def _route(self, method: str) -> None:
         url = urlsplit(self.path)
