@@ -2,7 +2,9 @@
 
 One thread owns the port (opened exclusively), splits the byte stream on CR or LF, and posts each
 line as CodeScanned. A line that is too long or not UTF-8 is reported as ScanUnreadable and dropped
-whole, never cut into a shorter code. A port that vanishes (USB unplugged) is a fault; the reader
+whole, never cut into a shorter code. Bytes left without a line end and followed by a pause (line
+noise, a scan cut off by an unplug) are dropped when the next bytes come, so they cannot spoil the
+next shopper's code: a scanner sends one code as one burst. A port that vanishes (USB unplugged) is a fault; the reader
 retries with back-off and recovers by itself when the port returns.
 """
 
@@ -18,16 +20,35 @@ from .events import CodeScanned, ScanUnreadable
 from .reader import Backoff, FaultTracker, ReaderThread
 
 
-class LineSplitter:
-    """Bytes in, complete lines out; overlong lines are flagged and skipped to the next end."""
+# A code is sent as one burst: at 9600 baud its bytes are about 1 ms apart. A pause this long
+# inside a line means its start was noise, or the end of an earlier scan that never finished.
+STALE_SECONDS = 0.1
 
-    def __init__(self, max_line_bytes: int):
+
+class LineSplitter:
+    """Bytes in, complete lines out; overlong lines are flagged and skipped to the next end; an
+    unfinished line followed by a pause of more than `stale_seconds` is dropped (flagged) when the
+    next bytes arrive (`feed(data, now)`; without `now`, no pause is seen)."""
+
+    def __init__(self, max_line_bytes: int, stale_seconds: float = STALE_SECONDS):
         self.max = max_line_bytes
+        self.stale = stale_seconds
         self._buffer = bytearray()
         self._overflowed = False
+        self._last: float | None = None
 
-    def feed(self, data: bytes) -> list[bytes | ValueError]:
+    def feed(self, data: bytes, now: float | None = None) -> list[bytes | ValueError]:
         out: list[bytes | ValueError] = []
+        if not data:
+            return out
+        if now is not None:
+            if (self._buffer or self._overflowed) and self._last is not None \
+                    and now - self._last > self.stale:
+                out.append(ValueError(f"{len(self._buffer)} bytes with no line end, then a "
+                                      f"pause: dropped"))
+                self._buffer.clear()
+                self._overflowed = False
+            self._last = now
         for byte in data:
             if byte in (0x0A, 0x0D):
                 if self._overflowed:
@@ -103,7 +124,7 @@ class ScannerReader(ReaderThread):
                     data = self._serial.read(1)
                     if data and self._serial.in_waiting:
                         data += self._serial.read(self._serial.in_waiting)
-                    for item in splitter.feed(data):
+                    for item in splitter.feed(data, self._clock()):
                         self._deliver(item)
             except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
                 # pyserial reports a vanished device as "readiness to read but returned no

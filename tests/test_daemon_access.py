@@ -67,6 +67,23 @@ def test_scanned_code_opens_once_even_after_a_power_cut(tmp_path):
         d.kill()
 
 
+def test_scanner_noise_does_not_cost_the_next_shopper_their_scan(tmp_path):
+    """Issue 15 #11, as reported: `/sim/scan {"hex": "deadbeef41424344"}` (no line end), then a
+    valid code, was refused as `unreadable: not UTF-8 at byte 2`."""
+    data = tmp_path / "data"
+    d = _start(data)
+    try:
+        _scan(d, "warm-up", "the scanner's port open")   # refused: malformed; the port is open
+        assert d.post("/sim/scan", {"hex": "deadbeef41424344"})[0] == 200
+        time.sleep(0.5)   # the shopper steps up
+        key = read_private_key(data / "sim" / "access-signing-key")
+        token = mint(key, key_id=0, audience="cabinet-0001", subject="acct-9", role="shopper",
+                     issued_at=int(time.time()), lifetime_seconds=120)
+        assert d.post("/sim/scan", {"text": token})[0] == 200
+        wait_for(lambda: d.state()["lock"] == "unlocked", what="the door opened for the code")
+    finally:
+        d.kill()
+
 
 def test_code_shown_to_the_camera_opens_once(tmp_path):
     data = tmp_path / "data"

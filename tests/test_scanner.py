@@ -88,3 +88,25 @@ def test_splitter_yields_the_same_lines_however_the_bytes_are_chunked(lines, chu
     norm = lambda items: [i if isinstance(i, bytes) else "overlong" for i in items]  # noqa: E731
     assert norm(whole) == norm(pieces)
     assert [i for i in whole if isinstance(i, bytes)] == [l for l in lines if 0 < len(l) <= 20]
+
+
+def test_noise_without_a_line_end_does_not_spoil_the_next_scan():
+    """Issue 15 #11: bytes with no line end (noise, a scan cut off by an unplug) made the next,
+    valid code unreadable. After a pause they are dropped, and the next code reads whole."""
+    splitter = LineSplitter(64)
+    assert splitter.feed(b"\xde\xad\xbe\xefABCD", now=10.0) == []
+    got = splitter.feed(b"CAB1:code\r\n", now=12.0)
+    assert isinstance(got[0], ValueError) and "no line end" in str(got[0])
+    assert got[1:] == [b"CAB1:code"]
+    # Within one burst nothing is dropped: a code in pieces a millisecond apart reads whole.
+    assert splitter.feed(b"CAB1:", now=20.0) == []
+    assert splitter.feed(b"rest\r\n", now=20.001) == [b"CAB1:rest"]
+
+
+def test_noise_then_a_code_on_the_real_port(scanner, recorder):
+    import time
+    port, reader = scanner
+    port.write(b"\xde\xad\xbe\xef\x41\x42\x43\x44")
+    time.sleep(0.3)
+    port.write(b"CAB1:after-noise\r\n")
+    wait_for(lambda: _texts(recorder) == ["CAB1:after-noise"], what="the code after the noise")
