@@ -158,7 +158,10 @@ def _status(args) -> int:
             ("door / lock", f"{state['door']} / {state['lock']}"),
             ("temperature", f"{temp['celsius']:.2f} °C ({temp['sensor']})" if temp else "no reading"),
             ("relays", ", ".join(f"{k} {'on' if v else 'off'}" for k, v in state["relays"].items())),
-            ("climate", f"setpoint {state['climate']['setpoint_celsius']:g} °C, "
+            ("climate", f"setpoint {state['climate']['setpoint_celsius']:g} °C ("
+                        + (f"set {state['climate']['setpoint_set_at']}"
+                           if state["climate"].get("setpoint_set_at") else "config file")
+                        + f"), "
                         f"{state['climate']['mode']}"
                         + (", PERISHABLES LOCKED OUT" if state["climate"]["food_safety"]["locked_out"]
                            else "")),

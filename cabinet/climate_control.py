@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 COLD_CHAIN_KEY = "cold_chain"
+# The setpoint a technician or the backend set: it outlives restarts and power cuts (the config's
+# value is only the first one).
+SETPOINT_KEY = "climate.setpoint"
 
 
 class ClimateControl:
@@ -30,8 +33,18 @@ class ClimateControl:
         self.c = controller
         k = controller.config.climate
         now = controller.clock()
+        self.setpoint_set_at: str | None = None   # None: the config's value
+        setpoint = k.setpoint_celsius
+        saved = controller.store.get_value(SETPOINT_KEY)
+        if saved is not None:
+            try:
+                setpoint = self._checked(saved["celsius"])
+                self.setpoint_set_at = saved["at"]
+            except (ValueError, TypeError, KeyError) as exc:  # the config changed under it
+                log.warning("saved setpoint %r not used (%s): holding the config's %g °C",
+                            saved, exc, k.setpoint_celsius)
         self.thermostat = Thermostat(ClimateSettings(
-            k.setpoint_celsius, k.hysteresis_celsius, k.min_off_seconds, k.min_on_seconds,
+            setpoint, k.hysteresis_celsius, k.min_off_seconds, k.min_on_seconds,
             k.start_delay_seconds, k.door_hold_seconds, k.fault_on_seconds, k.fault_off_seconds),
             now=now)
         self.cold_chain = ColdChain(k.food_safety_limit_celsius, now=now,
@@ -88,14 +101,24 @@ class ClimateControl:
         self.cold_chain.grace(self.c.clock())
 
     # --- technician and backend -------------------------------------------------------------------
-    def set_setpoint(self, celsius: float) -> None:
+    def _checked(self, celsius: float) -> float:
         k = self.c.config.climate
-        if not -5 <= celsius <= 15 or celsius + k.hysteresis_celsius / 2 >= \
-                k.food_safety_limit_celsius:
-            raise ValueError(f"setpoint {celsius:g} °C: must be -5 to 15 °C and keep the band "
+        number = isinstance(celsius, (int, float)) and not isinstance(celsius, bool)
+        if not number or not -5 <= celsius <= 15 \
+                or celsius + k.hysteresis_celsius / 2 >= k.food_safety_limit_celsius:
+            shown = f"{celsius:g}" if number else repr(celsius)
+            raise ValueError(f"setpoint {shown} °C: must be -5 to 15 °C and keep the band "
                              f"below the food-safety limit ({k.food_safety_limit_celsius:g} °C)")
+        return float(celsius)
+
+    def set_setpoint(self, celsius: float) -> None:
+        celsius = self._checked(celsius)
+        at = utc_now()
+        # Saved with its outbox record in one transaction: reported done means it survives.
+        self.c.store.set_value(SETPOINT_KEY, {"celsius": celsius, "at": at},
+                               ("setpoint", {"setpoint_celsius": celsius}))
         self.thermostat.set_setpoint(celsius)
-        self.c.store.add_record("setpoint", {"setpoint_celsius": celsius})
+        self.setpoint_set_at = at
 
     def clear_lockout(self, technician: str) -> bool:
         cleared = self.cold_chain.clear()
@@ -157,6 +180,7 @@ class ClimateControl:
     def snapshot(self) -> dict[str, Any]:
         lockout = self.cold_chain.lockout
         return {"setpoint_celsius": self.thermostat.s.setpoint_celsius,
+                "setpoint_set_at": self.setpoint_set_at,   # None: from the config file
                 "mode": self.reason,
                 "compressor_starts": self.thermostat.starts,
                 "food_safety": {"locked_out": lockout is not None,

@@ -242,3 +242,27 @@ def test_a_planogram_nested_too_deep_is_a_400(daemon):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 400 and b"nested too deep" in refused.value.read()
+
+
+def test_a_setpoint_set_survives_a_power_cut(tmp_path):
+    """Issue 15 #8: `cabinet setpoint 2` reported done, then a power cut, and the cabinet came
+    back holding the config's 4 °C."""
+    d = CabinetProcess(data_dir=tmp_path / "data")
+    try:
+        d.wait_ready()
+        wait_for(lambda: d.url)
+        assert d.state()["climate"]["setpoint_set_at"] is None      # the config's value
+        status, _ = d.post("/api/climate/setpoint", {"celsius": 2})
+        assert status == 200
+        d.post("/sim/power")
+        d.proc.wait(10)
+    finally:
+        d.kill()
+    again = CabinetProcess(data_dir=tmp_path / "data")
+    try:
+        again.wait_ready()
+        wait_for(lambda: again.url)
+        climate = again.state()["climate"]
+        assert climate["setpoint_celsius"] == 2 and climate["setpoint_set_at"]
+    finally:
+        again.kill()
