@@ -49,13 +49,23 @@ def _str(args: dict, key: str, *, limit: int = 200, optional: bool = False) -> s
     return value
 
 
+def _finite(value: Any) -> bool:
+    """A JSON number that is a real quantity: not a bool, not NaN or infinite, and not an integer
+    too large for a float (math.isfinite raises OverflowError on one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _check_args(kind: str, args: dict[str, Any]) -> None:
     """Argument shapes per type; deeper checks (a planogram, a setpoint's range) happen when the
     command runs, by the same code a technician's request goes through."""
     if kind == "set_setpoint":
-        c = args.get("celsius")
-        if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c):
-            raise CommandError("args.celsius must be a number")
+        if not _finite(args.get("celsius")):
+            raise CommandError("args.celsius must be a finite number")
     elif kind == "set_planogram":
         if not isinstance(args.get("planogram"), dict):
             raise CommandError("args.planogram must be an object (products and shelves)")
@@ -86,8 +96,7 @@ def _check_args(kind: str, args: dict[str, Any]) -> None:
                     not re.fullmatch(r"[0-9a-f]{64}", ad["sha256"]):
                 raise CommandError(f"args.playlist[{i}].sha256 must be 64 lower-case hex digits")
             seconds = ad.get("seconds", 10)
-            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
-                    or not 1 <= seconds <= 600:
+            if not _finite(seconds) or not 1 <= seconds <= 600:
                 raise CommandError(f"args.playlist[{i}].seconds must be 1 to 600")
     elif kind == "restart":
         _str(args, "reason", optional=True)
@@ -157,7 +166,10 @@ class CommandRunner:
         command_id = command_id_of(raw)
         try:
             command = parse_command(raw, server_time, wall_now=wall_now, received_at=received_at)
-        except CommandError as exc:
+        except Exception as exc:  # CommandError, or anything a parser bug lets through
+            if not isinstance(exc, CommandError):
+                log.exception("command %s could not be parsed", command_id)
+                exc = CommandError(f"cannot be read: {type(exc).__name__}")
             if command_id is None:
                 log.error("command without a usable id ignored: %s", exc)
                 return None

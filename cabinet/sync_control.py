@@ -53,10 +53,15 @@ class SyncControl:
         self.c.outbox = self.c.store.outbox_counts()
 
     def on_commands(self, event: CommandsArrived) -> None:
+        # Each command on its own: one that breaks must not skip the rest, nor reach the
+        # controller's error path (which locks the lock, during a session too).
         for raw in event.commands:
-            if self.runner.receive(raw, event.server_time, event.received_at,
-                                   event.wall_at) is not None:
-                self.commands_run += 1
+            try:
+                if self.runner.receive(raw, event.server_time, event.received_at,
+                                       event.wall_at) is not None:
+                    self.commands_run += 1
+            except Exception:
+                log.exception("command %r broke its runner", str(raw)[:200])
         self.c.outbox = self.c.store.outbox_counts()
 
     def _check_offline(self) -> None:

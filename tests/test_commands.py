@@ -234,3 +234,38 @@ def test_a_restock_plan_with_a_non_ascii_digit_shelf_is_refused(tmp_path, factor
     r = results(rig)[c["command_id"]]
     assert r["status"] == "rejected" and "restock_plan" in r["detail"]
     assert rig.out.lock.locked
+
+
+def test_a_poison_command_is_rejected_and_the_rest_of_the_reply_runs(tmp_path, factory):
+    """Issue 15 #3: `set_setpoint` with a 400-digit `celsius` raised OverflowError in the
+    parser: never claimed nor answered, the commands after it skipped, and the controller's
+    error path locked the lock in the middle of an authorised session."""
+    rig = make_rig(tmp_path, factory)
+    rig.authorise()
+    assert not rig.out.lock.locked
+    poison = command("set_setpoint", {"celsius": 10 ** 400})
+    after = command("set_setpoint", {"celsius": 3.0})
+    deliver(rig, poison, after)
+    done = results(rig)
+    assert done[poison["command_id"]]["status"] == "rejected"
+    assert "finite number" in done[poison["command_id"]]["detail"]
+    assert done[after["command_id"]]["status"] == "done"
+    assert rig.c.snapshot["climate"]["setpoint_celsius"] == 3.0
+    assert not rig.out.lock.locked and rig.c.snapshot["session"]["state"] == "authorised"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=12))
+def test_any_args_of_any_type_are_answered_never_raised(args):
+    """Whatever JSON the args hold, parsing gives a Command or a CommandError, nothing else."""
+    for kind in ("set_setpoint", "set_planogram", "remote_unlock", "restock_mode",
+                 "enroll_faces", "delete_faces", "set_ads", "restart"):
+        raw = command(kind, {"celsius": args, "planogram": args, "nonce": args, "subject": args,
+                             "technician": args, "plan": args, "members": args,
+                             "member_ids": args, "playlist": args, "reason": args})
+        try:
+            parse_command(raw, time.time(), wall_now=time.time())
+        except CommandError:
+            pass
