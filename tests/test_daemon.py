@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -266,3 +267,33 @@ def test_a_setpoint_set_survives_a_power_cut(tmp_path):
         assert climate["setpoint_celsius"] == 2 and climate["setpoint_set_at"]
     finally:
         again.kill()
+
+
+@pytest.mark.parametrize("headers, words", [
+    ({"Host": "evil.example"}, "Host 'evil.example'"),
+    ({"Host": "127.0.0.1", "Origin": "http://evil.example"}, "Origin 'http://evil.example'"),
+    ({"Host": "127.0.0.1", "Origin": "null"}, "Origin 'null'"),
+])
+def test_state_changes_from_anywhere_but_the_cabinet_are_refused(daemon, headers, words):
+    """Issue 15 #6: a page in any browser (an Origin) or DNS rebinding (a foreign Host) could
+    delete members, clear a lockout or pulse the lock through the selftest."""
+    import urllib.error
+    import urllib.request
+    for path, body in (("/api/faces/delete", b'{"member_ids": ["m"]}'),
+                       ("/api/food-safety/clear", b'{"technician": "x"}'),
+                       ("/api/selftest", b"{}"), ("/sim/door", b'{"state": "open"}')):
+        request = urllib.request.Request(daemon.url + path, data=body, method="POST",
+                                         headers={"Content-Type": "text/plain", **headers})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 403 and words in json.loads(refused.value.read())["error"]
+    state = daemon.state()
+    assert state["door"] == "closed" and state["lock"] == "locked"
+    # The cabinet's own page (same origin) and tools (no Origin) are let in.
+    port = daemon.url.rsplit(":", 1)[1]
+    ok = urllib.request.Request(daemon.url + "/api/speak", method="POST",
+                                data=b'{"message": "scan_short", "lang": "en"}',
+                                headers={"Origin": f"http://127.0.0.1:{port}",
+                                         "Content-Type": "application/json"})
+    with urllib.request.urlopen(ok, timeout=10) as reply:
+        assert reply.status == 200

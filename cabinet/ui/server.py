@@ -20,10 +20,14 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 MAX_JSON_BYTES = 64 * 1024
+# State changes come only from the cabinet itself: a page in any browser on the device (or DNS
+# rebinding, which brings a foreign name in Host) must not unlock, delete faces or clear a lockout.
+LOCAL_NAMES = ("127.0.0.1", "localhost", "::1")
 MAX_IMAGE_BYTES = 16 * 1024 * 1024
 
 
@@ -462,7 +466,29 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length else b""
 
+    def _refused_as_foreign(self) -> bool:
+        """True (and answered 403) unless the request is from the cabinet's own tools or page:
+        Host a loopback name (DNS rebinding brings a foreign one), Origin absent or a loopback
+        http origin (a browser names the page that sends a cross-site request)."""
+        host = urlsplit("//" + (self.headers.get("Host") or "")).hostname
+        origin = self.headers.get("Origin")
+        problem = None
+        if host not in LOCAL_NAMES:
+            problem = f"Host {self.headers.get('Host')!r} is not this cabinet's loopback name"
+        elif origin is not None:
+            parts = urlsplit(origin)
+            if parts.scheme != "http" or parts.hostname not in LOCAL_NAMES:
+                problem = f"Origin {origin!r} is not this cabinet"
+        if problem:
+            self.close_connection = True   # its body is not read
+            self._send(403, {"error": f"refused: {problem}; state changes come only from the "
+                                      "cabinet itself"})
+            return True
+        return False
+
     def do_PUT(self):
+        if self._refused_as_foreign():
+            return
         path = self.path.split("?", 1)[0]
         if path != "/api/planogram":
             self._send(404, {"error": f"no such resource: {path}"})
@@ -491,6 +517,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._stream("application/x-ndjson", lines())
 
     def do_POST(self):
+        if self._refused_as_foreign():
+            return
         path = self.path.split("?", 1)[0]
         if path == "/api/selftest":
             self._read_body(MAX_JSON_BYTES)
