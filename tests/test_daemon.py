@@ -297,3 +297,40 @@ def test_state_changes_from_anywhere_but_the_cabinet_are_refused(daemon, headers
                                          "Content-Type": "application/json"})
     with urllib.request.urlopen(ok, timeout=10) as reply:
         assert reply.status == 200
+
+
+def test_idle_connections_are_capped_and_timed_out(daemon):
+    """Issue 15 #7: 1 039 idle connections under systemd's limit of 1 024 open files made
+    /api/state time out and the thermometer fault with "Too many open files". Now a connection
+    past the cap is closed at once, idle ones are closed after IDLE_SECONDS, and the daemon's own
+    files stay openable."""
+    import socket
+    from cabinet.ui.server import IDLE_SECONDS, MAX_CONNECTIONS
+    host, port = daemon.url.split("//", 1)[1].split(":")
+    held = []
+    try:
+        for _ in range(MAX_CONNECTIONS + 60):
+            s = socket.create_connection((host, int(port)), timeout=5)
+            held.append(s)
+        time.sleep(1.0)
+        closed = 0
+        for s in held:
+            s.setblocking(False)
+            try:
+                closed += s.recv(1) == b""      # closed by the server: end of stream
+            except BlockingIOError:
+                pass                            # still open, idle
+        assert closed >= 60, f"only {closed} of the connections past the cap were closed"
+        state = wait_for(lambda: _state_or_none(daemon), timeout=IDLE_SECONDS + 15,
+                         what="/api/state once the idle connections timed out")
+        assert "thermometer" not in state["faults"] and state["lock"] == "locked"
+    finally:
+        for s in held:
+            s.close()
+
+
+def _state_or_none(daemon):
+    try:
+        return daemon.state()
+    except OSError:
+        return None

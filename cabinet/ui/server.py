@@ -31,6 +31,38 @@ LOCAL_NAMES = ("127.0.0.1", "localhost", "::1")
 MAX_IMAGE_BYTES = 16 * 1024 * 1024
 
 
+# Connections: each holds a thread and a file descriptor. An idle one is closed after
+# IDLE_SECONDS (the event stream writes a keep-alive every 15 s, so it is never idle); past
+# MAX_CONNECTIONS a new one is closed at once, so the daemon's own files (serial ports, the
+# database, 1-Wire) can always be opened: systemd gives the unit LimitNOFILE=4096.
+MAX_CONNECTIONS = 200
+IDLE_SECONDS = 20
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class BadRequest(Exception):
     pass
 
@@ -57,7 +89,7 @@ class UiServer:
         handler = type("Handler", (_Handler,), {"ui": self})
         # The socket was bound by the caller before anything else started (a port in use is
         # then one line at start, not a traceback after the database was opened).
-        self.httpd = ThreadingHTTPServer(listener.getsockname()[:2], handler,
+        self.httpd = _BoundedServer(listener.getsockname()[:2], handler,
                                          bind_and_activate=False)
         self.httpd.socket.close()
         self.httpd.socket = listener
@@ -365,6 +397,7 @@ class _Handler(BaseHTTPRequestHandler):
     ui: UiServer
     server_version = "cabinetd"
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_SECONDS  # a connection that sends nothing for this long is closed
     # Headers and body go out as two writes; with Nagle on, the body waits for the client's
     # delayed ACK (40 ms) on every keep-alive request.
     disable_nagle_algorithm = True
@@ -437,8 +470,8 @@ class _Handler(BaseHTTPRequestHandler):
             for chunk in chunks:
                 self.wfile.write(chunk)
                 self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass  # gone, or not reading for IDLE_SECONDS
 
     def _stream_events(self) -> None:
         self._stream("text/event-stream; charset=utf-8", self.ui.kiosk.events())
