@@ -5,30 +5,46 @@ The backend's set_ads command gives a playlist of {url, sha256, seconds}; the co
 (through a .part file, renamed only after the checksum matches, so the screen never shows half a
 file or someone else's), deletes files no longer listed, and retries failures every few minutes.
 The screen shows only ads whose files are ready; an empty or failed playlist just means no ads.
+
+Limits (issue 15): an ad comes only from an http(s) host that is not this device (loopback or
+unspecified addresses are refused, at every redirect, of which there may be 5), is at most
+MAX_AD_BYTES, takes at most MAX_FETCH_SECONDS, and is not fetched when it would leave less than
+FREE_FLOOR_BYTES on the disk (the database needs that room for sales). A download that fails for
+any reason leaves no .part file behind.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
+import shutil
+import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 log = logging.getLogger("cabinetd.ads")
 MAX_AD_BYTES = 64 * 1024 * 1024
+MAX_FETCH_SECONDS = 600.0
+FREE_FLOOR_BYTES = 256 * 1024 * 1024
+MAX_REDIRECTS = 5
 
 
 class AdsCache(threading.Thread):
     def __init__(self, folder: str | Path, playlist: list[dict[str, Any]] | None = None, *,
-                 retry_seconds: float = 300.0, timeout: float = 30.0, ca_file: str = ""):
+                 retry_seconds: float = 300.0, timeout: float = 30.0, ca_file: str = "",
+                 refuse_loopback: bool = True):
         super().__init__(name="ads", daemon=True)
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.retry_seconds, self.timeout = retry_seconds, timeout
         self.verify: str | bool = ca_file or True
+        self.refuse_loopback = refuse_loopback  # (tests serve ads from loopback)
         self._playlist = list(playlist or [])
         self._status: dict[str, str] = {}
         self._changed = threading.Event()
@@ -95,20 +111,60 @@ class AdsCache(threading.Thread):
         with self._lock:
             self._status[sha] = state
 
+    def _check_url(self, url: str) -> None:
+        """http(s), and a host that is not this device (checked again at every redirect)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url[:100]!r}: not an http(s) URL")
+        if not self.refuse_loopback:
+            return
+        try:
+            infos = socket.getaddrinfo(parts.hostname, parts.port or 80, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise ValueError(f"{parts.hostname}: cannot be resolved ({exc})") from None
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+            if address.is_loopback or address.is_unspecified:
+                raise ValueError(f"{parts.hostname} is this device ({address}): ads come only "
+                                 "from other hosts")
+
+    def _open(self, url: str) -> requests.Response:
+        for _ in range(MAX_REDIRECTS + 1):
+            self._check_url(url)
+            reply = requests.get(url, stream=True, timeout=self.timeout, verify=self.verify,
+                                 allow_redirects=False)
+            if not reply.is_redirect:
+                return reply
+            location = reply.headers.get("Location", "")
+            reply.close()
+            url = urljoin(url, location)
+        raise ValueError(f"more than {MAX_REDIRECTS} redirects")
+
     def _fetch(self, url: str, sha: str, target: Path) -> None:
         part = target.with_name(target.name + ".part")
-        digest, size = hashlib.sha256(), 0
-        with requests.get(url, stream=True, timeout=self.timeout, verify=self.verify) as reply:
-            reply.raise_for_status()
-            with open(part, "wb") as out:
-                for chunk in reply.iter_content(1 << 16):
-                    size += len(chunk)
-                    if size > MAX_AD_BYTES:
-                        raise ValueError(f"over {MAX_AD_BYTES >> 20} MiB")
-                    digest.update(chunk)
-                    out.write(chunk)
-        if digest.hexdigest() != sha:
-            part.unlink(missing_ok=True)
-            raise ValueError(f"checksum mismatch: got sha256 {digest.hexdigest()[:12]}…, "
-                             f"playlist says {sha[:12]}…")
-        part.rename(target)
+        digest, size, started = hashlib.sha256(), 0, time.monotonic()
+        try:
+            with self._open(url) as reply:
+                reply.raise_for_status()
+                declared = int(reply.headers.get("Content-Length") or 0)
+                if declared > MAX_AD_BYTES:
+                    raise ValueError(f"{declared} bytes: over {MAX_AD_BYTES >> 20} MiB")
+                with open(part, "wb") as out:
+                    for chunk in reply.iter_content(1 << 16):
+                        size += len(chunk)
+                        if size > MAX_AD_BYTES:
+                            raise ValueError(f"over {MAX_AD_BYTES >> 20} MiB")
+                        if time.monotonic() - started > MAX_FETCH_SECONDS:
+                            raise ValueError(f"still downloading after {MAX_FETCH_SECONDS:.0f} s")
+                        if size % (1 << 22) < len(chunk) and \
+                                shutil.disk_usage(self.folder).free < FREE_FLOOR_BYTES:
+                            raise ValueError(f"less than {FREE_FLOOR_BYTES >> 20} MiB left on "
+                                             "the disk: kept for the sales")
+                        digest.update(chunk)
+                        out.write(chunk)
+            if digest.hexdigest() != sha:
+                raise ValueError(f"checksum mismatch: got sha256 {digest.hexdigest()[:12]}…, "
+                                 f"playlist says {sha[:12]}…")
+            part.rename(target)
+        finally:
+            part.unlink(missing_ok=True)  # no half file left behind, whatever went wrong

@@ -27,7 +27,8 @@ def test_ads_are_fetched_checked_and_pruned(tmp_path):
         cache = AdsCache(tmp_path / "ads", [
             {"url": f"{base}/one.png", "sha256": sha_good, "seconds": 8},
             {"url": f"{base}/two.png", "sha256": lying, "seconds": 8},
-            {"url": f"{base}/missing.png", "sha256": "0" * 64, "seconds": 8}])
+            {"url": f"{base}/missing.png", "sha256": "0" * 64, "seconds": 8}],
+            refuse_loopback=False)   # this test's server is on loopback
         cache.sync_once()
         ready = cache.ready()
         assert [a["sha256"] for a in ready] == [sha_good]
@@ -40,6 +41,53 @@ def test_ads_are_fetched_checked_and_pruned(tmp_path):
         cache.set_playlist([])  # a new playlist without it: the file goes
         cache.sync_once()
         assert list((tmp_path / "ads").iterdir()) == [] and cache.ready() == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_ads_never_come_from_the_device_itself_redirects_included(tmp_path):
+    """Issue 15 #10: the fetcher followed a redirect to http://127.0.0.1:<daemon>/api/health and
+    stored it as an ad (an ad at /api/events would stall the ads thread for hours)."""
+    from http.server import BaseHTTPRequestHandler
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1:9/api/events")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        direct = {"url": f"http://127.0.0.1:{server.server_address[1]}/ad.png",
+                  "sha256": "1" * 64, "seconds": 8}
+        local_name = {"url": "http://localhost:9/ad.png", "sha256": "2" * 64, "seconds": 8}
+        other = {"url": "ftp://example.org/ad.png", "sha256": "3" * 64, "seconds": 8}
+        cache = AdsCache(tmp_path / "ads", [direct, local_name, other])
+        cache.sync_once()
+        status = cache.status()
+        assert "is this device" in status["1" * 64] and "is this device" in status["2" * 64]
+        assert "not an http(s) URL" in status["3" * 64]
+        # A host that is not the device, redirecting to it: refused at the redirect.
+        followed = AdsCache(tmp_path / "ads2", refuse_loopback=True)
+        followed.refuse_loopback = False            # let the first hop through (a test server)
+        checks = []
+        original = followed._check_url
+
+        def check(url):
+            checks.append(url)
+            followed.refuse_loopback = len(checks) > 1   # from the redirect on: the real rule
+            original(url)
+        followed._check_url = check
+        followed.set_playlist([direct])
+        followed.sync_once()
+        assert checks[-1] == "http://127.0.0.1:9/api/events"
+        assert "is this device" in followed.status()["1" * 64]
+        assert list((tmp_path / "ads").iterdir()) == [] and list((tmp_path / "ads2").iterdir()) == []
     finally:
         server.shutdown()
         server.server_close()
