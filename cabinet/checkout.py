@@ -210,15 +210,44 @@ class Checkout:
         weights = self.fx.weights()
         if all(stable is not None for _, stable in weights.values()):
             self.fx.cancel_timer("settle_timeout")
-            self._settle({n: stable for n, (_, stable) in weights.items()}, unsettled=set())
+            self._settle_or_flag({n: stable for n, (_, stable) in weights.items()},
+                                 unsettled=set())
 
     def _settle_timed_out(self) -> None:
         if self.state != "settling":
             return
         weights = self.fx.weights()
         unsettled = {n for n, (_, stable) in weights.items() if stable is None}
-        self._settle({n: stable if stable is not None else latest
-                      for n, (latest, stable) in weights.items()}, unsettled=unsettled)
+        self._settle_or_flag({n: stable if stable is not None else latest
+                              for n, (latest, stable) in weights.items()}, unsettled=unsettled)
+
+    def _settle_or_flag(self, after: dict[int, float | None], unsettled: set[int]) -> None:
+        """Settle; whatever goes wrong doing so (a bug, a search a planogram makes too deep) ends
+        the session all the same: recorded with no lines and an `error` flag for review, and an
+        alarm. No session may stay `settling` for ever (issue 15 #1)."""
+        try:
+            self._settle(after, unsettled)
+        except Exception as exc:
+            if self.state != "settling":
+                raise  # it ended after all: the failure was past the record (the store's)
+            detail = f"{type(exc).__name__}: {exc}"[:300]
+            session = self.session
+            self.fx.raise_alarm("settle_error", f"session {session['session_id']} could not be "
+                                                f"weighed ({detail}); ended for review")
+            auth = session["authorisation"]
+            record = {"session_id": session["session_id"], "authorisation": auth,
+                      "authorised_at": session["authorised_at"],
+                      "door_opened_at": session["door_opened_at"],
+                      "door_closed_at": session["door_closed_at"],
+                      "settled_at": self.fx.now_utc(),
+                      "shelves": [{"shelf": n, "before_grams": session["before_grams"].get(str(n)),
+                                   "after_grams": g} for n, g in sorted(after.items())],
+                      "flags": [{"kind": "error", "detail": detail}], "lines": [],
+                      "total_fen": 0}
+            technician = auth["role"] == "technician"
+            if technician:
+                record["mode"] = "restock" if auth["restock"] else "service"
+            self._end("inventory" if technician else "sale", record, None)
 
     def _settle(self, after: dict[int, float | None], unsettled: set[int]) -> None:
         session = self.session

@@ -364,3 +364,25 @@ def test_restock_plan_needs_restock_mode():
         Authorisation("qr", "t", "technician", "c", restock_plan={"1": {"a": 1}})
     with pytest.raises(ValueError, match="shelf number"):
         Authorisation("qr", "t", "technician", "c", restock=True, restock_plan={"x": {"a": 1}})
+
+
+def test_a_session_whose_weighing_breaks_ends_flagged_with_an_alarm(rig, monkeypatch):
+    """Issue 15 #1: a planogram the weighing could not handle (RecursionError in the search)
+    left the session `settling` for ever, with no alarm and no sale, even after a power cut."""
+    import cabinet.checkout as checkout
+
+    session_id = rig.authorise()
+    rig.door(True)
+    rig.take(1, "water-550ml", 1)
+    rig.door(False)
+
+    def too_deep(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+    monkeypatch.setattr(checkout, "settle_shelves", too_deep)
+    rig.weigh()
+    (sale,) = rig.outbox("sale")
+    assert sale["session_id"] == session_id and sale["lines"] == []
+    assert sale["flags"][0]["kind"] == "error" and "RecursionError" in sale["flags"][0]["detail"]
+    assert rig.c.snapshot["session"] is None and rig.out.lock.locked
+    assert "settle_error" in {a["kind"] for a in rig.c.snapshot["alarms"]}
+    assert rig.store.unfinished_session() is None
