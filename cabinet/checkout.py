@@ -137,6 +137,29 @@ class Checkout:
                             self._unlock_timed_out)
         return session_id
 
+    def end_now(self) -> str:
+        """A technician or the operator ends a session that does not end by itself: before the
+        door opened, with no sale; while settling, weighed at once with what the shelves say
+        (flagged `ended_by_hand`); with the door open, refused (close it: the session then
+        ends by itself). Returns the state it was ended from."""
+        if self.state == "idle":
+            raise Refused("no_session", "no session is open")
+        if self.state == "open":
+            raise Refused("door_open", "the door is open: close it, and the session ends by "
+                                       "itself once the shelves are weighed")
+        was = self.state
+        if self.state == "authorised":
+            self.fx.lock()
+            self._end("no_sale", None, None)
+            return was
+        self.session["ended_by_hand"] = True
+        self.fx.cancel_timer("settle_timeout")
+        weights = self.fx.weights()
+        self._settle_or_flag({n: stable if stable is not None else latest
+                              for n, (latest, stable) in weights.items()},
+                             unsettled={n for n, (_, stable) in weights.items() if stable is None})
+        return was
+
     def _unlock_timed_out(self) -> None:
         if self.state != "authorised":
             return
@@ -262,6 +285,9 @@ class Checkout:
             flags.append({"kind": "recovered", "detail": "session finished after a restart"})
         if session["reopened"]:
             flags.append({"kind": "reopened", "detail": "door opened again after it closed"})
+        if session.get("ended_by_hand"):
+            flags.append({"kind": "ended_by_hand",
+                          "detail": "ended by a technician or the operator while weighing"})
         for shelf in sorted(unsettled):
             flags.append({"kind": "unsettled", "shelf": shelf,
                           "detail": "shelf never settled; the latest reading was used"})

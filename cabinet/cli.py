@@ -7,6 +7,7 @@ cabinet planogram load FILE          validate a planogram and load it into the r
 cabinet setpoint CELSIUS             the temperature to hold
 cabinet lockout clear --technician N sell perishables again after a food-safety lockout
 cabinet alarm clear KIND --technician N  forced_open or face_attempts, after looking
+cabinet session end --technician N   end a session stuck settling (or never opened)
 cabinet token keygen|mint|verify     access codes for technicians and tests
 cabinet queue [--data-dir DIR]       records waiting for the backend, last sync, dead letters
 cabinet selftest [--url URL]         every device checked, PASS/FAIL with a hint (exit 1 on a FAIL)
@@ -214,6 +215,12 @@ def _setpoint(args) -> int:
 def _lockout_clear(args) -> int:
     reply = _post(args.url, "/api/food-safety/clear", {"technician": args.technician})
     print("food-safety lockout cleared" if reply["cleared"] else "there was no lockout")
+    return 0
+
+
+def _session_end(args) -> int:
+    reply = _post(args.url, "/api/session/end", {"technician": args.technician})
+    print(f"session {reply['session_id']} ended (it was {reply['was']})")
     return 0
 
 
@@ -536,6 +543,13 @@ def technician_main(argv: list[str] | None = None) -> int:
     clear.add_argument("--technician", required=True, help="who checked the food (recorded)")
     clear.add_argument("--url", type=daemon_url, default=DEFAULT_URL)
     clear.set_defaults(func=_lockout_clear)
+    session = verbs.add_parser("session", help="the session in progress")
+    session_verbs = session.add_subparsers(dest="session_verb", required=True)
+    session_end = session_verbs.add_parser("end", help="end a session that does not end by "
+                                           "itself (weighed now; refused while the door is open)")
+    session_end.add_argument("--technician", required=True, help="who ended it (recorded)")
+    session_end.add_argument("--url", type=daemon_url, default=DEFAULT_URL)
+    session_end.set_defaults(func=_session_end)
     alarm = verbs.add_parser("alarm", help="alarms that stay until a technician has looked")
     alarm_verbs = alarm.add_subparsers(dest="alarm_verb", required=True)
     alarm_clear = alarm_verbs.add_parser("clear", help="clear forced_open (door closed, cabinet "

@@ -21,7 +21,7 @@ from .sync_protocol import ReplyError, parse_time
 log = logging.getLogger("cabinetd.commands")
 
 TYPES = ("set_setpoint", "set_planogram", "remote_unlock", "restock_mode", "enroll_faces",
-         "delete_faces", "set_ads", "request_diagnostics", "restart")
+         "delete_faces", "set_ads", "request_diagnostics", "restart", "end_session")
 MAX_LIFETIME_SECONDS = 7 * 24 * 3600
 EXIT_RESTART = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts the daemon again
 
@@ -100,6 +100,8 @@ def _check_args(kind: str, args: dict[str, Any]) -> None:
                 raise CommandError(f"args.playlist[{i}].seconds must be 1 to 600")
     elif kind == "restart":
         _str(args, "reason", optional=True)
+    elif kind == "end_session":
+        _str(args, "by")
 
 
 def command_id_of(raw: Any) -> str | None:
@@ -203,6 +205,13 @@ class CommandRunner:
         return outcome
 
     # --- the types --------------------------------------------------------------------------------
+    def _end_session(self, args) -> Outcome:
+        from .checkout import Refused
+        try:
+            return Outcome("done", result=self.c.end_session(f"operator {args['by']}"))
+        except Refused as refusal:
+            raise CommandError(str(refusal)) from None
+
     def _set_setpoint(self, args) -> Outcome:
         try:
             self.c.set_setpoint(float(args["celsius"]))

@@ -422,6 +422,13 @@ class Controller:
             log.info("alarm cleared: %s%s", kind, f" by {by}" if by else "")
             self._refresh_alarms()
 
+    def end_session(self, by: str) -> dict[str, Any]:
+        """`cabinet session end`, the `end_session` command: a stuck session ended by a person."""
+        session = self.checkout.session
+        was = self.checkout.end_now()
+        log.warning("session %s ended by %s (it was %s)", session["session_id"], by, was)
+        return {"session_id": session["session_id"], "was": was}
+
     def acknowledge_alarm(self, kind: str, technician: str) -> bool:
         """A technician clears a latched alarm after looking (`cabinet alarm clear`). Only the
         alarms nothing else clears; the others clear themselves when their cause goes."""

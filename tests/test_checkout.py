@@ -386,3 +386,30 @@ def test_a_session_whose_weighing_breaks_ends_flagged_with_an_alarm(rig, monkeyp
     assert rig.c.snapshot["session"] is None and rig.out.lock.locked
     assert "settle_error" in {a["kind"] for a in rig.c.snapshot["alarms"]}
     assert rig.store.unfinished_session() is None
+
+
+def test_a_stuck_session_can_be_ended_by_hand(rig):
+    """Issue 15 #1: nothing could end a session stuck settling (`set_planogram`, restart and PUT
+    were all refused as busy). `end_session` weighs it at once, flagged; a session whose door
+    never opened ends with no sale; with the door open it is refused (close it)."""
+    from cabinet.checkout import Refused
+
+    with pytest.raises(Refused) as none:
+        rig.c.call_now(lambda: rig.c.end_session("tech-1"))
+    assert none.value.reason == "no_session"
+    rig.authorise()
+    assert rig.c.call_now(lambda: rig.c.end_session("tech-1"))["was"] == "authorised"
+    assert rig.out.lock.locked and rig.c.snapshot["session"] is None and not rig.outbox("sale")
+    rig.clock.advance(4)   # past the repeat window
+    rig.authorise()
+    rig.door(True)
+    with pytest.raises(Refused) as opened:
+        rig.c.call_now(lambda: rig.c.end_session("tech-1"))
+    assert opened.value.reason == "door_open"
+    rig.take(1, "water-550ml", 1)
+    rig.door(False)     # settling: no readings come (a shelf stuck, say)
+    assert rig.c.snapshot["session"]["state"] == "settling"
+    assert rig.c.call_now(lambda: rig.c.end_session("tech-1"))["was"] == "settling"
+    (sale,) = rig.outbox("sale")
+    assert "ended_by_hand" in [f["kind"] for f in sale["flags"]]
+    assert rig.c.snapshot["session"] is None and rig.out.lock.locked

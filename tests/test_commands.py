@@ -269,3 +269,16 @@ def test_any_args_of_any_type_are_answered_never_raised(args):
             parse_command(raw, time.time(), wall_now=time.time())
         except CommandError:
             pass
+
+
+def test_end_session_command_ends_a_stuck_session_and_reports_it(tmp_path, factory):
+    rig = make_rig(tmp_path, factory)
+    rig.authorise()
+    end = command("end_session", {"by": "ops-desk"})
+    deliver(rig, end)
+    result = results(rig)[end["command_id"]]
+    assert result["status"] == "done" and result["result"]["was"] == "authorised"
+    again = command("end_session", {"by": "ops-desk"})
+    deliver(rig, again)
+    assert results(rig)[again["command_id"]]["status"] == "rejected"
+    assert "no session" in results(rig)[again["command_id"]]["detail"]

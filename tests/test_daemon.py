@@ -334,3 +334,21 @@ def _state_or_none(daemon):
         return daemon.state()
     except OSError:
         return None
+
+
+def test_session_end_through_the_cli(daemon):
+    from cabinet.cli import technician_main
+    import contextlib
+    import io
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as refused:
+        technician_main(["session", "end", "--technician", "dawa", "--url", daemon.url])
+    assert "no session is open" in str(refused.value)
+    wait_for(lambda: all(s["stable"] for s in daemon.state()["shelves"]), timeout=20)
+    assert daemon.post("/sim/authorise", {"subject": "acct-1"})[0] == 200
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert technician_main(["session", "end", "--technician", "dawa",
+                                "--url", daemon.url]) == 0
+    assert "ended (it was authorised)" in out.getvalue()
+    assert daemon.state()["session"] is None and daemon.state()["lock"] == "locked"

@@ -160,6 +160,15 @@ class UiServer:
                 raise BadRequest(str(exc)) from None
         if name in ("faces/enrol", "faces/delete"):
             return self._faces(name[6:], body)
+        if name == "session/end":
+            technician = _field(body, "technician", str)
+            if not technician.strip():
+                raise BadRequest("'technician' names who ended it")
+            from ..checkout import Refused
+            try:
+                return {"ok": True, **c.call(lambda: c.end_session(technician))}
+            except Refused as refusal:
+                raise Conflict(refusal.reason, str(refusal)) from None
         if name == "alarms/clear":
             kind, technician = _field(body, "kind", str), _field(body, "technician", str)
             if not technician.strip():
