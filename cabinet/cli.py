@@ -480,6 +480,18 @@ def _report_check(config: Config, simulate: bool, prog: str) -> int:
     return 0
 
 
+def _action(verbs, group: str, group_help: str, verb: str, help: str, who: str, func):
+    """`cabinet GROUP VERB --technician NAME [--url URL]`: an action at the cabinet, recorded
+    with the name of who took it."""
+    sub = verbs.add_parser(group, help=group_help).add_subparsers(dest=f"{group}_verb",
+                                                                  required=True)
+    parser = sub.add_parser(verb, help=help)
+    parser.add_argument("--technician", required=True, help=f"{who} (recorded)")
+    parser.add_argument("--url", type=daemon_url, default=DEFAULT_URL)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def technician_main(argv: list[str] | None = None) -> int:
     p = _Parser(prog="cabinet", description="Technician tools for the cabinet.")
     p.add_argument("--version", action="version", version=f"cabinet {__version__}")
@@ -537,27 +549,16 @@ def technician_main(argv: list[str] | None = None) -> int:
     setpoint.add_argument("celsius", type=float)
     setpoint.add_argument("--url", type=daemon_url, default=DEFAULT_URL)
     setpoint.set_defaults(func=_setpoint)
-    lockout = verbs.add_parser("lockout", help="the food-safety lockout of perishables")
-    lockout_verbs = lockout.add_subparsers(dest="lockout_verb", required=True)
-    clear = lockout_verbs.add_parser("clear", help="after checking the food: sell perishables again")
-    clear.add_argument("--technician", required=True, help="who checked the food (recorded)")
-    clear.add_argument("--url", type=daemon_url, default=DEFAULT_URL)
-    clear.set_defaults(func=_lockout_clear)
-    session = verbs.add_parser("session", help="the session in progress")
-    session_verbs = session.add_subparsers(dest="session_verb", required=True)
-    session_end = session_verbs.add_parser("end", help="end a session that does not end by "
-                                           "itself (weighed now; refused while the door is open)")
-    session_end.add_argument("--technician", required=True, help="who ended it (recorded)")
-    session_end.add_argument("--url", type=daemon_url, default=DEFAULT_URL)
-    session_end.set_defaults(func=_session_end)
-    alarm = verbs.add_parser("alarm", help="alarms that stay until a technician has looked")
-    alarm_verbs = alarm.add_subparsers(dest="alarm_verb", required=True)
-    alarm_clear = alarm_verbs.add_parser("clear", help="clear forced_open (door closed, cabinet "
-                                         "checked) or face_attempts (lifts face-unlock pauses)")
+    _action(verbs, "lockout", "the food-safety lockout of perishables", "clear",
+            "after checking the food: sell perishables again", "who checked the food",
+            _lockout_clear)
+    _action(verbs, "session", "the session in progress", "end", "end a session that does not "
+            "end by itself (weighed now; refused while the door is open)", "who ended it",
+            _session_end)
+    alarm_clear = _action(verbs, "alarm", "alarms that stay until a technician has looked",
+                          "clear", "clear forced_open (door closed, cabinet checked) or "
+                          "face_attempts (lifts face-unlock pauses)", "who looked", _alarm_clear)
     alarm_clear.add_argument("kind", choices=("forced_open", "face_attempts"))
-    alarm_clear.add_argument("--technician", required=True, help="who looked (recorded)")
-    alarm_clear.add_argument("--url", type=daemon_url, default=DEFAULT_URL)
-    alarm_clear.set_defaults(func=_alarm_clear)
     token = verbs.add_parser("token", help="access codes: make a key, mint, verify")
     token_verbs = token.add_subparsers(dest="token_verb", required=True)
     keygen = token_verbs.add_parser("keygen", help="a signing key, and the line for the keys file")
