@@ -124,12 +124,17 @@ class Checkout:
         if unsettled:
             raise Refused("shelves_unsettled", f"shelves {unsettled} are not stable yet")
         session_id = self._new_id()
-        self.session = {"session_id": session_id, "authorisation": asdict(auth),
-                        "before_grams": {str(n): round(g, 2) for n, g in stable_grams.items()},
-                        "authorised_at": self.fx.now_utc(), "door_opened_at": None,
-                        "door_closed_at": None, "recovered": False, "reopened": False,
-                        "state": "authorised"}
-        self.fx.journal_begin(dict(self.session))  # durable before the lock moves
+        session = {"session_id": session_id, "authorisation": asdict(auth),
+                   "before_grams": {str(n): round(g, 2) for n, g in stable_grams.items()},
+                   "authorised_at": self.fx.now_utc(), "door_opened_at": None,
+                   "door_closed_at": None, "recovered": False, "reopened": False,
+                   "state": "authorised"}
+        try:
+            self.fx.journal_begin(dict(session))  # durable before the lock moves
+        except Exception as exc:  # a full disk, a failing card: the lock has not moved
+            raise Refused("storage", f"the session journal cannot be written ({exc}): no "
+                                     "session can open until it can") from None
+        self.session = session  # only once journaled: never a session the store has not got
         self.state = "authorised"
         self.prompt = "open_door"
         self.fx.unlock()

@@ -413,3 +413,22 @@ def test_a_stuck_session_can_be_ended_by_hand(rig):
     (sale,) = rig.outbox("sale")
     assert "ended_by_hand" in [f["kind"] for f in sale["flags"]]
     assert rig.c.snapshot["session"] is None and rig.out.lock.locked
+
+
+def test_a_journal_that_cannot_be_written_refuses_the_session_and_leaves_none(rig, monkeypatch):
+    """Issue 15 #4: on a full disk, authorise dropped the connection and left a phantom session
+    (the session was set before the journal was written)."""
+    import sqlite3
+
+    def full(session):
+        raise sqlite3.OperationalError("database or disk is full")
+    monkeypatch.setattr(rig.store, "begin_session", full)
+    with pytest.raises(Refused) as refused:
+        rig.authorise()
+    assert refused.value.reason == "storage" and "disk is full" in str(refused.value)
+    assert rig.c.snapshot["session"] is None and rig.out.lock.locked
+    assert rig.c.checkout.session is None and rig.c.checkout.state == "idle"
+    monkeypatch.undo()          # space comes back: the next shopper gets in
+    rig.clock.advance(4)
+    rig.authorise()
+    assert not rig.out.lock.locked
