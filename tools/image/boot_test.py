@@ -345,6 +345,9 @@ def check_boot_one(machine: Machine) -> None:
     check("was skipped because of an unmet condition check (ConditionPathExists=/opt/cabinet/"
           "venv/bin/cabinetd)" in cabinetd, "cabinetd was not held back until its venv existed")
     check("device_fault:gpio" in cabinetd, "no gpio alarm in cabinetd's log")
+    # The gpio fault must be the missing chip (or, on amd64, the missing library), never the
+    # sandbox: lgpio writes pipes in the working directory, which must be writable.
+    check(".lgd-nfy" not in cabinetd, "lgpio could not make its pipes (working directory)")
     kiosk = machine.journal("cabinet-kiosk", boot=1)
     check("skipped because of an unmet condition" in kiosk and "Scheduled restart" not in kiosk,
           f"the kiosk did not wait for its packages:\n{kiosk[-2000:]}")
