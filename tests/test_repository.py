@@ -29,13 +29,14 @@ def test_no_file_reads_outside_the_clone():
     offenders = [f"{name}:{number}: {line.strip()}"
                  for name, text in tracked_text_files()
                  for number, line in enumerate(text.splitlines(), 1)
-                 if OUTSIDE.search(line) and name != "tests/test_repository.py"]
+                 if OUTSIDE.search(line)]
     assert offenders == []
 
 
 def test_the_pattern_would_catch_the_old_paths():
-    assert OUTSIDE.search('REPO.parent / "shared" / "data"')
-    assert OUTSIDE.search("cabinet faces enroll ../shared/data/faces/train/obama/*.jpg")
+    assert OUTSIDE.search('REPO.parent / "' + 'shared" / "data"')
+    sibling = "../" + "shared"   # spelt in two pieces so that this file does not match itself
+    assert OUTSIDE.search(f"cabinet faces enroll {sibling}/data/faces/train/obama/*.jpg")
     assert not OUTSIDE.search('TEST_DATA / "faces"')
 
 
