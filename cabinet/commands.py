@@ -21,7 +21,8 @@ from .sync_protocol import ReplyError, parse_time
 log = logging.getLogger("cabinetd.commands")
 
 TYPES = ("set_setpoint", "set_planogram", "remote_unlock", "restock_mode", "enroll_faces",
-         "delete_faces", "set_ads", "request_diagnostics", "restart", "end_session")
+         "delete_faces", "set_ads", "request_diagnostics", "restart", "end_session",
+         "clear_alarm")
 MAX_LIFETIME_SECONDS = 7 * 24 * 3600
 EXIT_RESTART = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts the daemon again
 
@@ -101,6 +102,9 @@ def _check_args(kind: str, args: dict[str, Any]) -> None:
     elif kind == "restart":
         _str(args, "reason", optional=True)
     elif kind == "end_session":
+        _str(args, "by")
+    elif kind == "clear_alarm":
+        _str(args, "kind", limit=64)
         _str(args, "by")
 
 
@@ -205,6 +209,15 @@ class CommandRunner:
         return outcome
 
     # --- the types --------------------------------------------------------------------------------
+    def _clear_alarm(self, args) -> Outcome:
+        """As `cabinet alarm clear`: only the alarms that stay until someone has looked."""
+        from .checkout import Refused
+        try:
+            cleared = self.c.acknowledge_alarm(args["kind"], f"operator {args['by']}")
+        except (ValueError, Refused) as exc:
+            raise CommandError(str(exc)) from None
+        return Outcome("done", result={"cleared": cleared})
+
     def _end_session(self, args) -> Outcome:
         from .checkout import Refused
         try:

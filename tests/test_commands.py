@@ -282,3 +282,22 @@ def test_end_session_command_ends_a_stuck_session_and_reports_it(tmp_path, facto
     deliver(rig, again)
     assert results(rig)[again["command_id"]]["status"] == "rejected"
     assert "no session" in results(rig)[again["command_id"]]["detail"]
+
+
+def test_clear_alarm_command_clears_forced_open_once_the_door_is_shut(tmp_path, factory):
+    """Issue 15 (also missing): forced_open could never be cleared; now by CLI and by command."""
+    rig = make_rig(tmp_path, factory)
+    rig.door(True)                     # nobody authorised: forced open
+    assert "forced_open" in {a["kind"] for a in rig.c.snapshot["alarms"]}
+    early = command("clear_alarm", {"kind": "forced_open", "by": "ops"})
+    deliver(rig, early)
+    assert results(rig)[early["command_id"]]["status"] == "rejected"   # door still open
+    rig.door(False)
+    clear = command("clear_alarm", {"kind": "forced_open", "by": "ops"})
+    other = command("clear_alarm", {"kind": "sync_offline", "by": "ops"})
+    deliver(rig, clear, other)
+    assert results(rig)[clear["command_id"]]["status"] == "done"
+    assert "clears by itself" in results(rig)[other["command_id"]]["detail"]
+    assert "forced_open" not in {a["kind"] for a in rig.c.snapshot["alarms"]}
+    cleared = [r for r in rig.outbox("alarm") if r.get("state") == "cleared"]
+    assert cleared and cleared[-1]["cleared_by"] == "operator ops"

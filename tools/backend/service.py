@@ -24,7 +24,8 @@ from .db import Database
 KINDS = ("sale", "inventory", "session", "alarm", "telemetry", "setpoint", "food_safety",
          "command_result", "notice", "calibration")
 COMMAND_TYPES = ("set_setpoint", "set_planogram", "remote_unlock", "restock_mode", "enroll_faces",
-                 "delete_faces", "set_ads", "request_diagnostics", "restart", "end_session")
+                 "delete_faces", "set_ads", "request_diagnostics", "restart", "end_session",
+                 "clear_alarm")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
