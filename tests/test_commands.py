@@ -301,3 +301,40 @@ def test_clear_alarm_command_clears_forced_open_once_the_door_is_shut(tmp_path, 
     assert "forced_open" not in {a["kind"] for a in rig.c.snapshot["alarms"]}
     cleared = [r for r in rig.outbox("alarm") if r.get("state") == "cleared"]
     assert cleared and cleared[-1]["cleared_by"] == "operator ops"
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=10)
+# `restart` is left out: when it is well formed it stops the controller, as it should.
+_kinds = st.sampled_from([t for t in __import__("cabinet.commands").commands.TYPES
+                          if t != "restart"]) | st.text(max_size=12) | _json
+
+
+def test_any_json_as_a_command_is_answered_and_never_moves_the_lock(tmp_path, factory):
+    """Issue 15: arbitrary commands through the runner: no exception escapes, each command with a
+    usable id gets exactly one result, and the lock moves only with a session."""
+    from hypothesis import HealthCheck
+
+    rig = make_rig(tmp_path, factory)
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(kind=_kinds, args=_json, shape=st.sampled_from(["whole", "no_id", "not_object"]),
+           lifetime=st.sampled_from([60, -5, 10 ** 9]))
+    def check(kind, args, shape, lifetime):
+        raw = command("x", {}, lifetime=lifetime)
+        raw.update(type=kind, args=args)
+        if shape == "no_id":
+            raw.pop("command_id")
+        if shape == "not_object":
+            raw = [raw]
+        before = len(rig.outbox("command_result"))
+        deliver(rig, raw)   # an exception escaping the runner would fail here
+        answered = len(rig.outbox("command_result")) - before
+        assert answered == (1 if shape == "whole" else 0)
+        if rig.c.snapshot["session"] is None:
+            assert rig.out.lock.locked, f"the lock moved with no session: {raw!r}"
+        else:   # a well-formed restock_mode opened one: end it for the next example
+            rig.c.call_now(lambda: rig.c.end_session("test"))
+            assert rig.out.lock.locked
+    check()

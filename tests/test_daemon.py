@@ -352,3 +352,41 @@ def test_session_end_through_the_cli(daemon):
                                 "--url", daemon.url]) == 0
     assert "ended (it was authorised)" in out.getvalue()
     assert daemon.state()["session"] is None and daemon.state()["lock"] == "locked"
+
+
+def test_any_json_on_the_local_api_is_answered_and_never_moves_the_lock(daemon):
+    """Issue 15: arbitrary JSON to every state-changing endpoint of the local API: always an
+    answer (200, 400, 404 or 409 with a JSON error), never a dropped connection, and the lock
+    stays locked (/api/selftest, which cycles the lock when asked, is left out)."""
+    import urllib.error
+    import urllib.request
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats()
+                          | st.text(max_size=6),
+                          lambda inner: st.lists(inner, max_size=3)
+                          | st.dictionaries(st.sampled_from(
+                              ["celsius", "shelf", "step", "grams", "message", "lang", "members",
+                               "member_ids", "technician", "kind", "x"]), inner, max_size=4),
+                          max_leaves=10)
+    paths = st.sampled_from(["climate/setpoint", "calibrate", "speak", "faces/enrol",
+                             "faces/delete", "food-safety/clear", "alarms/clear", "session/end",
+                             "nothing-here"])
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(path=paths, body=values)
+    def check(path, body):
+        request = urllib.request.Request(daemon.url + "/api/" + path, method="POST",
+                                         data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                status, answer = reply.status, json.load(reply)
+        except urllib.error.HTTPError as err:
+            status, answer = err.code, json.load(err)
+        assert status in (200, 400, 404, 409), (path, body, status, answer)
+        assert status == 200 or answer["error"]
+        assert daemon.state()["lock"] == "locked"
+    check()
