@@ -124,6 +124,8 @@ class AdsCache(threading.Thread):
             raise ValueError(f"{parts.hostname}: cannot be resolved ({exc})") from None
         for info in infos:
             address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+            if address.version == 6 and address.ipv4_mapped is not None:
+                address = address.ipv4_mapped   # ::ffff:127.0.0.1 is 127.0.0.1
             if address.is_loopback or address.is_unspecified:
                 raise ValueError(f"{parts.hostname} is this device ({address}): ads come only "
                                  "from other hosts")
@@ -140,6 +142,11 @@ class AdsCache(threading.Thread):
             url = urljoin(url, location)
         raise ValueError(f"more than {MAX_REDIRECTS} redirects")
 
+    def _room_for(self, more: int) -> None:
+        if shutil.disk_usage(self.folder).free - more < FREE_FLOOR_BYTES:
+            raise ValueError(f"it would leave less than {FREE_FLOOR_BYTES >> 20} MiB on the "
+                             "disk: kept for the sales")
+
     def _fetch(self, url: str, sha: str, target: Path) -> None:
         part = target.with_name(target.name + ".part")
         digest, size, started = hashlib.sha256(), 0, time.monotonic()
@@ -149,17 +156,17 @@ class AdsCache(threading.Thread):
                 declared = int(reply.headers.get("Content-Length") or 0)
                 if declared > MAX_AD_BYTES:
                     raise ValueError(f"{declared} bytes: over {MAX_AD_BYTES >> 20} MiB")
+                self._room_for(declared)
                 with open(part, "wb") as out:
+                    # Checked at each chunk: a server trickling bytes slower than one chunk per
+                    # read timeout is not cut off mid-chunk (left for later).
                     for chunk in reply.iter_content(1 << 16):
                         size += len(chunk)
                         if size > MAX_AD_BYTES:
                             raise ValueError(f"over {MAX_AD_BYTES >> 20} MiB")
                         if time.monotonic() - started > MAX_FETCH_SECONDS:
                             raise ValueError(f"still downloading after {MAX_FETCH_SECONDS:.0f} s")
-                        if size % (1 << 22) < len(chunk) and \
-                                shutil.disk_usage(self.folder).free < FREE_FLOOR_BYTES:
-                            raise ValueError(f"less than {FREE_FLOOR_BYTES >> 20} MiB left on "
-                                             "the disk: kept for the sales")
+                        self._room_for(len(chunk))   # a statvfs: cheap beside 64 KiB of I/O
                         digest.update(chunk)
                         out.write(chunk)
             if digest.hexdigest() != sha:

@@ -250,18 +250,16 @@ class Checkout:
                               for n, (latest, stable) in weights.items()}, unsettled=unsettled)
 
     def _settle_or_flag(self, after: dict[int, float | None], unsettled: set[int]) -> None:
-        """Settle; whatever goes wrong doing so (a bug, a search a planogram makes too deep) ends
-        the session all the same: recorded with no lines and an `error` flag for review, and an
-        alarm. No session may stay `settling` for ever (issue 15 #1)."""
+        """Settle; whatever goes wrong working out the sale (a bug, a search a planogram makes
+        too deep) ends the session all the same: recorded with no lines and an `error` flag for
+        review, and an alarm. No session may stay `settling` for ever (issue 15 #1). A failure
+        to record it (the store's) is not caught here: the journal keeps the session, and it is
+        settled again after a restart."""
         try:
-            self._settle(after, unsettled)
+            outcome, record, planogram = self._settlement(after, unsettled)
         except Exception as exc:
-            if self.state != "settling":
-                raise  # it ended after all: the failure was past the record (the store's)
             detail = f"{type(exc).__name__}: {exc}"[:300]
             session = self.session
-            self.fx.raise_alarm("settle_error", f"session {session['session_id']} could not be "
-                                                f"weighed ({detail}); ended for review")
             auth = session["authorisation"]
             record = {"session_id": session["session_id"], "authorisation": auth,
                       "authorised_at": session["authorised_at"],
@@ -276,8 +274,15 @@ class Checkout:
             if technician:
                 record["mode"] = "restock" if auth["restock"] else "service"
             self._end("inventory" if technician else "sale", record, None)
+            self.fx.raise_alarm("settle_error", f"session {session['session_id']} could not be "
+                                                f"weighed ({detail}); ended for review")
+            return
+        self._end(outcome, record, planogram)
 
-    def _settle(self, after: dict[int, float | None], unsettled: set[int]) -> None:
+    def _settlement(self, after: dict[int, float | None], unsettled: set[int]
+                    ) -> tuple[str, dict[str, Any] | None, Planogram | None]:
+        """The session's outcome, record and new stock from the weights (computed only: the
+        caller ends the session with them)."""
         session = self.session
         planogram = self.fx.planogram()
         auth = session["authorisation"]
@@ -327,8 +332,7 @@ class Checkout:
         nothing_changed = all(v is not None and v.status == "explained" and not v.counts
                               for _, _, v in verdicts.values())
         if session["door_opened_at"] is None and nothing_changed:
-            self._end("no_sale", None, None)  # a recovered session whose door never opened
-            return
+            return "no_sale", None, None  # a recovered session whose door never opened
         record = {"session_id": session["session_id"], "authorisation": auth,
                   "authorised_at": session["authorised_at"],
                   "door_opened_at": session["door_opened_at"],
@@ -338,11 +342,10 @@ class Checkout:
         if technician:
             record["mode"] = "restock" if auth["restock"] else "service"
             record["stock"] = {str(n): dict(stock) for n, stock in new_planogram.shelves.items()}
-            self._end("inventory", record, new_planogram)
-        else:
-            record["lines"] = lines
-            record["total_fen"] = sum(line["amount_fen"] for line in lines)
-            self._end("sale", record, new_planogram)
+            return "inventory", record, new_planogram
+        record["lines"] = lines
+        record["total_fen"] = sum(line["amount_fen"] for line in lines)
+        return "sale", record, new_planogram
 
     def _end(self, outcome: str, record: dict[str, Any] | None,
              planogram: Planogram | None) -> None:

@@ -35,11 +35,14 @@ class ClimateControl:
         now = controller.clock()
         self.setpoint_set_at: str | None = None   # None: the config's value
         setpoint = k.setpoint_celsius
-        saved = controller.store.get_value(SETPOINT_KEY)
+        try:
+            saved = controller.store.get_value(SETPOINT_KEY)
+        except ValueError as exc:   # unreadable: hold the config's value, say so
+            saved = {"unreadable": str(exc)}
         if saved is not None:
             try:
-                setpoint = self._checked(saved["celsius"])
-                self.setpoint_set_at = saved["at"]
+                celsius, at = self._checked(saved["celsius"]), str(saved["at"])
+                setpoint, self.setpoint_set_at = celsius, at
             except (ValueError, TypeError, KeyError) as exc:  # the config changed under it
                 log.warning("saved setpoint %r not used (%s): holding the config's %g °C",
                             saved, exc, k.setpoint_celsius)

@@ -108,6 +108,12 @@ def _check_args(kind: str, args: dict[str, Any]) -> None:
         _str(args, "by")
 
 
+def type_of(raw: Any) -> str:
+    """A command's type as recorded, whatever it holds (str() of a deep structure can raise)."""
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    return kind[:50] if isinstance(kind, str) else type(kind).__name__
+
+
 def command_id_of(raw: Any) -> str | None:
     """The id of a command, even a malformed one, so that its rejection can be reported."""
     if isinstance(raw, dict) and isinstance(raw.get("command_id"), str) \
@@ -179,9 +185,9 @@ class CommandRunner:
             if command_id is None:
                 log.error("command without a usable id ignored: %s", exc)
                 return None
-            if not self.c.store.claim_command(command_id, str(raw.get("type"))[:50]):
+            if not self.c.store.claim_command(command_id, type_of(raw)):
                 return None
-            return self._finish(command_id, str(raw.get("type"))[:50],
+            return self._finish(command_id, type_of(raw),
                                 Outcome("rejected", str(exc)))
         if not self.c.store.claim_command(command.command_id, command.type):
             log.info("command %s seen before; not run again", command.command_id)

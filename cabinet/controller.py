@@ -425,6 +425,10 @@ class Controller:
     def end_session(self, by: str) -> dict[str, Any]:
         """`cabinet session end`, the `end_session` command: a stuck session ended by a person."""
         session = self.checkout.session
+        if session is not None and self.door_open is not False:
+            # A DoorOpened may still be queued behind this: a shopper must never take goods
+            # from a session ended as "no sale".
+            raise Refused("door_open", "the door is open, or not known to be shut: close it")
         was = self.checkout.end_now()
         log.warning("session %s ended by %s (it was %s)", session["session_id"], by, was)
         return {"session_id": session["session_id"], "was": was}

@@ -22,7 +22,9 @@ from .reader import Backoff, FaultTracker, ReaderThread
 
 # A code is sent as one burst: at 9600 baud its bytes are about 1 ms apart. A pause this long
 # inside a line means its start was noise, or the end of an earlier scan that never finished.
-STALE_SECONDS = 0.1
+# Generous (shoppers are seconds apart), so that a reader thread held up for a moment on a busy
+# Pi never cuts a real code in two.
+STALE_SECONDS = 0.5
 
 
 class LineSplitter:

@@ -67,10 +67,12 @@ def test_ads_never_come_from_the_device_itself_redirects_included(tmp_path):
                   "sha256": "1" * 64, "seconds": 8}
         local_name = {"url": "http://localhost:9/ad.png", "sha256": "2" * 64, "seconds": 8}
         other = {"url": "ftp://example.org/ad.png", "sha256": "3" * 64, "seconds": 8}
-        cache = AdsCache(tmp_path / "ads", [direct, local_name, other])
+        mapped = {"url": "http://[::ffff:127.0.0.1]:9/ad.png", "sha256": "4" * 64, "seconds": 8}
+        cache = AdsCache(tmp_path / "ads", [direct, local_name, other, mapped])
         cache.sync_once()
         status = cache.status()
         assert "is this device" in status["1" * 64] and "is this device" in status["2" * 64]
+        assert "is this device" in status["4" * 64]     # IPv4-mapped IPv6 is loopback too
         assert "not an http(s) URL" in status["3" * 64]
         # A host that is not the device, redirecting to it: refused at the redirect.
         followed = AdsCache(tmp_path / "ads2", refuse_loopback=True)
@@ -91,3 +93,4 @@ def test_ads_never_come_from_the_device_itself_redirects_included(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+

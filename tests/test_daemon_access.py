@@ -75,7 +75,7 @@ def test_scanner_noise_does_not_cost_the_next_shopper_their_scan(tmp_path):
     try:
         _scan(d, "warm-up", "the scanner's port open")   # refused: malformed; the port is open
         assert d.post("/sim/scan", {"hex": "deadbeef41424344"})[0] == 200
-        time.sleep(0.5)   # the shopper steps up
+        time.sleep(1.0)   # the shopper steps up
         key = read_private_key(data / "sim" / "access-signing-key")
         token = mint(key, key_id=0, audience="cabinet-0001", subject="acct-9", role="shopper",
                      issued_at=int(time.time()), lifetime_seconds=120)

@@ -107,6 +107,6 @@ def test_noise_then_a_code_on_the_real_port(scanner, recorder):
     import time
     port, reader = scanner
     port.write(b"\xde\xad\xbe\xef\x41\x42\x43\x44")
-    time.sleep(0.3)
+    time.sleep(1.0)
     port.write(b"CAB1:after-noise\r\n")
     wait_for(lambda: _texts(recorder) == ["CAB1:after-noise"], what="the code after the noise")

@@ -512,15 +512,18 @@ class _Handler(BaseHTTPRequestHandler):
         """True (and answered 403) unless the request is from the cabinet's own tools or page:
         Host a loopback name (DNS rebinding brings a foreign one), Origin absent or a loopback
         http origin (a browser names the page that sends a cross-site request)."""
-        host = urlsplit("//" + (self.headers.get("Host") or "")).hostname
         origin = self.headers.get("Origin")
         problem = None
+        try:
+            host = urlsplit("//" + (self.headers.get("Host") or "")).hostname
+            origin_parts = urlsplit(origin) if origin is not None else None
+        except ValueError:  # "[::1" and the like: not a name this cabinet answers to
+            host, origin_parts = None, None
         if host not in LOCAL_NAMES:
             problem = f"Host {self.headers.get('Host')!r} is not this cabinet's loopback name"
-        elif origin is not None:
-            parts = urlsplit(origin)
-            if parts.scheme != "http" or parts.hostname not in LOCAL_NAMES:
-                problem = f"Origin {origin!r} is not this cabinet"
+        elif origin is not None and (origin_parts is None or origin_parts.scheme != "http"
+                                     or origin_parts.hostname not in LOCAL_NAMES):
+            problem = f"Origin {origin!r} is not this cabinet"
         if problem:
             self.close_connection = True   # its body is not read
             self._send(403, {"error": f"refused: {problem}; state changes come only from the "
@@ -563,7 +566,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         path = self.path.split("?", 1)[0]
         if path == "/api/selftest":
-            self._read_body(MAX_JSON_BYTES)
+            if self._read_body(MAX_JSON_BYTES) is None:
+                return  # refused (400/413): the lock is not cycled
             self._stream_selftest()
             return
         if path.startswith("/api/"):
