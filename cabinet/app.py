@@ -45,7 +45,7 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
         # Claimed before anything is opened: a second daemon on the same folder or port stops
         # here with one line, without touching the first one's database.
         stack.enter_context(_claim_data_dir(data_dir))
-        listener = stack.enter_context(_claim_port(config.http.host, http_port, data_dir))
+        listener = stack.enter_context(_claim_port(config.http.host, http_port))
         store = stack.enter_context(closing(Store(data_dir / "cabinet.db",
                                                   cabinet_id=config.cabinet.id,
                                                   software_version=__version__)))
@@ -156,7 +156,7 @@ def _claim_data_dir(data_dir: Path):
 
 
 @contextmanager
-def _claim_port(host: str, port: int, data_dir: Path):
+def _claim_port(host: str, port: int):
     try:
         listener = socket.create_server((host, port))
     except OSError as exc:

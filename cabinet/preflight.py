@@ -7,7 +7,7 @@ and an access-keys file that exists but cannot be read. The check also refuses a
 that does not parse: the daemon refuses it at its first start (later it sells the planogram saved
 in its database) and `cabinet planogram load` refuses it too. Things that only degrade the cabinet
 (no keys: codes cannot open; a face key others can read: face checkout off, with an alarm) are
-warnings that the check prints and the daemon logs.
+warnings that the check prints; the daemon logs the same conditions where each part starts.
 """
 
 from __future__ import annotations

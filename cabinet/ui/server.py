@@ -94,7 +94,6 @@ class UiServer:
         self.httpd.socket.close()
         self.httpd.socket = listener
         self.httpd.server_address = listener.getsockname()[:2]
-        self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
     @property

@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--status", action="store_true", help="print the steps' progress and exit")
     args = p.parse_args(argv)
     root = args.root
-    progress_path = root / "var" / "lib" / "cabinet-firstboot" / "progress.json"
+    progress_path = root / STATE / "progress.json"   # cabinet/ui/setup_status.py reads it
     if args.status:
         return status(progress_path)
     job = FirstBoot(root, args.boot or root / "boot" / "firmware", install=not args.skip_install,
