@@ -96,9 +96,11 @@ class Effects(Protocol):
 
 class Checkout:
     def __init__(self, settings: Settings, effects: Effects,
-                 new_id: Callable[[], str] = lambda: str(uuid.uuid4())):
+                 new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+                 clock: Callable[[], float] | None = None):
         self.settings = settings
         self.fx = effects
+        self._clock = clock  # bounds the weighing search in time, not only in nodes
         self._new_id = new_id
         self.state = "idle"
         self.session: dict[str, Any] | None = None
@@ -277,7 +279,14 @@ class Checkout:
             self.fx.raise_alarm("settle_error", f"session {session['session_id']} could not be "
                                                 f"weighed ({detail}); ended for review")
             return
+        session_id = self.session["session_id"]
         self._end(outcome, record, planogram)
+        cut_off = [f["shelf"] for f in (record or {}).get("flags", ()) if f["kind"] == "too_complex"]
+        if cut_off:
+            # Recorded with no lines for those shelves: someone must look, so say so.
+            self.fx.raise_alarm("settle_error", f"session {session_id}: shelf "
+                                f"{', '.join(map(str, cut_off))} too complex to weigh; "
+                                "recorded for review")
 
     def _settlement(self, after: dict[int, float | None], unsettled: set[int]
                     ) -> tuple[str, dict[str, Any] | None, Planogram | None]:
@@ -289,7 +298,7 @@ class Checkout:
         technician = auth["role"] == "technician"
         verdicts = settle_shelves(session["before_grams"], after, planogram,
                                   self.settings.shelf_tolerance_grams, technician=technician,
-                                  plan=auth.get("restock_plan"))
+                                  plan=auth.get("restock_plan"), clock=self._clock)
         flags = []
         if session["recovered"]:
             flags.append({"kind": "recovered", "detail": "session finished after a restart"})
@@ -370,7 +379,8 @@ class Checkout:
 
 def settle_shelves(before: dict[str, float], after: dict[int, float | None],
                    planogram: Planogram, tolerance: float, *, technician: bool,
-                   plan: dict[str, dict[str, int]] | None = None
+                   plan: dict[str, dict[str, int]] | None = None,
+                   clock: Callable[[], float] | None = None
                    ) -> dict[int, tuple[float, float | None, ShelfVerdict | None]]:
     """Explain each shelf's difference (before - after) as counts of its products.
     Shoppers can only take what was there; technicians may also add (restock), which shows as
@@ -398,7 +408,7 @@ def settle_shelves(before: dict[str, float], after: dict[int, float | None],
         if technician and removed < -tolerance:
             items = [Item(p.sku, p.unit_grams, p.tolerance_grams, RESTOCK_MAX_PER_PRODUCT)
                      for p in planogram.shelf_products(shelf)]
-            verdict = explain(-removed, items, base_tolerance_grams=tolerance)
+            verdict = explain(-removed, items, base_tolerance_grams=tolerance, clock=clock)
             if verdict.counts is not None:
                 verdict = ShelfVerdict(verdict.status, round(removed, 1),
                                        {sku: -c for sku, c in verdict.counts.items()},
@@ -406,6 +416,6 @@ def settle_shelves(before: dict[str, float], after: dict[int, float | None],
         else:
             items = [Item(p.sku, p.unit_grams, p.tolerance_grams, stock.get(p.sku, 0))
                      for p in planogram.shelf_products(shelf)]
-            verdict = explain(removed, items, base_tolerance_grams=tolerance)
+            verdict = explain(removed, items, base_tolerance_grams=tolerance, clock=clock)
         out[shelf] = (round(before_g, 1), round(after_g, 1), verdict)
     return out

@@ -94,7 +94,8 @@ class Controller:
         c = config.checkout
         self.checkout = Checkout(Settings(c.unlock_timeout_seconds, c.door_open_warning_seconds,
                                           c.door_open_alarm_seconds, c.settle_timeout_seconds,
-                                          c.shelf_tolerance_grams), SessionEffects(self))
+                                          c.shelf_tolerance_grams), SessionEffects(self),
+                                 clock=clock)
         self.receipt: dict[str, Any] | None = None
         self.last_refusal: dict[str, Any] | None = None
         # A session a crash left open is resumed once the door's state is known.

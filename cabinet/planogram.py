@@ -17,6 +17,12 @@ from typing import Any
 
 _SKU = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
+# A shelf's change in weight is explained by searching the combinations of its products, so every
+# product on a shelf can be confused with some mix of the others: past a couple of dozen the search
+# outgrows what the cabinet can do between the door closing and the receipt, and the answers turn
+# ambiguous anyway. Real shelves hold a handful of products (docs/checkout.md).
+MAX_PRODUCTS_PER_SHELF = 24
+
 
 class PlanogramError(ValueError):
     pass
@@ -139,6 +145,10 @@ def from_dict(data: Any, source: str = "<planogram>", shelf_ids: set[int] | None
             if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 1000:
                 fail(f"{where}.stock.{sku}", count, "must be a count from 0 to 1000")
             placed[sku] = shelf_id
+        if len(stock) > MAX_PRODUCTS_PER_SHELF:
+            fail(f"{where}.stock", f"{len(stock)} products", f"at most {MAX_PRODUCTS_PER_SHELF} "
+                 "products on one shelf: the weighing tells them apart by searching their "
+                 "combinations; put the rest on another shelf")
         shelves[shelf_id] = dict(stock)
     return Planogram(products=products, shelves=shelves, version=version, source=source)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 
 class StabilityFilter:
@@ -76,57 +77,56 @@ class ShelfVerdict:
     candidates: tuple[Explanation, ...]
 
 
-class TooComplex(Exception):
-    pass
-
-
 def explain(difference_grams: float, items: list[Item], *, base_tolerance_grams: float,
-            max_nodes: int = 200_000, max_candidates: int = 5) -> ShelfVerdict:
+            max_nodes: int = 200_000, max_candidates: int = 5,
+            clock: Callable[[], float] | None = None, max_seconds: float = 1.0) -> ShelfVerdict:
     """Every combination of counts (0..max_count each) whose unit weights sum to `difference_grams`
     within base_tolerance + sqrt(sum(count * tolerance^2)) (unit variations add like independent
     errors). Exact: a bounded depth-first search, not a greedy fill, so 2 x 531 g is not mistaken
     for 1 x 572 g + something. The empty combination counts too: a change smaller than the
-    tolerance is "nothing", unless a light product fits as well, which makes it ambiguous."""
+    tolerance is "nothing", unless a light product fits as well, which makes it ambiguous.
+
+    Bounded whatever the items: products with nothing to take are not searched, the search keeps
+    its own stack (no recursion, so no depth limit to hit), and it gives up as `too_complex` past
+    `max_nodes` nodes or, with a `clock`, `max_seconds` (the caller's thread is the cabinet's)."""
     target = difference_grams
-    ordered = sorted(items, key=lambda item: -item.unit_grams)
+    ordered = sorted((item for item in items if item.max_count > 0),
+                     key=lambda item: -item.unit_grams)
     suffix_weight = [0.0] * (len(ordered) + 1)
     suffix_var = [0.0] * (len(ordered) + 1)
     for i in range(len(ordered) - 1, -1, -1):
         it = ordered[i]
         suffix_weight[i] = suffix_weight[i + 1] + it.unit_grams * it.max_count
         suffix_var[i] = suffix_var[i + 1] + it.max_count * it.tolerance_grams ** 2
+    deadline = None if clock is None else clock() + max_seconds
     found: list[Explanation] = []
+    # Each entry: (next item index, weight so far, variance so far, counts so far).
+    stack: list[tuple[int, float, float, tuple[int, ...]]] = [(0, 0.0, 0.0, ())]
     nodes = 0
-    counts = [0] * len(ordered)
-
-    def search(i: int, weight: float, variance: float) -> None:
-        nonlocal nodes
+    while stack:
+        i, weight, variance, counts = stack.pop()
         nodes += 1
-        if nodes > max_nodes:
-            raise TooComplex
+        if nodes > max_nodes or (deadline is not None and nodes % 1024 == 0
+                                 and clock() > deadline):
+            return ShelfVerdict("too_complex", round(difference_grams, 1), None, ())
         if i == len(ordered):
             allowed = base_tolerance_grams + math.sqrt(variance)
             error = abs(target - weight)
             if error <= allowed:
                 found.append(Explanation({ordered[k].sku: c for k, c in enumerate(counts) if c},
                                          round(error, 1), round(allowed, 1)))
-            return
+            continue
         item = ordered[i]
         widest = base_tolerance_grams + math.sqrt(variance + suffix_var[i])
         if weight + suffix_weight[i] < target - widest:
-            return  # even taking everything left cannot reach the difference
+            continue  # even taking everything left cannot reach the difference
+        children = []
         for n in range(item.max_count + 1):
             w = weight + n * item.unit_grams
             if w - target > widest:
                 break  # heavier than the difference however wide the tolerance: stop adding
-            counts[i] = n
-            search(i + 1, w, variance + n * item.tolerance_grams ** 2)
-        counts[i] = 0
-
-    try:
-        search(0, 0.0, 0.0)
-    except TooComplex:
-        return ShelfVerdict("too_complex", round(difference_grams, 1), None, ())
+            children.append((i + 1, w, variance + n * item.tolerance_grams ** 2, counts + (n,)))
+        stack.extend(reversed(children))  # fewest first, as a recursive search would go
     found.sort(key=lambda e: e.error_grams)
     candidates = tuple(found[:max_candidates])
     if len(found) == 1:

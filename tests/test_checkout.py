@@ -432,3 +432,34 @@ def test_a_journal_that_cannot_be_written_refuses_the_session_and_leaves_none(ri
     rig.clock.advance(4)
     rig.authorise()
     assert not rig.out.lock.locked
+
+
+def test_a_shelf_too_complex_to_weigh_ends_the_session_flagged_with_an_alarm(tmp_path, factory):
+    """Issue 15 #1: a search cut off at its bound ends the session (no lines for that shelf,
+    stock unchanged) and raises `settle_error` so that a person reviews it."""
+    from cabinet.planogram import from_dict
+    data = {"product": [{"sku": f"p{i}", "name_zh": "甲", "name_bo": "ཀ", "name_en": "P",
+                         "price_fen": 100, "unit_grams": 10 + i * 0.5, "tolerance_grams": 0.2}
+                        for i in range(8)],
+            "shelf": [{"id": 1, "stock": {f"p{i}": 200 for i in range(8)}},
+                      {"id": 2, "stock": {}}, {"id": 3, "stock": {}}, {"id": 4, "stock": {}}]}
+    store = Store(tmp_path / "c.db", cabinet_id="c", software_version="t")
+    store.save_planogram(from_dict(data).to_json())
+    store.close()
+    rig = Rig(tmp_path, factory)
+    rig.planogram = from_dict(data)
+    rig.truth = {1: TARE + 200 * sum(10 + i * 0.5 for i in range(8)), 2: TARE, 3: TARE, 4: TARE}
+    rig.door(False)
+    rig.weigh()
+    session_id = rig.authorise()
+    rig.door(True)
+    rig.truth[1] -= 5000
+    rig.door(False)
+    rig.weigh()
+    (sale,) = rig.outbox("sale")
+    assert sale["session_id"] == session_id and sale["lines"] == []
+    assert [f["kind"] for f in sale["flags"]] == ["too_complex"]
+    assert rig.c.snapshot["session"] is None and rig.out.lock.locked
+    (alarm,) = [a for a in rig.c.snapshot["alarms"] if a["kind"] == "settle_error"]
+    assert "too complex" in alarm["detail"] and session_id in alarm["detail"]
+    assert rig.c.planogram.shelves[1] == data["shelf"][0]["stock"], "stock is not guessed"

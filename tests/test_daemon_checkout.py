@@ -145,6 +145,16 @@ def test_planogram_api(daemon):
     planogram["products"][0]["price_fen"] = -5
     status, reply = daemon.request("PUT", "/api/planogram", raw=json.dumps(planogram).encode())
     assert status == 400 and "price_fen" in reply["error"]
+    planogram["products"][0]["price_fen"] = 300
+    # Issue 15 #1 as reported: ~1 000 more products on shelf 1 bricked the next sale.
+    crowded = json.loads(json.dumps(planogram))
+    for i in range(1000):
+        crowded["products"].append({"sku": f"x-{i}", "name_zh": "额外", "name_bo": "ཀ",
+                                    "name_en": "X", "price_fen": 1, "unit_grams": 1000 + i,
+                                    "tolerance_grams": 1})
+        crowded["shelves"][0]["stock"][f"x-{i}"] = 0
+    status, reply = daemon.request("PUT", "/api/planogram", raw=json.dumps(crowded).encode())
+    assert status == 400 and "at most 24 products on one shelf" in reply["error"]
     daemon.post("/sim/authorise", {"subject": "acct-1"})
     status, reply = daemon.request("PUT", "/api/planogram", raw=b'{"product": []}')
     assert status == 400

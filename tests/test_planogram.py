@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cabinet.planogram import PlanogramError, from_dict, from_json, load
+from cabinet.planogram import MAX_PRODUCTS_PER_SHELF, PlanogramError, from_dict, from_json, load
 
 from .conftest import REPO
 
@@ -75,3 +77,20 @@ def test_any_data_loads_or_is_refused_cleanly(data):
         from_dict(data)
     except PlanogramError:
         pass
+
+
+def test_a_shelf_of_products_the_weighing_cannot_tell_apart_is_refused():
+    """Issue 15 #1, as reported: the example planogram plus ~1 000 products on shelf 1 (stock 0)
+    was accepted and bricked the cabinet at the next sale. Refused now, with the reason."""
+    data = tomllib.loads((REPO / "config" / "planogram.toml").read_text())
+    for i in range(1000):
+        data["product"].append({"sku": f"extra-{i}", "name_zh": "额外", "name_bo": "ཀ",
+                                "name_en": "Extra", "price_fen": 100, "unit_grams": 1000 + i,
+                                "tolerance_grams": 1})
+        data["shelf"][0]["stock"][f"extra-{i}"] = 0
+    with pytest.raises(PlanogramError) as refused:
+        from_dict(data)
+    assert "shelf[0].stock" in str(refused.value)
+    assert f"at most {MAX_PRODUCTS_PER_SHELF} products on one shelf" in str(refused.value)
+    data["shelf"][0]["stock"] = dict(list(data["shelf"][0]["stock"].items())[:24])
+    assert len(from_dict(data).shelves[1]) == 24   # the limit itself is allowed

@@ -50,6 +50,31 @@ def test_search_is_bounded():
     assert explain(5000, items, base_tolerance_grams=5, max_nodes=10_000).status == "too_complex"
 
 
+def test_a_thousand_products_cannot_exhaust_the_stack():
+    """Issue 15 #1: a shelf of 1 000 products made the recursive search raise RecursionError
+    (231 times in 12 s, the session stuck settling). The search keeps its own stack now."""
+    items = [Item(f"p{i}", 1000 + i, 1, 1) for i in range(1000)]
+    verdict = explain(1000 + 17, items, base_tolerance_grams=5)
+    assert verdict.status in ("explained", "ambiguous", "too_complex")
+
+
+def test_products_with_no_stock_are_not_searched():
+    """Issue 15 #1: zero-stock products cost nothing: 1 000 of them beside one water leave a
+    search of a handful of nodes, whose answer is exact."""
+    items = [Item("water", 572, 6, 10)] + [Item(f"p{i}", 1000 + i, 1, 0) for i in range(1000)]
+    verdict = explain(572, items, base_tolerance_grams=5, max_nodes=50)
+    assert verdict.status == "explained" and verdict.counts == {"water": 1}
+
+
+def test_search_is_bounded_in_time_as_well_as_nodes():
+    ticks = iter(range(10**9))
+    clock = lambda: next(ticks) * 0.01   # every look at the clock is 10 ms later
+    items = [Item(f"p{i}", 10 + i * 0.5, 0.2, 200) for i in range(8)]
+    verdict = explain(5000, items, base_tolerance_grams=5, clock=clock, max_seconds=0.05)
+    assert verdict.status == "too_complex"
+    assert next(ticks) < 100, "it stopped soon after the limit, not at the node bound"
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.floats(20, 1500), st.floats(0, 5), st.integers(0, 15)),
                 min_size=1, max_size=3),
