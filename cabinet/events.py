@@ -42,6 +42,8 @@ class SyncReported:
     dead_letters: tuple[dict[str, Any], ...] = ()
     error: str = ""
     auth_failed: bool = False
+    channel: str = "upload"          # or "commands": the long-poll's own news
+    reply_too_large: bool = False
 
 
 @dataclass(frozen=True)

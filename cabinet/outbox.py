@@ -27,9 +27,12 @@ class Batch:
     seqs: list[int]
     bodies: list[str]          # each record's JSON exactly as stored
 
-    def payload(self, cabinet_id: str) -> bytes:
+    def payload(self, cabinet_id: str, max_command_bytes: int | None = None) -> bytes:
         # Joined from the stored JSON text: no decode and re-encode of 100 000 records.
-        head = json.dumps({"cabinet_id": cabinet_id})[:-1]
+        head = {"cabinet_id": cabinet_id}
+        if max_command_bytes is not None:  # how much of the reply may be commands
+            head["max_command_bytes"] = max_command_bytes
+        head = json.dumps(head)[:-1]
         return (head + ', "records": [' + ", ".join(self.bodies) + "]}").encode()
 
     def __len__(self) -> int:

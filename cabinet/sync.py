@@ -21,7 +21,8 @@ import requests
 
 from .events import CommandsArrived, SyncReported
 from .outbox import Batch, OutboxQueue
-from .sync_protocol import MAX_REPLY_BYTES, ReplyError, parse_ack, parse_commands, retry_after
+from .sync_protocol import (COMMAND_PAGE_BYTES, COMMAND_PAGE_FLOOR_BYTES, MAX_REPLY_BYTES,
+                            ReplyError, ReplyTooLarge, parse_ack, parse_commands, retry_after)
 
 log = logging.getLogger("cabinetd.sync")
 
@@ -69,7 +70,7 @@ class Transport:
             for chunk in reply.iter_content(65536):
                 body += chunk
                 if len(body) > MAX_REPLY_BYTES:
-                    raise ReplyError(f"reply is over {MAX_REPLY_BYTES} bytes")
+                    raise ReplyTooLarge(f"reply is over {MAX_REPLY_BYTES} bytes")
             return reply.status_code, dict(reply.headers), bytes(body)
 
     def close(self) -> None:
@@ -91,6 +92,11 @@ class Uploader(threading.Thread):
         self.cabinet_id = cabinet_id
         self.max_records, self.max_bytes = max_records, max_bytes
         self.limit = max_records       # shrinks to isolate a record the backend cannot take
+        # Commands may ride on the acknowledgement, up to this; none after an ack too large to
+        # read (the long-poll brings them instead), so the batch is never re-sent identically;
+        # asked for again an hour later.
+        self.command_bytes = COMMAND_PAGE_BYTES
+        self._commandless_since = 0.0
         self.budget_bytes, self.keep_days = budget_bytes, keep_delivered_days
         self.backoff = backoff or Backoff()
         self.idle_seconds = idle_seconds
@@ -133,12 +139,23 @@ class Uploader(threading.Thread):
             return self.idle_seconds
         try:
             status, headers, body = self.transport.request(
-                "POST", "/records", data=batch.payload(self.cabinet_id))
+                "POST", "/records", data=batch.payload(self.cabinet_id, self.command_bytes))
+        except ReplyTooLarge as exc:
+            if self.command_bytes:
+                self._without_commands()
+                return self._failed(f"acknowledgement too large ({exc}); asking for it "
+                                    "without commands")
+            if len(batch) > 1:
+                self.limit = max(1, len(batch) // 2)
+            return self._failed(f"acknowledgement too large ({exc})")
         except (requests.RequestException, ReplyError, OSError) as exc:
             return self._failed(f"{type(exc).__name__}: {exc}"[:300])
         if status == 200:
             try:
                 ack = parse_ack(body, batch.seqs)
+            except ReplyTooLarge as exc:
+                self._without_commands()
+                return self._failed(f"acknowledgement too large ({exc})")
             except ReplyError as exc:
                 return self._failed(f"unusable acknowledgement: {exc}")
             return self._acknowledged(batch, ack)
@@ -160,7 +177,13 @@ class Uploader(threading.Thread):
             return self.backoff.next()
         return self._failed(_reason(status, body))
 
+    def _without_commands(self) -> None:
+        self.command_bytes = 0
+        self._commandless_since = time.monotonic()
+
     def _acknowledged(self, batch: Batch, ack) -> float:
+        if not self.command_bytes and time.monotonic() - self._commandless_since > 3600:
+            self.command_bytes = COMMAND_PAGE_BYTES
         self.outbox.mark_delivered(ack.stored)
         dead = [d for seq, reason in ack.rejected.items()
                 if (d := self.outbox.dead_letter(seq, reason)) is not None]
@@ -204,6 +227,10 @@ class CommandPoller(threading.Thread):
         self.wait_seconds = wait_seconds
         self.backoff = backoff or Backoff()
         self.after = 0
+        # How many bytes of commands one reply may hold; halved after a reply too large (a
+        # backend that ignores it, a proxy), doubled back with each good reply.
+        self.page_bytes = COMMAND_PAGE_BYTES
+        self._too_large = False
         self._halt = threading.Event()
 
     def close(self) -> None:
@@ -227,8 +254,13 @@ class CommandPoller(threading.Thread):
     def step(self) -> float:
         try:
             status, _, body = self.transport.request(
-                "GET", "/commands", params={"after": self.after, "wait": self.wait_seconds},
+                "GET", "/commands", params={"after": self.after, "wait": self.wait_seconds,
+                                            "max_bytes": self.page_bytes},
                 read_timeout=self.wait_seconds + 10)
+            if status == 200:
+                reply = parse_commands(body)
+        except ReplyTooLarge as exc:
+            return self._reply_too_large(exc)
         except (requests.RequestException, ReplyError, OSError) as exc:
             if not self._halt.is_set():
                 log.warning("command poll failed: %s", exc)
@@ -236,12 +268,11 @@ class CommandPoller(threading.Thread):
         if status != 200:
             log.warning("command poll: %s", _reason(status, body))
             return self.backoff.next()
-        try:
-            reply = parse_commands(body)
-        except ReplyError as exc:
-            log.warning("command poll: %s", exc)
-            return self.backoff.next()
         self.backoff.reset()
+        self.page_bytes = min(COMMAND_PAGE_BYTES, self.page_bytes * 2)
+        if self._too_large:
+            self._too_large = False
+            self.emit(SyncReported(True, channel="commands"))
         if reply.commands:
             seqs = [c["seq"] for c in reply.commands if isinstance(c, dict)
                     and isinstance(c.get("seq"), int) and not isinstance(c["seq"], bool)]
@@ -250,3 +281,15 @@ class CommandPoller(threading.Thread):
             self.emit(CommandsArrived(reply.commands, reply.server_time, time.monotonic(),
                                       time.time()))
         return 0
+
+    def _reply_too_large(self, exc: ReplyTooLarge) -> float:
+        """Reported (an alarm that reaches the backend as a record) and asked again for half:
+        the same request would only fetch the same reply."""
+        asked = self.page_bytes
+        self.page_bytes = max(COMMAND_PAGE_FLOOR_BYTES, asked // 2)
+        self._too_large = True
+        error = (f"a command reply was too large ({exc}) though at most {asked} bytes of "
+                 f"commands were asked for; asking for {self.page_bytes}")
+        log.warning("command poll: %s", error)
+        self.emit(SyncReported(False, error=error, channel="commands", reply_too_large=True))
+        return self.backoff.next()

@@ -3,7 +3,8 @@ alarms, the `sync` part of the state, and commands run on the controller thread.
 
 Alarms: `sync_rejected` when the backend refuses a record (it is kept in the dead-letter table,
 `cabinet queue` lists it); `sync_auth` when the backend refuses the device token; `sync_offline`
-when records have waited longer than sync.offline_alarm_minutes without a successful upload.
+when records have waited longer than sync.offline_alarm_minutes without a successful upload;
+`sync_reply_too_large` while the backend sends command replies over the cabinet's limit.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ class SyncControl:
     def on_report(self, event: SyncReported) -> None:
         from .store import utc_now
 
+        if event.channel == "commands":
+            if event.ok:
+                self.c.clear_alarm("sync_reply_too_large")
+            elif event.reply_too_large:
+                self.c.raise_alarm("sync_reply_too_large", event.error)
+            return
         if event.ok:
             self.last_success, self.last_success_at = self.c.clock(), utc_now()
             self.last_error = None

@@ -17,11 +17,22 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-MAX_REPLY_BYTES = 4 * 1024 * 1024
+# The most the cabinet reads of one reply: room for the largest command it accepts (an
+# `enroll_faces` at its limits, 500 members x 5 embeddings, is 6.9 MB as JSON). It tells the backend
+# how many bytes of commands it can take (`max_bytes` on the long-poll, `max_command_bytes` in a
+# batch), so that one big command never makes every reply unreadable (issue 15 #2).
+MAX_REPLY_BYTES = 8 * 1024 * 1024
+ACK_ROOM_BYTES = 1024 * 1024          # an acknowledgement's own part: up to 500 rejections
+COMMAND_PAGE_BYTES = MAX_REPLY_BYTES - ACK_ROOM_BYTES
+COMMAND_PAGE_FLOOR_BYTES = 64 * 1024  # the smallest page asked for after a reply too large
 
 
 class ReplyError(ValueError):
     """A reply the cabinet cannot act on."""
+
+
+class ReplyTooLarge(ReplyError):
+    """A reply over MAX_REPLY_BYTES: asked again for less, never identically."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,7 @@ class CommandsReply:
 
 def _object(raw: bytes) -> dict[str, Any]:
     if len(raw) > MAX_REPLY_BYTES:
-        raise ReplyError(f"reply of {len(raw)} bytes is over the {MAX_REPLY_BYTES} byte limit")
+        raise ReplyTooLarge(f"reply of {len(raw)} bytes is over the {MAX_REPLY_BYTES} byte limit")
     try:
         value = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

@@ -300,3 +300,112 @@ def test_backend_refuses_a_negative_content_length_unread(tmp_path):
         assert reply.startswith(b"HTTP/1.1 400") and b"bad Content-Length" in reply
     finally:
         backend.close()
+
+
+def _faces_at_the_limit():
+    """enroll_faces at its documented limits: 500 members x 5 embeddings (6.9 MB of JSON)."""
+    rng = random.Random(5)
+    return {"members": [{"member_id": f"m{i}", "consent": True,
+                         "embeddings": [[rng.uniform(-0.3, 0.3) for _ in range(128)]
+                                        for _ in range(5)]} for i in range(500)]}
+
+
+def test_one_big_pending_command_never_cuts_the_cabinet_off(tmp_path, backend):
+    """Issue 15 #2: a pending enroll_faces at its documented limits made every upload and
+    long-poll reply too large for the cabinet: a stored sale was re-sent for ever and the commands
+    behind it never arrived. The cabinet says how much it can take; the backend pages to that."""
+    issued = []
+    for kind, args in (("enroll_faces", _faces_at_the_limit()),
+                       ("enroll_faces", _faces_at_the_limit()),
+                       ("set_setpoint", {"celsius": 5})):
+        status, command = backend.operator("POST", "cabinets/cabinet-0001/commands",
+                                           {"type": kind, "args": args, "lifetime_seconds": 600})
+        assert status == 201
+        issued.append(command["command_id"])
+    store = make_store(tmp_path)
+    add_sales(store, 3)
+    events = []
+    up = uploader_for(store, backend.url, backend.device_token, events.append)
+    up.transport.timeouts = (1, 30)
+    drain(up, store, limit=2)
+    assert backend.service.counts("cabinet-0001") == {"sale": 3}, "stored, acknowledged, once"
+    (arrived,) = [e for e in events if isinstance(e, CommandsArrived)]
+    assert [c["command_id"] for c in arrived.commands] == issued[:1], "the ack holds a page"
+    transport = Transport(backend.url, "cabinet-0001", backend.device_token, read_timeout=30)
+    poller = CommandPoller(transport, events.append, wait_seconds=0)
+    for _ in range(3):
+        poller.step()
+    pages = [[c["command_id"] for c in e.commands] for e in events
+             if isinstance(e, CommandsArrived)]
+    assert pages[1:] == [issued[:1], issued[1:]], "in order, in pages the cabinet can read"
+    assert not [e for e in events if isinstance(e, SyncReported) and not e.ok]
+
+
+def test_a_command_no_cabinet_can_take_is_refused_or_finished_as_too_large(backend):
+    """Issue 15 #2, the backend's side: a command over the largest page is refused when issued
+    (413); one that a cabinet cannot take (an old cabinet reads 4 MiB) is finished `rejected`
+    with the sizes instead of blocking every reply, and the commands after it still go."""
+    import requests
+
+    huge = {"members": [{"member_id": "m", "consent": True, "embeddings": [[0.5] * 128]}],
+            "padding": "x" * (7 * 1024 * 1024)}
+    status, reply = backend.operator("POST", "cabinets/cabinet-0001/commands",
+                                     {"type": "enroll_faces", "args": huge})
+    assert status == 413 and "at most" in reply["error"]
+    _, faces = backend.operator("POST", "cabinets/cabinet-0001/commands",
+                                {"type": "enroll_faces", "args": _faces_at_the_limit(),
+                                 "lifetime_seconds": 600})
+    _, setpoint = backend.operator("POST", "cabinets/cabinet-0001/commands",
+                                   {"type": "set_setpoint", "args": {"celsius": 5}})
+    old_cabinet = requests.get(backend.url + "/v1/cabinets/cabinet-0001/commands",
+                               headers={"Authorization": f"Bearer {backend.device_token}"},
+                               timeout=30)
+    assert len(old_cabinet.content) < 4 * 1024 * 1024
+    assert [c["command_id"] for c in old_cabinet.json()["commands"]] == [setpoint["command_id"]]
+    _, fate = backend.operator("GET", f"commands/{faces['command_id']}")
+    assert fate["status"] == "rejected" and fate["detail"].startswith("too_large: ")
+
+
+def test_a_reply_too_large_is_reported_and_never_asked_for_identically(tmp_path):
+    """Issue 15 #2, the cabinet's side: a backend (or proxy) that ignores the cabinet's page size
+    sends a reply over its limit. The poller raises the alarm's report and asks for half as much
+    each time, never the same request again until one is answered."""
+    import http.server
+    import threading
+    from urllib.parse import parse_qs, urlsplit
+
+    from cabinet.sync_protocol import MAX_REPLY_BYTES
+
+    asked = []
+
+    class Oversized(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(int(parse_qs(urlsplit(self.path).query)["max_bytes"][0]))
+            body = b'{"commands": [], "pad": "' + b"x" * (MAX_REPLY_BYTES + 10) + b'"}'
+            if len(asked) >= 3:
+                body = b'{"commands": [], "server_time": "2026-11-30T00:00:00Z"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Oversized)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        events = []
+        transport = Transport(f"http://127.0.0.1:{server.server_port}", "cabinet-0001", "t")
+        poller = CommandPoller(transport, events.append, wait_seconds=0,
+                               backoff=Backoff(base=0.01, cap=0.05))
+        for _ in range(3):
+            poller.step()
+        assert asked[0] > asked[1] > asked[2], "each request asks for less"
+        reports = [e for e in events if isinstance(e, SyncReported)]
+        assert [(r.ok, r.reply_too_large, r.channel) for r in reports] == [
+            (False, True, "commands"), (False, True, "commands"), (True, False, "commands")]
+        assert "too large" in reports[0].error
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .service import Backend, Invalid, now_iso
+from .service import LEGACY_COMMAND_BYTES, Backend, Invalid, TooLarge, now_iso
 
 log = logging.getLogger("backend")
 MAX_BODY = 32 * 1024 * 1024
@@ -134,6 +134,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = self._dispatch(method, url.path, query)
         except HttpError as exc:
             status, payload = exc.status, {"error": str(exc)}
+        except TooLarge as exc:
+            status, payload = 413, {"error": str(exc)}
         except Invalid as exc:
             status, payload = 422, {"error": str(exc)}
         except LookupError as exc:
@@ -170,7 +172,8 @@ class _Handler(BaseHTTPRequestHandler):
             if what == "commands" and method == "GET":
                 after = _int_param(query, "after", 0, 0, 2 ** 62)
                 wait = _int_param(query, "wait", 0, 0, 120)
-                return 200, {"commands": b.wait_for_commands(cabinet_id, after, wait),
+                max_bytes = _int_param(query, "max_bytes", LEGACY_COMMAND_BYTES, 0, 2 ** 40)
+                return 200, {"commands": b.wait_for_commands(cabinet_id, after, wait, max_bytes),
                              "server_time": now_iso()}
             raise HttpError(405, f"{method} not allowed on {path}")
         if path == "/v1/enrol" and method == "POST":

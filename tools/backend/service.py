@@ -29,8 +29,20 @@ COMMAND_TYPES = ("set_setpoint", "set_planogram", "remote_unlock", "restock_mode
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+# Commands go to a cabinet in pages of at most the bytes it says it can take (`max_bytes` on the
+# long-poll, `max_command_bytes` in a batch); a cabinet that says nothing is an old one, which read
+# at most 4 MiB. No command may be larger than the largest page a cabinet asks for.
+LEGACY_COMMAND_BYTES = 4 * 1024 * 1024 - 64 * 1024
+MAX_COMMAND_BYTES = 7 * 1024 * 1024 - 4096  # a command's args, inside a cabinet's 7 MiB page
+REPLY_ENVELOPE_BYTES = 256   # {"commands": [...], "server_time": "..."} around the page
+
+
 class Invalid(ValueError):
     """A request the backend refuses; the message goes back to the caller."""
+
+
+class TooLarge(Invalid):
+    """A command larger than any cabinet will take (413)."""
 
 
 def now_iso(at: float | None = None) -> str:
@@ -133,6 +145,10 @@ class Backend:
         records = payload["records"]
         if not records:
             raise Invalid("records is empty")
+        command_bytes = payload.get("max_command_bytes", LEGACY_COMMAND_BYTES)
+        if isinstance(command_bytes, bool) or not isinstance(command_bytes, int) \
+                or command_bytes < 0:
+            raise Invalid("max_command_bytes must be a whole number of bytes, 0 or more")
         seqs = []
         for i, record in enumerate(records):
             if not isinstance(record, dict) or isinstance(record.get("seq"), bool) \
@@ -166,7 +182,8 @@ class Backend:
                        "THEN last_seq ELSE ? END, lag_seconds = COALESCE(?, lag_seconds) "
                        "WHERE cabinet_id = ?", (received, max(seqs), max(seqs), lag, cabinet_id))
         return {"stored_through": max(seqs), "rejected": rejected,
-                "commands": self.pending_commands(cabinet_id, 0), "server_time": now_iso()}
+                "commands": self.pending_commands(cabinet_id, 0, command_bytes),
+                "server_time": now_iso()}
 
     def _apply(self, tx, cabinet_id: str, record: dict[str, Any]) -> None:
         body, kind = record["body"], record["kind"]
@@ -204,21 +221,44 @@ class Backend:
                 tx.execute("UPDATE commands SET args = ? WHERE command_id = ? AND cabinet_id = ?",
                            (json.dumps(args), body["command_id"], cabinet_id))
 
-    def pending_commands(self, cabinet_id: str, after: int) -> list[dict[str, Any]]:
+    def pending_commands(self, cabinet_id: str, after: int,
+                         max_bytes: int = LEGACY_COMMAND_BYTES) -> list[dict[str, Any]]:
+        """The next page of commands, in order, whose JSON fits in `max_bytes`. A command that
+        could never fit is finished here as `rejected` with the sizes (the cabinet would
+        otherwise be asked to read it for as long as it lives), and the page goes on after it."""
+        page: list[dict[str, Any]] = []
+        used = REPLY_ENVELOPE_BYTES
         with self.db.transaction() as tx:
             rows = tx.rows("SELECT command_seq, command_id, type, args, issued_at, expires_at "
                            "FROM commands WHERE cabinet_id = ? AND status = 'issued' "
                            "AND command_seq > ? AND expires_at > ? ORDER BY command_seq LIMIT 100",
                            (cabinet_id, after, now_iso()))
-        return [{"seq": r[0], "command_id": r[1], "type": r[2], "args": json.loads(r[3]),
-                 "issued_at": r[4], "expires_at": r[5]} for r in rows]
+            for r in rows:
+                command = {"seq": r[0], "command_id": r[1], "type": r[2],
+                           "args": json.loads(r[3]), "issued_at": r[4], "expires_at": r[5]}
+                size = len(json.dumps(command, ensure_ascii=False).encode()) + 2
+                if used + size <= max_bytes:
+                    page.append(command)
+                    used += size
+                    continue
+                if page:
+                    break  # the next page
+                if REPLY_ENVELOPE_BYTES + size > max(max_bytes, LEGACY_COMMAND_BYTES):
+                    tx.execute("UPDATE commands SET status = 'rejected', detail = ?, "
+                               "finished_at = ? WHERE command_id = ?",
+                               (f"too_large: {size} bytes; the cabinet takes at most "
+                                f"{max_bytes} bytes of commands in a reply", now_iso(), r[1]))
+                    continue
+                break  # fits a full page: the cabinet asked for less for now
+        return page
 
-    def wait_for_commands(self, cabinet_id: str, after: int, wait: float) -> list[dict[str, Any]]:
+    def wait_for_commands(self, cabinet_id: str, after: int, wait: float,
+                          max_bytes: int = LEGACY_COMMAND_BYTES) -> list[dict[str, Any]]:
         """The long-poll: commands issued in this process wake it at once; the database is asked
         again every half second too, for commands issued by another process of a fleet."""
         end = time.monotonic() + wait
         while True:
-            commands = self.pending_commands(cabinet_id, after)
+            commands = self.pending_commands(cabinet_id, after, max_bytes)
             left = end - time.monotonic()
             if commands or left <= 0 or self.closing:
                 return commands
@@ -240,6 +280,10 @@ class Backend:
         if isinstance(lifetime_seconds, bool) or not isinstance(lifetime_seconds, (int, float)) \
                 or not 1 <= lifetime_seconds <= 7 * 86400:
             raise Invalid("lifetime_seconds must be 1 to 604800")
+        size = len(json.dumps(args, ensure_ascii=False).encode())
+        if size > MAX_COMMAND_BYTES:
+            raise TooLarge(f"args are {size} bytes; a command is at most {MAX_COMMAND_BYTES} "
+                           "(send it in parts, e.g. faces in several enroll_faces)")
         issued = time.time()
         command = {"command_id": str(uuid.uuid4()), "type": kind, "args": args,
                    "issued_at": now_iso(issued), "expires_at": now_iso(issued + lifetime_seconds)}
