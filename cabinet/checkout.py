@@ -5,7 +5,8 @@
          -> settling (door closed, lock engaged at once; until every shelf is stable, at most
             settle_timeout)
          -> idle, with exactly one outcome: a sale (shopper), an inventory record (technician),
-            or "no sale" (the door never opened).
+            or "no sale" (the door never opened);
+         (-> recording, while the outcome cannot be written (a full disk): retried until it is)
 
 Plain values in, decisions out: the controller feeds events and stable weights, and this module
 acts only through the `Effects` it is given (lock, buzzer, timers, journal, records) on the
@@ -15,9 +16,9 @@ journaled, so that after a crash `resume()` can finish the session from the shel
 
 from __future__ import annotations
 
-import re
-
+import logging
 import math
+import re
 import uuid
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Protocol
@@ -26,6 +27,9 @@ from .planogram import Planogram
 from .weighing import Explanation, Item, ShelfVerdict, explain
 
 RESTOCK_MAX_PER_PRODUCT = 500
+RECORD_RETRY_SECONDS = 5.0
+
+log = logging.getLogger(__name__)
 
 
 class Refused(Exception):
@@ -151,6 +155,9 @@ class Checkout:
         ends by itself). Returns the state it was ended from."""
         if self.state == "idle":
             raise Refused("no_session", "no session is open")
+        if self.state == "recording":
+            raise Refused("recording", "the session is weighed and waits to be recorded (the "
+                                       "database cannot be written: is the disk full?)")
         if self.state == "open":
             raise Refused("door_open", "the door is open: close it, and the session ends by "
                                        "itself once the shelves are weighed")
@@ -194,7 +201,7 @@ class Checkout:
         self.prompt = "take_items"
         if first:
             self.session["door_opened_at"] = self.fx.now_utc()
-        self.fx.journal_update(self.session, "open")
+        self._journal("open")
         self.fx.start_timer("held_open_warning", self.settings.door_open_warning_seconds,
                             self._held_open_warning)
         self.fx.start_timer("held_open_alarm", self.settings.door_open_alarm_seconds,
@@ -227,7 +234,7 @@ class Checkout:
     def _enter_settling(self) -> None:
         self.state = "settling"
         self.prompt = "weighing"
-        self.fx.journal_update(self.session, "settling")
+        self._journal("settling")
         self.fx.restart_weighing()  # only readings taken after the door closed count
         self.fx.start_timer("settle_timeout", self.settings.settle_timeout_seconds,
                             self._settle_timed_out)
@@ -356,12 +363,33 @@ class Checkout:
         record["total_fen"] = sum(line["amount_fen"] for line in lines)
         return "sale", record, new_planogram
 
+    def _journal(self, state: str) -> None:
+        """Journal a step. The journal is for finishing the session after a crash: if it cannot
+        be written (a full disk), the session goes on in memory, and its end is retried until it
+        is recorded, rather than stalling with the door shut and the shelves unweighed."""
+        try:
+            self.fx.journal_update(self.session, state)
+        except Exception as exc:
+            log.error("session %s: cannot journal %s (%s); going on", self.session["session_id"],
+                      state, exc)
+
     def _end(self, outcome: str, record: dict[str, Any] | None,
              planogram: Planogram | None) -> None:
         session = self.session
-        for name in ("unlock_timeout", "held_open_warning", "held_open_alarm", "settle_timeout"):
+        for name in ("unlock_timeout", "held_open_warning", "held_open_alarm", "settle_timeout",
+                     "record_retry"):
             self.fx.cancel_timer(name)
-        self.fx.finish(session, outcome, record, planogram)
+        try:
+            self.fx.finish(session, outcome, record, planogram)
+        except Exception as exc:
+            # Not recorded (a full disk: the effects raise the alarm): the journal still holds the
+            # session and the lock stays locked; the same outcome is written when it can be.
+            log.error("session %s: cannot record its %s (%s); retrying every %.0f s",
+                      session["session_id"], outcome, exc, RECORD_RETRY_SECONDS)
+            self.state = "recording"  # weighed: nothing more to weigh, only to write
+            self.fx.start_timer("record_retry", RECORD_RETRY_SECONDS,
+                                lambda: self._end(outcome, record, planogram))
+            return
         self.state = "idle"
         self.session = None
         self.prompt = None

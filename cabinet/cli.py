@@ -6,7 +6,7 @@ cabinet check-config [--config PATH] validate a config file without starting any
 cabinet planogram load FILE          validate a planogram and load it into the running daemon
 cabinet setpoint CELSIUS             the temperature to hold
 cabinet lockout clear --technician N sell perishables again after a food-safety lockout
-cabinet alarm clear KIND --technician N  forced_open or face_attempts, after looking
+cabinet alarm clear KIND --technician N  forced_open, face_attempts or settle_error, after looking
 cabinet session end --technician N   end a session stuck settling (or never opened)
 cabinet token keygen|mint|verify     access codes for technicians and tests
 cabinet queue [--data-dir DIR]       records waiting for the backend, last sync, dead letters
@@ -556,9 +556,10 @@ def technician_main(argv: list[str] | None = None) -> int:
             "end by itself (weighed now; refused while the door is open)", "who ended it",
             _session_end)
     alarm_clear = _action(verbs, "alarm", "alarms that stay until a technician has looked",
-                          "clear", "clear forced_open (door closed, cabinet checked) or "
-                          "face_attempts (lifts face-unlock pauses)", "who looked", _alarm_clear)
-    alarm_clear.add_argument("kind", choices=("forced_open", "face_attempts"))
+                          "clear", "clear forced_open (door closed, cabinet checked), "
+                          "face_attempts (lifts face-unlock pauses) or settle_error (the flagged "
+                          "session reviewed)", "who looked", _alarm_clear)
+    alarm_clear.add_argument("kind", choices=("forced_open", "face_attempts", "settle_error"))
     token = verbs.add_parser("token", help="access codes: make a key, mint, verify")
     token_verbs = token.add_subparsers(dest="token_verb", required=True)
     keygen = token_verbs.add_parser("keygen", help="a signing key, and the line for the keys file")

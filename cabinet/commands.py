@@ -16,6 +16,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .alarms import STORAGE_ERRORS
 from .sync_protocol import ReplyError, parse_time
 
 log = logging.getLogger("cabinetd.commands")
@@ -153,6 +154,11 @@ def parse_command(raw: Any, server_time: float | None, *, wall_now: float,
     return Command(command_id, kind, args, expires - now, received_at, seq)
 
 
+def _playlist(args: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"url": ad["url"], "sha256": ad["sha256"], "seconds": ad.get("seconds", 10)}
+            for ad in args["playlist"]]
+
+
 @dataclass
 class Outcome:
     status: str                                   # done, rejected, failed, unsupported
@@ -189,7 +195,11 @@ class CommandRunner:
                 return None
             return self._finish(command_id, type_of(raw),
                                 Outcome("rejected", str(exc)))
-        if not self.c.store.claim_command(command.command_id, command.type):
+        try:
+            claimed = self.c.store.claim_command(command.command_id, command.type)
+        except STORAGE_ERRORS as exc:
+            return self._unclaimable(command, exc)
+        if not claimed:
             log.info("command %s seen before; not run again", command.command_id)
             return None
         if self.c.clock() - command.received_at >= command.seconds_left:
@@ -203,6 +213,21 @@ class CommandRunner:
             log.exception("command %s (%s) failed", command.command_id, command.type)
             outcome = Outcome("failed", f"{type(exc).__name__}: {exc}"[:300])
         return self._finish(command.command_id, command.type, outcome)
+
+    def _unclaimable(self, command: Command, exc: BaseException) -> None:
+        """The store cannot record the command (a full disk), so it cannot run at most once, and
+        does not run; the backend sends it again. Except a new ads playlist: it is how an operator
+        frees the card (the ads thread deletes the files no longer listed), and running it twice
+        is harmless. It is recorded when it comes again after space returns."""
+        self.c.storage_failed(exc)
+        if command.type == "set_ads" and self.on_ads is not None:
+            log.warning("command %s (set_ads) run unrecorded: the database cannot be written",
+                        command.command_id)
+            self.on_ads(_playlist(command.args))
+        else:
+            log.warning("command %s (%s) not run: the database cannot be written (%s)",
+                        command.command_id, command.type, exc)
+        return None
 
     def _finish(self, command_id: str, kind: str, outcome: Outcome) -> Outcome:
         self.c.store.finish_command(command_id, kind, outcome.status, outcome.detail,
@@ -292,8 +317,7 @@ class CommandRunner:
             return Outcome("unsupported", f"face checkout is off on this cabinet: {exc}")
 
     def _set_ads(self, args) -> Outcome:
-        playlist = [{"url": ad["url"], "sha256": ad["sha256"], "seconds": ad.get("seconds", 10)}
-                    for ad in args["playlist"]]
+        playlist = _playlist(args)
         self.c.store.set_value("ads.playlist", playlist)
         if self.on_ads is not None:
             self.on_ads(playlist)

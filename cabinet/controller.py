@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from .access.codes import PublicKey
+from .alarms import Alarms
 from .access.control import AccessControl
 from .access.phone_scan import NonceRefused, PhoneScan
 from .checkout import Authorisation, Checkout, Refused, Settings
@@ -41,7 +42,8 @@ from .weighing import StabilityFilter
 
 log = logging.getLogger(__name__)
 # Alarms that stay until a technician has looked (the rest clear when their cause goes).
-ACKNOWLEDGED_ALARMS = frozenset({"forced_open", "face_attempts"})
+ACKNOWLEDGED_ALARMS = frozenset({"forced_open", "face_attempts", "settle_error"})
+STORAGE_RETRY_SECONDS = 5.0
 
 
 class Lock(Protocol):
@@ -109,7 +111,7 @@ class Controller:
                         for s in config.shelves.shelf}
         self.temperature: dict[str, Any] | None = None
         self.last_scan: dict[str, Any] | None = None
-        self.alarms = store.active_alarms()
+        self.alarm_book = Alarms(store)
         self.outbox = store.outbox_counts()
         self.snapshot: dict[str, Any] = {}
         self.handled = 0
@@ -331,6 +333,9 @@ class Controller:
         try:
             if self._unfinished is not None:
                 raise Refused("recovering", "finishing the previous session first")
+            if self.alarm_book.storage_failing:
+                raise Refused("storage", "the database cannot be written (is the disk full?): "
+                                         "no sale could be recorded")
             if (self.climate.locked_out and auth.role == "shopper" and self.planogram
                     and self._perishables_in_stock()):
                 raise Refused("food_safety", "perishable food is locked out after the cold chain "
@@ -410,18 +415,38 @@ class Controller:
         log.info("planogram replaced (version %r)", new.version)
 
     # --- alarms -----------------------------------------------------------------------------------
+    @property
+    def alarms(self) -> list[dict[str, Any]]:
+        return self.alarm_book.active
+
     def raise_alarm(self, kind: str, detail: str) -> None:
-        alarm = self.store.raise_alarm(kind, detail)
-        if alarm["new"]:
+        if self.alarm_book.raise_(kind, detail):
             log.warning("ALARM %s: %s", kind, detail)
-            self._refresh_alarms()
+            self._after_alarm_write()
 
     def clear_alarm(self, kind: str, by: str | None = None) -> None:
-        if not any(a["kind"] == kind for a in self.alarms):
-            return  # nothing to clear: no database round trip
-        if self.store.clear_alarm(kind, by):
+        if self.alarm_book.clear(kind, by):
             log.info("alarm cleared: %s%s", kind, f" by {by}" if by else "")
-            self._refresh_alarms()
+            self._after_alarm_write()
+
+    def storage_failed(self, exc: BaseException) -> None:
+        """The store refused a write (a full disk): alarm from memory, retry until it takes."""
+        self.alarm_book.storage_failed(exc)
+        self._after_alarm_write()
+
+    def _after_alarm_write(self) -> None:
+        if self.alarm_book.storage_failing:
+            if "storage-retry" not in self.timers.pending():
+                self.timers.call_later(STORAGE_RETRY_SECONDS, "storage-retry",
+                                       self._retry_storage)
+            return
+        self.outbox = self.store.outbox_counts()
+
+    def _retry_storage(self) -> None:
+        if self.alarm_book.retry():
+            self.outbox = self.store.outbox_counts()
+        else:
+            self.timers.call_later(STORAGE_RETRY_SECONDS, "storage-retry", self._retry_storage)
 
     def end_session(self, by: str) -> dict[str, Any]:
         """`cabinet session end`, the `end_session` command: a stuck session ended by a person."""
@@ -447,10 +472,6 @@ class Controller:
         active = any(a["kind"] == kind for a in self.alarms)
         self.clear_alarm(kind, by=technician)
         return active
-
-    def _refresh_alarms(self) -> None:
-        self.alarms = self.store.active_alarms()
-        self.outbox = self.store.outbox_counts()
 
     # --- watchdog ---------------------------------------------------------------------------------
     def _schedule_watchdog(self, interval: float) -> None:
@@ -518,7 +539,9 @@ class Controller:
         if self._door_opened_at is not None:
             alarm_in = self.config.checkout.door_open_alarm_seconds - (now - self._door_opened_at)
         refused = None
-        if self.climate.locked_out and self.planogram and self._perishables_in_stock():
+        if self.alarm_book.storage_failing:
+            refused = "storage"
+        elif self.climate.locked_out and self.planogram and self._perishables_in_stock():
             refused = "food_safety"
         return screen_for(snapshot, alarm_in_seconds=alarm_in,
                           recovering=self._unfinished is not None, shopper_refused=refused)

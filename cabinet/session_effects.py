@@ -8,8 +8,10 @@ open before the journal is durable and the receipt must not show before the sale
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable
 
+from .alarms import STORAGE_ERRORS
 from .planogram import Planogram
 from .store import utc_now
 from .timers import Timer
@@ -55,16 +57,19 @@ class SessionEffects:
         return self.c.planogram
 
     def journal_begin(self, session: dict[str, Any]) -> None:
-        self.c.store.begin_session(session)
+        with self._storage():
+            self.c.store.begin_session(session)
         self.c.out.weigh_fast(True)
 
     def journal_update(self, session: dict[str, Any], state: str) -> None:
-        self.c.store.update_session(session, state)
+        with self._storage():
+            self.c.store.update_session(session, state)
 
     def finish(self, session: dict[str, Any], outcome: str, record: dict[str, Any] | None,
                planogram: Planogram | None) -> None:
-        self.c.store.finish_session(session, outcome, record,
-                                    None if planogram is None else planogram.to_json())
+        with self._storage():
+            self.c.store.finish_session(session, outcome, record,
+                                        None if planogram is None else planogram.to_json())
         if planogram is not None:
             self.c.planogram = planogram
         self.c.out.weigh_fast(False)
@@ -78,3 +83,12 @@ class SessionEffects:
 
     def now_utc(self) -> str:
         return utc_now()
+
+    @contextmanager
+    def _storage(self):
+        """A write the store refused (a full disk) raises the storage alarm, then the error."""
+        try:
+            yield
+        except STORAGE_ERRORS as exc:
+            self.c.storage_failed(exc)
+            raise

@@ -428,9 +428,16 @@ def test_a_journal_that_cannot_be_written_refuses_the_session_and_leaves_none(ri
     assert refused.value.reason == "storage" and "disk is full" in str(refused.value)
     assert rig.c.snapshot["session"] is None and rig.out.lock.locked
     assert rig.c.checkout.session is None and rig.c.checkout.state == "idle"
-    monkeypatch.undo()          # space comes back: the next shopper gets in
-    rig.clock.advance(4)
-    rig.authorise()
+    assert "disk_full" in {a["kind"] for a in rig.c.snapshot["alarms"]}, "raised from memory"
+    assert rig.c.snapshot["screen"]["name"] == "out_of_service"
+    monkeypatch.undo()          # space comes back: the cabinet notices by itself
+    rig.clock.advance(6)
+    rig.step()
+    assert "disk_full" not in {a["kind"] for a in rig.c.snapshot["alarms"]}
+    kinds = [(r["kind"], r["state"]) for r in rig.outbox("alarm")]
+    assert ("disk_full", "raised") in kinds and ("disk_full", "cleared") in kinds, \
+        "the backend learns it happened"
+    rig.authorise()             # the next shopper gets in
     assert not rig.out.lock.locked
 
 

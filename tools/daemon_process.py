@@ -22,7 +22,9 @@ from pathlib import Path
 
 class CabinetProcess:
     def __init__(self, *args: str, data_dir: str | Path, env: dict | None = None,
-                 watchdog_usec: int | None = None):
+                 watchdog_usec: int | None = None, wrap: list[str] | None = None):
+        """`wrap` comes before the command, which it must exec (the pid stays the daemon's): a
+        private mount namespace with the data folder on a small tmpfs, say."""
         self._tmp = tempfile.TemporaryDirectory(prefix="cabinetd-notify-")
         self.notify_path = os.path.join(self._tmp.name, "notify")
         self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -37,7 +39,7 @@ class CabinetProcess:
         if watchdog_usec:
             full_env["WATCHDOG_USEC"] = str(watchdog_usec)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cabinet", "--simulate", "--http-port", "0",
+            [*(wrap or []), sys.executable, "-m", "cabinet", "--simulate", "--http-port", "0",
              "--data-dir", str(data_dir), *args],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=full_env)
         self._threads = [threading.Thread(target=self._read_log, daemon=True),

@@ -25,7 +25,7 @@ def screen_for(state: dict[str, Any], *, alarm_in_seconds: float | None = None,
     if session is not None:
         if session["state"] == "authorised":
             return {"name": "authorised", "prompt": "open_door"}
-        if session["state"] == "settling":
+        if session["state"] in ("settling", "recording"):
             return {"name": "settling", "prompt": "weighing"}
         prompt = session.get("prompt") or "take_items"
         screen = {"name": "shopping", "prompt": prompt}
@@ -41,6 +41,8 @@ def screen_for(state: dict[str, Any], *, alarm_in_seconds: float | None = None,
     faulted = [d for d in state.get("faults", {}) if d.startswith("shelf") or d in ("lock", "gpio")]
     if faulted or any(a["kind"] == "lock_fault" for a in state.get("alarms", [])):
         return {"name": "out_of_service", "reason": "device_fault", "devices": sorted(faulted)}
+    if shopper_refused == "storage":  # the database cannot be written (a full disk)
+        return {"name": "out_of_service", "reason": "device_fault", "devices": ["storage"]}
     if shopper_refused == "food_safety":
         return {"name": "out_of_service", "reason": "food_safety"}
     if not any(p["available"] for p in state.get("products", [])):
