@@ -28,6 +28,7 @@ from .weighing import Explanation, Item, ShelfVerdict, explain
 
 RESTOCK_MAX_PER_PRODUCT = 500
 RECORD_RETRY_SECONDS = 5.0
+UNAUTHORISED = "unauthorised"  # the role of a forced opening's session: nobody's
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,33 @@ class Checkout:
         self.fx.start_timer("unlock_timeout", self.settings.unlock_timeout_seconds,
                             self._unlock_timed_out)
         return session_id
+
+    def door_forced(self, *, stable_grams: dict[int, float | None],
+                    planogram: Planogram | None) -> str | None:
+        """The door opened with nobody authorised (the lock forced, or a latch that did not
+        catch): weigh it as a session, so that what was taken is known. It ends as an `inventory`
+        record with `mode: "unauthorised"`, the lines and their value, and the stock follows.
+        Returns the session id; None when there is nothing to weigh against."""
+        if self.state != "idle" or planogram is None:
+            return None
+        before = {str(n): round(g, 2) for n, g in stable_grams.items() if g is not None}
+        if not before:
+            return None
+        session = {"session_id": self._new_id(),
+                   "authorisation": {"method": "forced", "subject": "unauthorised",
+                                     "role": UNAUTHORISED, "code_id": "", "restock": False,
+                                     "restock_plan": None, "code_expires_at": None},
+                   "before_grams": before, "authorised_at": self.fx.now_utc(),
+                   "door_opened_at": None, "door_closed_at": None, "recovered": False,
+                   "reopened": False, "state": "open",
+                   "unweighed": sorted(n for n, g in stable_grams.items() if g is None)}
+        try:
+            self.fx.journal_begin(dict(session))
+        except Exception as exc:  # weighed all the same; only a crash before the close loses it
+            log.error("forced opening: cannot journal it (%s); weighing it in memory", exc)
+        self.session = session
+        self._enter_open(first=True)
+        return session["session_id"]
 
     def end_now(self) -> str:
         """A technician or the operator ends a session that does not end by itself: before the
@@ -279,10 +307,10 @@ class Checkout:
                                    "after_grams": g} for n, g in sorted(after.items())],
                       "flags": [{"kind": "error", "detail": detail}], "lines": [],
                       "total_fen": 0}
-            technician = auth["role"] == "technician"
-            if technician:
-                record["mode"] = "restock" if auth["restock"] else "service"
-            self._end("inventory" if technician else "sale", record, None)
+            if auth["role"] != "shopper":
+                record["mode"] = (UNAUTHORISED if auth["role"] == UNAUTHORISED
+                                  else "restock" if auth["restock"] else "service")
+            self._end("sale" if auth["role"] == "shopper" else "inventory", record, None)
             self.fx.raise_alarm("settle_error", f"session {session['session_id']} could not be "
                                                 f"weighed ({detail}); ended for review")
             return
@@ -317,6 +345,9 @@ class Checkout:
         for shelf in sorted(unsettled):
             flags.append({"kind": "unsettled", "shelf": shelf,
                           "detail": "shelf never settled; the latest reading was used"})
+        for shelf in session.get("unweighed", ()):
+            flags.append({"kind": "no_reading", "shelf": shelf,
+                          "detail": "no stable weight for this shelf when the door opened"})
         shelves = []
         new_planogram = planogram
         lines = []
@@ -357,6 +388,12 @@ class Checkout:
                   "planogram_version": planogram.version}
         if technician:
             record["mode"] = "restock" if auth["restock"] else "service"
+            record["stock"] = {str(n): dict(stock) for n, stock in new_planogram.shelves.items()}
+            return "inventory", record, new_planogram
+        if auth["role"] == UNAUTHORISED:
+            record["mode"] = UNAUTHORISED
+            record["lines"] = lines
+            record["value_fen"] = sum(line["amount_fen"] for line in lines)
             record["stock"] = {str(n): dict(stock) for n, stock in new_planogram.shelves.items()}
             return "inventory", record, new_planogram
         record["lines"] = lines

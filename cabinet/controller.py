@@ -25,7 +25,7 @@ from .access.codes import PublicKey
 from .alarms import Alarms
 from .access.control import AccessControl
 from .access.phone_scan import NonceRefused, PhoneScan
-from .checkout import Authorisation, Checkout, Refused, Settings
+from .checkout import UNAUTHORISED, Authorisation, Checkout, Refused, Settings
 from .climate_control import ClimateControl
 from .config import Config
 from .events import (CallRequested, CodeScanned, DeviceFaulted, DeviceRecovered, DoorClosed,
@@ -216,11 +216,18 @@ class Controller:
             return
         if self.checkout.session is not None and self.checkout.state == "authorised":
             self._door_opened_at = self.clock()  # for the screen's held-open countdown
+        was_idle = self.checkout.state == "idle"
         if not self.checkout.door_opened():
             detail = ("door found open at start-up" if first
                       else "door opened while locked, with no authorised session")
-            if self.checkout.state == "open":
+            if not was_idle:
                 detail = "door opened again after it closed, before the sale was settled"
+            elif not first:  # weighed when it closes: what was taken is recorded
+                forced = self.checkout.door_forced(
+                    stable_grams={n: f.stable_grams for n, f in self.shelves.items()},
+                    planogram=self.planogram)
+                if forced:
+                    detail += f"; weighed when it closes (session {forced})"
             self.raise_alarm("forced_open", detail)
             self.out.buzzer.energise()
 
@@ -381,6 +388,11 @@ class Controller:
             self.climate.on_restock()
         if outcome == "no_sale":
             return
+        if session["authorisation"]["role"] == UNAUTHORISED:
+            lines = ", ".join(f"{line['count']} x {line['sku']}" for line in record["lines"])
+            log.warning("forced opening %s: %s taken, worth %d fen", session["session_id"],
+                        lines or "nothing", record["value_fen"])
+            return  # nobody to show a receipt to
         self.receipt = {"session_id": session["session_id"], "outcome": outcome,
                         "lines": record.get("lines", []), "total_fen": record.get("total_fen", 0),
                         "flags": [f["kind"] for f in record["flags"]]}

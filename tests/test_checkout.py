@@ -470,3 +470,41 @@ def test_a_shelf_too_complex_to_weigh_ends_the_session_flagged_with_an_alarm(tmp
     (alarm,) = [a for a in rig.c.snapshot["alarms"] if a["kind"] == "settle_error"]
     assert "too complex" in alarm["detail"] and session_id in alarm["detail"]
     assert rig.c.planogram.shelves[1] == data["shelf"][0]["stock"], "stock is not guessed"
+
+
+def test_a_forced_opening_is_weighed_into_an_unauthorised_inventory_record(rig):
+    """Issue 15: the door opened with no session, two yak milks taken: stock said 10 still, and
+    no record said anything was taken. Now the opening is weighed when it closes."""
+    rig.door(True)
+    assert "forced_open" in {a["kind"] for a in rig.c.snapshot["alarms"]}
+    assert rig.c.snapshot["screen"] == {"name": "out_of_service", "reason": "door_open"}
+    assert rig.out.lock.locked and rig.out.buzzer.energised
+    rig.take(1, "yak-milk-250ml", 2)
+    rig.door(False)
+    rig.weigh()
+    assert rig.outbox("sale") == [], "nobody to charge"
+    (record,) = rig.outbox("inventory")
+    assert record["mode"] == "unauthorised"
+    assert [(line["sku"], line["count"]) for line in record["lines"]] == [("yak-milk-250ml", 2)]
+    price = rig.planogram.products["yak-milk-250ml"].price_fen
+    assert record["value_fen"] == 2 * price and record["flags"] == []
+    assert record["stock"]["1"]["yak-milk-250ml"] == 8
+    assert rig.c.planogram.shelves[1]["yak-milk-250ml"] == 8, "stock follows"
+    assert rig.c.snapshot["session"] is None and rig.c.snapshot["receipt"] is None
+    assert "forced_open" in {a["kind"] for a in rig.c.snapshot["alarms"]}, "kept until looked at"
+    detail = [a["detail"] for a in rig.c.snapshot["alarms"] if a["kind"] == "forced_open"][0]
+    assert record["session_id"] in detail, "the alarm names the record"
+    rig.clock.advance(4)
+    rig.authorise()                    # the next shopper is not held up by it
+    assert not rig.out.lock.locked
+
+
+def test_a_forced_opening_survives_a_power_cut(rig):
+    rig.door(True)
+    rig.take(1, "water-550ml", 1)
+    rig.crash()
+    rig.door(False)                    # the door switch's first reading after the restart
+    rig.weigh()
+    (record,) = rig.outbox("inventory")
+    assert record["mode"] == "unauthorised" and record["lines"][0]["sku"] == "water-550ml"
+    assert "recovered" in [f["kind"] for f in record["flags"]]

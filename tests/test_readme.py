@@ -135,6 +135,10 @@ def alarms() -> set[str]:
     return {a["kind"] for a in state()["alarms"]}
 
 
+def stock(sku: str) -> int:
+    return {p["sku"]: p["stock"] for p in state()["products"]}[sku]
+
+
 # For each README line (matched by a piece of it): the exit status it should end with, and what
 # must then hold. A check may wait, as a person reading the screen would, but not forever.
 def expect_receipt(skus: dict[str, int]):
@@ -163,10 +167,11 @@ EXPECTED: list[tuple[str, int, object]] = [
     ("""sim/door -d '{"state":"open"}'        # nobody authorised""", 0,
      lambda out, work: wait_for(lambda: "forced_open" in alarms(), what="forced_open")),
     ("""{"shelf":1,"take":{"yak-milk-250ml":2}}""", 0, None),
-    ("""sim/door -d '{"state":"closed"}'      # closed: the alarm""", 0,
+    ("""sim/door -d '{"state":"closed"}'      # closed: weighed""", 0,
      lambda out, work: wait_for(lambda: state()["screen"]["name"] != "out_of_service"
-                                and "forced_open" in alarms(),
-                                timeout=20, what="back in service once closed, the alarm kept")),
+                                and "forced_open" in alarms() and stock("yak-milk-250ml") == 8,
+                                timeout=20, what="back in service once closed, the two yak "
+                                                 "milks taken off the stock, the alarm kept")),
     ("cabinet alarm clear forced_open", 0,
      lambda out, work: ("alarm forced_open cleared" in out and "forced_open" not in alarms())
      or pytest.fail(out)),

@@ -22,6 +22,8 @@ def screen_for(state: dict[str, Any], *, alarm_in_seconds: float | None = None,
     shopper be let in now?" (a reason, or None), so the screen never promises what checkout
     would refuse."""
     session = state.get("session")
+    if session is not None and session.get("role") == "unauthorised" and session["state"] == "open":
+        return {"name": "out_of_service", "reason": "door_open"}  # forced: nobody is shopping
     if session is not None:
         if session["state"] == "authorised":
             return {"name": "authorised", "prompt": "open_door"}
