@@ -101,7 +101,8 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
             codes = CameraCodeReader(
                 hardware.camera.latest, emit=events.put,
                 idle=lambda: controller.snapshot.get("session") is None,
-                frames_per_second=config.camera.decode_frames_per_second)
+                frames_per_second=config.camera.decode_frames_per_second,
+                wait_frame=hardware.camera.wait_newer)
             stack.callback(codes.close)
             codes.start()
             if controller.face.available:

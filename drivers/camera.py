@@ -48,6 +48,7 @@ class CameraReader(ReaderThread):
         self._faults = FaultTracker(emit, clock)
         self._read_timeout = read_timeout_seconds
         self._frame_lock = threading.Lock()
+        self._frame_ready = threading.Condition(self._frame_lock)
         self._latest: tuple[int, float, Any] | None = None
         self._sequence = 0
 
@@ -55,6 +56,14 @@ class CameraReader(ReaderThread):
         """(sequence, monotonic time, frame) of the newest frame, or None before the first.
         The frame may be shared with other consumers: treat it as read-only (copy to draw)."""
         with self._frame_lock:
+            return self._latest
+
+    def wait_newer(self, seen: int | None, timeout: float) -> tuple[int, float, Any] | None:
+        """The newest frame once it is not frame `seen` (a sequence number), or whatever is there
+        after `timeout` seconds: consumers sleep until a frame comes instead of polling for it."""
+        with self._frame_ready:
+            self._frame_ready.wait_for(
+                lambda: self._latest is not None and self._latest[0] != seen, timeout)
             return self._latest
 
     def _run(self) -> None:
@@ -77,9 +86,10 @@ class CameraReader(ReaderThread):
                     last_frame = time.monotonic()
                     backoff.reset()
                     self._faults.ok("camera")
-                    with self._frame_lock:
+                    with self._frame_ready:
                         self._sequence += 1
                         self._latest = (self._sequence, self._clock(), frame)
+                        self._frame_ready.notify_all()
             except Exception as exc:  # OpenCV raises cv2.error and others; all mean "reopen"
                 self._faults.fault("camera", f"camera on {self.where}: {exc}")
             finally:

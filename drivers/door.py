@@ -1,6 +1,6 @@
 """The door switch: a reed or micro switch on a GPIO input, posting DoorOpened / DoorClosed.
 
-Wired as the usual switch to ground with the pin pulled up, a closed door reads as "pressed".
+Wired as the usual switch to ground with the pin pulled up, a closed door reads as active (low).
 gpiozero runs the callbacks on its own thread (lgpio's, or the mock pin driver's), so they only
 post an event; the controller decides what an opening means.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from gpiozero import Button
+from gpiozero import DigitalInputDevice
 
 from .events import DoorClosed, DoorOpened
 
@@ -21,14 +21,17 @@ class DoorSwitch:
         self.pin = pin
         self._emit = emit
         self._clock = clock
-        self._button = Button(pin, pull_up=pull_up, bounce_time=bounce_seconds or None,
-                              pin_factory=pin_factory)
-        self._button.when_pressed = lambda: self._emit(DoorClosed(self._clock()))
-        self._button.when_released = lambda: self._emit(DoorOpened(self._clock()))
+        # A DigitalInputDevice, not a Button: a Button's hold thread wakes ten times a second
+        # for ever to time presses nobody holds.
+        self._button = DigitalInputDevice(pin, pull_up=pull_up,
+                                          bounce_time=bounce_seconds or None,
+                                          pin_factory=pin_factory)
+        self._button.when_activated = lambda: self._emit(DoorClosed(self._clock()))
+        self._button.when_deactivated = lambda: self._emit(DoorOpened(self._clock()))
 
     @property
     def is_open(self) -> bool:
-        return not self._button.is_pressed
+        return not self._button.is_active
 
     def announce(self) -> None:
         """Post the current state, so the controller starts from a known door."""
@@ -36,8 +39,8 @@ class DoorSwitch:
         self._emit(DoorOpened(now) if self.is_open else DoorClosed(now))
 
     def close(self) -> None:
-        self._button.when_pressed = None
-        self._button.when_released = None
+        self._button.when_activated = None
+        self._button.when_deactivated = None
         self._button.close()
 
     def __enter__(self):

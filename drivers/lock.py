@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from gpiozero import Button
+from gpiozero import DigitalInputDevice
 
 from .events import LockSensed
 from .relay import Relay
@@ -41,18 +41,18 @@ class LockFeedback:
                  clock: Callable[[], float] = time.monotonic):
         self._clock = clock
         self._emit = emit
-        self._button = Button(pin, pull_up=pull_up, pin_factory=pin_factory)
-        self._button.when_pressed = lambda: emit(LockSensed(True, self._clock()))
-        self._button.when_released = lambda: emit(LockSensed(False, self._clock()))
+        self._button = DigitalInputDevice(pin, pull_up=pull_up, pin_factory=pin_factory)  # no hold thread
+        self._button.when_activated = lambda: emit(LockSensed(True, self._clock()))
+        self._button.when_deactivated = lambda: emit(LockSensed(False, self._clock()))
 
     @property
     def locked(self) -> bool:
-        return self._button.is_pressed
+        return self._button.is_active
 
     def announce(self) -> None:
         self._emit(LockSensed(self.locked, self._clock()))
 
     def close(self) -> None:
-        self._button.when_pressed = None
-        self._button.when_released = None
+        self._button.when_activated = None
+        self._button.when_deactivated = None
         self._button.close()

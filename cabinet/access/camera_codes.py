@@ -32,8 +32,12 @@ class CameraCodeReader:
     def __init__(self, latest_frame: Callable[[], tuple[int, float, Any] | None], *,
                  idle: Callable[[], bool], emit: Callable[[object], None],
                  frames_per_second: float, rescue_every: int = 5,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 wait_frame: Callable[[int | None, float], Any] | None = None):
         self._latest = latest_frame
+        # The camera's "wake me at the next frame" (CameraReader.wait_newer): without it, the
+        # reader looks for a new frame every 20 ms, which an idle cabinet pays for all night.
+        self._wait_frame = wait_frame
         self._idle = idle
         self._emit = emit
         self._period = 1.0 / frames_per_second
@@ -41,7 +45,7 @@ class CameraCodeReader:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="camera codes", daemon=True)
         self._rescue_every = rescue_every
-        self._motion = MotionCheck(self.MOTION_LEVEL)
+        self._motion = MotionCheck(self.MOTION_LEVEL, first_is_movement=False)
         self._busy_until = 0.0
         self._in_view: set[str] = set()
         self.frames_decoded = 0
@@ -57,8 +61,9 @@ class CameraCodeReader:
         seen = None
         last_decode = -1e9
         # Look at every new frame (the motion check is cheap), decode only some of them.
-        while not self._stop.wait(0.02):
+        while not self._next_frame(seen):
             if not self._idle():
+                self._stop.wait(0.1)  # a session: no codes wanted, so no hurry to look again
                 continue
             latest = self._latest()
             if latest is None or latest[0] == seen:
@@ -86,6 +91,13 @@ class CameraCodeReader:
                 self._emit(CodeScanned(text, "camera", self._clock()))
             if texts or rescue:  # a quick miss is not proof that the code has gone
                 self._in_view = texts
+
+    def _next_frame(self, seen: int | None) -> bool:
+        """Wait for a frame newer than `seen`; True when the reader is to stop."""
+        if self._wait_frame is None:
+            return self._stop.wait(0.02)
+        self._wait_frame(seen, 0.5)
+        return self._stop.is_set()
 
     def close(self) -> None:
         self._stop.set()
