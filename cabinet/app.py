@@ -179,6 +179,7 @@ def _start_faces(config: Config, camera, controller: Controller, events, stack: 
     reader = FaceReader(
         camera.latest, emit=events.put, idle=lambda: controller.snapshot.get("session") is None,
         gallery=lambda: controller.face.gallery, model_factory=FaceModel,
+        wait_frame=camera.wait_newer,
         settings=FaceSettings(f.tolerance, f.margin, f.frames_per_second, f.detect_width,
                               f.min_face_pixels, LivenessRules(f.turn_span, f.attempt_seconds)))
     stack.callback(reader.close)

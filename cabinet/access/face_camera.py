@@ -46,8 +46,10 @@ class FaceReader:
     def __init__(self, latest_frame: Callable[[], tuple[int, float, Any] | None], *,
                  idle: Callable[[], bool], gallery: Callable[[], Gallery],
                  emit: Callable[[object], None], settings: FaceSettings,
-                 model_factory: Callable[[], Any], clock: Callable[[], float] = time.monotonic):
+                 model_factory: Callable[[], Any], clock: Callable[[], float] = time.monotonic,
+                 wait_frame: Callable[[int | None, float], Any] | None = None):
         self._latest = latest_frame
+        self._wait_frame = wait_frame  # CameraReader.wait_newer: sleep until a frame, not 20 ms
         self._idle = idle
         self._gallery = gallery
         self._emit = emit
@@ -77,7 +79,7 @@ class FaceReader:
         seen = None
         last = -1e9
         pause = 0.02
-        while not self._halt.wait(pause):
+        while not self._wait(pause, seen):
             gallery = self._gallery()
             if not len(gallery) or not self._idle():
                 # Nobody enrolled, or a session open: look again in a while, not every frame.
@@ -85,7 +87,7 @@ class FaceReader:
                 self._liveness.attempt = None
                 pause = 0.5
                 continue
-            pause = 0.02
+            pause = 0.0 if self._wait_frame is not None else 0.02
             latest = self._latest()
             if latest is None or latest[0] == seen:
                 continue
@@ -107,6 +109,13 @@ class FaceReader:
             except Exception:  # a model failure must not end face checkout for good
                 log.exception("face analysis failed on a frame")
                 self._halt.wait(1.0)
+
+    def _wait(self, pause: float, seen: int | None) -> bool:
+        """Sleep `pause`, or (0) until the camera's next frame; True when the reader is to stop."""
+        if pause or self._wait_frame is None:
+            return self._halt.wait(pause or 0.02)
+        self._wait_frame(seen, 0.5)
+        return self._halt.is_set()
 
     MODEL_RETRY_SECONDS = 60.0
 
