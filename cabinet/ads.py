@@ -38,11 +38,12 @@ MAX_REDIRECTS = 5
 class AdsCache(threading.Thread):
     def __init__(self, folder: str | Path, playlist: list[dict[str, Any]] | None = None, *,
                  retry_seconds: float = 300.0, timeout: float = 30.0, ca_file: str = "",
-                 refuse_loopback: bool = True):
+                 refuse_loopback: bool = True, fetch_seconds: float = MAX_FETCH_SECONDS):
         super().__init__(name="ads", daemon=True)
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.retry_seconds, self.timeout = retry_seconds, timeout
+        self.fetch_seconds = fetch_seconds
         self.verify: str | bool = ca_file or True
         self.refuse_loopback = refuse_loopback  # (tests serve ads from loopback)
         self._playlist = list(playlist or [])
@@ -123,18 +124,29 @@ class AdsCache(threading.Thread):
         except OSError as exc:
             raise ValueError(f"{parts.hostname}: cannot be resolved ({exc})") from None
         for info in infos:
-            address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-            if address.version == 6 and address.ipv4_mapped is not None:
-                address = address.ipv4_mapped   # ::ffff:127.0.0.1 is 127.0.0.1
-            if address.is_loopback or address.is_unspecified:
-                raise ValueError(f"{parts.hostname} is this device ({address}): ads come only "
-                                 "from other hosts")
+            _refuse_this_device(parts.hostname, info[4][0])
+
+    def _check_peer(self, url: str, reply: requests.Response) -> None:
+        """The address actually connected to: a name that resolved to another host when checked
+        and to this device when connecting (DNS rebinding) is caught here, before a byte of the
+        body is read. (The request was a GET, which changes nothing on the daemon.)"""
+        if not self.refuse_loopback:
+            return
+        sock = _socket_of(reply)
+        if sock is None:
+            raise ValueError(f"{urlsplit(url).hostname}: cannot tell which address answered")
+        _refuse_this_device(urlsplit(url).hostname, sock.getpeername()[0])
 
     def _open(self, url: str) -> requests.Response:
         for _ in range(MAX_REDIRECTS + 1):
             self._check_url(url)
             reply = requests.get(url, stream=True, timeout=self.timeout, verify=self.verify,
                                  allow_redirects=False)
+            try:
+                self._check_peer(url, reply)
+            except ValueError:
+                reply.close()
+                raise
             if not reply.is_redirect:
                 return reply
             location = reply.headers.get("Location", "")
@@ -150,8 +162,17 @@ class AdsCache(threading.Thread):
     def _fetch(self, url: str, sha: str, target: Path) -> None:
         part = target.with_name(target.name + ".part")
         digest, size, started = hashlib.sha256(), 0, time.monotonic()
+        cut_off = None
         try:
             with self._open(url) as reply:
+                # A server that trickles a byte just inside every read timeout would hold a
+                # read (and this thread) for hours: at the time limit the socket is shut down,
+                # which ends a read in progress (closing the reply from another thread does not).
+                cut_off = threading.Timer(max(0.0, self.fetch_seconds - (time.monotonic()
+                                                                        - started)),
+                                          _shut_down, args=(reply,))
+                cut_off.daemon = True
+                cut_off.start()
                 reply.raise_for_status()
                 declared = int(reply.headers.get("Content-Length") or 0)
                 if declared > MAX_AD_BYTES:
@@ -164,8 +185,9 @@ class AdsCache(threading.Thread):
                         size += len(chunk)
                         if size > MAX_AD_BYTES:
                             raise ValueError(f"over {MAX_AD_BYTES >> 20} MiB")
-                        if time.monotonic() - started > MAX_FETCH_SECONDS:
-                            raise ValueError(f"still downloading after {MAX_FETCH_SECONDS:.0f} s")
+                        if time.monotonic() - started > self.fetch_seconds:
+                            raise ValueError(f"still downloading after "
+                                             f"{self.fetch_seconds:.0f} s")
                         self._room_for(len(chunk))   # a statvfs: cheap beside 64 KiB of I/O
                         digest.update(chunk)
                         out.write(chunk)
@@ -173,5 +195,40 @@ class AdsCache(threading.Thread):
                 raise ValueError(f"checksum mismatch: got sha256 {digest.hexdigest()[:12]}…, "
                                  f"playlist says {sha[:12]}…")
             part.rename(target)
+        except (requests.RequestException, OSError) as exc:
+            if time.monotonic() - started >= self.fetch_seconds:
+                raise ValueError(f"still downloading after {self.fetch_seconds:.0f} s: cut "
+                                 "off") from None
+            raise
         finally:
+            if cut_off is not None:
+                cut_off.cancel()
             part.unlink(missing_ok=True)  # no half file left behind, whatever went wrong
+
+
+def _refuse_this_device(host: str, raw_address: str) -> None:
+    address = ipaddress.ip_address(raw_address.split("%", 1)[0])
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped   # ::ffff:127.0.0.1 is 127.0.0.1
+    if address.is_loopback or address.is_unspecified:
+        raise ValueError(f"{host} is this device ({address}): ads come only from other hosts")
+
+
+def _socket_of(reply: requests.Response) -> socket.socket | None:
+    """The connected socket under a streamed reply: on urllib3's connection while it is kept
+    alive, else (a reply that closes the connection) only under http.client's file object."""
+    connection = getattr(reply.raw, "connection", None) or getattr(reply.raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        stream = getattr(getattr(getattr(reply.raw, "_fp", None), "fp", None), "raw", None)
+        sock = getattr(stream, "_sock", None)
+    return sock
+
+
+def _shut_down(reply: requests.Response) -> None:
+    sock = _socket_of(reply)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed: the download ended by itself

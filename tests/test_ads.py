@@ -94,3 +94,91 @@ def test_ads_never_come_from_the_device_itself_redirects_included(tmp_path):
         server.shutdown()
         server.server_close()
 
+
+
+def _serve(handler):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_server_trickling_an_ad_is_cut_off_at_the_time_limit(tmp_path):
+    """Issue 15 #10: the time limit was checked between 64 KiB chunks, so a server sending a byte
+    just inside every read timeout held the ads thread for hours. The socket is shut down at the
+    limit, which ends the read in progress."""
+    from http.server import BaseHTTPRequestHandler
+
+    stop = threading.Event()
+
+    class Trickle(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                while not stop.wait(0.2):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+            except OSError:
+                pass
+
+        def log_message(self, *a):
+            pass
+    server = _serve(Trickle)
+    try:
+        ad = {"url": f"http://127.0.0.1:{server.server_address[1]}/ad.png", "sha256": "5" * 64,
+              "seconds": 8}
+        cache = AdsCache(tmp_path / "ads", [ad], refuse_loopback=False, timeout=5,
+                         fetch_seconds=1.0)
+        done = threading.Thread(target=cache.sync_once, daemon=True)
+        done.start()
+        done.join(timeout=20)
+        assert not done.is_alive(), "still reading a trickle long past the limit"
+        assert "still downloading after 1 s" in cache.status()["5" * 64]
+        assert list((tmp_path / "ads").iterdir()) == [], "no .part left behind"
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_name_that_rebinds_to_this_device_is_refused_before_its_body_is_read(tmp_path,
+                                                                                monkeypatch):
+    """Issue 15 #10: the host was resolved to check it, then resolved again to connect; a name
+    answering a public address first and 127.0.0.1 next (DNS rebinding) got through. The address
+    actually connected to is checked too."""
+    import socket as socket_module
+    from http.server import BaseHTTPRequestHandler
+
+    class Ad(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"ad!")
+
+        def log_message(self, *a):
+            pass
+    server = _serve(Ad)
+    real = socket_module.getaddrinfo
+    answers = []
+
+    def rebinding(host, *args, **kwargs):
+        if host == "ads.example" and not answers:
+            answers.append("public")   # the first answer, which the check sees
+            return [(socket_module.AF_INET, socket_module.SOCK_STREAM, 6, "",
+                     ("93.184.216.34", 80))]
+        return real("127.0.0.1" if host == "ads.example" else host, *args, **kwargs)
+    monkeypatch.setattr(socket_module, "getaddrinfo", rebinding)
+    try:
+        ad = {"url": f"http://ads.example:{server.server_address[1]}/ad.png",
+              "sha256": hashlib.sha256(b"ad!").hexdigest(), "seconds": 8}
+        cache = AdsCache(tmp_path / "ads", [ad])
+        cache.sync_once()
+        assert answers == ["public"], "the check saw the public address"
+        assert "is this device (127.0.0.1)" in cache.status()[ad["sha256"]]
+        assert list((tmp_path / "ads").iterdir()) == []
+    finally:
+        server.shutdown()
+        server.server_close()
