@@ -18,6 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The setpoints a technician or the operator may choose, in °C (the config's too): a fridge that
+# holds food between deep-freeze-adjacent and cellar temperatures, nothing a typo could make worse.
+SETPOINT_RANGE = (-5.0, 15.0)
+
 
 @dataclass(frozen=True)
 class ClimateSettings:

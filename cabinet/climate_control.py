@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .climate import ClimateSettings, SensorCheck, Thermostat
+from .climate import SETPOINT_RANGE, ClimateSettings, SensorCheck, Thermostat
 from .food_safety import ColdChain
 from .store import utc_now
 
@@ -106,12 +106,14 @@ class ClimateControl:
     # --- technician and backend -------------------------------------------------------------------
     def _checked(self, celsius: float) -> float:
         k = self.c.config.climate
+        low, high = SETPOINT_RANGE
         number = isinstance(celsius, (int, float)) and not isinstance(celsius, bool)
-        if not number or not -5 <= celsius <= 15 \
+        if not number or not low <= celsius <= high \
                 or celsius + k.hysteresis_celsius / 2 >= k.food_safety_limit_celsius:
             shown = f"{celsius:g}" if number else repr(celsius)
-            raise ValueError(f"setpoint {shown} °C: must be -5 to 15 °C and keep the band "
-                             f"below the food-safety limit ({k.food_safety_limit_celsius:g} °C)")
+            raise ValueError(f"setpoint {shown} °C: must be {low:g} to {high:g} °C and keep the "
+                             f"band below the food-safety limit "
+                             f"({k.food_safety_limit_celsius:g} °C)")
         return float(celsius)
 
     def set_setpoint(self, celsius: float) -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .climate import SETPOINT_RANGE
+
 DEFAULT_PATH = Path("/etc/cabinet/cabinet.toml")
 
 
@@ -185,7 +187,7 @@ class CheckoutSection:
 
 @dataclass(frozen=True)
 class ClimateSection:
-    setpoint_celsius: float = _f(4.0, _between(-5, 15, " °C"))
+    setpoint_celsius: float = _f(4.0, _between(*SETPOINT_RANGE, " °C"))
     hysteresis_celsius: float = _f(1.0, _between(0.2, 5, " K"))
     min_off_seconds: float = _f(180.0, _between(60, 900, " s"))
     min_on_seconds: float = _f(150.0, _between(30, 900, " s"))

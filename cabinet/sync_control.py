@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from .commands import CommandRunner
+from .operations import Context
 from .events import CommandsArrived, SyncReported
 
 log = logging.getLogger("cabinetd.sync")
@@ -22,7 +23,9 @@ class SyncControl:
     def __init__(self, controller: Any, *, data_dir: str | None = None, on_ads=None):
         self.c = controller
         self.configured = bool(controller.config.sync.backend_url)
-        self.runner = CommandRunner(controller, data_dir=data_dir, on_ads=on_ads)
+        self.runner = CommandRunner(Context(controller, data_dir=data_dir, on_ads=on_ads),
+                                    store=controller.store, clock=controller.clock,
+                                    stop=controller.stop, storage_failed=controller.storage_failed)
         self.last_success: float | None = None     # monotonic
         self.last_success_at: str | None = None
         self.last_error: str | None = None

@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import operations
+from ..operations import TECHNICIAN, OperationError
+
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 MAX_JSON_BYTES = 64 * 1024
@@ -80,6 +83,7 @@ class UiServer:
         from .kiosk import Kiosk
 
         self._controller = controller
+        self.operations = operations.Context(controller)
         self._sim = sim
         self.setup = setup  # first boot's progress (ui/setup_status.py), None in a simulation
         self.selftest = selftest
@@ -126,30 +130,30 @@ class UiServer:
         return "null" if planogram is None else planogram.to_json()
 
     def put_planogram(self, raw: bytes) -> dict[str, Any]:
-        from ..checkout import Refused
-        from ..planogram import PlanogramError, from_json
+        """PUT /api/planogram: the body is the planogram itself (`cabinet planogram load`)."""
+        return self.operate("set_planogram", {"planogram": parse_json(raw)})
 
-        shelf_ids = {s.id for s in self._controller.config.shelves.shelf}
+    def operate(self, name: str, args: Any, renamed: dict[str, str] | None = None
+                ) -> dict[str, Any]:
+        """One operation of the table (cabinet/operations.py), asked for by a technician: run on
+        the controller thread, its one error type answered as 400 (its arguments) or 409."""
+        c = self._controller
         try:
-            planogram = from_json(raw.decode("utf-8", errors="replace"), "request body", shelf_ids)
-        except PlanogramError as exc:
-            raise BadRequest(str(exc)) from None
-        try:
-            self._controller.call(lambda: self._controller.replace_planogram(planogram))
-        except Refused as refusal:
-            raise Conflict(refusal.reason, str(refusal)) from None
-        return {"ok": True, "version": planogram.version}
+            result = c.call(lambda: operations.run(self.operations, name, args, TECHNICIAN,
+                                                   renamed), timeout=30)
+        except OperationError as exc:
+            if exc.kind == "invalid":
+                raise BadRequest(str(exc)) from None
+            raise Conflict(exc.reason, str(exc)) from None
+        return {"ok": True, **result}
 
     def api_post(self, name: str, body: Any) -> dict[str, Any]:
         """Technician actions at the cabinet (loopback only)."""
-        c = self._controller
-        if name == "climate/setpoint":
-            celsius = _number(body, "celsius")
-            try:
-                c.call(lambda: c.set_setpoint(celsius))
-            except ValueError as exc:
-                raise BadRequest(str(exc)) from None
-            return {"ok": True, "setpoint_celsius": celsius}
+        op = operations.ROUTES.get(name)
+        if op is not None:
+            if not isinstance(body, dict):
+                raise BadRequest("body must be a JSON object")
+            return self.operate(op.name, body, op.renamed)
         if name == "calibrate":
             return self._calibrate(body)
         if name == "speak":
@@ -157,56 +161,7 @@ class UiServer:
                 return self.kiosk.speak(body)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
-        if name in ("faces/enrol", "faces/delete"):
-            return self._faces(name[6:], body)
-        if name == "session/end":
-            technician = _field(body, "technician", str)
-            if not technician.strip():
-                raise BadRequest("'technician' names who ended it")
-            from ..checkout import Refused
-            try:
-                return {"ok": True, **c.call(lambda: c.end_session(technician))}
-            except Refused as refusal:
-                raise Conflict(refusal.reason, str(refusal)) from None
-        if name == "alarms/clear":
-            kind, technician = _field(body, "kind", str), _field(body, "technician", str)
-            if not technician.strip():
-                raise BadRequest("'technician' names who looked")
-            from ..checkout import Refused
-            try:
-                cleared = c.call(lambda: c.acknowledge_alarm(kind, technician))
-            except ValueError as exc:
-                raise BadRequest(str(exc)) from None
-            except Refused as refusal:
-                raise Conflict(refusal.reason, str(refusal)) from None
-            return {"ok": True, "cleared": cleared}
-        if name == "food-safety/clear":
-            technician = _field(body, "technician", str)
-            if not technician.strip():
-                raise BadRequest("'technician' names who checked the food")
-            return {"ok": True, "cleared": c.call(lambda: c.clear_lockout(technician))}
         raise LookupError(name)
-
-    def _faces(self, action: str, body: Any) -> dict[str, Any]:
-        """`cabinet faces enroll|delete`: embeddings only (the CLI measured the photograph in its
-        own process; no image reaches the daemon)."""
-        from ..access.face_control import FaceUnsupported
-
-        face = self._controller.face
-        try:
-            if action == "enrol":
-                members = _field(body, "members", list)
-                result = self._controller.call(lambda: face.enrol(members), timeout=30)
-            else:
-                ids = _field(body, "member_ids", list)
-                if not all(isinstance(i, str) for i in ids):
-                    raise BadRequest("'member_ids' must be a list of member ids")
-                result = self._controller.call(lambda: face.delete(ids), timeout=30)
-        except FaceUnsupported as exc:
-            raise Conflict("face_off", f"face checkout is off on this cabinet: {exc}") from None
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-        return {"ok": True, **result}
 
     def faces(self) -> dict[str, Any]:
         face = self._controller.face
@@ -332,16 +287,16 @@ class UiServer:
         raise LookupError(name)
 
     def _sim_remote_unlock(self, body: Any) -> dict[str, Any]:
-        """Stands in for the backend's remote_unlock command until sync lands."""
-        from ..checkout import Refused
-
-        nonce, subject = _field(body, "nonce", str), _field(body, "subject", str)
+        """The backend's remote_unlock command, for a simulation with no backend."""
+        c = self._controller
         try:
-            session_id = self._controller.call(
-                lambda: self._controller.remote_unlock(nonce, subject))
-        except Refused as refusal:
-            raise Conflict(refusal.reason, str(refusal)) from None
-        return {"ok": True, "session_id": session_id}
+            result = c.call(lambda: operations.run(self.operations, "remote_unlock", body,
+                                                   operations.BACKEND))
+        except OperationError as exc:
+            if exc.kind == "invalid":
+                raise BadRequest(str(exc)) from None
+            raise Conflict(exc.reason, str(exc)) from None
+        return {"ok": True, **result}
 
     def _sim_authorise(self, body: Any) -> dict[str, Any]:
         """Stands in for the access modules (QR, phone, face) in simulation only."""
