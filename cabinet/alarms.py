@@ -51,6 +51,10 @@ class Alarms:
 
     def raise_(self, kind: str, detail: str) -> bool:
         """Raise `kind`; True when it was not already active."""
+        if kind in self._unsaved_clears:
+            # Its clear was never written, so the stored alarm is still raised: it stands again.
+            del self._unsaved_clears[kind]
+            return True
         if self.is_active(kind):
             return False
         try:

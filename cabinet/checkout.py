@@ -28,6 +28,7 @@ from .weighing import Explanation, Item, ShelfVerdict, explain
 
 RESTOCK_MAX_PER_PRODUCT = 500
 RECORD_RETRY_SECONDS = 5.0
+SETTLE_SEARCH_SECONDS = 2.0  # all of a settlement's weighing searches together
 UNAUTHORISED = "unauthorised"  # the role of a forced opening's session: nobody's
 
 log = logging.getLogger(__name__)
@@ -215,10 +216,12 @@ class Checkout:
             self.fx.cancel_timer("unlock_timeout")
             self._enter_open(first=True)
             return True
-        if self.state == "settling":
-            # The door opened again before the sale was settled: the lock was engaged, so this is
-            # forced, but the shopper is still the session's: weigh everything at the next close.
+        if self.state in ("settling", "recording"):
+            # The door opened again before the sale was settled (or written): the lock was
+            # engaged, so this is forced, but the shopper is still the session's: weigh
+            # everything at the next close (a pending record is weighed again, whole).
             self.fx.cancel_timer("settle_timeout")
+            self.fx.cancel_timer("record_retry")
             self.session["reopened"] = True
             self._enter_open(first=False)
             return False
@@ -310,6 +313,8 @@ class Checkout:
             if auth["role"] != "shopper":
                 record["mode"] = (UNAUTHORISED if auth["role"] == UNAUTHORISED
                                   else "restock" if auth["restock"] else "service")
+            if auth["role"] == UNAUTHORISED:
+                record["value_fen"] = 0
             self._end("sale" if auth["role"] == "shopper" else "inventory", record, None)
             self.fx.raise_alarm("settle_error", f"session {session['session_id']} could not be "
                                                 f"weighed ({detail}); ended for review")
@@ -449,8 +454,14 @@ def settle_shelves(before: dict[str, float], after: dict[int, float | None],
                    ) -> dict[int, tuple[float, float | None, ShelfVerdict | None]]:
     """Explain each shelf's difference (before - after) as counts of its products.
     Shoppers can only take what was there; technicians may also add (restock), which shows as
-    negative counts. A restock plan that the weight confirms is taken as the answer."""
+    negative counts. A restock plan that the weight confirms is taken as the answer. With a
+    `clock`, the searches share SETTLE_SEARCH_SECONDS: the controller's thread (and its systemd
+    watchdog) waits on them, however many shelves there are."""
     out = {}
+    deadline = None if clock is None else clock() + SETTLE_SEARCH_SECONDS
+
+    def budget() -> float:
+        return 0.0 if deadline is None else max(0.0, deadline - clock())
     for key, before_g in before.items():
         shelf = int(key)
         after_g = after.get(shelf)
@@ -473,7 +484,8 @@ def settle_shelves(before: dict[str, float], after: dict[int, float | None],
         if technician and removed < -tolerance:
             items = [Item(p.sku, p.unit_grams, p.tolerance_grams, RESTOCK_MAX_PER_PRODUCT)
                      for p in planogram.shelf_products(shelf)]
-            verdict = explain(-removed, items, base_tolerance_grams=tolerance, clock=clock)
+            verdict = explain(-removed, items, base_tolerance_grams=tolerance, clock=clock,
+                              max_seconds=budget())
             if verdict.counts is not None:
                 verdict = ShelfVerdict(verdict.status, round(removed, 1),
                                        {sku: -c for sku, c in verdict.counts.items()},
@@ -481,6 +493,7 @@ def settle_shelves(before: dict[str, float], after: dict[int, float | None],
         else:
             items = [Item(p.sku, p.unit_grams, p.tolerance_grams, stock.get(p.sku, 0))
                      for p in planogram.shelf_products(shelf)]
-            verdict = explain(removed, items, base_tolerance_grams=tolerance, clock=clock)
+            verdict = explain(removed, items, base_tolerance_grams=tolerance, clock=clock,
+                              max_seconds=budget())
         out[shelf] = (round(before_g, 1), round(after_g, 1), verdict)
     return out

@@ -389,9 +389,9 @@ class Controller:
         if outcome == "no_sale":
             return
         if session["authorisation"]["role"] == UNAUTHORISED:
-            lines = ", ".join(f"{line['count']} x {line['sku']}" for line in record["lines"])
+            lines = ", ".join(f"{line['count']} x {line['sku']}" for line in record.get("lines", ()))
             log.warning("forced opening %s: %s taken, worth %d fen", session["session_id"],
-                        lines or "nothing", record["value_fen"])
+                        lines or "nothing", record.get("value_fen", 0))
             return  # nobody to show a receipt to
         self.receipt = {"session_id": session["session_id"], "outcome": outcome,
                         "lines": record.get("lines", []), "total_fen": record.get("total_fen", 0),

@@ -70,10 +70,15 @@ class SessionEffects:
         with self._storage():
             self.c.store.finish_session(session, outcome, record,
                                         None if planogram is None else planogram.to_json())
-        if planogram is not None:
-            self.c.planogram = planogram
-        self.c.out.weigh_fast(False)
-        self.c.session_finished(session, outcome, record)
+        # Recorded: from here on nothing may look like a failed write (the checkout would write
+        # it again for ever), so the follow-up's own failures are only logged.
+        try:
+            if planogram is not None:
+                self.c.planogram = planogram
+            self.c.out.weigh_fast(False)
+            self.c.session_finished(session, outcome, record)
+        except Exception:
+            log.exception("session %s recorded; its follow-up failed", session["session_id"])
 
     def raise_alarm(self, kind: str, detail: str) -> None:
         self.c.raise_alarm(kind, detail)

@@ -290,12 +290,18 @@ class Store:
                        record: dict[str, Any] | None, planogram_json: str | None) -> dict | None:
         """End a session with its one outcome, in one transaction: the sale or inventory row, its
         outbox record, the new stock and the journal's end. A session already ended is left alone
-        (returns None), so a replay can never make a second sale."""
+        (returns None), so a replay can never make a second sale. One that was never journaled
+        (a forced opening while the disk was full: weighed all the same) is journaled here."""
         with self.transaction():
             row = self._db.execute("SELECT state FROM sessions WHERE session_id = ?",
                                    (session["session_id"],)).fetchone()
-            if row is None or row[0] == "ended":
+            if row is not None and row[0] == "ended":
                 return None
+            if row is None:
+                self._db.execute("INSERT INTO sessions (session_id, state, body, updated_at) "
+                                 "VALUES (?, 'settling', ?, ?)",
+                                 (session["session_id"], json.dumps(session, ensure_ascii=False),
+                                  utc_now()))
             now = utc_now()
             out = None
             if outcome == "sale":

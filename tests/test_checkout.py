@@ -508,3 +508,85 @@ def test_a_forced_opening_survives_a_power_cut(rig):
     (record,) = rig.outbox("inventory")
     assert record["mode"] == "unauthorised" and record["lines"][0]["sku"] == "water-550ml"
     assert "recovered" in [f["kind"] for f in record["flags"]]
+
+
+def test_a_forced_opening_whose_weighing_breaks_still_ends(rig, monkeypatch):
+    """Review of issue 15: the error record of a forced opening lacked value_fen, the follow-up
+    raised after the store had committed, and the end was retried every 5 s for ever."""
+    import cabinet.checkout as checkout
+
+    rig.door(True)
+    rig.take(1, "water-550ml", 1)
+    rig.door(False)
+    monkeypatch.setattr(checkout, "settle_shelves",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+    rig.weigh()
+    (record,) = rig.outbox("inventory")
+    assert record["mode"] == "unauthorised" and record["flags"][0]["kind"] == "error"
+    assert rig.c.checkout.state == "idle" and rig.c.snapshot["session"] is None
+    assert "settle_error" in {a["kind"] for a in rig.c.snapshot["alarms"]}
+
+
+def test_a_forced_opening_that_could_not_be_journaled_is_still_recorded(rig, monkeypatch):
+    """Review of issue 15: on a full disk the forced opening's journal failed, and its record was
+    then dropped without a word (the store ended only journaled sessions)."""
+    import sqlite3
+
+    def full(session):
+        raise sqlite3.OperationalError("database or disk is full")
+    monkeypatch.setattr(rig.store, "begin_session", full)
+    rig.door(True)
+    monkeypatch.undo()
+    rig.take(1, "water-550ml", 2)
+    rig.door(False)
+    rig.weigh()
+    (record,) = rig.outbox("inventory")
+    assert record["mode"] == "unauthorised" and record["lines"][0]["count"] == 2
+    assert rig.store.unfinished_session() is None
+
+
+def test_a_door_opened_while_the_sale_waits_to_be_written_is_weighed_with_it(rig, monkeypatch):
+    """Review of issue 15: in `recording` (a full disk) a reopened door was alarmed but what was
+    taken then was never weighed. The session is weighed again, whole, at the next close."""
+    import sqlite3
+
+    rig.authorise()
+    rig.door(True)
+    rig.take(1, "water-550ml", 1)
+    real = rig.store.finish_session
+
+    def full(*args):
+        raise sqlite3.OperationalError("database or disk is full")
+    monkeypatch.setattr(rig.store, "finish_session", full)
+    rig.door(False)
+    rig.weigh()
+    assert rig.c.checkout.state == "recording"
+    rig.door(True)                      # forced: the lock was engaged
+    rig.take(1, "water-550ml", 2)
+    monkeypatch.setattr(rig.store, "finish_session", real)
+    rig.door(False)
+    rig.weigh()
+    (sale,) = rig.outbox("sale")
+    assert sale["lines"][0]["count"] == 3 and "reopened" in [f["kind"] for f in sale["flags"]]
+    assert rig.c.planogram.shelves[1]["water-550ml"] == 9
+
+
+def test_an_alarm_raised_again_before_its_failed_clear_was_written_stays(tmp_path):
+    """Review of issue 15: clear on a full disk (kept in memory), the fault back before the
+    store took writes again: the retry then cleared the stored alarm, and the fault had none."""
+    import sqlite3
+
+    from cabinet.alarms import Alarms
+    store = Store(tmp_path / "c.db", cabinet_id="c", software_version="t")
+    alarms = Alarms(store)
+    alarms.raise_("device_fault:shelf:2", "no answer")
+    real = store.clear_alarm
+    store.clear_alarm = lambda *a: (_ for _ in ()).throw(
+        sqlite3.OperationalError("database or disk is full"))
+    assert alarms.clear("device_fault:shelf:2")
+    assert not alarms.is_active("device_fault:shelf:2")
+    assert alarms.raise_("device_fault:shelf:2", "no answer again")
+    store.clear_alarm = real
+    assert alarms.retry()
+    assert alarms.is_active("device_fault:shelf:2")
+    assert "device_fault:shelf:2" in {a["kind"] for a in store.active_alarms()}
