@@ -409,3 +409,22 @@ def test_a_reply_too_large_is_reported_and_never_asked_for_identically(tmp_path)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_cabinet_asking_for_less_for_a_while_only_defers_a_big_command(backend):
+    """Review of issue 15: a 4.5 MB command was finished `rejected too_large` when the cabinet
+    asked for less than usual (a half page after a reply too large, none in an ack), though its
+    normal page holds it."""
+    import requests
+
+    args = {"members": [{"member_id": f"m{i}", "consent": True,
+                         "embeddings": [[0.123456789012345] * 128] * 5} for i in range(250)]}
+    _, big = backend.operator("POST", "cabinets/cabinet-0001/commands",
+                              {"type": "enroll_faces", "args": args, "lifetime_seconds": 600})
+    url = backend.url + "/v1/cabinets/cabinet-0001/commands"
+    auth = {"Authorization": f"Bearer {backend.device_token}"}
+    small = requests.get(url, params={"max_bytes": 65536}, headers=auth, timeout=30).json()
+    assert small["commands"] == []
+    assert backend.operator("GET", f"commands/{big['command_id']}")[1]["status"] == "issued"
+    full = requests.get(url, params={"max_bytes": 7 << 20}, headers=auth, timeout=30).json()
+    assert [c["command_id"] for c in full["commands"]] == [big["command_id"]]

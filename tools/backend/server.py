@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .service import LEGACY_COMMAND_BYTES, Backend, Invalid, TooLarge, now_iso
+from .service import Backend, Invalid, TooLarge, now_iso
 
 log = logging.getLogger("backend")
 MAX_BODY = 32 * 1024 * 1024
@@ -172,7 +172,8 @@ class _Handler(BaseHTTPRequestHandler):
             if what == "commands" and method == "GET":
                 after = _int_param(query, "after", 0, 0, 2 ** 62)
                 wait = _int_param(query, "wait", 0, 0, 120)
-                max_bytes = _int_param(query, "max_bytes", LEGACY_COMMAND_BYTES, 0, 2 ** 40)
+                max_bytes = (None if "max_bytes" not in query
+                             else _int_param(query, "max_bytes", 0, 0, 2 ** 40))
                 return 200, {"commands": b.wait_for_commands(cabinet_id, after, wait, max_bytes),
                              "server_time": now_iso()}
             raise HttpError(405, f"{method} not allowed on {path}")

@@ -33,6 +33,7 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 # long-poll, `max_command_bytes` in a batch); a cabinet that says nothing is an old one, which read
 # at most 4 MiB. No command may be larger than the largest page a cabinet asks for.
 LEGACY_COMMAND_BYTES = 4 * 1024 * 1024 - 64 * 1024
+CABINET_PAGE_BYTES = 7 * 1024 * 1024   # what a cabinet that states its size takes at most
 MAX_COMMAND_BYTES = 7 * 1024 * 1024 - 4096  # a command's args, inside a cabinet's 7 MiB page
 REPLY_ENVELOPE_BYTES = 256   # {"commands": [...], "server_time": "..."} around the page
 
@@ -145,9 +146,10 @@ class Backend:
         records = payload["records"]
         if not records:
             raise Invalid("records is empty")
-        command_bytes = payload.get("max_command_bytes", LEGACY_COMMAND_BYTES)
-        if isinstance(command_bytes, bool) or not isinstance(command_bytes, int) \
-                or command_bytes < 0:
+        command_bytes = payload.get("max_command_bytes")
+        if command_bytes is not None and (isinstance(command_bytes, bool)
+                                          or not isinstance(command_bytes, int)
+                                          or command_bytes < 0):
             raise Invalid("max_command_bytes must be a whole number of bytes, 0 or more")
         seqs = []
         for i, record in enumerate(records):
@@ -222,12 +224,19 @@ class Backend:
                            (json.dumps(args), body["command_id"], cabinet_id))
 
     def pending_commands(self, cabinet_id: str, after: int,
-                         max_bytes: int = LEGACY_COMMAND_BYTES) -> list[dict[str, Any]]:
+                         max_bytes: int | None = None) -> list[dict[str, Any]]:
         """The next page of commands, in order, whose JSON fits in `max_bytes`. A command that
         could never fit is finished here as `rejected` with the sizes (the cabinet would
-        otherwise be asked to read it for as long as it lives), and the page goes on after it."""
+        otherwise be asked to read it for as long as it lives), and the page goes on after it.
+        `max_bytes` None: an old cabinet, which says nothing and reads 4 MiB."""
+        legacy = max_bytes is None
+        if legacy:
+            max_bytes = LEGACY_COMMAND_BYTES
         page: list[dict[str, Any]] = []
         used = REPLY_ENVELOPE_BYTES
+        # What the cabinet can ever take: it may ask for less for a while (0 in an
+        # acknowledgement, half a page after a reply too large), which only defers a command.
+        capacity = LEGACY_COMMAND_BYTES if legacy else CABINET_PAGE_BYTES
         with self.db.transaction() as tx:
             rows = tx.rows("SELECT command_seq, command_id, type, args, issued_at, expires_at "
                            "FROM commands WHERE cabinet_id = ? AND status = 'issued' "
@@ -243,7 +252,7 @@ class Backend:
                     continue
                 if page:
                     break  # the next page
-                if REPLY_ENVELOPE_BYTES + size > max(max_bytes, LEGACY_COMMAND_BYTES):
+                if REPLY_ENVELOPE_BYTES + size > capacity:
                     tx.execute("UPDATE commands SET status = 'rejected', detail = ?, "
                                "finished_at = ? WHERE command_id = ?",
                                (f"too_large: {size} bytes; the cabinet takes at most "
@@ -253,7 +262,7 @@ class Backend:
         return page
 
     def wait_for_commands(self, cabinet_id: str, after: int, wait: float,
-                          max_bytes: int = LEGACY_COMMAND_BYTES) -> list[dict[str, Any]]:
+                          max_bytes: int | None = None) -> list[dict[str, Any]]:
         """The long-poll: commands issued in this process wake it at once; the database is asked
         again every half second too, for commands issued by another process of a fleet."""
         end = time.monotonic() + wait
