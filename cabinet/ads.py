@@ -137,11 +137,11 @@ class AdsCache(threading.Thread):
             raise ValueError(f"{urlsplit(url).hostname}: cannot tell which address answered")
         _refuse_this_device(urlsplit(url).hostname, sock.getpeername()[0])
 
-    def _open(self, url: str) -> requests.Response:
+    def _open(self, session: requests.Session, url: str) -> requests.Response:
         for _ in range(MAX_REDIRECTS + 1):
             self._check_url(url)
-            reply = requests.get(url, stream=True, timeout=self.timeout, verify=self.verify,
-                                 allow_redirects=False)
+            reply = session.get(url, stream=True, timeout=self.timeout, verify=self.verify,
+                                allow_redirects=False)
             try:
                 self._check_peer(url, reply)
             except ValueError:
@@ -162,17 +162,17 @@ class AdsCache(threading.Thread):
     def _fetch(self, url: str, sha: str, target: Path) -> None:
         part = target.with_name(target.name + ".part")
         digest, size, started = hashlib.sha256(), 0, time.monotonic()
-        cut_off = None
+        # A server that trickles a byte just inside every read timeout (headers or body) would
+        # hold a read, and this thread, for hours: at the time limit every socket this download
+        # opened is shut down, which ends a read in progress (closing the reply from another
+        # thread does not).
+        watch = _Sockets()
+        session = watch.session()
+        cut_off = threading.Timer(self.fetch_seconds, watch.shut_down)
+        cut_off.daemon = True
+        cut_off.start()
         try:
-            with self._open(url) as reply:
-                # A server that trickles a byte just inside every read timeout would hold a
-                # read (and this thread) for hours: at the time limit the socket is shut down,
-                # which ends a read in progress (closing the reply from another thread does not).
-                cut_off = threading.Timer(max(0.0, self.fetch_seconds - (time.monotonic()
-                                                                        - started)),
-                                          _shut_down, args=(reply,))
-                cut_off.daemon = True
-                cut_off.start()
+            with self._open(session, url) as reply:
                 reply.raise_for_status()
                 declared = int(reply.headers.get("Content-Length") or 0)
                 if declared > MAX_AD_BYTES:
@@ -195,14 +195,14 @@ class AdsCache(threading.Thread):
                 raise ValueError(f"checksum mismatch: got sha256 {digest.hexdigest()[:12]}…, "
                                  f"playlist says {sha[:12]}…")
             part.rename(target)
-        except (requests.RequestException, OSError) as exc:
-            if time.monotonic() - started >= self.fetch_seconds:
+        except (requests.RequestException, OSError):
+            if watch.expired:
                 raise ValueError(f"still downloading after {self.fetch_seconds:.0f} s: cut "
                                  "off") from None
             raise
         finally:
-            if cut_off is not None:
-                cut_off.cancel()
+            cut_off.cancel()
+            session.close()
             part.unlink(missing_ok=True)  # no half file left behind, whatever went wrong
 
 
@@ -225,10 +225,56 @@ def _socket_of(reply: requests.Response) -> socket.socket | None:
     return sock
 
 
-def _shut_down(reply: requests.Response) -> None:
-    sock = _socket_of(reply)
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already closed: the download ended by itself
+class _Sockets:
+    """The sockets one download opens (its redirects' too), so that its time limit can shut
+    them down: a requests session whose connections report the socket they make."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.expired = False
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def shut_down(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+    def session(self) -> requests.Session:
+        from urllib3.connection import HTTPConnection, HTTPSConnection
+        from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+        watch = self
+
+        class Connection(HTTPConnection):
+            def _new_conn(self):
+                sock = super()._new_conn()
+                watch.add(sock)
+                return sock
+
+        class TlsConnection(HTTPSConnection):
+            def _new_conn(self):
+                sock = super()._new_conn()  # the TCP socket TLS is then wrapped around
+                watch.add(sock)
+                return sock
+
+        pools = {"http": type("Pool", (HTTPConnectionPool,), {"ConnectionCls": Connection}),
+                 "https": type("TlsPool", (HTTPSConnectionPool,),
+                               {"ConnectionCls": TlsConnection})}
+        session = requests.Session()
+        for adapter in session.adapters.values():
+            adapter.poolmanager.pool_classes_by_scheme = pools
+        return session
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed: the download ended by itself

@@ -182,3 +182,39 @@ def test_a_name_that_rebinds_to_this_device_is_refused_before_its_body_is_read(t
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_server_trickling_its_headers_is_cut_off_at_the_time_limit(tmp_path):
+    """Review of issue 15: the time limit was armed only once the headers had come, so a server
+    sending a header line a byte at a time still held the ads thread."""
+    import socket
+
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def trickle():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        try:
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 10000:
+                if stop.wait(0.2):
+                    break
+                conn.sendall(bytes([byte]))
+        except OSError:
+            pass
+        finally:
+            conn.close()
+    threading.Thread(target=trickle, daemon=True).start()
+    try:
+        ad = {"url": f"http://127.0.0.1:{listener.getsockname()[1]}/ad.png", "sha256": "6" * 64,
+              "seconds": 8}
+        cache = AdsCache(tmp_path / "ads", [ad], refuse_loopback=False, timeout=5,
+                         fetch_seconds=1.0)
+        done = threading.Thread(target=cache.sync_once, daemon=True)
+        done.start()
+        done.join(timeout=20)
+        assert not done.is_alive(), "still reading trickled headers long past the limit"
+        assert "still downloading after 1 s" in cache.status()["6" * 64]
+    finally:
+        stop.set()
+        listener.close()
