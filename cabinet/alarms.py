@@ -88,12 +88,12 @@ class Alarms:
         if kind not in self._unsaved:
             log.error("ALARM %s: the database cannot be written: %s", kind, exc)
             self._unsaved[kind] = {"alarm_id": None, "kind": kind, "raised_at": utc_now(),
-                                   "detail": f"the database cannot be written ({exc}); alarms "
-                                             "are kept in memory, no new session starts"}
+                                   "detail": f"the database could not be written ({exc})"}
 
     def retry(self) -> bool:
         """Write what was kept in memory; True when the store takes writes again (or never
-        failed). A storage alarm is written raised and cleared: it is history by then."""
+        failed). A storage alarm is written raised: the controller clears it once the card has
+        room again (cabinet/reserve.py)."""
         if not self.storage_failing:
             return True
         try:
@@ -102,8 +102,6 @@ class Alarms:
                 del self._unsaved_clears[kind]
             for kind, alarm in list(self._unsaved.items()):
                 self.store.raise_alarm(kind, alarm["detail"])
-                if kind in ("disk_full", "storage_error"):
-                    self.store.clear_alarm(kind)
                 del self._unsaved[kind]
         except STORAGE_ERRORS as exc:
             log.debug("the database still cannot be written: %s", exc)

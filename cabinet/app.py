@@ -27,7 +27,8 @@ from .preflight import preflight
 from .controller import Actuators, Controller
 from .events import DeviceFaulted
 from .hardware import build_hardware
-from .store import Store
+from .reserve import Reserve
+from .store import Store, StoreError
 from .systemd import Notifier
 from .ui.server import UiServer
 from .ui.setup_status import SetupStatus
@@ -44,11 +45,10 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
     with ExitStack() as stack:
         # Claimed before anything is opened: a second daemon on the same folder or port stops
         # here with one line, without touching the first one's database.
-        stack.enter_context(_claim_data_dir(data_dir))
+        reserve = Reserve(data_dir)
+        stack.enter_context(_claim_data_dir(data_dir, reserve))
         listener = stack.enter_context(_claim_port(config.http.host, http_port))
-        store = stack.enter_context(closing(Store(data_dir / "cabinet.db",
-                                                  cabinet_id=config.cabinet.id,
-                                                  software_version=__version__)))
+        store = stack.enter_context(closing(_open_store(config, data_dir, reserve)))
         planogram = _planogram(config, store)
         stock = [] if planogram is None else [
             (shelf, sku, planogram.products[sku].unit_grams, count)
@@ -65,7 +65,7 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
             weigh_fast=lambda on: hardware.shelves.set_interval(fast if on else idle)),
             store, notifier=notifier, events=events, planogram=planogram,
             access_keys=_access_keys(checked.access_keys, hardware.sim, data_dir), data_dir=str(data_dir),
-            on_ads=ads.set_playlist,
+            on_ads=ads.set_playlist, reserve=reserve,
             # A simulation keeps its face key beside its data, not in /etc.
             face_key=str(data_dir / "sim" / "face.key") if hardware.sim is not None else None)
         stack.callback(hardware.lock.lock)  # belt and braces: locked before the relays close
@@ -136,7 +136,7 @@ class StartError(Exception):
 
 
 @contextmanager
-def _claim_data_dir(data_dir: Path):
+def _claim_data_dir(data_dir: Path, reserve: Reserve):
     """An exclusive lock on the data folder for the daemon's lifetime (released by the kernel
     when the process dies, so a power cut leaves no stale lock)."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -149,7 +149,13 @@ def _claim_data_dir(data_dir: Path):
         raise StartError(f"{data_dir} is in use by another cabinetd (pid {holder}): stop that "
                          "one first, or give this one its own --data-dir", status=2) from None
     os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError as exc:  # a full card: the lock holds all the same; the pid is a courtesy
+        if not (exc.errno == errno.ENOSPC and reserve.release()):
+            log.warning("%s: cannot write the pid: %s", data_dir / "cabinetd.lock", exc.strerror)
+        else:
+            os.write(fd, f"{os.getpid()}\n".encode())
     try:
         yield
     finally:
@@ -211,6 +217,20 @@ def _start_sync(config: Config, token: str, store: Store, controller: Controller
     uploader.start()
     poller.start()
     log.info("syncing with %s", s.backend_url)
+
+
+def _open_store(config: Config, data_dir: Path, reserve: Reserve) -> Store:
+    """The database; on a full card (SQLite cannot even start its write-ahead log) the room kept
+    for it is given back first, so that a cabinet restarted on a full card still starts."""
+    def open_it() -> Store:
+        return Store(data_dir / "cabinet.db", cabinet_id=config.cabinet.id,
+                     software_version=__version__)
+    try:
+        return open_it()
+    except StoreError:
+        if not reserve.release():
+            raise
+        return open_it()
 
 
 def _planogram(config: Config, store: Store) -> Planogram | None:

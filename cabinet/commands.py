@@ -123,7 +123,11 @@ class CommandRunner:
             if command_id is None:
                 log.error("command without a usable id ignored: %s", exc)
                 return None
-            if not self.store.claim_command(command_id, type_of(raw)):
+            try:
+                if not self.store.claim_command(command_id, type_of(raw)):
+                    return None
+            except STORAGE_ERRORS as failure:  # answered when it comes again, space permitting
+                self._storage_failed(failure)
                 return None
             return self._finish(command_id, type_of(raw),
                                 Outcome("rejected", str(exc)))
@@ -165,8 +169,13 @@ class CommandRunner:
         return None
 
     def _finish(self, command_id: str, kind: str, outcome: Outcome) -> Outcome:
-        self.store.finish_command(command_id, kind, outcome.status, outcome.detail,
-                                  outcome.result)
+        try:
+            self.store.finish_command(command_id, kind, outcome.status, outcome.detail,
+                                      outcome.result)
+        except STORAGE_ERRORS as exc:  # it ran; only its result is lost (reported after a restart)
+            self._storage_failed(exc)
+            log.error("command %s (%s): %s, but the result cannot be recorded: %s", command_id,
+                      kind, outcome.status, exc)
         log.info("command %s (%s): %s%s", command_id, kind, outcome.status,
                  f": {outcome.detail}" if outcome.detail else "")
         if kind == "restart" and outcome.status == "done":

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # Alarms that stay until a technician has looked (the rest clear when their cause goes).
 ACKNOWLEDGED_ALARMS = frozenset({"forced_open", "face_attempts", "settle_error"})
 STORAGE_RETRY_SECONDS = 5.0
+ROOM_CHECK_SECONDS = 15.0   # while disk_full is up: is there room for the reserve again?
 
 
 class Lock(Protocol):
@@ -74,7 +75,8 @@ class Controller:
                  clock: Callable[[], float] = time.monotonic, notifier: Notifier | None = None,
                  events: queue.Queue | None = None, planogram: Planogram | None = None,
                  access_keys: dict[int, PublicKey] | None = None, data_dir: str | None = None,
-                 on_ads: Callable[[list], None] | None = None, face_key: str | None = None):
+                 on_ads: Callable[[list], None] | None = None, face_key: str | None = None,
+                 reserve: Any = None):
         self.config = config
         self.out = actuators
         self.store = store
@@ -112,6 +114,9 @@ class Controller:
         self.temperature: dict[str, Any] | None = None
         self.last_scan: dict[str, Any] | None = None
         self.alarm_book = Alarms(store)
+        # The room kept on the card for the database (cabinet/reserve.py); None in tests.
+        self.reserve = reserve
+        self._storage_timer = None
         self.outbox = store.outbox_counts()
         self.snapshot: dict[str, Any] = {}
         self.handled = 0
@@ -134,6 +139,9 @@ class Controller:
         self.sync = SyncControl(self, data_dir=data_dir, on_ads=on_ads)
         if self.notifier.watchdog_seconds:
             self._schedule_watchdog(self.notifier.watchdog_seconds / 2)
+        if self.reserve is not None and not self.reserve.ensure():
+            self.raise_alarm("disk_full", "the card has no room left for the database's reserve")
+            self._retry_storage_in(ROOM_CHECK_SECONDS)
         self._publish()
 
     # --- posting (any thread) -------------------------------------------------------------------
@@ -442,23 +450,38 @@ class Controller:
             self._after_alarm_write()
 
     def storage_failed(self, exc: BaseException) -> None:
-        """The store refused a write (a full disk): alarm from memory, retry until it takes."""
+        """The store refused a write (a full disk): alarm from memory, give the database the
+        room kept for it, and retry until the store takes writes."""
         self.alarm_book.storage_failed(exc)
+        if self.reserve is not None and self.reserve.release():
+            self._retry_storage_in(0.0)
         self._after_alarm_write()
 
     def _after_alarm_write(self) -> None:
         if self.alarm_book.storage_failing:
-            if "storage-retry" not in self.timers.pending():
-                self.timers.call_later(STORAGE_RETRY_SECONDS, "storage-retry",
-                                       self._retry_storage)
+            if self._storage_timer is None:
+                self._retry_storage_in(STORAGE_RETRY_SECONDS)
             return
         self.outbox = self.store.outbox_counts()
 
+    def _retry_storage_in(self, seconds: float) -> None:
+        if self._storage_timer is not None:
+            self._storage_timer.cancel()
+        self._storage_timer = self.timers.call_later(seconds, "storage-retry",
+                                                     self._retry_storage)
+
     def _retry_storage(self) -> None:
-        if self.alarm_book.retry():
-            self.outbox = self.store.outbox_counts()
-        else:
-            self.timers.call_later(STORAGE_RETRY_SECONDS, "storage-retry", self._retry_storage)
+        self._storage_timer = None
+        if not self.alarm_book.retry():
+            self._retry_storage_in(STORAGE_RETRY_SECONDS)
+            return
+        self.outbox = self.store.outbox_counts()
+        if self.reserve is None or self.reserve.ensure():
+            for kind in ("disk_full", "storage_error"):
+                self.clear_alarm(kind)   # the card has room again
+        elif self.alarms and any(a["kind"] in ("disk_full", "storage_error")
+                                 for a in self.alarms):
+            self._retry_storage_in(ROOM_CHECK_SECONDS)  # selling on the reserve: look for room
 
     def end_session(self, by: str) -> dict[str, Any]:
         """`cabinet session end`, the `end_session` command: a stuck session ended by a person."""

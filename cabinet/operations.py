@@ -60,6 +60,7 @@ class Arg:
     limit: int = 200                      # text: characters; list: items
     low: float | None = None              # number: the range
     high: float | None = None
+    empty: bool = False                   # list: may be empty
     check: Callable[[Any], str | None] | None = None
 
     def problem(self, value: Any) -> str | None:
@@ -73,8 +74,10 @@ class Arg:
             if not isinstance(value, str) or not value.strip() or len(value) > self.limit:
                 return f"must be a non-empty string of at most {self.limit} characters"
         elif self.kind == "list":
-            if not isinstance(value, list) or not value or len(value) > self.limit:
-                return f"must be a non-empty list of at most {self.limit} items"
+            if not isinstance(value, list) or (not value and not self.empty) \
+                    or len(value) > self.limit:
+                return (f"must be a{'' if self.empty else ' non-empty'} list of at most "
+                        f"{self.limit} items")
         elif self.kind == "object":
             if not isinstance(value, dict):
                 return "must be an object"
@@ -199,9 +202,9 @@ def _delete_faces(ctx: Context, args, source) -> dict[str, Any]:
 
 def _set_ads(ctx: Context, args, source) -> dict[str, Any]:
     playlist = playlist_of(args)
-    ctx.cabinet.store.set_value("ads.playlist", playlist)
     if ctx.on_ads is not None:
-        ctx.on_ads(playlist)
+        ctx.on_ads(playlist)  # first: dropping the files no longer listed may be what frees the card
+    ctx.cabinet.store.set_value("ads.playlist", playlist)
     return {"ads": len(playlist)}
 
 
@@ -257,10 +260,11 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     Operation("enroll_faces", "enrol (or remove) members for face checkout",
               (Arg("members", "list", limit=500),), _BOTH, _enroll_faces, route="faces/enrol"),
     Operation("delete_faces", "delete members for good",
-              (Arg("member_ids", "list", limit=500, check=_member_ids),), _BOTH, _delete_faces,
-              route="faces/delete"),
+              (Arg("member_ids", "list", limit=500, empty=True, check=_member_ids),), _BOTH,
+              _delete_faces, route="faces/delete"),
     Operation("set_ads", "the ads playlist",
-              (Arg("playlist", "list", limit=100, check=_playlist),), frozenset({BACKEND}),
+              (Arg("playlist", "list", limit=100, empty=True, check=_playlist),),
+              frozenset({BACKEND}),
               _set_ads),
     Operation("request_diagnostics", "state, alarms, faults, queue, store integrity, free disk",
               (), frozenset({BACKEND}), _request_diagnostics),

@@ -83,3 +83,12 @@ def test_arguments_are_checked_by_the_schema_with_the_transports_names():
         assert refused.value.kind == "invalid" and "celsius must be a" in str(refused.value)
     assert operations.checked(operations.OPERATIONS["set_setpoint"], {"celsius": 3}) == \
         {"celsius": 3}
+
+
+def test_an_empty_playlist_or_id_list_is_an_answer_not_a_mistake():
+    """An empty ads playlist clears the ads (and frees the card); enrolling nobody is a mistake."""
+    ops = operations.OPERATIONS
+    assert operations.checked(ops["set_ads"], {"playlist": []}) == {"playlist": []}
+    assert operations.checked(ops["delete_faces"], {"member_ids": []}) == {"member_ids": []}
+    with pytest.raises(operations.OperationError, match="members must be a non-empty list"):
+        operations.checked(ops["enroll_faces"], {"members": []})
