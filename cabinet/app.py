@@ -26,7 +26,7 @@ from .planogram import Planogram, PlanogramError, from_json, load as load_planog
 from .preflight import preflight
 from .controller import Actuators, Controller
 from .events import DeviceFaulted
-from .hardware import build_hardware
+from .hardware import Devices, build_hardware
 from .reserve import Reserve
 from .store import Store, StoreError
 from .systemd import Notifier
@@ -36,10 +36,10 @@ from .ui.setup_status import SetupStatus
 log = logging.getLogger("cabinetd")
 
 
-def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> int:
+def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> int:
     notifier = Notifier()
     # The same checks as --check-config (its warnings are logged where each part starts).
-    checked = preflight(config, simulate=simulate)
+    checked = preflight(config, deployed=devices.deployed)
     token = checked.token
     events: queue.Queue = queue.Queue()
     with ExitStack() as stack:
@@ -53,7 +53,7 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
         stock = [] if planogram is None else [
             (shelf, sku, planogram.products[sku].unit_grams, count)
             for shelf, skus in planogram.shelves.items() for sku, count in skus.items()]
-        hardware = build_hardware(config, events.put, simulate=simulate, stack=stack,
+        hardware = build_hardware(config, events.put, devices=devices, stack=stack,
                                   data_dir=data_dir, stock=stock)
         fast, idle = config.shelves.session_poll_interval_seconds, config.shelves.poll_interval_seconds
         from .ads import AdsCache
@@ -64,10 +64,11 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
             heater=hardware.heater,
             weigh_fast=lambda on: hardware.shelves.set_interval(fast if on else idle)),
             store, notifier=notifier, events=events, planogram=planogram,
-            access_keys=_access_keys(checked.access_keys, hardware.sim, data_dir), data_dir=str(data_dir),
+            access_keys=(checked.access_keys if hardware.sim is None
+                         else hardware.sim.access_keys(checked.access_keys)),
+            data_dir=str(data_dir),
             on_ads=ads.set_playlist, reserve=reserve,
-            # A simulation keeps its face key beside its data, not in /etc.
-            face_key=str(data_dir / "sim" / "face.key") if hardware.sim is not None else None)
+            face_key=None if hardware.sim is None else hardware.sim.face_key)
         stack.callback(hardware.lock.lock)  # belt and braces: locked before the relays close
         from .ui.voice import Speaker
         speaker = Speaker(Path(__file__).parent / "ui" / "static" / "strings.json",
@@ -85,10 +86,12 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
                                                     ("calibration", {"shelves": value})))
         calibration = ShelfCalibration(hardware.shelves, save_scales, saved_scales)
         from .selftest import SelfTest
+        if hardware.sim is not None:
+            hardware.sim.attach(controller)  # for its stand-ins: authorise, remote_unlock
         ui = UiServer(listener, controller=controller, sim=hardware.sim,
                       ads=ads, speaker=speaker, selftest=SelfTest(controller, hardware, data_dir),
                       calibration=calibration, camera=hardware.camera,
-                      setup=None if simulate else SetupStatus())
+                      setup=SetupStatus() if devices.deployed else None)
         stack.callback(ui.close)
         ui.start()
         log.info("listening on %s (state at %s/api/state)", ui.url, ui.url)
@@ -116,7 +119,7 @@ def run(config: Config, *, simulate: bool, data_dir: Path, http_port: int) -> in
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
-        mode = "simulation" if simulate else "hardware"
+        mode = devices.name
         notifier.ready(f"cabinet {config.cabinet.id} running on {mode}")
         log.info("cabinet %s ready (%s, data in %s)", config.cabinet.id, mode, data_dir)
         controller.run()
@@ -256,16 +259,3 @@ def _planogram(config: Config, store: Store) -> Planogram | None:
     store.save_planogram(planogram.to_json())
     log.info("planogram %r loaded from %s", planogram.version, path)
     return planogram
-
-
-def _access_keys(keys: dict, sim, data_dir: Path) -> dict:
-    """The backend's public keys; a simulation adds its own stand-in backend key (id 0), whose
-    private half is in DATA/sim/access-signing-key for `cabinet token mint`."""
-    from .access.codes import ensure_key_pair
-
-    keys = dict(keys)
-    if sim is not None and 0 not in keys:
-        path, key = ensure_key_pair(data_dir / "sim")
-        keys[0] = key
-        log.info("simulation: access codes signed with %s (key id 0) are accepted", path)
-    return keys

@@ -118,14 +118,15 @@ def daemon_main(argv: list[str] | None = None) -> int:
         print(f"cabinetd: --http-port {args.http_port}: must be 0-65535", file=sys.stderr)
         return EXIT_CONFIG
     if args.check_config:
-        return _report_check(config, args.simulate, "cabinetd")
+        return _report_check(config, not args.simulate, "cabinetd")
     _setup_logging(args.log_level or config.cabinet.log_level)
     # A simulation never writes into the real cabinet's data folder, even on a real cabinet.
     data_dir = args.data_dir or (Path("var/simulation") if args.simulate
                                  else Path(config.cabinet.data_dir))
     from .app import StartError, run  # imported late: --check-config needs no drivers
+    from .hardware import devices
     try:
-        return run(config, simulate=args.simulate, data_dir=data_dir.resolve(),
+        return run(config, devices=devices(args.simulate), data_dir=data_dir.resolve(),
                    http_port=config.http.port if args.http_port is None else args.http_port)
     except ConfigError as exc:
         logging.getLogger("cabinetd").critical("config error: %s", exc)
@@ -462,15 +463,15 @@ def _check_config(args) -> int:
     except ConfigError as exc:
         print(f"cabinet: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return _report_check(config, False, "cabinet")
+    return _report_check(config, True, "cabinet")
 
 
-def _report_check(config: Config, simulate: bool, prog: str) -> int:
+def _report_check(config: Config, deployed: bool, prog: str) -> int:
     """Everything the daemon checks before it starts (cabinet/preflight.py), one line each."""
     from .preflight import check_config
 
     try:
-        checked = check_config(config, simulate=simulate)
+        checked = check_config(config, deployed=deployed)
     except ConfigError as exc:
         print(f"{prog}: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -1,10 +1,14 @@
 """Build the cabinet's devices from config: the one place that knows whether they are simulated.
 
-`build_hardware(config, emit, simulate, stack, data_dir)` returns the same Hardware either way. With
-`simulate`, the pin factory is gpiozero's MockFactory and the serial ports, 1-Wire tree and camera
-are the twins of drivers/sim, built first so that the real driver code opens their paths. Everything
-is registered on the caller's ExitStack, so shutdown runs in reverse order and the lock relay,
-created first, is the last thing released.
+`devices(simulate)` (called by the CLI's argument parsing) says what the daemon runs on, as the rest
+of it needs to know: a `Devices` whose fields say what changes (is this a deployed cabinet whose
+files a technician must get right?), never "is it a simulation?". `build_hardware(config, emit,
+devices, stack, data_dir)` returns the same Hardware either way; on twins, the pin factory is
+gpiozero's MockFactory and the serial ports, 1-Wire tree and camera are the twins of drivers/sim,
+built first so that the real driver code opens their paths, and `Hardware.sim` is the simulation's
+handle (cabinet/sim_controls.py: its /sim routes, its own keys). Everything is registered on the
+caller's ExitStack, so shutdown runs in reverse order and the lock relay, created first, is the last
+thing released.
 """
 
 from __future__ import annotations
@@ -26,8 +30,24 @@ from drivers.shelf import ShelfBoard, ShelfReader
 from drivers.thermometer import Ds18b20Reader, ModbusThermometerReader
 
 from .config import Config
+from .sim_controls import SimulationHandle
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Devices:
+    """What the daemon runs on. `deployed`: a cabinet in the field, whose deployment files (device
+    token, access keys, face key, planogram, first boot) a technician must get right, so their
+    problems are warned about; twins bring their own."""
+    name: str          # "hardware" or "simulation", for the log
+    twins: bool        # the devices are drivers/sim's twins
+    deployed: bool
+
+
+def devices(simulate: bool) -> Devices:
+    return (Devices("simulation", twins=True, deployed=False) if simulate
+            else Devices("hardware", twins=False, deployed=True))
 
 
 @dataclass
@@ -42,7 +62,7 @@ class Hardware:
     camera: CameraReader | None = None
     shelves: ShelfReader | None = None
     lock_feedback: LockFeedback | None = None
-    sim: Any = None  # drivers.sim.world.SimulatedCabinet when simulating
+    sim: Any = None  # the simulation's handle (cabinet/sim_controls.py) on twins, else None
     gpio_fault: str | None = None  # why the GPIO lines cannot be driven (pins are stand-ins)
 
     def start(self) -> None:
@@ -55,11 +75,11 @@ class Hardware:
             self.lock_feedback.announce()
 
 
-def _pin_factory(config: Config, simulate: bool) -> tuple[Any, str | None]:
+def _pin_factory(config: Config, twins: bool) -> tuple[Any, str | None]:
     """The pin factory, and why the real one is unusable (None when it is fine)."""
     from gpiozero.pins.mock import MockFactory
 
-    if simulate or config.gpio.pin_factory == "mock":
+    if twins or config.gpio.pin_factory == "mock":
         return MockFactory(), None
     # Chosen explicitly: gpiozero's fallback chain could silently pick a factory that cannot
     # drive the pins, and an unlocked door must never be the result of a guess.
@@ -76,15 +96,15 @@ def _pin_factory(config: Config, simulate: bool) -> tuple[Any, str | None]:
             " exists")
 
 
-def build_hardware(config: Config, emit: Callable[[object], None], *, simulate: bool,
+def build_hardware(config: Config, emit: Callable[[object], None], *, devices: Devices,
                    stack: ExitStack, data_dir: Path,
                    stock: list[tuple[int, str, float, int]] = ()) -> Hardware:
     """`stock` (shelf, sku, unit grams, count) fills the simulated shelves the first time a
     simulation runs in `data_dir`; later runs continue from the simulated world's saved state."""
-    factory, gpio_fault = _pin_factory(config, simulate)
+    factory, gpio_fault = _pin_factory(config, devices.twins)
     if gpio_fault is not None:
         log.critical("%s", gpio_fault)
-    if simulate or gpio_fault is not None:
+    if devices.twins or gpio_fault is not None:
         stack.callback(factory.reset)  # releases the mock pins, as a test's teardown must
     # The lock first, driven locked, before anything else can fail or take time.
     lock = stack.enter_context(LockRelay(config.lock.pin, active_high=config.lock.active_high,
@@ -101,7 +121,7 @@ def build_hardware(config: Config, emit: Callable[[object], None], *, simulate: 
     open_camera = lambda: open_v4l2(config.camera.device, config.camera.width,  # noqa: E731
                                     config.camera.height, config.camera.frames_per_second)
     camera_where = config.camera.device
-    if simulate:
+    if devices.twins:
         sim = stack.enter_context(closing(_build_simulation(config, factory, data_dir / "sim",
                                                             stock)))
         sim.attach_relays(lambda: relays["compressor"].energised,
@@ -158,7 +178,8 @@ def build_hardware(config: Config, emit: Callable[[object], None], *, simulate: 
     return Hardware(pin_factory=factory, lock=lock, door=door, buzzer=relays["buzzer"],
                     compressor=relays["compressor"], heater=relays["heater"],
                     readers=readers, camera=camera, shelves=shelves, lock_feedback=lock_feedback,
-                    sim=sim, gpio_fault=gpio_fault)
+                    sim=None if sim is None else SimulationHandle(sim, data_dir),
+                    gpio_fault=gpio_fault)
 
 
 def _build_simulation(config: Config, factory, folder: Path, stock):

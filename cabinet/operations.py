@@ -11,6 +11,7 @@ Adding an operation is one `Operation(...)` entry below and its handler.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -87,6 +88,31 @@ class Arg:
 
     def _range(self) -> str:
         return "" if self.low is None else f" from {self.low:g} to {self.high:g}"
+
+
+def get_arg(body: Any, key: str, kind):
+    """`body[key]` of the type `kind` (not a bool for a number); invalid saying why not."""
+    if not isinstance(body, dict) or key not in body:
+        raise invalid(f"missing {key!r}")
+    value = body[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or isinstance(value, bool):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise invalid(f"{key!r} must be {names}, got {json.dumps(value)}")
+    return value
+
+
+def number(body: Any, key: str) -> float:
+    """A JSON number that is a real, finite quantity (a 400-digit integer, NaN or Infinity is a
+    bad request, not an OverflowError that drops the connection)."""
+    value = get_arg(body, key, (int, float))
+    try:
+        result = float(value)
+    except OverflowError:
+        result = math.inf
+    if not math.isfinite(result):
+        raise invalid(f"{key!r} must be a finite number")
+    return result
 
 
 def _member_ids(ids: list) -> str | None:

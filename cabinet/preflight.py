@@ -26,7 +26,9 @@ class Preflight:
     warnings: list[str] = field(default_factory=list)
 
 
-def preflight(config: Config, *, simulate: bool = False) -> Preflight:
+def preflight(config: Config, *, deployed: bool = True) -> Preflight:
+    """`deployed`: a cabinet in the field (hardware.Devices), whose deployment files are warned
+    about; twins bring their own keys and planogram."""
     from .access.control import load_keys_file
 
     warnings: list[str] = []
@@ -34,7 +36,7 @@ def preflight(config: Config, *, simulate: bool = False) -> Preflight:
     if config.sync.backend_url:
         token = read_secret(config.sync.device_token_file, "device token")
         owner = os.stat(config.sync.device_token_file).st_uid
-        if os.geteuid() == 0 and owner == 0 and not simulate:
+        if os.geteuid() == 0 and owner == 0 and deployed:
             # Read here as root; the service reads it as its own user (cabinet).
             warnings.append(f"sync.device_token_file: {config.sync.device_token_file} is "
                             "root's, mode 0600: the cabinet user cannot read it (run: chown "
@@ -43,11 +45,11 @@ def preflight(config: Config, *, simulate: bool = False) -> Preflight:
         keys = load_keys_file(config.access.keys_file)
     except ValueError as exc:
         raise ConfigError(f"access.keys_file: {exc}") from None
-    if not keys and not simulate:
+    if not keys and deployed:
         why = "holds no keys" if Path(config.access.keys_file).exists() else "does not exist"
         warnings.append(f"access.keys_file: {config.access.keys_file} {why}: access codes "
                         "cannot open the door")
-    if config.face.enabled and not simulate:
+    if config.face.enabled and deployed:
         key = Path(config.face.key_file)
         if key.exists() and os.stat(key).st_mode & 0o077:
             warnings.append(f"face.key_file: {key} can be read by others: face checkout stays "
@@ -55,18 +57,18 @@ def preflight(config: Config, *, simulate: bool = False) -> Preflight:
     return Preflight(token, keys, warnings)
 
 
-def check_config(config: Config, *, simulate: bool = False) -> Preflight:
+def check_config(config: Config, *, deployed: bool = True) -> Preflight:
     """`--check-config`: the start's checks, and the planogram file its first start would load."""
     from .planogram import PlanogramError, load as load_planogram
 
-    checked = preflight(config, simulate=simulate)
+    checked = preflight(config, deployed=deployed)
     planogram = Path(config.checkout.planogram_file)
     if planogram.exists():
         try:
             load_planogram(planogram, {s.id for s in config.shelves.shelf})
         except PlanogramError as exc:
             raise ConfigError(f"checkout.planogram_file: {exc}") from None
-    elif not simulate:
+    elif deployed:
         checked.warnings.append(f"checkout.planogram_file: {planogram} does not exist: the "
                                 "cabinet sells nothing until a planogram is loaded")
     return checked

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
-import signal
 import socket
 import threading
 from http import HTTPStatus
@@ -23,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import operations
-from ..operations import TECHNICIAN, OperationError
+from ..operations import TECHNICIAN, OperationError, get_arg, number
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -84,7 +81,7 @@ class UiServer:
 
         self._controller = controller
         self.operations = operations.Context(controller)
-        self._sim = sim
+        self.sim = sim  # the simulation's handle (cabinet/sim_controls.py), None on a cabinet
         self.setup = setup  # first boot's progress (ui/setup_status.py), None in a simulation
         self.selftest = selftest
         self.calibration = calibration
@@ -121,8 +118,8 @@ class UiServer:
     def state(self) -> dict[str, Any]:
         snapshot = dict(self._controller.snapshot)
         snapshot["setup"] = None if self.setup is None else self.setup.read()
-        if self._sim is not None:
-            snapshot["simulation"] = self._sim.snapshot()
+        if self.sim is not None:
+            snapshot["simulation"] = self.sim.snapshot()
         return snapshot
 
     def planogram(self) -> str:
@@ -175,14 +172,17 @@ class UiServer:
 
         if self.calibration is None:
             raise BadRequest("no shelves to calibrate")
-        shelf, step = _field(body, "shelf", int), _field(body, "step", str)
+        try:
+            shelf, step = get_arg(body, "shelf", int), get_arg(body, "step", str)
+            grams = number(body, "grams") if step == "span" else None
+        except OperationError as exc:
+            raise BadRequest(str(exc)) from None
         if self._controller.snapshot.get("session") is not None:
             raise Conflict("busy", "a session is open: calibrate when the cabinet is idle")
         try:
             if step == "tare":
                 return {"ok": True, **self.calibration.tare(shelf)}
             if step == "span":
-                grams = _number(body, "grams")
                 return {"ok": True, **self.calibration.span(shelf, grams)}
         except CalibrationError as exc:
             raise BadRequest(str(exc)) from None
@@ -191,145 +191,6 @@ class UiServer:
         except DeviceError as exc:
             raise Conflict("device_fault", f"shelf {shelf} does not answer: {exc}") from None
         raise BadRequest("step must be 'tare' or 'span'")
-
-    def sim_post(self, name: str, body: Any, raw: bytes, content_type: str) -> dict[str, Any]:
-        sim = self._sim
-        if name == "authorise":
-            return self._sim_authorise(body)
-        if name == "remote_unlock":
-            return self._sim_remote_unlock(body)
-        if name == "camera":
-            turn_head = False
-            if content_type.startswith("image/"):
-                data = raw
-            else:
-                path = _field(body, "path", str)
-                turn_head = body.get("turn_head", False)
-                if not isinstance(turn_head, bool):
-                    raise BadRequest("'turn_head' must be true or false")
-                try:
-                    data = Path(path).read_bytes()
-                except OSError as exc:
-                    raise BadRequest(f"cannot read image {path!r}: {exc.strerror}") from None
-            try:
-                sim.show_image(data, turn_head=turn_head)
-            except ValueError as exc:
-                raise BadRequest(str(exc)) from None
-            return {"ok": True, "bytes": len(data), "turn_head": turn_head}
-        if not isinstance(body, dict):
-            raise BadRequest("body must be a JSON object")
-        if name == "scan":
-            if "hex" in body:
-                try:
-                    sim.scan_bytes(bytes.fromhex(_field(body, "hex", str)))
-                except ValueError:
-                    raise BadRequest("'hex' must be hexadecimal digits") from None
-            else:
-                text = _field(body, "text", str)
-                if "\r" in text or "\n" in text:
-                    raise BadRequest("'text' is one scanner line: no CR or LF")
-                sim.scan(text)
-            return {"ok": True}
-        if name == "door":
-            state = _field(body, "state", str)
-            if state not in ("open", "closed"):
-                raise BadRequest("'state' must be \"open\" or \"closed\"")
-            sim.set_door(state == "open")
-            return {"ok": True, "door": state}
-        if name == "shelf":
-            shelf = _field(body, "shelf", int)
-            try:
-                if "grams" in body:
-                    sim.add_grams(shelf, _number(body, "grams"))
-                else:
-                    take, put = body.get("take", {}), body.get("put_back", {})
-                    if not take and not put:
-                        raise BadRequest("give 'take' or 'put_back' ({sku: count}) or 'grams'")
-                    for items, sign in ((take, 1), (put, -1)):
-                        if not isinstance(items, dict):
-                            raise BadRequest("'take' and 'put_back' map sku to a count")
-                        for sku, count in items.items():
-                            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-                                raise BadRequest(f"count for {sku!r} must be a positive integer")
-                            sim.take(shelf, sku, sign * count)
-            except (KeyError, ValueError) as exc:
-                raise BadRequest(exc.args[0] if exc.args else str(exc)) from None
-            return {"ok": True, "shelf": sim.snapshot()["shelves"][str(shelf)]}
-        if name == "ambient":
-            celsius = _number(body, "celsius")
-            if not -50 <= celsius <= 60:
-                raise BadRequest("'celsius' must be between -50 and 60")
-            sim.set_ambient(celsius)
-            return {"ok": True, "ambient_celsius": celsius}
-        if name in ("unplug", "plug"):
-            device = _field(body, "device", str)
-            try:
-                getattr(sim, name)(device)
-            except KeyError as exc:
-                raise BadRequest(exc.args[0]) from None
-            return {"ok": True, "device": device, "plugged": name == "plug"}
-        if name == "thermometer":
-            fault = body.get("fault")
-            if fault not in (None, "power_on", "crc", "all_ff", "gone"):
-                raise BadRequest("'fault' must be null, \"power_on\", \"crc\", \"all_ff\" or \"gone\"")
-            sim.set_thermometer_fault(fault)
-            return {"ok": True, "fault": fault}
-        if name == "lock":
-            try:
-                sim.jam_lock(body.get("jammed"))
-            except KeyError as exc:
-                raise BadRequest(exc.args[0]) from None
-            return {"ok": True, "jammed": body.get("jammed")}
-        if name == "power":
-            # As a power cut: no shutdown, no cleanup, no flush. Answer first so the caller knows.
-            threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGKILL)).start()
-            return {"ok": True, "power": "cut"}
-        raise LookupError(name)
-
-    def _sim_remote_unlock(self, body: Any) -> dict[str, Any]:
-        """The backend's remote_unlock command, for a simulation with no backend."""
-        c = self._controller
-        try:
-            result = c.call(lambda: operations.run(self.operations, "remote_unlock", body,
-                                                   operations.BACKEND))
-        except OperationError as exc:
-            if exc.kind == "invalid":
-                raise BadRequest(str(exc)) from None
-            raise Conflict(exc.reason, str(exc)) from None
-        return {"ok": True, **result}
-
-    def _sim_authorise(self, body: Any) -> dict[str, Any]:
-        """Stands in for the access modules (QR, phone, face) in simulation only."""
-        from ..checkout import Authorisation, Refused
-
-        if not isinstance(body, dict):
-            raise BadRequest("body must be a JSON object")
-        try:
-            auth = Authorisation(method="simulation", subject=_field(body, "subject", str),
-                                 role=body.get("role", "shopper"),
-                                 code_id=str(body.get("code_id", "sim")),
-                                 restock=bool(body.get("restock", False)),
-                                 restock_plan=body.get("restock_plan"))
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-        try:
-            session_id = self._controller.call(lambda: self._controller.authorise(auth))
-        except Refused as refusal:
-            raise Conflict(refusal.reason, str(refusal)) from None
-        return {"ok": True, "session_id": session_id}
-
-
-def _number(body: Any, key: str) -> float:
-    """A JSON number that is a real, finite quantity (a 400-digit integer, NaN or Infinity is a
-    bad request, not an OverflowError that drops the connection)."""
-    value = _field(body, key, (int, float))
-    try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
-        raise BadRequest(f"{key!r} must be a finite number")
-    return number
 
 
 def parse_json(raw: bytes) -> Any:
@@ -343,17 +204,6 @@ def parse_json(raw: bytes) -> Any:
         raise BadRequest("body is not JSON we read: nested too deep") from None
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise BadRequest(f"body is not JSON: {exc}") from None
-
-
-def _field(body: Any, key: str, kind):
-    if not isinstance(body, dict) or key not in body:
-        raise BadRequest(f"missing {key!r}")
-    value = body[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or isinstance(value, bool):
-        names = " or ".join(k.__name__ for k in kinds)
-        raise BadRequest(f"{key!r} must be {names}, got {json.dumps(value)}")
-    return value
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -540,8 +390,12 @@ class _Handler(BaseHTTPRequestHandler):
         if not path.startswith("/sim/"):
             self._send(404, {"error": f"no such resource: {path}"})
             return
-        if self.ui._sim is None:
+        if self.ui.sim is None:
             self._send(404, {"error": "simulation control exists only with cabinetd --simulate"})
+            return
+        route = self.ui.sim.routes.get(path[5:])
+        if route is None:
+            self._send(404, {"error": f"no such simulation control: {path}"})
             return
         content_type = (self.headers.get("Content-Type") or "application/json").split(";")[0]
         raw = self._read_body(MAX_IMAGE_BYTES if content_type.startswith("image/")
@@ -556,13 +410,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(400, {"error": str(exc)})
                 return
         try:
-            result = self.ui.sim_post(path[5:], body, raw, content_type)
-        except BadRequest as exc:
-            self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
-        except Conflict as exc:
-            self._send(HTTPStatus.CONFLICT, {"error": str(exc), "reason": exc.reason})
-        except LookupError:
-            self._send(404, {"error": f"no such simulation control: {path}"})
+            result = route(body, raw, content_type)
+        except OperationError as exc:
+            if exc.kind == "invalid":
+                self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            else:
+                self._send(HTTPStatus.CONFLICT, {"error": str(exc), "reason": exc.reason})
         except OSError as exc:
             self._send(HTTPStatus.CONFLICT, {"error": str(exc)})
         else:
