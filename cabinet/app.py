@@ -85,11 +85,16 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
             controller.call(lambda: store.set_value(CALIBRATION_KEY, value,
                                                     ("calibration", {"shelves": value})))
         calibration = ShelfCalibration(hardware.shelves, save_scales, saved_scales)
-        from .selftest import SelfTest
+        from .selftest import SelfTest, SelfTestPorts
         if hardware.sim is not None:
             hardware.sim.attach(controller)  # for its stand-ins: authorise, remote_unlock
         ui = UiServer(listener, controller=controller, sim=hardware.sim,
-                      ads=ads, speaker=speaker, selftest=SelfTest(controller, hardware, data_dir),
+                      ads=ads, speaker=speaker, selftest=SelfTest(SelfTestPorts(
+                          config, lambda: controller.snapshot, controller.out,
+                          lambda unlock: controller.call(lambda: controller.lock_test(unlock)),
+                          lambda: controller.call(store.quick_check),
+                          controller.access.synchronised, controller.face.vault.key_path),
+                          hardware, data_dir),
                       calibration=calibration, camera=hardware.camera,
                       setup=SetupStatus() if devices.deployed else None)
         stack.callback(ui.close)

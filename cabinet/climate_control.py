@@ -10,14 +10,12 @@ cold chain's state is persisted every tick while it matters, so a lockout surviv
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .climate import SETPOINT_RANGE, ClimateSettings, SensorCheck, Thermostat
 from .food_safety import ColdChain
+from .ports import Ports
 from .store import utc_now
-
-if TYPE_CHECKING:
-    from .controller import Controller
 
 log = logging.getLogger(__name__)
 COLD_CHAIN_KEY = "cold_chain"
@@ -29,14 +27,16 @@ SETPOINT_KEY = "climate.setpoint"
 class ClimateControl:
     tick_seconds = 5.0
 
-    def __init__(self, controller: "Controller"):
-        self.c = controller
-        k = controller.config.climate
-        now = controller.clock()
+    def __init__(self, ports: Ports, *, compressor: Any, heater: Any):
+        """`compressor`, `heater`: the two relays it drives (energise / release)."""
+        self.p = ports
+        self.compressor, self.heater = compressor, heater
+        k = ports.config.climate
+        now = ports.clock()
         self.setpoint_set_at: str | None = None   # None: the config's value
         setpoint = k.setpoint_celsius
         try:
-            saved = controller.store.get_value(SETPOINT_KEY)
+            saved = ports.store.get_value(SETPOINT_KEY)
         except ValueError as exc:   # unreadable: hold the config's value, say so
             saved = {"unreadable": str(exc)}
         if saved is not None:
@@ -53,7 +53,7 @@ class ClimateControl:
         self.cold_chain = ColdChain(k.food_safety_limit_celsius, now=now,
                                     recovery_seconds=k.recovery_minutes * 60,
                                     excursion_seconds=k.excursion_minutes * 60,
-                                    saved=controller.store.get_value(COLD_CHAIN_KEY))
+                                    saved=ports.store.get_value(COLD_CHAIN_KEY))
         self.check = SensorCheck()
         self.celsius: float | None = None
         self._read_at: float | None = None
@@ -63,26 +63,26 @@ class ClimateControl:
         self._sent_on = 0.0
         self._saved_state: dict | None = None
         self.reason = "starting"
-        controller.timers.call_later(0, "climate", self._tick)
+        ports.timers.call_later(0, "climate", self._tick)
 
     # --- inputs -----------------------------------------------------------------------------------
     def on_reading(self, celsius: float) -> None:
-        now = self.c.clock()
+        now = self.p.clock()
         problem = self.check.check(now, celsius, self.thermostat.compressor or self.thermostat.heater)
         if problem:
             if self._domain_fault is None or not problem.startswith(self._domain_fault[:12]):
                 self._domain_fault = problem
-                self.c.raise_alarm("sensor_fault", f"thermometer: {problem}")
+                self.p.alarms.raise_alarm("sensor_fault", f"thermometer: {problem}")
             self.celsius = None
             return
         if self._domain_fault is not None:
             self._domain_fault = None
-            self.c.clear_alarm("sensor_fault")
+            self.p.alarms.clear_alarm("sensor_fault")
         self.celsius, self._read_at = celsius, now
         lockout = self.cold_chain.reading(now, celsius)
         if lockout is not None:
             log.error("FOOD SAFETY LOCKOUT: %s (max %.2f °C)", lockout.reason, lockout.max_celsius)
-            self.c.raise_alarm("food_safety_lockout", f"perishables locked out: {lockout.reason}; "
+            self.p.alarms.raise_alarm("food_safety_lockout", f"perishables locked out: {lockout.reason}; "
                                f"max {lockout.max_celsius:.1f} °C, "
                                f"{lockout.above_seconds / 60:.0f} min above the limit")
             self._save(force=True)
@@ -93,7 +93,7 @@ class ClimateControl:
         self.check.reset()
 
     def on_door(self, is_open: bool) -> None:
-        now = self.c.clock()
+        now = self.p.clock()
         if is_open:
             self._door_open_since = self._door_open_since or now
         else:
@@ -101,11 +101,11 @@ class ClimateControl:
             self.cold_chain.grace(now)
 
     def on_restock(self) -> None:
-        self.cold_chain.grace(self.c.clock())
+        self.cold_chain.grace(self.p.clock())
 
     # --- technician and backend -------------------------------------------------------------------
     def _checked(self, celsius: float) -> float:
-        k = self.c.config.climate
+        k = self.p.config.climate
         low, high = SETPOINT_RANGE
         number = isinstance(celsius, (int, float)) and not isinstance(celsius, bool)
         if not number or not low <= celsius <= high \
@@ -120,7 +120,7 @@ class ClimateControl:
         celsius = self._checked(celsius)
         at = utc_now()
         # Saved with its outbox record in one transaction: reported done means it survives.
-        self.c.store.set_value(SETPOINT_KEY, {"celsius": celsius, "at": at},
+        self.p.store.set_value(SETPOINT_KEY, {"celsius": celsius, "at": at},
                                ("setpoint", {"setpoint_celsius": celsius}))
         self.thermostat.set_setpoint(celsius)
         self.setpoint_set_at = at
@@ -129,10 +129,10 @@ class ClimateControl:
         cleared = self.cold_chain.clear()
         if cleared is None:
             return False
-        self.c.store.set_value(COLD_CHAIN_KEY, self.cold_chain.state(self.c.clock()),
+        self.p.store.set_value(COLD_CHAIN_KEY, self.cold_chain.state(self.p.clock()),
                                ("food_safety", {"state": "cleared", "by": technician,
                                                 "lockout": cleared.__dict__}))
-        self.c.clear_alarm("food_safety_lockout")
+        self.p.alarms.clear_alarm("food_safety_lockout")
         return True
 
     @property
@@ -142,16 +142,15 @@ class ClimateControl:
     # --- the tick ---------------------------------------------------------------------------------
     def _tick(self) -> None:
         # Next tick first: a failure below must not stop the thermostat for good.
-        self.c.timers.call_later(self.tick_seconds, "climate", self._tick)
-        now = self.c.clock()
-        poll = self.c.config.thermometer.poll_interval_seconds
+        self.p.timers.call_later(self.tick_seconds, "climate", self._tick)
+        now = self.p.clock()
+        poll = self.p.config.thermometer.poll_interval_seconds
         fresh = self._read_at is not None and now - self._read_at <= 3 * poll + 1
         reading = self.celsius if fresh else None
         decision = self.thermostat.decide(now, reading, self._door_open_since)
         self.reason = decision.reason
-        out = self.c.out
-        (out.compressor.energise if decision.compressor else out.compressor.release)()
-        (out.heater.energise if decision.heater else out.heater.release)()
+        (self.compressor.energise if decision.compressor else self.compressor.release)()
+        (self.heater.energise if decision.heater else self.heater.release)()
         self._telemetry(now, reading, decision)
         self._save()
 
@@ -159,8 +158,8 @@ class ClimateControl:
         if reading is None:
             return
         due = (self._sent is None
-               or now - self._sent[0] >= self.c.config.climate.telemetry_interval_seconds
-               or abs(reading - self._sent[1]) >= self.c.config.climate.telemetry_change_celsius)
+               or now - self._sent[0] >= self.p.config.climate.telemetry_interval_seconds
+               or abs(reading - self._sent[1]) >= self.p.config.climate.telemetry_change_celsius)
         if not due:
             return
         on = self.thermostat.on_seconds
@@ -168,7 +167,7 @@ class ClimateControl:
         if self._sent is not None and now > self._sent[0]:
             duty = round((on - self._sent_on) / (now - self._sent[0]), 3)
         self._sent, self._sent_on = (now, reading), on
-        self.c.store.add_record("telemetry", {
+        self.p.store.add_record("telemetry", {
             "celsius": reading, "setpoint_celsius": self.thermostat.s.setpoint_celsius,
             "compressor": decision.compressor, "heater": decision.heater,
             "compressor_duty": duty,  # share of the time since the last sample
@@ -176,10 +175,10 @@ class ClimateControl:
             "door_open": self._door_open_since is not None, "sampled_at": utc_now()})
 
     def _save(self, force: bool = False) -> None:
-        state = self.cold_chain.state(self.c.clock())
+        state = self.cold_chain.state(self.p.clock())
         compare = {**state, "above_seconds": state["above_seconds"] is not None}
         if force or compare != self._saved_state or state["above_seconds"] is not None:
-            self.c.store.set_value(COLD_CHAIN_KEY, state)
+            self.p.store.set_value(COLD_CHAIN_KEY, state)
             self._saved_state = compare
 
     def snapshot(self) -> dict[str, Any]:

@@ -31,9 +31,12 @@ from .config import Config
 from .events import (CallRequested, CodeScanned, DeviceFaulted, DeviceRecovered, DoorClosed,
                      DoorOpened, LockSensed, ScanUnreadable, ShelfWeighed, StopRequested, TemperatureRead)
 from .planogram import Planogram
+from .ports import AlarmPort, Ports
 from .session_effects import SessionEffects
 from .store import Store, utc_now
 from .events import CommandsArrived, FaceAttemptFailed, FaceChecking, FaceRecognised, SyncReported
+from .commands import CommandRunner
+from .operations import Context
 from .sync_control import SyncControl
 from .systemd import Notifier, NotifyError
 from .timers import TimerHeap
@@ -44,7 +47,8 @@ log = logging.getLogger(__name__)
 # Alarms that stay until a technician has looked (the rest clear when their cause goes).
 ACKNOWLEDGED_ALARMS = frozenset({"forced_open", "face_attempts", "settle_error"})
 STORAGE_RETRY_SECONDS = 5.0
-ROOM_CHECK_SECONDS = 15.0   # while disk_full is up: is there room for the reserve again?
+ROOM_CHECK_SECONDS = 15.0
+LOCK_TEST_SECONDS = 3.0     # the longest the selftest may hold the lock open   # while disk_full is up: is there room for the reserve again?
 
 
 class Lock(Protocol):
@@ -95,11 +99,6 @@ class Controller:
 
         self.door_open: bool | None = None
         self.planogram = planogram
-        c = config.checkout
-        self.checkout = Checkout(Settings(c.unlock_timeout_seconds, c.door_open_warning_seconds,
-                                          c.door_open_alarm_seconds, c.settle_timeout_seconds,
-                                          c.shelf_tolerance_grams), SessionEffects(self),
-                                 clock=clock)
         self.receipt: dict[str, Any] | None = None
         self.last_refusal: dict[str, Any] | None = None
         # A session a crash left open is resumed once the door's state is known.
@@ -117,6 +116,16 @@ class Controller:
         # The room kept on the card for the database (cabinet/reserve.py); None in tests.
         self.reserve = reserve
         self._storage_timer = None
+        self._lock_test_timer = None   # the selftest's lock cycle, while it lasts
+        # What the helpers get instead of the controller (cabinet/ports.py).
+        self.ports = Ports(config, store, clock, self.timers,
+                           AlarmPort(self.raise_alarm, self.clear_alarm, lambda: self.alarms))
+        c = config.checkout
+        self.checkout = Checkout(Settings(c.unlock_timeout_seconds, c.door_open_warning_seconds,
+                                          c.door_open_alarm_seconds, c.settle_timeout_seconds,
+                                          c.shelf_tolerance_grams), SessionEffects(
+            self.ports, outputs=actuators, shelves=self.shelves, planogram=lambda: self.planogram,
+            finished=self.session_finished, storage_failed=self.storage_failed), clock=clock)
         self.outbox = store.outbox_counts()
         self.snapshot: dict[str, Any] = {}
         self.handled = 0
@@ -130,13 +139,19 @@ class Controller:
         # its shelves within a second, not after four idle polls.
         self._warming_up = True
         self.out.weigh_fast(True)
-        self.climate = ClimateControl(self)
-        self.access = AccessControl(self, access_keys or {})
+        self.climate = ClimateControl(self.ports, compressor=actuators.compressor,
+                                      heater=actuators.heater)
+        self.access = AccessControl(self.ports, access_keys or {}, authorise=self.authorise,
+                                    refused=self.refused)
         from .access.face_control import FaceAccess
-        self.face = FaceAccess(self, face_key or config.face.key_file)
+        self.face = FaceAccess(self.ports, face_key or config.face.key_file,
+                               authorise=self.authorise, refused=self.refused)
         self.phone = PhoneScan(config.cabinet.id, config.access.phone_url, clock=clock,
                                rotate_seconds=config.access.phone_nonce_seconds)
-        self.sync = SyncControl(self, data_dir=data_dir, on_ads=on_ads)
+        self.sync = SyncControl(self.ports, CommandRunner(
+            Context(self, data_dir=data_dir, on_ads=on_ads), store=store, clock=clock,
+            stop=self.stop, storage_failed=self.storage_failed),
+            pending=lambda: self.outbox["pending"])
         if self.notifier.watchdog_seconds:
             self._schedule_watchdog(self.notifier.watchdog_seconds / 2)
         if self.reserve is not None and not self.reserve.ensure():
@@ -336,8 +351,8 @@ class Controller:
                  CodeScanned: _on_code_scanned, ScanUnreadable: _on_scan_unreadable,
                  DeviceFaulted: _on_device_faulted, DeviceRecovered: _on_device_recovered,
                  LockSensed: _on_lock_sensed, CallRequested: _on_call, StopRequested: _on_stop,
-                 SyncReported: lambda self, e: self.sync.on_report(e),
-                 CommandsArrived: lambda self, e: self.sync.on_commands(e),
+                 SyncReported: lambda self, e: self._after_sync(self.sync.on_report, e),
+                 CommandsArrived: lambda self, e: self._after_sync(self.sync.on_commands, e),
                  FaceChecking: lambda self, e: self.face.on_checking(e),
                  FaceRecognised: lambda self, e: self.face.on_recognised(e),
                  FaceAttemptFailed: lambda self, e: self.face.on_failed(e)}
@@ -348,6 +363,8 @@ class Controller:
         try:
             if self._unfinished is not None:
                 raise Refused("recovering", "finishing the previous session first")
+            if self._lock_test_timer is not None:
+                raise Refused("selftest", "the selftest is cycling the lock; try again in a moment")
             if self.alarm_book.storage_failing:
                 raise Refused("storage", "the database cannot be written (is the disk full?): "
                                          "no sale could be recorded")
@@ -387,7 +404,11 @@ class Controller:
         log.info("access refused (%s, %s): %s", method, reason, detail)
 
     def session_finished(self, session: dict[str, Any], outcome: str,
-                         record: dict[str, Any] | None) -> None:
+                         record: dict[str, Any] | None, planogram: Planogram | None) -> None:
+        """A session's end is recorded (its outcome, record and new stock): follow it up."""
+        if planogram is not None:
+            self.planogram = planogram
+        self.out.weigh_fast(False)
         self.outbox = self.store.outbox_counts()
         self._door_opened_at = None
         log.info("session %s ended: %s%s", session["session_id"], outcome,
@@ -433,6 +454,13 @@ class Controller:
         self.store.save_planogram(new.to_json())
         self.planogram = new
         log.info("planogram replaced (version %r)", new.version)
+
+    def _after_sync(self, handle: Callable[[Any], None], event: Any) -> None:
+        """A sync event, then the outbox counted again (delivered, or new command results)."""
+        try:
+            handle(event)
+        finally:
+            self.outbox = self.store.outbox_counts()
 
     # --- alarms -----------------------------------------------------------------------------------
     @property
@@ -482,6 +510,22 @@ class Controller:
         elif self.alarms and any(a["kind"] in ("disk_full", "storage_error")
                                  for a in self.alarms):
             self._retry_storage_in(ROOM_CHECK_SECONDS)  # selling on the reserve: look for room
+
+    def lock_test(self, unlock: bool) -> None:
+        """The selftest's lock cycle, as a procedure of this thread: unlocked only when no session
+        is open (checked and done here, so none can start in between: authorise refuses while it
+        lasts), and relocked by a timer if the selftest does not relock within LOCK_TEST_SECONDS."""
+        if self._lock_test_timer is not None:
+            self._lock_test_timer.cancel()
+            self._lock_test_timer = None
+        if not unlock:
+            self.out.lock.lock()
+            return
+        if self.checkout.session is not None or self._unfinished is not None:
+            raise Refused("busy", "a session is open: the lock is not cycled")
+        self._lock_test_timer = self.timers.call_later(LOCK_TEST_SECONDS, "lock test",
+                                                       lambda: self.lock_test(False))
+        self.out.lock.unlock()
 
     def end_session(self, by: str) -> dict[str, Any]:
         """`cabinet session end`, the `end_session` command: a stuck session ended by a person."""

@@ -25,14 +25,26 @@ class Check:
     hint: str = ""
 
 
+@dataclass(frozen=True)
+class SelfTestPorts:
+    """What the selftest reads and does, and nothing more (it runs on an HTTP thread)."""
+    config: Any                                 # cabinet.config.Config
+    state: Callable[[], dict[str, Any]]         # the controller's published snapshot
+    outputs: Any                                # the relays, read back (controller.Actuators)
+    lock_test: Callable[[bool], None]           # the controller's lock-cycle procedure
+    store_check: Callable[[], str]              # the database's quick_check, on its thread
+    clock_trusted: Callable[[], bool]
+    face_key_path: str
+
+
 class SelfTest:
-    def __init__(self, controller: Any, hardware: Any, data_dir: Path, *,
+    def __init__(self, ports: SelfTestPorts, hardware: Any, data_dir: Path, *,
                  settle_seconds: float = 8.0, sleep: Callable[[float], None] = time.sleep):
-        self.c, self.hw, self.data_dir = controller, hardware, data_dir
+        self.p, self.hw, self.data_dir = ports, hardware, data_dir
         self.settle_seconds, self.sleep = settle_seconds, sleep
 
     def names(self) -> list[str]:
-        shelves = [f"shelf {s.id}" for s in self.c.config.shelves.shelf]
+        shelves = [f"shelf {s.id}" for s in self.p.config.shelves.shelf]
         return ["lock", "door switch", *shelves, "temperature sensor", "compressor relay",
                 "heater relay", "camera and QR decoding", "face checkout", "scanner", "backend",
                 "clock", "disk space", "database"]
@@ -51,26 +63,28 @@ class SelfTest:
                 yield asdict(result)
 
     def _state(self) -> dict[str, Any]:
-        return self.c.snapshot
+        return self.p.state()
 
     # --- the checks ---------------------------------------------------------------------------------
     def _lock(self) -> Check:
-        if self._state()["session"] is not None:
+        from .checkout import Refused
+        try:
+            self.p.lock_test(True)  # refused, on the controller's thread, if a session is open
+        except Refused:
             return Check("lock", False, "a session is open: not cycled",
                          "run the selftest when the cabinet is idle")
         try:
-            self.c.call(self.c.out.lock.unlock)
             self.sleep(0.6)
-            opened = self.c.snapshot["lock_sensed"]
+            opened = self._state()["lock_sensed"]
         finally:
-            self.c.call(self.c.out.lock.lock)
+            self.p.lock_test(False)
         self.sleep(0.6)
-        closed = self.c.snapshot["lock_sensed"]
-        relay_locked = self.c.out.lock.locked
+        closed = self._state()["lock_sensed"]
+        relay_locked = self.p.outputs.lock.locked
         if not relay_locked:
             return Check("lock", False, "the relay did not return to locked",
                          "check the relay board; the cabinet is not secure")
-        if not self.c.config.lock.feedback:
+        if not self.p.config.lock.feedback:
             return Check("lock", True, "relay cycled (no feedback contact configured)")
         if opened == "unlocked" and closed == "locked":
             return Check("lock", True, "relay cycled; the feedback contact followed")
@@ -96,14 +110,14 @@ class SelfTest:
                 break
             self.sleep(0.25)
         out = []
-        for shelf in self.c.config.shelves.shelf:
+        for shelf in self.p.config.shelves.shelf:
             s = shelves.get(shelf.id)
             name = f"shelf {shelf.id}"
             if s is None or s["health"] == "fault":
                 out.append(Check(name, False, s["fault"] if s else "not reported",
                                  f"check the RS485 cable and power of the load-cell board "
                                  f"(Modbus address {shelf.device_id}, rs485.port "
-                                 f"{self.c.config.rs485.port})"))
+                                 f"{self.p.config.rs485.port})"))
             elif not s["stable"]:
                 out.append(Check(name, False, f"{s['grams']} g, not settling",
                                  "something is moving or touching the shelf; check the tray "
@@ -126,7 +140,8 @@ class SelfTest:
 
     def _relays(self) -> list[Check]:
         out = []
-        for name, relay in (("compressor", self.c.out.compressor), ("heater", self.c.out.heater)):
+        for name, relay in (("compressor", self.p.outputs.compressor),
+                            ("heater", self.p.outputs.heater)):
             # Not toggled: the compressor must keep its minimum off time. The output line is read
             # back and compared with what the thermostat commands.
             commanded = self._state()["relays"][name]
@@ -144,11 +159,11 @@ class SelfTest:
         latest = cam.latest()
         if latest is None or time.monotonic() - latest[1] > 3:
             return Check("camera and QR decoding", False, "no recent frame",
-                         f"check the camera cable and camera.device ({self.c.config.camera.device})")
+                         f"check the camera cable and camera.device ({self.p.config.camera.device})")
         from .access.qr_decode import decode
         from .access.qr_render import qr_image
 
-        text = f"selftest-{self.c.config.cabinet.id}"
+        text = f"selftest-{self.p.config.cabinet.id}"
         ok = decode(qr_image(text, box=4)) == [text]
         frame = latest[2]
         return Check("camera and QR decoding", ok,
@@ -161,7 +176,7 @@ class SelfTest:
         if fault:
             # The port the reader really opened: a simulation's pty, not the config's default.
             port = next((r.port for r in self.hw.readers if isinstance(r, ScannerReader)),
-                        self.c.config.scanner.port)
+                        self.p.config.scanner.port)
             cable = ("the simulated scanner is unplugged: POST /sim/plug "
                      '{"device": "scanner"}') if self.hw.sim else \
                 "check the scanner's USB cable and scanner.port"
@@ -180,7 +195,7 @@ class SelfTest:
                      "check the network, sync.backend_url and the device token")
 
     def _clock(self) -> Check:
-        ok = self.c.access.synchronised()
+        ok = self.p.clock_trusted()
         return Check("clock", ok, "synchronised" if ok else "not synchronised",
                      "" if ok else "check NTP (timedatectl): until then codes issued before "
                                    "the last trusted time are refused")
@@ -194,7 +209,7 @@ class SelfTest:
 
     def _face(self) -> Check:
         face = self._state().get("face", {})
-        if not self.c.config.face.enabled:
+        if not self.p.config.face.enabled:
             return Check("face checkout", True, "off (face.enabled = false)")
         if not face.get("available"):
             return Check("face checkout", False, f"unavailable: {face.get('reason')}",
@@ -207,7 +222,7 @@ class SelfTest:
         key_alarm = [a for a in self._state()["alarms"] if a["kind"] == "face_key"]
         if key_alarm:
             return Check("face checkout", False, key_alarm[0]["detail"],
-                         f"restore {self.c.face.vault.key_path} from the cabinet's backup, or "
+                         f"restore {self.p.face_key_path} from the cabinet's backup, or "
                          "have the backend enrol the members again")
         from .access.face_model import model_files
         missing = [p for p in model_files() if not Path(p).exists()]
@@ -219,6 +234,6 @@ class SelfTest:
                      + (f"; paused after failed attempts: {', '.join(paused)}" if paused else ""))
 
     def _database(self) -> Check:
-        result = self.c.call(self.c.store.quick_check)
+        result = self.p.store_check()
         return Check("database", result == "ok", f"integrity {result}",
                      "" if result == "ok" else "copy /var/lib/cabinet away and call support")

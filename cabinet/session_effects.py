@@ -9,36 +9,44 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from .alarms import STORAGE_ERRORS
 from .planogram import Planogram
+from .ports import Ports
 from .store import utc_now
 from .timers import Timer
-
-if TYPE_CHECKING:
-    from .controller import Controller
+from .weighing import StabilityFilter
 
 log = logging.getLogger(__name__)
 
 
 class SessionEffects:
-    def __init__(self, controller: "Controller"):
-        self.c = controller
+    def __init__(self, ports: Ports, *, outputs: Any, shelves: dict[int, StabilityFilter],
+                 planogram: Callable[[], Planogram],
+                 finished: Callable[[dict[str, Any], str, dict[str, Any] | None,
+                                     Planogram | None], None],
+                 storage_failed: Callable[[BaseException], None]):
+        """`outputs`: the lock, the buzzer and the shelves' polling rate (controller.Actuators);
+        `shelves`: the stability filters; `finished`: the controller's follow-up once a
+        session's end is recorded; `storage_failed`: a write the store refused."""
+        self.p = ports
+        self.out, self.shelves = outputs, shelves
+        self._planogram, self._finished, self._storage_failed = planogram, finished, storage_failed
         self._timers: dict[str, Timer] = {}
 
     def unlock(self) -> None:
-        self.c.out.lock.unlock()
+        self.out.lock.unlock()
 
     def lock(self) -> None:
-        self.c.out.lock.lock()
+        self.out.lock.lock()
 
     def buzzer(self, on: bool) -> None:
-        (self.c.out.buzzer.energise if on else self.c.out.buzzer.release)()
+        (self.out.buzzer.energise if on else self.out.buzzer.release)()
 
     def start_timer(self, name: str, seconds: float, fn: Callable[[], None]) -> None:
         self.cancel_timer(name)
-        self._timers[name] = self.c.timers.call_later(seconds, name, fn)
+        self._timers[name] = self.p.timers.call_later(seconds, name, fn)
 
     def cancel_timer(self, name: str) -> None:
         timer = self._timers.pop(name, None)
@@ -46,45 +54,42 @@ class SessionEffects:
             timer.cancel()
 
     def restart_weighing(self) -> None:
-        for stability in self.c.shelves.values():
+        for stability in self.shelves.values():
             stability.reset()
-        self.c.out.weigh_fast(True)
+        self.out.weigh_fast(True)
 
     def weights(self) -> dict[int, tuple[float | None, float | None]]:
-        return {n: (f.latest, f.stable_grams) for n, f in self.c.shelves.items()}
+        return {n: (f.latest, f.stable_grams) for n, f in self.shelves.items()}
 
     def planogram(self) -> Planogram:
-        return self.c.planogram
+        return self._planogram()
 
     def journal_begin(self, session: dict[str, Any]) -> None:
         with self._storage():
-            self.c.store.begin_session(session)
-        self.c.out.weigh_fast(True)
+            self.p.store.begin_session(session)
+        self.out.weigh_fast(True)
 
     def journal_update(self, session: dict[str, Any], state: str) -> None:
         with self._storage():
-            self.c.store.update_session(session, state)
+            self.p.store.update_session(session, state)
 
     def finish(self, session: dict[str, Any], outcome: str, record: dict[str, Any] | None,
                planogram: Planogram | None) -> None:
         with self._storage():
-            self.c.store.finish_session(session, outcome, record,
+            self.p.store.finish_session(session, outcome, record,
                                         None if planogram is None else planogram.to_json())
         # Recorded: from here on nothing may look like a failed write (the checkout would write
         # it again for ever), so the follow-up's own failures are only logged.
         try:
-            if planogram is not None:
-                self.c.planogram = planogram
-            self.c.out.weigh_fast(False)
-            self.c.session_finished(session, outcome, record)
+            self._finished(session, outcome, record, planogram)
         except Exception:
             log.exception("session %s recorded; its follow-up failed", session["session_id"])
 
     def raise_alarm(self, kind: str, detail: str) -> None:
-        self.c.raise_alarm(kind, detail)
+        self.p.alarms.raise_alarm(kind, detail)
 
     def clear_alarm(self, kind: str) -> None:
-        self.c.clear_alarm(kind)
+        self.p.alarms.clear_alarm(kind)
 
     def now_utc(self) -> str:
         return utc_now()
@@ -95,5 +100,5 @@ class SessionEffects:
         try:
             yield
         except STORAGE_ERRORS as exc:
-            self.c.storage_failed(exc)
+            self._storage_failed(exc)
             raise

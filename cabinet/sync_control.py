@@ -10,57 +10,56 @@ when records have waited longer than sync.offline_alarm_minutes without a succes
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from .commands import CommandRunner
-from .operations import Context
+from .ports import Ports
 from .events import CommandsArrived, SyncReported
 
 log = logging.getLogger("cabinetd.sync")
 
 
 class SyncControl:
-    def __init__(self, controller: Any, *, data_dir: str | None = None, on_ads=None):
-        self.c = controller
-        self.configured = bool(controller.config.sync.backend_url)
-        self.runner = CommandRunner(Context(controller, data_dir=data_dir, on_ads=on_ads),
-                                    store=controller.store, clock=controller.clock,
-                                    stop=controller.stop, storage_failed=controller.storage_failed)
+    def __init__(self, ports: Ports, runner: CommandRunner, *, pending: Callable[[], int]):
+        """`pending`: how many records wait in the outbox (the controller's count)."""
+        self.p = ports
+        self._pending = pending
+        self.configured = bool(ports.config.sync.backend_url)
+        self.runner = runner
         self.last_success: float | None = None     # monotonic
         self.last_success_at: str | None = None
         self.last_error: str | None = None
         self.dead_letters = 0
         self.commands_run = 0
-        self._since = controller.clock()
+        self._since = ports.clock()
         if self.configured:
-            self.c.timers.call_later(60, "sync-offline-check", self._check_offline)
+            ports.timers.call_later(60, "sync-offline-check", self._check_offline)
 
     def on_report(self, event: SyncReported) -> None:
         from .store import utc_now
 
         if event.channel == "commands":
             if event.ok:
-                self.c.clear_alarm("sync_reply_too_large")
+                self.p.alarms.clear_alarm("sync_reply_too_large")
             elif event.reply_too_large:
-                self.c.raise_alarm("sync_reply_too_large", event.error)
+                self.p.alarms.raise_alarm("sync_reply_too_large", event.error)
             return
         if event.ok:
-            self.last_success, self.last_success_at = self.c.clock(), utc_now()
+            self.last_success, self.last_success_at = self.p.clock(), utc_now()
             self.last_error = None
-            self.c.clear_alarm("sync_auth")
-            self.c.clear_alarm("sync_offline")
+            self.p.alarms.clear_alarm("sync_auth")
+            self.p.alarms.clear_alarm("sync_offline")
         else:
             self.last_error = event.error
             if event.auth_failed:
-                self.c.raise_alarm("sync_auth", f"the backend refused the device token: "
+                self.p.alarms.raise_alarm("sync_auth", f"the backend refused the device token: "
                                                 f"{event.error}")
         if event.dead_letters:
             self.dead_letters += len(event.dead_letters)
             first = event.dead_letters[0]
-            self.c.raise_alarm("sync_rejected",
+            self.p.alarms.raise_alarm("sync_rejected",
                                f"the backend refused {first['kind']} record {first['record_id']}: "
                                f"{first['reason']} (see `cabinet queue`)")
-        self.c.outbox = self.c.store.outbox_counts()
 
     def on_commands(self, event: CommandsArrived) -> None:
         # Each command on its own: one that breaks must not skip the rest, nor reach the
@@ -72,14 +71,14 @@ class SyncControl:
                     self.commands_run += 1
             except Exception:
                 log.exception("command %r broke its runner", str(raw)[:200])
-        self.c.outbox = self.c.store.outbox_counts()
 
     def _check_offline(self) -> None:
-        self.c.timers.call_later(60, "sync-offline-check", self._check_offline)
+        self.p.timers.call_later(60, "sync-offline-check", self._check_offline)
         since = self.last_success if self.last_success is not None else self._since
-        minutes = (self.c.clock() - since) / 60
-        if self.c.outbox["pending"] and minutes >= self.c.config.sync.offline_alarm_minutes:
-            self.c.raise_alarm("sync_offline", f"{self.c.outbox['pending']} records waiting; "
+        minutes = (self.p.clock() - since) / 60
+        pending = self._pending()
+        if pending and minutes >= self.p.config.sync.offline_alarm_minutes:
+            self.p.alarms.raise_alarm("sync_offline", f"{pending} records waiting; "
                                                f"no successful upload for {minutes:.0f} min"
                                                + (f" ({self.last_error})" if self.last_error
                                                   else ""))

@@ -590,3 +590,22 @@ def test_an_alarm_raised_again_before_its_failed_clear_was_written_stays(tmp_pat
     assert alarms.retry()
     assert alarms.is_active("device_fault:shelf:2")
     assert "device_fault:shelf:2" in {a["kind"] for a in store.active_alarms()}
+
+
+def test_the_selftests_lock_cycle_is_a_controller_procedure(rig):
+    """Issue 16: the selftest looked for a session on its HTTP thread and unlocked on the
+    controller's, so a session could start in between. Now checked and done on one thread; no
+    session starts while it lasts; a selftest that dies leaves it relocked by a timer."""
+    rig.c.call_now(lambda: rig.c.lock_test(True))
+    assert not rig.out.lock.locked
+    with pytest.raises(Refused) as refused:
+        rig.authorise()
+    assert refused.value.reason == "selftest"
+    rig.clock.advance(3.5)          # the selftest never came back to relock
+    rig.step()
+    assert rig.out.lock.locked
+    rig.clock.advance(4)
+    rig.authorise()
+    with pytest.raises(Refused) as busy:
+        rig.c.call_now(lambda: rig.c.lock_test(True))
+    assert busy.value.reason == "busy"

@@ -17,13 +17,11 @@ import logging
 import time
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from ..checkout import Authorisation, Refused
+from ..ports import Ports
 from .codes import CodeRefused, Policy, PublicKey, load_public_keys, verify
-
-if TYPE_CHECKING:
-    from ..controller import Controller
 
 log = logging.getLogger(__name__)
 LAST_TRUSTED_KEY = "last_trusted_time"
@@ -43,38 +41,41 @@ def load_keys_file(path: str | Path) -> dict[int, PublicKey]:
 
 
 class AccessControl:
-    def __init__(self, controller: "Controller", keys: dict[int, PublicKey], *,
+    def __init__(self, ports: Ports, keys: dict[int, PublicKey], *,
+                 authorise: Callable[[Authorisation], str],
+                 refused: Callable[[str, str, str], None],
                  wall_clock: Callable[[], float] = time.time,
                  clock_synchronised: Callable[[], bool] | None = None):
-        self.c = controller
-        a = controller.config.access
+        self.p = ports
+        self._authorise, self._refused = authorise, refused
+        a = ports.config.access
         self.keys = keys
-        self.policy = Policy(controller.config.cabinet.id, (a.group,) if a.group else (),
+        self.policy = Policy(ports.config.cabinet.id, (a.group,) if a.group else (),
                              a.clock_skew_seconds, a.max_code_lifetime_seconds)
         self.wall = wall_clock
         self.synchronised = clock_synchronised or (
             (lambda: True) if a.clock_trust == "always" else TIMESYNC_FLAG.exists)
-        self.last_trusted = controller.store.get_value(LAST_TRUSTED_KEY)
+        self.last_trusted = ports.store.get_value(LAST_TRUSTED_KEY)
         self._recent: dict[str, float] = {}
         if not keys:
             log.warning("no access-code keys loaded (%s): codes cannot open the door",
                         a.keys_file)
-        controller.timers.call_later(0, "clock trust", self._note_clock)
+        ports.timers.call_later(0, "clock trust", self._note_clock)
 
     def _note_clock(self) -> None:
-        self.c.timers.call_later(60, "clock trust", self._note_clock)
+        self.p.timers.call_later(60, "clock trust", self._note_clock)
         if self.synchronised():
             self.last_trusted = int(self.wall())
-            self.c.store.set_value(LAST_TRUSTED_KEY, self.last_trusted)
-            self.c.store.forget_codes_expired_before(self.last_trusted - 3600)
+            self.p.store.set_value(LAST_TRUSTED_KEY, self.last_trusted)
+            self.p.store.forget_codes_expired_before(self.last_trusted - 3600)
 
     REPEAT = "repeat"
 
     def present(self, text: str, method: str) -> str | None:
         """A code was shown; return the session id it opened, REPEAT for the same presentation
         seen again, or None (the refusal is recorded)."""
-        now = self.c.clock()
-        window = self.c.config.access.repeat_window_seconds
+        now = self.p.clock()
+        window = self.p.config.access.repeat_window_seconds
         self._recent = {t: at for t, at in self._recent.items() if now - at < window}
         if text in self._recent:
             return self.REPEAT
@@ -82,16 +83,16 @@ class AccessControl:
         try:
             code = verify(text, self.keys, self.policy, now=self.wall(),
                           clock_trusted=self.synchronised(), last_trusted=self.last_trusted)
-            if self.c.store.code_used(code.code_id):
+            if self.p.store.code_used(code.code_id):
                 raise CodeRefused("already_used", "this code has already opened the cabinet")
         except CodeRefused as refusal:
-            self.c.refused(refusal.reason, str(refusal), method)
+            self._refused(refusal.reason, str(refusal), method)
             return None
         auth = Authorisation(method=method, subject=code.subject, role=code.role,
                              code_id=code.code_id, restock=code.role == "technician",
                              code_expires_at=code.expires_at)
         try:
-            return self.c.authorise(auth)
+            return self._authorise(auth)
         except Refused:
             return None  # recorded by authorise(); the code stays unused and can be shown again
 

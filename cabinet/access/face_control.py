@@ -16,16 +16,14 @@ from __future__ import annotations
 import logging
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
 from ..checkout import Authorisation, Refused
 from ..events import FaceAttemptFailed, FaceChecking, FaceRecognised
+from ..ports import Ports
 from .face import FailedAttempts, Gallery, MemberError, parse_member
 from .face_model import unavailable_reason
 from .face_vault import FaceVault, VaultError
-
-if TYPE_CHECKING:
-    from ..controller import Controller
 
 log = logging.getLogger(__name__)
 MAX_MEMBERS_PER_COMMAND = 500
@@ -36,11 +34,14 @@ class FaceUnsupported(Exception):
 
 
 class FaceAccess:
-    def __init__(self, controller: "Controller", key_path: str | Path):
-        self.c = controller
-        f = controller.config.face
+    def __init__(self, ports: Ports, key_path: str | Path, *,
+                 authorise: Callable[[Authorisation], str],
+                 refused: Callable[[str, str, str], None]):
+        self.p = ports
+        self._authorise, self._refused = authorise, refused
+        f = ports.config.face
         self.reason = "face.enabled is false" if not f.enabled else unavailable_reason()
-        self.vault = FaceVault(controller.store, key_path)
+        self.vault = FaceVault(ports.store, key_path)
         self._members: dict[str, list] = {}
         self.gallery = Gallery()
         self.checking = False
@@ -64,7 +65,7 @@ class FaceAccess:
         except VaultError as exc:
             self._members, problem = {}, str(exc)
         if problem is None:
-            self.c.clear_alarm("face_key")
+            self.p.alarms.clear_alarm("face_key")
         else:
             self._key_alarm(problem)
         self.gallery = Gallery(self._members)
@@ -72,9 +73,9 @@ class FaceAccess:
     def _key_alarm(self, detail: str) -> None:
         # A different key problem than the one raised before (a restart after a fix that went
         # wrong another way) replaces the alarm: the technician reads the current cause.
-        if any(a["kind"] == "face_key" and a["detail"] != detail for a in self.c.alarms):
-            self.c.clear_alarm("face_key")
-        self.c.raise_alarm("face_key", detail)
+        if any(a["kind"] == "face_key" and a["detail"] != detail for a in self.p.alarms.active()):
+            self.p.alarms.clear_alarm("face_key")
+        self.p.alarms.raise_alarm("face_key", detail)
 
     # --- enrolment (commands and technicians) -----------------------------------------------------
     def enrol(self, members: Any) -> dict[str, Any]:
@@ -132,7 +133,7 @@ class FaceAccess:
             self._members.pop(member_id, None)
         self._members.update(saved)
         self.gallery = Gallery(self._members)
-        if not self.c.store.checkpoint():
+        if not self.p.store.checkpoint():
             self._wipe_later()
 
     def _wipe_later(self) -> None:
@@ -142,11 +143,11 @@ class FaceAccess:
         self._wipe_pending = True
 
         def wipe():
-            if self.c.store.checkpoint():
+            if self.p.store.checkpoint():
                 self._wipe_pending = False
             else:
-                self.c.timers.call_later(2.0, "face wipe", wipe)
-        self.c.timers.call_later(0.5, "face wipe", wipe)
+                self.p.timers.call_later(2.0, "face wipe", wipe)
+        self.p.timers.call_later(0.5, "face wipe", wipe)
 
     # --- the camera's conclusions -----------------------------------------------------------------
     def on_checking(self, event: FaceChecking) -> None:
@@ -154,15 +155,15 @@ class FaceAccess:
 
     def on_recognised(self, event: FaceRecognised) -> None:
         self.checking = False
-        now = self.c.clock()
+        now = self.p.clock()
         if self.attempts.paused_until(event.member_id, now) is not None:
-            self.c.refused("face_paused", "face unlock is paused after failed attempts; "
+            self._refused("face_paused", "face unlock is paused after failed attempts; "
                                           "use a QR code", "face")
             return
         if event.member_id not in self.gallery.member_ids:
             return  # deleted while the camera was looking
         try:
-            self.c.authorise(Authorisation("face", event.member_id, "shopper",
+            self._authorise(Authorisation("face", event.member_id, "shopper",
                                            f"face-{uuid.uuid4().hex}"))
         except Refused:
             pass  # recorded by authorise()
@@ -173,19 +174,19 @@ class FaceAccess:
                               "QR code",
                   "face_changed": "the face changed during the check"}.get(event.reason,
                                                                           event.reason)
-        self.c.refused(f"face_{event.reason}", reason, "face")
-        now = self.c.clock()
+        self._refused(f"face_{event.reason}", reason, "face")
+        now = self.p.clock()
         for key in self.attempts.failed(event.member_id, now):
             who = "every member" if key == "*" else f"member {key}"
-            self.c.raise_alarm("face_attempts", f"face unlock paused for {who} for "
+            self.p.alarms.raise_alarm("face_attempts", f"face unlock paused for {who} for "
                                                 f"{self.attempts.pause / 60:.0f} min after "
                                                 "repeated failed attempts (a photograph?)")
-            self.c.timers.call_later(self.attempts.pause + 1, "face pause over",
+            self.p.timers.call_later(self.attempts.pause + 1, "face pause over",
                                      self._pause_over)
 
     def _pause_over(self) -> None:
-        if not self.attempts.snapshot(self.c.clock()):
-            self.c.clear_alarm("face_attempts")
+        if not self.attempts.snapshot(self.p.clock()):
+            self.p.alarms.clear_alarm("face_attempts")
 
     def lift_pauses(self) -> None:
         """`cabinet alarm clear face_attempts`: a technician lifts every pause."""
@@ -194,4 +195,4 @@ class FaceAccess:
     def snapshot(self) -> dict[str, Any]:
         return {"available": self.available, "reason": self.reason,
                 "members": len(self.gallery), "checking": self.checking,
-                "paused": self.attempts.snapshot(self.c.clock())}
+                "paused": self.attempts.snapshot(self.p.clock())}
