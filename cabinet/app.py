@@ -81,9 +81,8 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
         if changed:
             log.info("shelf calibration from the database for shelves %s", changed)
 
-        def save_scales(value: dict) -> None:
-            controller.call(lambda: store.set_value(CALIBRATION_KEY, value,
-                                                    ("calibration", {"shelves": value})))
+        def save_scales(value: dict) -> None:  # on the controller's thread (its procedure)
+            store.set_value(CALIBRATION_KEY, value, ("calibration", {"shelves": value}))
         calibration = ShelfCalibration(hardware.shelves, save_scales, saved_scales)
         from .selftest import SelfTest, SelfTestPorts
         if hardware.sim is not None:

@@ -55,7 +55,11 @@ def steady_mean(samples: list[float], *, allowed_spread: float) -> float:
 
 
 class ShelfCalibration:
-    """The two steps against the running shelf reader (HTTP thread; the bus has its lock)."""
+    """The two steps against the running shelf reader. Reading a shelf's raw counts is I/O and
+    takes a second, so `sample` runs on the caller's (HTTP) thread, the bus having its own lock;
+    what the steps remember and change (the tare, the reader's factors, the saved values) belongs
+    to the controller's thread: `tare` and `span` run there (controller.call), so a session
+    cannot start half-way and no state is shared between threads."""
 
     def __init__(self, reader: Any, save: Callable[[dict], None], saved: dict | None, *,
                  samples: int = 10, interval: float = 0.1, sleep=time.sleep):
@@ -64,25 +68,29 @@ class ShelfCalibration:
         self.samples, self.interval, self.sleep = samples, interval, sleep
         self._tare: dict[int, float] = {}
 
-    def _read(self, shelf: int) -> float:
+    def sample(self, shelf: int) -> float:
+        """The shelf's raw counts at rest (any thread); KeyError for an unknown shelf,
+        CalibrationError when it moved, DeviceError when it does not answer."""
+        board = self.reader.board(shelf)
         values = []
         for _ in range(self.samples):
             values.append(self.reader.read_raw(shelf))
             self.sleep(self.interval)
-        board = self.reader.board(shelf)
         # Two grams' worth of counts: a shelf at rest is steadier than that.
         return steady_mean(values, allowed_spread=max(2.0 / abs(board.grams_per_count), 3.0))
 
-    def tare(self, shelf: int) -> dict[str, Any]:
-        self.reader.board(shelf)  # KeyError for an unknown shelf
-        self._tare[shelf] = self._read(shelf)
-        return {"shelf": shelf, "step": "tare", "counts": round(self._tare[shelf], 2)}
+    def tare(self, shelf: int, counts: float) -> dict[str, Any]:
+        """The empty shelf's counts, remembered for its span (controller thread)."""
+        self._tare[shelf] = counts
+        return {"shelf": shelf, "step": "tare", "counts": round(counts, 2)}
 
-    def span(self, shelf: int, reference_grams: float) -> dict[str, Any]:
+    def span(self, shelf: int, counts: float, reference_grams: float) -> dict[str, Any]:
+        """The counts with the reference weight on: new factors, used and saved (controller
+        thread)."""
         if shelf not in self._tare:
             raise CalibrationError("tare the empty shelf first")
         before = self.reader.board(shelf)
-        scale = scale_from(self._tare.pop(shelf), self._read(shelf), reference_grams)
+        scale = scale_from(self._tare.pop(shelf), counts, reference_grams)
         self.reader.set_scale(shelf, scale.grams_per_count, scale.offset_grams)
         self.saved[str(shelf)] = {"grams_per_count": scale.grams_per_count,
                                   "offset_grams": scale.offset_grams}

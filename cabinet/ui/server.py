@@ -166,9 +166,12 @@ class UiServer:
                 "enrolled": self._controller.call(face.vault.summary) if face.available else []}
 
     def _calibrate(self, body: Any) -> dict[str, Any]:
+        """`cabinet calibrate`: the shelf read here (I/O, a second), the step's state changed on
+        the controller's thread, which refuses it while a session is open."""
         from drivers.errors import DeviceError
 
         from ..calibration import CalibrationError
+        from ..checkout import Refused
 
         if self.calibration is None:
             raise BadRequest("no shelves to calibrate")
@@ -177,20 +180,31 @@ class UiServer:
             grams = number(body, "grams") if step == "span" else None
         except OperationError as exc:
             raise BadRequest(str(exc)) from None
-        if self._controller.snapshot.get("session") is not None:
-            raise Conflict("busy", "a session is open: calibrate when the cabinet is idle")
+        if step not in ("tare", "span"):
+            raise BadRequest("step must be 'tare' or 'span'")
+        c, calibration = self._controller, self.calibration
+
+        def idle_then(fn):
+            if c.checkout.session is not None:
+                raise Refused("busy", "a session is open: calibrate when the cabinet is idle")
+            return fn()
         try:
+            if c.snapshot.get("session") is not None:  # no need to read the shelf at all
+                raise Conflict("busy", "a session is open: calibrate when the cabinet is idle")
+            counts = calibration.sample(shelf)
             if step == "tare":
-                return {"ok": True, **self.calibration.tare(shelf)}
-            if step == "span":
-                return {"ok": True, **self.calibration.span(shelf, grams)}
+                result = c.call(lambda: idle_then(lambda: calibration.tare(shelf, counts)))
+            else:
+                result = c.call(lambda: idle_then(lambda: calibration.span(shelf, counts, grams)))
         except CalibrationError as exc:
             raise BadRequest(str(exc)) from None
         except KeyError:
             raise BadRequest(f"no shelf {shelf} in the config") from None
         except DeviceError as exc:
             raise Conflict("device_fault", f"shelf {shelf} does not answer: {exc}") from None
-        raise BadRequest("step must be 'tare' or 'span'")
+        except Refused as refusal:
+            raise Conflict(refusal.reason, str(refusal)) from None
+        return {"ok": True, **result}
 
 
 def parse_json(raw: bytes) -> Any:
