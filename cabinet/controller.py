@@ -33,6 +33,7 @@ from .events import (CallRequested, CodeScanned, DeviceFaulted, DeviceRecovered,
 from .planogram import Planogram
 from .ports import AlarmPort, Ports
 from .session_effects import SessionEffects
+from .state_view import ProductsView, State, alarms_view, session_view, shelves_view
 from .store import Store, utc_now
 from .events import CommandsArrived, FaceAttemptFailed, FaceChecking, FaceRecognised, SyncReported
 from .commands import CommandRunner
@@ -127,7 +128,8 @@ class Controller:
             self.ports, outputs=actuators, shelves=self.shelves, planogram=lambda: self.planogram,
             finished=self.session_finished, storage_failed=self.storage_failed), clock=clock)
         self.outbox = store.outbox_counts()
-        self.snapshot: dict[str, Any] = {}
+        self.snapshot: dict[str, Any] = {}   # the published State (cabinet/state_view.py)
+        self._products = ProductsView()
         self.handled = 0
 
         self.lock_sensed: bool | None = None  # the lock's feedback contact, when it has one
@@ -443,7 +445,7 @@ class Controller:
     def clear_lockout(self, technician: str) -> bool:
         cleared = self.climate.clear_lockout(technician)
         if cleared:
-            self._products_cache = None
+            self._products.forget()
             log.warning("food-safety lockout cleared by %s", technician)
         return cleared
 
@@ -569,47 +571,36 @@ class Controller:
         if self.temperature is not None:
             temperature = {k: v for k, v in self.temperature.items() if not k.startswith("_")}
             temperature["age_seconds"] = round(now - self.temperature["_at"], 1)
-        shelves = []
-        for shelf_id, filt in sorted(self.shelves.items()):
-            fault = self.faults.get(f"shelf:{shelf_id}")
-            latest, stable = filt.latest, filt.stable_grams
-            shelves.append({"shelf": shelf_id,
-                            "grams": None if latest is None else round(latest, 1),
-                            "stable": stable is not None,
-                            "stable_grams": None if stable is None else round(stable, 1),
-                            "health": "fault" if fault else ("ok" if latest is not None
-                                                             else "waiting"),
-                            "fault": fault["detail"] if fault else None})
-        snapshot = {
-            "cabinet_id": self.config.cabinet.id,
-            "software_version": self.store.software_version,
-            "time": utc_now(),
-            "uptime_seconds": round(now - self.started_at, 1),
-            "door": {None: "unknown", True: "open", False: "closed"}[self.door_open],
-            "lock": "locked" if self.out.lock.locked else "unlocked",
-            "lock_sensed": (None if self.lock_sensed is None
-                            else "locked" if self.lock_sensed else "unlocked"),
-            "relays": {"compressor": self.out.compressor.energised,
-                       "heater": self.out.heater.energised, "buzzer": self.out.buzzer.energised},
-            "temperature": temperature,
-            "shelves": shelves,
-            "alarms": [{"kind": a["kind"], "detail": a["detail"], "raised_at": a["raised_at"]}
-                       for a in self.alarms],
-            "faults": {device: dict(info) for device, info in sorted(self.faults.items())},
-            "session": self._session_state(),
-            "receipt": self.receipt,
-            "last_refusal": self.last_refusal,
-            "products": self._products_state(),
-            "climate": self.climate.snapshot(),
-            "screen_qr": (None if self.checkout.session is not None else
-                          {"url": self.phone.url,
-                           "expires_in_seconds": round(self.phone.expires_in(), 1)}),
-            "last_scan": self.last_scan,
-            "outbox": dict(self.outbox),
-            "sync": self.sync.snapshot(),
-            "face": self.face.snapshot(),
-            "screen_config": self._screen_config,
-        }
+        snapshot = State(
+            cabinet_id=self.config.cabinet.id,
+            software_version=self.store.software_version,
+            time=utc_now(),
+            uptime_seconds=round(now - self.started_at, 1),
+            door={None: "unknown", True: "open", False: "closed"}[self.door_open],
+            lock="locked" if self.out.lock.locked else "unlocked",
+            lock_sensed=(None if self.lock_sensed is None
+                         else "locked" if self.lock_sensed else "unlocked"),
+            relays={"compressor": self.out.compressor.energised,
+                    "heater": self.out.heater.energised, "buzzer": self.out.buzzer.energised},
+            temperature=temperature,
+            shelves=shelves_view(self.shelves, self.faults),
+            alarms=alarms_view(self.alarms),
+            faults={device: dict(info) for device, info in sorted(self.faults.items())},
+            session=session_view(self.checkout.session, self.checkout.state,
+                                 self.checkout.prompt),
+            receipt=self.receipt,
+            last_refusal=self.last_refusal,
+            products=self._products(self.planogram, self.climate.locked_out),
+            climate=self.climate.snapshot(),
+            screen_qr=(None if self.checkout.session is not None else
+                       {"url": self.phone.url,
+                        "expires_in_seconds": round(self.phone.expires_in(), 1)}),
+            last_scan=self.last_scan,
+            outbox=dict(self.outbox),
+            sync=self.sync.snapshot(),
+            face=self.face.snapshot(),
+            screen_config=self._screen_config,
+            screen={})
         snapshot["screen"] = self._screen(snapshot, now)
         self.snapshot = snapshot  # one reference swap: readers see a whole snapshot or the last
 
@@ -625,29 +616,3 @@ class Controller:
         return screen_for(snapshot, alarm_in_seconds=alarm_in,
                           recovering=self._unfinished is not None, shopper_refused=refused)
 
-    def _session_state(self) -> dict[str, Any] | None:
-        session = self.checkout.session
-        if session is None:
-            return None
-        auth = session["authorisation"]
-        return {"session_id": session["session_id"], "state": self.checkout.state,
-                "prompt": self.checkout.prompt, "role": auth["role"], "method": auth["method"],
-                "restock": auth["restock"], "recovered": session["recovered"]}
-
-    def _products_state(self) -> list[dict[str, Any]]:
-        if self.planogram is None:
-            return []
-        locked_out = self.climate.locked_out
-        cached = getattr(self, "_products_cache", None)
-        if cached is not None and cached[0] is self.planogram and cached[2] == locked_out:
-            return cached[1]  # rebuilt only when the planogram, its stock or the lockout changes
-        out = []
-        for shelf, stock in sorted(self.planogram.shelves.items()):
-            for sku, count in stock.items():
-                p = self.planogram.products[sku]
-                out.append({"sku": sku, "shelf": shelf, "stock": count, "price_fen": p.price_fen,
-                            "name_zh": p.name_zh, "name_bo": p.name_bo, "name_en": p.name_en,
-                            "perishable": p.perishable,
-                            "available": count > 0 and not (p.perishable and locked_out)})
-        self._products_cache = (self.planogram, out, locked_out)
-        return out

@@ -30,3 +30,30 @@ def test_the_http_server_knows_no_simulation_route():
     server = (REPO / "cabinet" / "ui" / "server.py").read_text()
     for control in ("set_door", "scan_bytes", "jam_lock", "set_ambient", "SIGKILL"):
         assert control not in server
+
+
+def test_the_documented_state_has_the_published_states_keys():
+    """docs/http-api.md's /api/state example against cabinet/state_view.State (issue 16)."""
+    import re
+
+    from cabinet.state_view import State
+
+    doc = (REPO / "docs" / "http-api.md").read_text()
+    block = doc.split("## GET /api/state", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    documented = set(re.findall(r'^  "([a-z_]+)":', block, re.MULTILINE))
+    served_by_the_http_server = {"setup", "simulation"}
+    assert documented == set(State.__annotations__) | served_by_the_http_server
+
+
+def test_no_helper_imports_the_controller():
+    import re
+
+    """Helpers get ports (cabinet/ports.py), not the controller: only app.py wires it."""
+    importers = [str(path.relative_to(REPO)) for path in sorted((REPO / "cabinet").rglob("*.py"))
+                 if path.name not in ("app.py", "controller.py")
+                 and re.search(r"from \.+controller import|import cabinet\.controller",
+                               path.read_text())]
+    assert importers == []
+    uses = [str(path.relative_to(REPO)) for path in sorted((REPO / "cabinet").rglob("*.py"))
+            if "self.c." in path.read_text()]
+    assert uses == []
