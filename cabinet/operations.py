@@ -302,8 +302,7 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
               (Arg("kind", "text", limit=64), _BY), _BOTH, _clear_alarm, route="alarms/clear",
               renamed=_AS_TECHNICIAN),
     Operation("clear_lockout", "clear the food-safety lockout after the food was checked",
-              (_BY,), frozenset({TECHNICIAN}), _clear_lockout, route="food-safety/clear",
-              renamed=_AS_TECHNICIAN),
+              (_BY,), _BOTH, _clear_lockout, route="food-safety/clear", renamed=_AS_TECHNICIAN),
 )}
 BACKEND_TYPES = tuple(name for name, op in OPERATIONS.items() if BACKEND in op.who)
 ROUTES = {op.route: op for op in OPERATIONS.values() if op.route}

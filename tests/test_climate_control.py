@@ -158,3 +158,26 @@ def test_setpoint(rig):
     with pytest.raises(ValueError, match="food-safety limit"):
         rig.c.set_setpoint(4.8)
     assert rig.outbox("setpoint")[0]["setpoint_celsius"] == 3.0
+
+
+def test_the_operator_clears_a_lockout_by_command_after_a_check(rig):
+    """Issue 16's table: `clear_lockout`, a technician's operation, offered to the backend by one
+    line in cabinet/operations.py (the back office's "clear the food-safety lockout")."""
+    import time
+    import uuid
+
+    from cabinet.events import CommandsArrived
+
+    run(rig, 31 * 60, 7.0)             # above the limit past the recovery time: locked out
+    assert rig.c.climate.locked_out
+    now = time.time()
+    stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+    command = {"command_id": str(uuid.uuid4()), "seq": 1, "type": "clear_lockout",
+               "args": {"by": "dolma"}, "issued_at": stamp(now), "expires_at": stamp(now + 60)}
+    rig.c.emit(CommandsArrived([command], now, rig.clock(), now))
+    rig.step()
+    (result,) = [r for r in rig.outbox("command_result")
+                 if r["command_id"] == command["command_id"]]
+    assert result["status"] == "done" and result["result"] == {"cleared": True}
+    assert not rig.c.climate.locked_out
+    assert rig.outbox("food_safety")[-1]["by"] == "operator dolma"

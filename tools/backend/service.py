@@ -25,7 +25,7 @@ KINDS = ("sale", "inventory", "session", "alarm", "telemetry", "setpoint", "food
          "command_result", "notice", "calibration")
 COMMAND_TYPES = ("set_setpoint", "set_planogram", "remote_unlock", "restock_mode", "enroll_faces",
                  "delete_faces", "set_ads", "request_diagnostics", "restart", "end_session",
-                 "clear_alarm")
+                 "clear_alarm", "clear_lockout")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
