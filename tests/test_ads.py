@@ -103,6 +103,18 @@ def _serve(handler):
     return server
 
 
+def _cut_off_at_one_second(tmp_path, port: int, sha: str) -> None:
+    """Fetch an ad from a trickling server on `port` with a one-second limit: it must end, and
+    say why, well before the server would."""
+    ad = {"url": f"http://127.0.0.1:{port}/ad.png", "sha256": sha, "seconds": 8}
+    cache = AdsCache(tmp_path / "ads", [ad], refuse_loopback=False, timeout=5, fetch_seconds=1.0)
+    done = threading.Thread(target=cache.sync_once, daemon=True)
+    done.start()
+    done.join(timeout=20)
+    assert not done.is_alive(), "still reading a trickle long past the limit"
+    assert "still downloading after 1 s" in cache.status()[sha]
+
+
 def test_a_server_trickling_an_ad_is_cut_off_at_the_time_limit(tmp_path):
     """Issue 15 #10: the time limit was checked between 64 KiB chunks, so a server sending a byte
     just inside every read timeout held the ads thread for hours. The socket is shut down at the
@@ -127,15 +139,7 @@ def test_a_server_trickling_an_ad_is_cut_off_at_the_time_limit(tmp_path):
             pass
     server = _serve(Trickle)
     try:
-        ad = {"url": f"http://127.0.0.1:{server.server_address[1]}/ad.png", "sha256": "5" * 64,
-              "seconds": 8}
-        cache = AdsCache(tmp_path / "ads", [ad], refuse_loopback=False, timeout=5,
-                         fetch_seconds=1.0)
-        done = threading.Thread(target=cache.sync_once, daemon=True)
-        done.start()
-        done.join(timeout=20)
-        assert not done.is_alive(), "still reading a trickle long past the limit"
-        assert "still downloading after 1 s" in cache.status()["5" * 64]
+        _cut_off_at_one_second(tmp_path, server.server_address[1], "5" * 64)
         assert list((tmp_path / "ads").iterdir()) == [], "no .part left behind"
     finally:
         stop.set()
@@ -206,15 +210,7 @@ def test_a_server_trickling_its_headers_is_cut_off_at_the_time_limit(tmp_path):
             conn.close()
     threading.Thread(target=trickle, daemon=True).start()
     try:
-        ad = {"url": f"http://127.0.0.1:{listener.getsockname()[1]}/ad.png", "sha256": "6" * 64,
-              "seconds": 8}
-        cache = AdsCache(tmp_path / "ads", [ad], refuse_loopback=False, timeout=5,
-                         fetch_seconds=1.0)
-        done = threading.Thread(target=cache.sync_once, daemon=True)
-        done.start()
-        done.join(timeout=20)
-        assert not done.is_alive(), "still reading trickled headers long past the limit"
-        assert "still downloading after 1 s" in cache.status()["6" * 64]
+        _cut_off_at_one_second(tmp_path, listener.getsockname()[1], "6" * 64)
     finally:
         stop.set()
         listener.close()
