@@ -48,8 +48,8 @@ log = logging.getLogger(__name__)
 # Alarms that stay until a technician has looked (the rest clear when their cause goes).
 ACKNOWLEDGED_ALARMS = frozenset({"forced_open", "face_attempts", "settle_error"})
 STORAGE_RETRY_SECONDS = 5.0
-ROOM_CHECK_SECONDS = 15.0
-LOCK_TEST_SECONDS = 3.0     # the longest the selftest may hold the lock open   # while disk_full is up: is there room for the reserve again?
+ROOM_CHECK_SECONDS = 15.0   # while disk_full is up: how often to look for room for the reserve
+LOCK_TEST_SECONDS = 3.0     # the longest the selftest may hold the lock open
 
 
 class Lock(Protocol):
@@ -517,17 +517,23 @@ class Controller:
         """The selftest's lock cycle, as a procedure of this thread: unlocked only when no session
         is open (checked and done here, so none can start in between: authorise refuses while it
         lasts), and relocked by a timer if the selftest does not relock within LOCK_TEST_SECONDS."""
-        if self._lock_test_timer is not None:
+        if not unlock:
+            if self._lock_test_timer is None:
+                return  # the timer relocked it already: a session may hold the lock by now
             self._lock_test_timer.cancel()
             self._lock_test_timer = None
-        if not unlock:
             self.out.lock.lock()
             return
-        if self.checkout.session is not None or self._unfinished is not None:
-            raise Refused("busy", "a session is open: the lock is not cycled")
+        if self._lock_test_timer is not None or self.checkout.session is not None \
+                or self._unfinished is not None:
+            raise Refused("busy", "a session is open (or a selftest): the lock is not cycled")
         self._lock_test_timer = self.timers.call_later(LOCK_TEST_SECONDS, "lock test",
-                                                       lambda: self.lock_test(False))
+                                                       self._lock_test_over)
         self.out.lock.unlock()
+
+    def _lock_test_over(self) -> None:
+        self._lock_test_timer = None
+        self.out.lock.lock()
 
     def end_session(self, by: str) -> dict[str, Any]:
         """`cabinet session end`, the `end_session` command: a stuck session ended by a person."""

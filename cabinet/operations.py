@@ -6,7 +6,9 @@ route it answers on, and a handler that runs on the controller thread. The comma
 local HTTP API and the CLI are transports over this table: they parse, call `run`, and turn the one
 error type, OperationError, into their own form (a `command_result`, a 400/409, an exit status).
 
-Adding an operation is one `Operation(...)` entry below and its handler.
+Adding an operation is one `Operation(...)` entry below and its handler. (Calibration, the selftest
+and speech are procedures of their own, outside the table: they are not asked of the backend.)
+Handlers act on the controller itself, through `Context.cabinet`: they are its operations.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .climate import SETPOINT_RANGE
 
 TECHNICIAN, BACKEND = "technician", "backend"
 
@@ -168,7 +169,7 @@ def _person(args: dict[str, Any], source: str) -> str:
     return f"operator {args['by']}" if source == BACKEND else args["by"]
 
 
-def _refused(fn: Callable[[], Any]) -> Any:
+def refusals(fn: Callable[[], Any]) -> Any:
     """Run a controller call, with its refusals as OperationErrors."""
     from .access.face_control import FaceUnsupported
     from .checkout import Refused
@@ -185,7 +186,7 @@ def _refused(fn: Callable[[], Any]) -> Any:
 
 def _set_setpoint(ctx: Context, args, source) -> dict[str, Any]:
     celsius = float(args["celsius"])
-    _refused(lambda: ctx.cabinet.set_setpoint(celsius))
+    refusals(lambda: ctx.cabinet.set_setpoint(celsius))
     return {"setpoint_celsius": celsius}
 
 
@@ -197,33 +198,34 @@ def _set_planogram(ctx: Context, args, source) -> dict[str, Any]:
         planogram = from_dict(args["planogram"], "planogram", shelf_ids)
     except PlanogramError as exc:
         raise invalid(str(exc)) from None
-    _refused(lambda: ctx.cabinet.replace_planogram(planogram))
+    refusals(lambda: ctx.cabinet.replace_planogram(planogram))
     return {"version": planogram.version}
 
 
 def _remote_unlock(ctx: Context, args, source) -> dict[str, Any]:
-    return {"session_id": _refused(lambda: ctx.cabinet.remote_unlock(args["nonce"],
+    return {"session_id": refusals(lambda: ctx.cabinet.remote_unlock(args["nonce"],
                                                                      args["subject"]))}
 
 
 def _restock_mode(ctx: Context, args, source) -> dict[str, Any]:
     from .checkout import Authorisation
 
-    auth = _refused(lambda: Authorisation("remote", args["technician"], "technician",
+    auth = refusals(lambda: Authorisation("remote", args["technician"], "technician",
                                           "restock-command", restock=True,
                                           restock_plan=args.get("plan")))
-    return {"session_id": _refused(lambda: ctx.cabinet.authorise(auth))}
+    return {"session_id": refusals(lambda: ctx.cabinet.authorise(auth))}
 
 
 def _enroll_faces(ctx: Context, args, source) -> dict[str, Any]:
-    result = _refused(lambda: ctx.cabinet.face.enrol(args["members"]))
-    if not result["enrolled"] and not result["removed"]:
+    result = refusals(lambda: ctx.cabinet.face.enrol(args["members"]))
+    if source == BACKEND and not result["enrolled"] and not result["removed"]:
+        # A command's status says it; a technician reads `refused` and its reasons (the CLI).
         raise OperationError("none_enrolled", "no member enrolled", kind="invalid", result=result)
     return result
 
 
 def _delete_faces(ctx: Context, args, source) -> dict[str, Any]:
-    return _refused(lambda: ctx.cabinet.face.delete(list(args["member_ids"])))
+    return refusals(lambda: ctx.cabinet.face.delete(list(args["member_ids"])))
 
 
 def _set_ads(ctx: Context, args, source) -> dict[str, Any]:
@@ -256,11 +258,11 @@ def _restart(ctx: Context, args, source) -> dict[str, Any]:
 
 
 def _end_session(ctx: Context, args, source) -> dict[str, Any]:
-    return _refused(lambda: ctx.cabinet.end_session(_person(args, source)))
+    return refusals(lambda: ctx.cabinet.end_session(_person(args, source)))
 
 
 def _clear_alarm(ctx: Context, args, source) -> dict[str, Any]:
-    return {"cleared": _refused(lambda: ctx.cabinet.acknowledge_alarm(args["kind"],
+    return {"cleared": refusals(lambda: ctx.cabinet.acknowledge_alarm(args["kind"],
                                                                       _person(args, source)))}
 
 
@@ -273,7 +275,9 @@ _BOTH = frozenset({TECHNICIAN, BACKEND})
 _AS_TECHNICIAN = {"technician": "by"}
 OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     Operation("set_setpoint", "the temperature to hold",
-              (Arg("celsius", "number", low=SETPOINT_RANGE[0], high=SETPOINT_RANGE[1]),),
+              # The range (and the band's distance from the food-safety limit) is the
+              # climate's one rule, climate_control._checked: it also vets a saved setpoint.
+              (Arg("celsius", "number"),),
               _BOTH, _set_setpoint, route="climate/setpoint"),
     Operation("set_planogram", "products, prices, shelves and stock, between sessions",
               (Arg("planogram", "object"),), _BOTH, _set_planogram),
@@ -284,7 +288,9 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
               (Arg("technician", "text"), Arg("plan", "object", required=False, check=_plan)),
               frozenset({BACKEND}), _restock_mode),
     Operation("enroll_faces", "enrol (or remove) members for face checkout",
-              (Arg("members", "list", limit=500),), _BOTH, _enroll_faces, route="faces/enrol"),
+              # How many members one command may hold is face_control's rule (500).
+              (Arg("members", "list", limit=10_000),), _BOTH, _enroll_faces,
+              route="faces/enrol"),
     Operation("delete_faces", "delete members for good",
               (Arg("member_ids", "list", limit=500, empty=True, check=_member_ids),), _BOTH,
               _delete_faces, route="faces/delete"),

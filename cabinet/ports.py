@@ -2,8 +2,10 @@
 
 Each helper (climate, access codes, faces, sync, the session's effects) receives these few
 services and, by name, the one or two controller operations it calls (`authorise`, `refused`):
-never the controller itself, so none imports it and none can reach into another helper or write
-the controller's fields. The controller builds them; everything here runs on its thread.
+not the controller itself, so none imports it and none can reach into another helper or write
+the controller's fields. (The operations' handlers, which are the controller's own operations,
+reach it through operations.Context: docs/architecture.md names the holders.) The controller
+builds them; everything here runs on its thread.
 """
 
 from __future__ import annotations

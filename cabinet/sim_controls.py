@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import operations
-from .operations import BACKEND, OperationError, invalid, number
-from .operations import get_arg as _field
+from .operations import BACKEND, get_arg, invalid, number, refusals
 
 Route = Callable[[Any, bytes, str], dict[str, Any]]
 
@@ -68,11 +67,11 @@ class SimulationHandle:
     # --- the routes ---------------------------------------------------------------------------------
     def _authorise(self, body: Any, raw: bytes, content_type: str) -> dict[str, Any]:
         """Stands in for the access modules (QR, phone, face)."""
-        from .checkout import Authorisation, Refused
+        from .checkout import Authorisation
 
         body = _object(body)
         try:
-            auth = Authorisation(method="simulation", subject=_field(body, "subject", str),
+            auth = Authorisation(method="simulation", subject=get_arg(body, "subject", str),
                                  role=body.get("role", "shopper"),
                                  code_id=str(body.get("code_id", "sim")),
                                  restock=bool(body.get("restock", False)),
@@ -80,11 +79,7 @@ class SimulationHandle:
         except ValueError as exc:
             raise invalid(str(exc)) from None
         c = self._controller
-        try:
-            session_id = c.call(lambda: c.authorise(auth))
-        except Refused as refusal:
-            raise OperationError(refusal.reason, str(refusal)) from None
-        return {"ok": True, "session_id": session_id}
+        return {"ok": True, "session_id": c.call(lambda: refusals(lambda: c.authorise(auth)))}
 
     def _remote_unlock(self, body: Any, raw: bytes, content_type: str) -> dict[str, Any]:
         """The backend's remote_unlock command, for a simulation with no backend."""
@@ -97,7 +92,7 @@ class SimulationHandle:
         if content_type.startswith("image/"):
             data = raw
         else:
-            path = _field(body, "path", str)
+            path = get_arg(body, "path", str)
             turn_head = body.get("turn_head", False)
             if not isinstance(turn_head, bool):
                 raise invalid("'turn_head' must be true or false")
@@ -115,18 +110,18 @@ class SimulationHandle:
         body = _object(body)
         if "hex" in body:
             try:
-                self.world.scan_bytes(bytes.fromhex(_field(body, "hex", str)))
+                self.world.scan_bytes(bytes.fromhex(get_arg(body, "hex", str)))
             except ValueError:
                 raise invalid("'hex' must be hexadecimal digits") from None
         else:
-            text = _field(body, "text", str)
+            text = get_arg(body, "text", str)
             if "\r" in text or "\n" in text:
                 raise invalid("'text' is one scanner line: no CR or LF")
             self.world.scan(text)
         return {"ok": True}
 
     def _door(self, body: Any, raw: bytes, content_type: str) -> dict[str, Any]:
-        state = _field(_object(body), "state", str)
+        state = get_arg(_object(body), "state", str)
         if state not in ("open", "closed"):
             raise invalid("'state' must be \"open\" or \"closed\"")
         self.world.set_door(state == "open")
@@ -134,7 +129,7 @@ class SimulationHandle:
 
     def _shelf(self, body: Any, raw: bytes, content_type: str) -> dict[str, Any]:
         body = _object(body)
-        shelf = _field(body, "shelf", int)
+        shelf = get_arg(body, "shelf", int)
         try:
             if "grams" in body:
                 self.world.add_grams(shelf, number(body, "grams"))
@@ -167,7 +162,7 @@ class SimulationHandle:
         return self._plugging(body, plugged=True)
 
     def _plugging(self, body: Any, *, plugged: bool) -> dict[str, Any]:
-        device = _field(_object(body), "device", str)
+        device = get_arg(_object(body), "device", str)
         try:
             (self.world.plug if plugged else self.world.unplug)(device)
         except KeyError as exc:

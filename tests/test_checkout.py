@@ -609,3 +609,16 @@ def test_the_selftests_lock_cycle_is_a_controller_procedure(rig):
     with pytest.raises(Refused) as busy:
         rig.c.call_now(lambda: rig.c.lock_test(True))
     assert busy.value.reason == "busy"
+
+
+def test_a_selftest_that_comes_back_late_does_not_lock_a_shoppers_session(rig):
+    """Review of issue 16: the timer relocked, a shopper was let in, then the selftest's own
+    relock locked the door on them."""
+    rig.c.call_now(lambda: rig.c.lock_test(True))
+    rig.clock.advance(3.5)
+    rig.step()                                  # the timer relocked
+    rig.clock.advance(4)
+    rig.authorise()
+    assert not rig.out.lock.locked
+    rig.c.call_now(lambda: rig.c.lock_test(False))   # the selftest, late
+    assert not rig.out.lock.locked, "the shopper's door stays open"

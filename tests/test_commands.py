@@ -62,7 +62,7 @@ def test_a_bad_setpoint_is_rejected_with_the_reason(tmp_path, factory):
     c = command("set_setpoint", {"celsius": 40})
     deliver(rig, c)
     r = results(rig)[c["command_id"]]
-    assert r["status"] == "rejected" and "celsius must be a number from -5 to 15" in r["detail"]
+    assert r["status"] == "rejected" and "must be -5 to 15 °C" in r["detail"]
     assert rig.c.snapshot["climate"]["setpoint_celsius"] != 40
 
 

@@ -21,8 +21,9 @@ def _fate(backend, command_id):
 
 
 @pytest.mark.parametrize("op, args, cli, reason", [
-    # A malformed argument: the schema's words, the same in all three.
-    ("set_setpoint", {"celsius": 99}, ["setpoint", "99"], "celsius must be a number from -5 to 15"),
+    # An argument out of range: the climate's one rule, the same words in all three.
+    ("set_setpoint", {"celsius": 99}, ["setpoint", "99"],
+     "setpoint 99 °C: must be -5 to 15 °C and keep the band below the food-safety limit (5 °C)"),
     # A refusal from the controller: its words, the same in all three.
     ("end_session", {"by": "dawa"}, ["session", "end", "--technician", "dawa"],
      "no session is open"),
@@ -92,3 +93,8 @@ def test_an_empty_playlist_or_id_list_is_an_answer_not_a_mistake():
     assert operations.checked(ops["delete_faces"], {"member_ids": []}) == {"member_ids": []}
     with pytest.raises(operations.OperationError, match="members must be a non-empty list"):
         operations.checked(ops["enroll_faces"], {"members": []})
+
+
+def test_a_malformed_argument_gets_the_schemas_words():
+    with pytest.raises(operations.OperationError, match="celsius must be a finite number"):
+        operations.checked(operations.OPERATIONS["set_setpoint"], {"celsius": "cold"})

@@ -1,9 +1,11 @@
-"""The daemon's local HTTP server: state for the screen and tools, and the simulation controls.
+"""The daemon's local HTTP server: state for the screen and tools, technicians' operations, and
+the simulation's controls.
 
 It listens on loopback only. `GET /api/state` returns the controller's latest published snapshot
-(a reference read, no lock, no waiting on the controller). With `--simulate`, `POST /sim/*` drives
-the twins (door pin, scanner pty, shelf models, thermal model, camera), whose effects reach the
-controller through the real drivers, exactly as hardware would. Request and response bodies are
+(a reference read, no lock, no waiting on the controller). `POST /api/<route>` runs an operation of
+the table (cabinet/operations.py) as a technician; calibration, the selftest and speech are
+procedures of their own. On twins, `POST /sim/*` is the simulation handle's route table
+(cabinet/sim_controls.py); this module knows none of it. Request and response bodies are
 documented in docs/http-api.md.
 """
 
@@ -80,7 +82,7 @@ class UiServer:
         from .kiosk import Kiosk
 
         self._controller = controller
-        self.operations = operations.Context(controller)
+        self.ops_context = operations.Context(controller)  # what technicians' operations act on
         self.sim = sim  # the simulation's handle (cabinet/sim_controls.py), None on a cabinet
         self.setup = setup  # first boot's progress (ui/setup_status.py), None in a simulation
         self.selftest = selftest
@@ -128,21 +130,17 @@ class UiServer:
 
     def put_planogram(self, raw: bytes) -> dict[str, Any]:
         """PUT /api/planogram: the body is the planogram itself (`cabinet planogram load`)."""
+        if not raw.strip():
+            raise BadRequest("body is empty: send the planogram as JSON")
         return self.operate("set_planogram", {"planogram": parse_json(raw)})
 
     def operate(self, name: str, args: Any, renamed: dict[str, str] | None = None
                 ) -> dict[str, Any]:
         """One operation of the table (cabinet/operations.py), asked for by a technician: run on
-        the controller thread, its one error type answered as 400 (its arguments) or 409."""
+        the controller thread; its one error type is answered by _Handler._send_refusal."""
         c = self._controller
-        try:
-            result = c.call(lambda: operations.run(self.operations, name, args, TECHNICIAN,
-                                                   renamed), timeout=30)
-        except OperationError as exc:
-            if exc.kind == "invalid":
-                raise BadRequest(str(exc)) from None
-            raise Conflict(exc.reason, str(exc)) from None
-        return {"ok": True, **result}
+        return {"ok": True, **c.call(lambda: operations.run(self.ops_context, name, args,
+                                                          TECHNICIAN, renamed), timeout=30)}
 
     def api_post(self, name: str, body: Any) -> dict[str, Any]:
         """Technician actions at the cabinet (loopback only)."""
@@ -349,6 +347,14 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         return False
 
+    def _send_refusal(self, exc: Exception) -> None:
+        """The one answer to a request that did not run: 400 for its arguments (an operation's
+        `invalid`, a BadRequest), 409 with the reason for anything refused now."""
+        if isinstance(exc, BadRequest) or getattr(exc, "kind", None) == "invalid":
+            self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+        else:
+            self._send(HTTPStatus.CONFLICT, {"error": str(exc), "reason": exc.reason})
+
     def do_PUT(self):
         if self._refused_as_foreign():
             return
@@ -361,10 +367,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             self._send(200, self.ui.put_planogram(raw))
-        except BadRequest as exc:
-            self._send(400, {"error": str(exc)})
-        except Conflict as exc:
-            self._send(409, {"error": str(exc), "reason": exc.reason})
+        except (BadRequest, Conflict, OperationError) as exc:
+            self._send_refusal(exc)
 
     def _stream_selftest(self) -> None:
         """One JSON line per check as it finishes (the `cabinet selftest` progress)."""
@@ -394,10 +398,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             try:
                 self._send(200, self.ui.api_post(path[5:], parse_json(raw)))
-            except BadRequest as exc:
-                self._send(400, {"error": str(exc)})
-            except Conflict as exc:
-                self._send(409, {"error": str(exc), "reason": exc.reason})
+            except (BadRequest, Conflict, OperationError) as exc:
+                self._send_refusal(exc)
             except LookupError:
                 self._send(404, {"error": f"no such resource: {path}"})
             return
@@ -426,10 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             result = route(body, raw, content_type)
         except OperationError as exc:
-            if exc.kind == "invalid":
-                self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
-            else:
-                self._send(HTTPStatus.CONFLICT, {"error": str(exc), "reason": exc.reason})
+            self._send_refusal(exc)
         except OSError as exc:
             self._send(HTTPStatus.CONFLICT, {"error": str(exc)})
         else:
