@@ -84,14 +84,15 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
         def save_scales(value: dict) -> None:  # on the controller's thread (its procedure)
             store.set_value(CALIBRATION_KEY, value, ("calibration", {"shelves": value}))
         calibration = ShelfCalibration(hardware.shelves, save_scales, saved_scales)
+        controller.ops_context.calibration = calibration  # before the loop starts
         from .selftest import SelfTest, SelfTestPorts
         if hardware.sim is not None:
             hardware.sim.attach(controller)  # for its stand-ins: authorise, remote_unlock
         ui = UiServer(listener, controller=controller, sim=hardware.sim,
                       ads=ads, speaker=speaker, selftest=SelfTest(SelfTestPorts(
                           config, lambda: controller.snapshot, controller.out,
-                          lambda unlock: controller.call(lambda: controller.lock_test(unlock)),
-                          lambda: controller.call(store.quick_check),
+                          lambda unlock: controller.request("lock_test", {"unlock": unlock}),
+                          lambda: controller.request("check_store")["integrity"],
                           controller.access.synchronised, controller.face.vault.key_path),
                           hardware, data_dir),
                       calibration=calibration, camera=hardware.camera,

@@ -58,7 +58,7 @@ class ShelfCalibration:
     """The two steps against the running shelf reader. Reading a shelf's raw counts is I/O and
     takes a second, so `sample` runs on the caller's (HTTP) thread, the bus having its own lock;
     what the steps remember and change (the tare, the reader's factors, the saved values) belongs
-    to the controller's thread: `tare` and `span` run there (controller.call), so a session
+    to the controller's thread: `tare` and `span` run there (the `calibrate` operation), so a session
     cannot start half-way and no state is shared between threads."""
 
     def __init__(self, reader: Any, save: Callable[[dict], None], saved: dict | None, *,

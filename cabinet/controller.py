@@ -28,7 +28,7 @@ from .access.phone_scan import NonceRefused, PhoneScan
 from .checkout import UNAUTHORISED, Authorisation, Checkout, Refused, Settings
 from .climate_control import ClimateControl
 from .config import Config
-from .events import (CallRequested, CodeScanned, DeviceFaulted, DeviceRecovered, DoorClosed,
+from .events import (OperationRequested, CodeScanned, DeviceFaulted, DeviceRecovered, DoorClosed,
                      DoorOpened, LockSensed, ScanUnreadable, ShelfWeighed, StopRequested, TemperatureRead)
 from .planogram import Planogram
 from .ports import AlarmPort, Ports
@@ -37,7 +37,8 @@ from .state_view import ProductsView, State, alarms_view, session_view, shelves_
 from .store import Store, utc_now
 from .events import CommandsArrived, FaceAttemptFailed, FaceChecking, FaceRecognised, SyncReported
 from .commands import CommandRunner
-from .operations import Context
+from . import operations
+from .operations import TECHNICIAN, Context
 from .sync_control import SyncControl
 from .systemd import Notifier, NotifyError
 from .timers import TimerHeap
@@ -150,8 +151,10 @@ class Controller:
                                authorise=self.authorise, refused=self.refused)
         self.phone = PhoneScan(config.cabinet.id, config.access.phone_url, clock=clock,
                                rotate_seconds=config.access.phone_nonce_seconds)
+        # What the operations act on, whoever asks (a command, a technician, the simulation).
+        self.ops_context = Context(self, data_dir=data_dir, on_ads=on_ads)
         self.sync = SyncControl(self.ports, CommandRunner(
-            Context(self, data_dir=data_dir, on_ads=on_ads), store=store, clock=clock,
+            self.ops_context, store=store, clock=clock,
             stop=self.stop, storage_failed=self.storage_failed),
             pending=lambda: self.outbox["pending"])
         if self.notifier.watchdog_seconds:
@@ -165,10 +168,13 @@ class Controller:
     def emit(self, event: object) -> None:
         self.queue.put(event)
 
-    def call(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
-        """Run `fn` on the controller thread and return its result (for the HTTP server)."""
+    def request(self, name: str, args: Any = None, *, source: str = TECHNICIAN,
+                renamed: dict[str, str] | None = None, timeout: float = 5.0) -> dict[str, Any]:
+        """Run operation `name` of the table on the controller thread, from any other thread;
+        its result, or the OperationError that says why not."""
         done: queue.Queue = queue.Queue(maxsize=1)
-        self.emit(CallRequested(fn, lambda result, error: done.put((result, error))))
+        self.emit(OperationRequested(name, {} if args is None else args, source, renamed,
+                                     lambda result, error: done.put((result, error))))
         result, error = done.get(timeout=timeout)
         if error is not None:
             raise error
@@ -335,9 +341,10 @@ class Controller:
             self.timers.call_later(interval, "lock_check", check)
         self.timers.call_later(interval, "lock_check", check)
 
-    def _on_call(self, event: CallRequested) -> None:
+    def _on_operation(self, event: OperationRequested) -> None:
         try:
-            result = event.fn()
+            result = operations.run(self.ops_context, event.name, event.args, event.source,
+                                    event.renamed)
         except Exception as exc:
             event.reply(None, exc)
         else:
@@ -352,7 +359,7 @@ class Controller:
                  ShelfWeighed: _on_shelf_weighed, TemperatureRead: _on_temperature,
                  CodeScanned: _on_code_scanned, ScanUnreadable: _on_scan_unreadable,
                  DeviceFaulted: _on_device_faulted, DeviceRecovered: _on_device_recovered,
-                 LockSensed: _on_lock_sensed, CallRequested: _on_call, StopRequested: _on_stop,
+                 LockSensed: _on_lock_sensed, OperationRequested: _on_operation, StopRequested: _on_stop,
                  SyncReported: lambda self, e: self._after_sync(self.sync.on_report, e),
                  CommandsArrived: lambda self, e: self._after_sync(self.sync.on_commands, e),
                  FaceChecking: lambda self, e: self.face.on_checking(e),

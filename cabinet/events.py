@@ -11,7 +11,7 @@ from drivers.events import (CodeScanned, DeviceFaulted, DeviceRecovered, DoorClo
 __all__ = ["CodeScanned", "DeviceFaulted", "DeviceRecovered", "DoorClosed", "DoorOpened",
            "LockSensed",
            "ScanUnreadable", "ShelfWeighed", "TemperatureRead", "TimerFired", "StopRequested",
-           "CallRequested", "SyncReported", "CommandsArrived", "FaceChecking", "FaceRecognised",
+           "OperationRequested", "SyncReported", "CommandsArrived", "FaceChecking", "FaceRecognised",
            "FaceAttemptFailed"]
 
 
@@ -27,10 +27,14 @@ class StopRequested:
 
 
 @dataclass(frozen=True)
-class CallRequested:
-    """Run `fn` on the controller thread (the HTTP server uses it for requests that change state);
-    `reply` receives its result or exception."""
-    fn: Callable[[], Any]
+class OperationRequested:
+    """An operation of the table (cabinet/operations.py) asked for by name from another thread
+    (the HTTP server, the selftest, the simulation's stand-ins): data crosses into the loop, never
+    code. `reply` receives its result or the exception (an OperationError, or a bug's)."""
+    name: str
+    args: Any
+    source: str
+    renamed: dict[str, str] | None
     reply: Callable[[Any, BaseException | None], None]
 
 

@@ -6,9 +6,9 @@ route it answers on, and a handler that runs on the controller thread. The comma
 local HTTP API and the CLI are transports over this table: they parse, call `run`, and turn the one
 error type, OperationError, into their own form (a `command_result`, a 400/409, an exit status).
 
-Adding an operation is one `Operation(...)` entry below and its handler. (Calibration, the selftest
-and speech are procedures of their own, outside the table: they are not asked of the backend.)
-Handlers act on the controller itself, through `Context.cabinet`: they are its operations.
+Adding an operation is one `Operation(...)` entry below and its handler. Other threads ask for one
+by name (Controller.request posts an OperationRequested): only data crosses into the loop. Handlers
+act on the controller itself, through `Context.cabinet`: they are its operations.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
-TECHNICIAN, BACKEND = "technician", "backend"
+TECHNICIAN, BACKEND, SIMULATION = "technician", "backend", "simulation"
 
 
 class OperationError(Exception):
@@ -54,7 +54,7 @@ def finite(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class Arg:
-    """One argument: `kind` is "number", "text", "list", "object" or "bool"; `check` adds a rule
+    """One argument: `kind` is "number", "integer", "text", "list", "object" or "bool"; `check` adds a rule
     of its own (returns the problem, or None)."""
     name: str
     kind: str
@@ -85,6 +85,8 @@ class Arg:
                 return "must be an object"
         elif self.kind == "bool" and not isinstance(value, bool):
             return "must be true or false"
+        elif self.kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+            return "must be a whole number"
         return self.check(value) if self.check else None
 
     def _range(self) -> str:
@@ -158,11 +160,13 @@ class Operation:
 
 @dataclass
 class Context:
-    """What the handlers act on: the controller (on its own thread), and for the ads and the
-    diagnostics the data folder and the ads fetcher."""
+    """What the handlers act on: the controller (on its own thread); for the ads and the
+    diagnostics the data folder and the ads fetcher; for calibration the shelves' procedure
+    (cabinet/calibration.py, set by app.py once the shelves exist)."""
     cabinet: Any
     data_dir: str | None = None
     on_ads: Callable[[list], None] | None = None
+    calibration: Any = None
 
 
 def _person(args: dict[str, Any], source: str) -> str:
@@ -270,6 +274,50 @@ def _clear_lockout(ctx: Context, args, source) -> dict[str, Any]:
     return {"cleared": ctx.cabinet.clear_lockout(_person(args, source))}
 
 
+def _authorise(ctx: Context, args, source) -> dict[str, Any]:
+    """The simulation's stand-in for the access modules (QR, phone, face)."""
+    from .checkout import Authorisation
+
+    auth = refusals(lambda: Authorisation(
+        method="simulation", subject=args["subject"], role=args.get("role") or "shopper",
+        code_id=args.get("code_id") or "sim", restock=bool(args.get("restock")),
+        restock_plan=args.get("restock_plan")))
+    return {"session_id": refusals(lambda: ctx.cabinet.authorise(auth))}
+
+
+def _list_faces(ctx: Context, args, source) -> dict[str, Any]:
+    face = ctx.cabinet.face
+    return {"enrolled": face.vault.summary() if face.available else []}
+
+
+def _calibrate(ctx: Context, args, source) -> dict[str, Any]:
+    """One step's state, on this thread: the shelf was read (`counts`) by the caller."""
+    if ctx.calibration is None:
+        raise invalid("no shelves to calibrate")
+    if ctx.cabinet.checkout.session is not None:
+        raise OperationError("busy", "a session is open: calibrate when the cabinet is idle")
+    shelf, step = args["shelf"], args["step"]
+    try:
+        if step == "tare":
+            return refusals(lambda: ctx.calibration.tare(shelf, args["counts"]))
+        if step == "span":
+            if args.get("grams") is None:
+                raise invalid("grams is required for the span")
+            return refusals(lambda: ctx.calibration.span(shelf, args["counts"], args["grams"]))
+    except KeyError:
+        raise invalid(f"no shelf {shelf} in the config") from None
+    raise invalid("step must be 'tare' or 'span'")
+
+
+def _lock_test(ctx: Context, args, source) -> dict[str, Any]:
+    refusals(lambda: ctx.cabinet.lock_test(args["unlock"]))
+    return {"unlocked": args["unlock"]}
+
+
+def _check_store(ctx: Context, args, source) -> dict[str, Any]:
+    return {"integrity": ctx.cabinet.store.quick_check()}
+
+
 _BY = Arg("by", "text")
 _BOTH = frozenset({TECHNICIAN, BACKEND})
 _AS_TECHNICIAN = {"technician": "by"}
@@ -309,6 +357,22 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
               renamed=_AS_TECHNICIAN),
     Operation("clear_lockout", "clear the food-safety lockout after the food was checked",
               (_BY,), _BOTH, _clear_lockout, route="food-safety/clear", renamed=_AS_TECHNICIAN),
+    # Steps of the technician's procedures (read by the HTTP server, applied here) and the
+    # simulation's stand-in: no route of their own, asked for by name (Controller.request).
+    Operation("list_faces", "the members enrolled (GET /api/faces)", (),
+              frozenset({TECHNICIAN}), _list_faces),
+    Operation("calibrate", "a calibration step's state: the shelf's counts read by the caller",
+              (Arg("shelf", "integer"), Arg("step", "text", limit=10), Arg("counts", "number"),
+               Arg("grams", "number", required=False)), frozenset({TECHNICIAN}), _calibrate),
+    Operation("lock_test", "the selftest's lock cycle (Controller.lock_test)",
+              (Arg("unlock", "bool"),), frozenset({TECHNICIAN}), _lock_test),
+    Operation("check_store", "the database's integrity check", (), frozenset({TECHNICIAN}),
+              _check_store),
+    Operation("authorise", "a session, as an access module would open it (simulation only)",
+              (Arg("subject", "text"), Arg("role", "text", required=False),
+               Arg("code_id", "text", required=False), Arg("restock", "bool", required=False),
+               Arg("restock_plan", "object", required=False)),
+              frozenset({SIMULATION}), _authorise),
 )}
 BACKEND_TYPES = tuple(name for name, op in OPERATIONS.items() if BACKEND in op.who)
 ROUTES = {op.route: op for op in OPERATIONS.values() if op.route}

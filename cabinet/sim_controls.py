@@ -19,8 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from . import operations
-from .operations import BACKEND, get_arg, invalid, number, refusals
+from .operations import BACKEND, SIMULATION, get_arg, invalid, number
 
 Route = Callable[[Any, bytes, str], dict[str, Any]]
 
@@ -66,26 +65,13 @@ class SimulationHandle:
 
     # --- the routes ---------------------------------------------------------------------------------
     def _authorise(self, body: Any, raw: bytes, content_type: str) -> dict[str, Any]:
-        """Stands in for the access modules (QR, phone, face)."""
-        from .checkout import Authorisation
-
-        body = _object(body)
-        try:
-            auth = Authorisation(method="simulation", subject=get_arg(body, "subject", str),
-                                 role=body.get("role", "shopper"),
-                                 code_id=str(body.get("code_id", "sim")),
-                                 restock=bool(body.get("restock", False)),
-                                 restock_plan=body.get("restock_plan"))
-        except ValueError as exc:
-            raise invalid(str(exc)) from None
-        c = self._controller
-        return {"ok": True, "session_id": c.call(lambda: refusals(lambda: c.authorise(auth)))}
+        """Stands in for the access modules (QR, phone, face): the `authorise` operation."""
+        return {"ok": True, **self._controller.request("authorise", _object(body),
+                                                       source=SIMULATION)}
 
     def _remote_unlock(self, body: Any, raw: bytes, content_type: str) -> dict[str, Any]:
         """The backend's remote_unlock command, for a simulation with no backend."""
-        c = self._controller
-        ctx = operations.Context(c)
-        return {"ok": True, **c.call(lambda: operations.run(ctx, "remote_unlock", body, BACKEND))}
+        return {"ok": True, **self._controller.request("remote_unlock", body, source=BACKEND)}
 
     def _camera(self, body: Any, raw: bytes, content_type: str) -> dict[str, Any]:
         turn_head = False

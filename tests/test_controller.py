@@ -8,9 +8,10 @@ import time
 
 import pytest
 
+from cabinet import operations
 from cabinet.config import Config
 from cabinet.controller import Actuators, Controller
-from cabinet.events import (CallRequested, DeviceFaulted, DeviceRecovered, DoorClosed, DoorOpened, ShelfWeighed,
+from cabinet.events import (OperationRequested, DeviceFaulted, DeviceRecovered, DoorClosed, DoorOpened, ShelfWeighed,
                             TemperatureRead)
 from cabinet.store import Store
 from cabinet.systemd import Notifier
@@ -116,14 +117,26 @@ def test_a_failing_handler_locks_and_the_loop_goes_on(rig):
     assert out.lock.locked and controller.snapshot["door"] == "closed"
 
 
-def test_call_runs_on_the_controller_thread(rig):
+def test_an_operation_requested_from_another_thread_runs_on_the_controller_thread(
+        rig, monkeypatch):
+    """Only data crosses into the loop (an operation's name and arguments), and the answer or
+    the refusal comes back to the asking thread."""
     controller, clock, out, store = rig
+    ran_on = []
+    probe = operations.Operation("probe", "where am I run", (), frozenset({operations.TECHNICIAN}),
+                                 lambda ctx, args, source: ran_on.append(threading.get_ident())
+                                 or {"ok": True})
+    monkeypatch.setitem(operations.OPERATIONS, "probe", probe)
     loop = threading.Thread(target=controller.run)
     loop.start()
     try:
-        assert controller.call(threading.get_ident) == loop.ident
-        with pytest.raises(ValueError):
-            controller.call(lambda: int("x"))
+        assert controller.request("probe") == {"ok": True} and ran_on == [loop.ident]
+        with pytest.raises(operations.OperationError) as refused:
+            controller.request("set_setpoint", {"celsius": "warm"})
+        assert refused.value.kind == "invalid"
+        with pytest.raises(operations.OperationError) as unknown:
+            controller.request("probe", source=operations.BACKEND)
+        assert unknown.value.reason == "unknown"
     finally:
         controller.stop()
         loop.join(5)
@@ -170,7 +183,12 @@ def test_watchdog_pings_stop_while_the_loop_is_stuck(tmp_path, factory, monkeypa
     try:
         assert b"WATCHDOG=1" in drain(0.5)
         release = threading.Event()
-        controller.emit(CallRequested(lambda: release.wait(5), lambda r, e: None))
+        stuck = operations.Operation("stuck", "a handler that hangs", (),
+                                     frozenset({operations.TECHNICIAN}),
+                                     lambda ctx, args, source: release.wait(5) and {})
+        monkeypatch.setitem(operations.OPERATIONS, "stuck", stuck)
+        controller.emit(OperationRequested("stuck", {}, operations.TECHNICIAN, None,
+                                           lambda r, e: None))
         time.sleep(0.3)  # let the loop pick up the stuck call and the socket empty
         drain(0.1)
         assert drain(0.8) == [], "a stuck loop must not feed the watchdog"

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import operations
-from ..operations import TECHNICIAN, OperationError, get_arg, number
+from ..operations import OperationError, get_arg, number
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -82,7 +82,6 @@ class UiServer:
         from .kiosk import Kiosk
 
         self._controller = controller
-        self.ops_context = operations.Context(controller)  # what technicians' operations act on
         self.sim = sim  # the simulation's handle (cabinet/sim_controls.py), None on a cabinet
         self.setup = setup  # first boot's progress (ui/setup_status.py), None in a simulation
         self.selftest = selftest
@@ -138,9 +137,7 @@ class UiServer:
                 ) -> dict[str, Any]:
         """One operation of the table (cabinet/operations.py), asked for by a technician: run on
         the controller thread; its one error type is answered by _Handler._send_refusal."""
-        c = self._controller
-        return {"ok": True, **c.call(lambda: operations.run(self.ops_context, name, args,
-                                                          TECHNICIAN, renamed), timeout=30)}
+        return {"ok": True, **self._controller.request(name, args, renamed=renamed, timeout=30)}
 
     def api_post(self, name: str, body: Any) -> dict[str, Any]:
         """Technician actions at the cabinet (loopback only)."""
@@ -159,17 +156,15 @@ class UiServer:
         raise LookupError(name)
 
     def faces(self) -> dict[str, Any]:
-        face = self._controller.face
         return {**self._controller.snapshot.get("face", {}),
-                "enrolled": self._controller.call(face.vault.summary) if face.available else []}
+                **self._controller.request("list_faces")}
 
     def _calibrate(self, body: Any) -> dict[str, Any]:
-        """`cabinet calibrate`: the shelf read here (I/O, a second), the step's state changed on
-        the controller's thread, which refuses it while a session is open."""
+        """`cabinet calibrate`: the shelf read here (I/O, a second), the step applied by the
+        `calibrate` operation on the controller's thread, which refuses it during a session."""
         from drivers.errors import DeviceError
 
         from ..calibration import CalibrationError
-        from ..checkout import Refused
 
         if self.calibration is None:
             raise BadRequest("no shelves to calibrate")
@@ -180,29 +175,18 @@ class UiServer:
             raise BadRequest(str(exc)) from None
         if step not in ("tare", "span"):
             raise BadRequest("step must be 'tare' or 'span'")
-        c, calibration = self._controller, self.calibration
-
-        def idle_then(fn):
-            if c.checkout.session is not None:
-                raise Refused("busy", "a session is open: calibrate when the cabinet is idle")
-            return fn()
+        if self._controller.snapshot.get("session") is not None:  # no need to read the shelf
+            raise Conflict("busy", "a session is open: calibrate when the cabinet is idle")
         try:
-            if c.snapshot.get("session") is not None:  # no need to read the shelf at all
-                raise Conflict("busy", "a session is open: calibrate when the cabinet is idle")
-            counts = calibration.sample(shelf)
-            if step == "tare":
-                result = c.call(lambda: idle_then(lambda: calibration.tare(shelf, counts)))
-            else:
-                result = c.call(lambda: idle_then(lambda: calibration.span(shelf, counts, grams)))
+            counts = self.calibration.sample(shelf)
         except CalibrationError as exc:
             raise BadRequest(str(exc)) from None
         except KeyError:
             raise BadRequest(f"no shelf {shelf} in the config") from None
         except DeviceError as exc:
             raise Conflict("device_fault", f"shelf {shelf} does not answer: {exc}") from None
-        except Refused as refusal:
-            raise Conflict(refusal.reason, str(refusal)) from None
-        return {"ok": True, **result}
+        args = {"shelf": shelf, "step": step, "counts": counts, "grams": grams}
+        return {"ok": True, **self._controller.request("calibrate", args)}
 
 
 def parse_json(raw: bytes) -> Any:
