@@ -423,7 +423,11 @@ def test_a_cabinet_asking_for_less_for_a_while_only_defers_a_big_command(backend
                               {"type": "enroll_faces", "args": args, "lifetime_seconds": 600})
     url = backend.url + "/v1/cabinets/cabinet-0001/commands"
     auth = {"Authorization": f"Bearer {backend.device_token}"}
-    small = requests.get(url, params={"max_bytes": 65536}, headers=auth, timeout=30).json()
+    # Asked with a two-minute long-poll, it answers (empty) at once: a command waits that this
+    # page is too small for, so the cabinet can grow its page back without waiting each time.
+    # (Held as a long-poll, the read would time out here.)
+    small = requests.get(url, params={"max_bytes": 65536, "wait": 120}, headers=auth,
+                         timeout=30).json()
     assert small["commands"] == []
     assert backend.operator("GET", f"commands/{big['command_id']}")[1]["status"] == "issued"
     full = requests.get(url, params={"max_bytes": 7 << 20}, headers=auth, timeout=30).json()

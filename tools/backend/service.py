@@ -225,10 +225,15 @@ class Backend:
 
     def pending_commands(self, cabinet_id: str, after: int,
                          max_bytes: int | None = None) -> list[dict[str, Any]]:
+        return self._page(cabinet_id, after, max_bytes)[0]
+
+    def _page(self, cabinet_id: str, after: int,
+              max_bytes: int | None) -> tuple[list[dict[str, Any]], bool]:
         """The next page of commands, in order, whose JSON fits in `max_bytes`. A command that
         could never fit is finished here as `rejected` with the sizes (the cabinet would
         otherwise be asked to read it for as long as it lives), and the page goes on after it.
-        `max_bytes` None: an old cabinet, which says nothing and reads 4 MiB."""
+        `max_bytes` None: an old cabinet, which says nothing and reads 4 MiB. Also says whether a
+        command waits that this page was too small for (the cabinet asked for less for now)."""
         legacy = max_bytes is None
         if legacy:
             max_bytes = LEGACY_COMMAND_BYTES
@@ -256,10 +261,10 @@ class Backend:
                     tx.execute("UPDATE commands SET status = 'rejected', detail = ?, "
                                "finished_at = ? WHERE command_id = ?",
                                (f"too_large: {size} bytes; the cabinet takes at most "
-                                f"{max_bytes} bytes of commands in a reply", now_iso(), r[1]))
+                                f"{capacity} bytes of commands in a reply", now_iso(), r[1]))
                     continue
-                break  # fits a full page: the cabinet asked for less for now
-        return page
+                return page, True  # fits a full page: the cabinet asked for less for now
+        return page, False
 
     def wait_for_commands(self, cabinet_id: str, after: int, wait: float,
                           max_bytes: int | None = None) -> list[dict[str, Any]]:
@@ -267,9 +272,11 @@ class Backend:
         again every half second too, for commands issued by another process of a fleet."""
         end = time.monotonic() + wait
         while True:
-            commands = self.pending_commands(cabinet_id, after, max_bytes)
+            commands, deferred = self._page(cabinet_id, after, max_bytes)
             left = end - time.monotonic()
-            if commands or left <= 0 or self.closing:
+            # A command this page is too small for: answer at once, so that a cabinet growing
+            # its page back after a reply too large gets there in a few polls, not long-polls.
+            if commands or deferred or left <= 0 or self.closing:
                 return commands
             with self._new_command:
                 self._new_command.wait(min(left, 0.5))
