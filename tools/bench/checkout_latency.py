@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from cabinet.planogram import load  # noqa: E402
 from cabinet.store import Store  # noqa: E402
 from cabinet.weighing import Item, explain  # noqa: E402
-from tools.bench.common import percentile, wait, wait_idle  # noqa: E402
+from tools.bench.common import (CpuLimit, cpu_limit_options, percentile, wait,  # noqa: E402
+                                wait_idle)
 from tools.daemon_process import CabinetProcess  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,10 +33,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 
-def end_to_end(sessions: int, rng: random.Random) -> list[float]:
+def end_to_end(sessions: int, rng: random.Random, limit: CpuLimit | None = None) -> list[float]:
     times = []
+    limit = limit or CpuLimit()
     with tempfile.TemporaryDirectory() as data:
-        d = CabinetProcess(data_dir=data)
+        d = CabinetProcess(data_dir=data, wrap=limit.wrap())
+        limit.apply(d.proc.pid)
         try:
             d.wait_ready()
             wait(lambda: d.url)
@@ -147,10 +150,16 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sessions", type=int, default=40)
     p.add_argument("--seed", type=int, default=1)
+    cpu_limit_options(p)
     args = p.parse_args()
     rng = random.Random(args.seed)
-    times = end_to_end(args.sessions, rng)
-    print(f"door closed -> sale committed and receipt in /api/state, {len(times)} sessions:")
+    limit = CpuLimit(args.cpus, args.cpu_quota)
+    try:
+        times = end_to_end(args.sessions, rng, limit)
+    finally:
+        limit.close()
+    print(f"door closed -> sale committed and receipt in /api/state, {len(times)} sessions "
+          f"({limit.describe()}):")
     print(f"  p50 {percentile(times, 50):.3f} s   p99 {percentile(times, 99):.3f} s   "
           f"max {max(times):.3f} s   mean {statistics.mean(times):.3f} s   (goal: within 1.5 s)")
     alarms = forced_open(10)

@@ -14,6 +14,7 @@ camera's next frame instead of looking every 20 ms; the door switch and lock con
 DigitalInputDevices (a gpiozero Button's hold thread wakes ten times a second for ever).
 
     .venv/bin/python tools/bench/footprint.py [--runs 3] [--idle-seconds 20]
+        [--cpus 0 --cpu-quota 30]   # as a slow board: one core, 30 % of it (root, for the quota)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tools.bench.common import CpuLimit, cpu_limit_options  # noqa: E402
 from tools.daemon_process import CabinetProcess  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -56,6 +58,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--idle-seconds", type=float, default=20.0)
+    cpu_limit_options(p)
     p.add_argument("--camera-fps", type=float, nargs="+", default=[None],
                    help="measure with these camera.frames_per_second (default: the config's)")
     args = p.parse_args()
@@ -80,7 +83,9 @@ def main() -> int:
 
 def measure(args, fps: float | None) -> None:
     label = "" if fps is None else f", camera at {fps:g} frames/s"
-    print(f"\ncabinetd --simulate{label}, {args.runs} runs, {args.idle_seconds:g} s idle each:")
+    limit = CpuLimit(args.cpus, args.cpu_quota)
+    print(f"\ncabinetd --simulate{label}, {args.runs} runs, {args.idle_seconds:g} s idle each, "
+          f"{limit.describe()}:")
     print(f"  {'run':>3}  {'to READY':>9}  {'RSS':>8}  {'idle CPU':>9}")
     results = []
     for run in range(1, args.runs + 1):
@@ -90,7 +95,8 @@ def measure(args, fps: float | None) -> None:
                 config = Path(data) / "camera.toml"
                 config.write_text(f"[camera]\nframes_per_second = {fps}\n")
                 extra = ["--config", str(config)]
-            d = CabinetProcess(*extra, data_dir=data)
+            d = CabinetProcess(*extra, data_dir=data, wrap=limit.wrap())
+            limit.apply(d.proc.pid)
             try:
                 ready = d.wait_ready()
                 time.sleep(3)  # let the first readings and lazy imports happen
@@ -102,6 +108,7 @@ def measure(args, fps: float | None) -> None:
                 d.kill()
         results.append((ready, rss, cpu))
         print(f"  {run:>3}  {ready:8.2f}s  {rss:6.1f}MB  {cpu:8.2f}%")
+    limit.close()
     best = min(results)
     worst_rss = max(r[1] for r in results)
     worst_cpu = max(r[2] for r in results)
