@@ -1,8 +1,9 @@
 """Every operation a person or the backend can ask of the cabinet, declared once.
 
 An operation has a name, its arguments (checked here, once, whichever way it came), who may ask
-for it (`technician`: the local HTTP API and the `cabinet` CLI; `backend`: a command), the local
-route it answers on, and a handler that runs on the controller thread. The command runner, the
+for it (`technician`: the local HTTP API and the `cabinet` CLI; `backend`: a command;
+`simulation`: the twins' stand-in for the access modules), the local route it answers on, and a
+handler that runs on the controller thread. The command runner, the
 local HTTP API and the CLI are transports over this table: they parse, call `run`, and turn the one
 error type, OperationError, into their own form (a `command_result`, a 400/409, an exit status).
 
