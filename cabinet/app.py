@@ -157,13 +157,17 @@ def _claim_data_dir(data_dir: Path, reserve: Reserve):
         raise StartError(f"{data_dir} is in use by another cabinetd (pid {holder}): stop that "
                          "one first, or give this one its own --data-dir", status=2) from None
     os.ftruncate(fd, 0)
+    pid = f"{os.getpid()}\n".encode()
     try:
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.write(fd, pid)
     except OSError as exc:  # a full card: the lock holds all the same; the pid is a courtesy
-        if not (exc.errno == errno.ENOSPC and reserve.release()):
-            log.warning("%s: cannot write the pid: %s", data_dir / "cabinetd.lock", exc.strerror)
-        else:
-            os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            if exc.errno != errno.ENOSPC or not reserve.release():
+                raise
+            os.write(fd, pid)
+        except OSError as still:
+            log.warning("%s: cannot write the pid: %s", data_dir / "cabinetd.lock",
+                        still.strerror)
     try:
         yield
     finally:
