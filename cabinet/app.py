@@ -124,6 +124,9 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
+        # The readers' first events (the door's and the lock's state) are handled before READY,
+        # so whoever waited for READY sees a known door, never "unknown".
+        controller.run_pending()
         mode = devices.name
         notifier.ready(f"cabinet {config.cabinet.id} running on {mode}")
         log.info("cabinet %s ready (%s, data in %s)", config.cabinet.id, mode, data_dir)

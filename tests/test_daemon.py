@@ -36,6 +36,19 @@ def test_answers_state_locked_within_five_seconds(tmp_path):
         d.kill()
 
 
+def test_ready_means_the_door_and_lock_are_known(tmp_path):
+    """READY (what systemd, the kiosk and the tests wait for) comes after the controller has
+    handled the door's first reading: a CI run once saw "unknown" just after READY."""
+    d = CabinetProcess(data_dir=tmp_path / "data")
+    try:
+        d.wait_ready()
+        wait_for(lambda: d.url, what="the URL in the log")
+        state = d.state()
+        assert state["door"] == "closed" and state["lock"] == "locked"
+    finally:
+        d.kill()
+
+
 def test_state_has_every_device(daemon):
     state = wait_for(lambda: (s := daemon.state())["temperature"] and all(
         sh["stable"] for sh in s["shelves"]) and s, timeout=15, what="all shelves stable")
