@@ -120,33 +120,81 @@ def backend_db_url(request, tmp_path):
 
 
 class RunningBackend:
-    """The reference backend on loopback, with one registered cabinet."""
+    """The backend (backend/, FastAPI on uvicorn) on loopback, its database migrated, with one
+    registered cabinet and an admin's API token as `operator_token`."""
 
-    def __init__(self, db_url: str, cabinet_id: str = "cabinet-0001", **server_kw):
-        from tools.backend.db import Database
-        from tools.backend.server import BackendServer
-        from tools.backend.service import Backend
+    def __init__(self, db_url: str, cabinet_id: str = "cabinet-0001", *, certfile=None,
+                 keyfile=None, max_body: int | None = None, on_exchange=None,
+                 service_kw: dict | None = None):
+        from backend.app import create_app
+        from backend.server import ThreadedServer
+        from backend.storage import Storage
+        from backend.storage.engine import migrate
 
-        self.db = Database(db_url)
-        self.service = Backend(self.db, **server_kw.pop("service_kw", {}))
-        self.operator_token = "operator-secret"
-        self.device_token = self.service.add_cabinet(cabinet_id)
+        migrate(db_url)
+        self.storage = Storage(db_url)
+        self.app = create_app(self.storage, **(service_kw or {}),
+                              **({"max_body_bytes": max_body} if max_body else {}))
+        self.storage.people.create_user("admin", "admin", "correct horse battery", "test")
+        self.operator_token = self.storage.people.new_token("admin", "api", "tests", None,
+                                                            "test")["token"]
+        self.device_token = self.storage.fleet.add_cabinet(cabinet_id)
         self.cabinet_id = cabinet_id
-        self.server = BackendServer(self.service, operator_token=self.operator_token,
-                                    **server_kw).start()
+        app = self.app if on_exchange is None else Recording(self.app, on_exchange)
+        self.server = ThreadedServer(app, certfile=certfile, keyfile=keyfile).start()
         self.url = self.server.url
 
-    def operator(self, method: str, path: str, body=None):
+    def token_for(self, role: str) -> str:
+        """An API token of a new user with `role`."""
+        name = f"{role}-{len(self.storage.people.users())}"
+        self.storage.people.create_user(name, role, "correct horse battery", "test")
+        return self.storage.people.new_token(name, "api", "tests", None, "test")["token"]
+
+    def operator(self, method: str, path: str, body=None, token: str | None = None):
         import requests
 
         reply = requests.request(method, self.url + "/v1/operator/" + path, json=body,
-                                 headers={"Authorization": f"Bearer {self.operator_token}"},
+                                 headers={"Authorization": f"Bearer {token or self.operator_token}"},
                                  timeout=10, verify=False)
-        return reply.status_code, reply.json()
+        return reply.status_code, reply.json() if reply.content else None
 
     def close(self):
         self.server.close()
-        self.db.close()
+        self.storage.close()
+
+
+class Recording:
+    """ASGI middleware handing every request and its reply to `on_exchange(request, reply)`,
+    for the tests that check real traffic against backend/openapi.json."""
+
+    def __init__(self, app, on_exchange):
+        self.app, self.on_exchange = app, on_exchange
+        self.state = app.state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from urllib.parse import parse_qs
+
+        body, reply = [], {"status": None, "body": b""}
+
+        async def recv():
+            message = await receive()
+            body.append(message.get("body", b""))
+            return message
+
+        async def sent(message):
+            if message["type"] == "http.response.start":
+                reply["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                reply["body"] += message.get("body", b"")
+            await send(message)
+        await self.app(scope, recv, sent)
+        self.on_exchange({"method": scope["method"], "path": scope["path"],
+                          "query": parse_qs(scope["query_string"].decode()),
+                          "headers": {k.decode(): v.decode("latin-1")
+                                      for k, v in scope["headers"]},
+                          "body": b"".join(body)}, reply)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The whole path, black-box: cabinetd --simulate syncing with the reference backend on loopback.
 A phone scans the screen, the operator's backend sends remote_unlock with that nonce, the shopper
 takes a bottle, the sale reaches the backend; every request and reply on the way is checked
-against tools/backend/openapi.yaml."""
+against backend/openapi.json."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ SYNC_PATHS = {("POST", "/v1/cabinets/cabinet-0001/records"),
 
 
 def _check_against_openapi(traffic, expected=SYNC_PATHS):
-    api = OpenAPI.from_file_path(str(REPO / "tools" / "backend" / "openapi.yaml"))
+    api = OpenAPI.from_file_path(str(REPO / "backend" / "openapi.json"))
     seen = set()
     for req, rep in traffic:
         request = MockRequest("http://127.0.0.1:8000", req["method"].lower(), req["path"],

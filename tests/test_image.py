@@ -123,7 +123,7 @@ def test_first_boot_enrols_with_the_backend_and_takes_the_token_off_the_boot_par
         assert not provision.exists(), "the token left the FAT partition"
         token_file = root / "etc" / "cabinet" / "device-token"
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-        assert backend.service.authenticate("cabinet-0042", token_file.read_text().strip())
+        assert backend.storage.fleet.authenticate("cabinet-0042", token_file.read_text().strip())
         config = (root / "etc" / "cabinet" / "cabinet.toml").read_text()
         assert 'id = "cabinet-0042"' in config and f'backend_url = "{backend.url}"' in config
         from cabinet.config import parse

@@ -45,7 +45,7 @@ def main() -> int:
                           f"device_token_file = '{token}'\n")
         d = CabinetProcess("--config", str(config), data_dir=folder / "data")
         operator = requests.Session()
-        operator.headers["Authorization"] = "Bearer bench"
+        operator.headers["Authorization"] = f"Bearer {backend.operator_token}"
         try:
             d.wait_ready()
             wait(lambda: d.url)

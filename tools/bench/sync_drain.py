@@ -1,7 +1,7 @@
 """Drain of a queued outbox into the reference backend on loopback: records per second and the
 time to drain 100 000, side by side for batch sizes and for the backend on SQLite and PostgreSQL.
 
-The backend runs as its own process (`python -m tools.backend serve`), as it would in production;
+The backend runs as its own process (`cabinet-backend serve`), as it would in production;
 the uploader is the cabinet's own (cabinet.sync.Uploader over its own SQLite connection). The one
 record per request row is measured on a slice and extrapolated; it is the naive design the batch
 protocol replaces.
@@ -44,17 +44,23 @@ def queue_records(path: Path, n: int) -> None:
 
 
 class BackendProcess:
+    """`cabinet-backend serve` as its own process, its database migrated, one cabinet registered
+    and an operator's API token (`operator_token`)."""
+
     def __init__(self, folder: Path, db_url: str):
-        token = folder / "operator-token"
-        token.write_text("bench")
-        os.chmod(token, 0o600)
         root = Path(__file__).resolve().parents[2]
-        self.device_token = subprocess.run(
-            [sys.executable, "-m", "tools.backend", "add-cabinet", "--db", db_url, "cabinet-0001"],
-            cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+        def cli(*args: str, stdin: str | None = None) -> str:
+            return subprocess.run([sys.executable, "-m", "backend", "--db", db_url, *args],
+                                  cwd=root, capture_output=True, text=True, check=True,
+                                  input=stdin).stdout.strip()
+        cli("migrate")
+        cli("create-user", "bench", "--role", "operator", stdin="bench password\n")
+        self.operator_token = cli("api-token", "bench", "--name", "bench")
+        self.device_token = cli("add-cabinet", "cabinet-0001")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.backend", "serve", "--db", db_url, "--port", "0",
-             "--operator-token-file", str(token)], cwd=root, stdout=subprocess.PIPE, text=True)
+            [sys.executable, "-m", "backend", "--db", db_url, "serve", "--port", "0"],
+            cwd=root, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         self.url = re.search(r"(http://\S+)", line).group(1)
 

@@ -232,9 +232,10 @@ def free_port() -> int:
 def run(work: Path, arch: str | None = None) -> dict[str, float]:
     """The whole test; raises BootFailure with the journal when a check fails. Returns how long
     each part took, in seconds."""
-    from tools.backend.db import Database
-    from tools.backend.server import BackendServer
-    from tools.backend.service import Backend
+    from backend.app import create_app
+    from backend.server import ThreadedServer
+    from backend.storage import Storage
+    from backend.storage.engine import migrate
 
     arch = arch or host_arch()
     work.mkdir(parents=True, exist_ok=True)
@@ -252,9 +253,10 @@ def run(work: Path, arch: str | None = None) -> dict[str, float]:
 
     root = rootfs(work / "cache", arch)
     lap("root file system (debootstrap)")
-    db = Database(f"sqlite://{work}/backend.db")
-    service = Backend(db)
-    enrolment = service.new_enrolment("cabinet-boot")
+    (work / "backend.db").unlink(missing_ok=True)
+    migrate(f"sqlite://{work}/backend.db")
+    storage = Storage(f"sqlite://{work}/backend.db")
+    enrolment = storage.fleet.new_enrolment("cabinet-boot", "boot test")
     port = free_port()
     provision = work / "cabinet-provision.toml"
     provision.write_text(f'cabinet_id = "cabinet-boot"\nbackend_url = "http://127.0.0.1:{port}"\n'
@@ -278,7 +280,7 @@ def run(work: Path, arch: str | None = None) -> dict[str, float]:
             log("pip failed once, as planned; wheel mended")
             wait("enrolment to fail: the backend is down",
                  lambda: step_is(machine, "enrol", "retry"), 300, machine)
-            server = BackendServer(service, operator_token="operator", port=port).start()
+            server = ThreadedServer(create_app(storage), port=port).start()
             log("enrolment failed while the backend was down; backend started")
             wait("the venv built and switched in", lambda: step_is(machine, "software", "done"),
                  600, machine)
@@ -290,7 +292,7 @@ def run(work: Path, arch: str | None = None) -> dict[str, float]:
                 and s["sync"]["last_success_at"] and s), 180, machine)
             wait("the gpio alarm at the backend", lambda: any(
                 a["body"].get("kind") == "device_fault:gpio"
-                for a in service.records("alarm", "cabinet-boot")), 60, machine)
+                for a in storage.fleet.records("alarm", "cabinet-boot", 0, 1000)), 60, machine)
         lap("boot 1 (first boot with its faults, to READY and enrolled)")
         check(state["lock"] == "locked" and state["door"] == "unknown",
               f"locked, door unknown without GPIO: {state['lock']}, {state['door']}")
@@ -327,7 +329,7 @@ def run(work: Path, arch: str | None = None) -> dict[str, float]:
         machine.close()
         if server is not None:
             server.close()
-        db.close()
+        storage.close()
     return took
 
 

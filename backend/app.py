@@ -1,0 +1,121 @@
+"""The operators' backend as an ASGI application (FastAPI): the routers, the errors they answer
+with, and what lives as long as the process (the storage, the long-polls' wake-ups, retention).
+
+The service keeps no state of its own between requests: every fact is in the database, so several
+workers or instances may serve one PostgreSQL (wake-ups cross instances by LISTEN/NOTIFY).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from .routers import access_codes, cabinets, commands, fleet, people
+from .storage import Storage
+from .storage.errors import Conflict, Forbidden, LoginRefused, NotFound, TooLarge
+from .strict_json import MAX_BODY_BYTES, BodyLimit
+from .wakeups import Wakeups
+
+log = logging.getLogger("backend")
+VERSION = "2"
+DESCRIPTION = """The contract between smart vending cabinets and their operators' backend.
+
+Cabinet side (a device token per cabinet): post batches of outbox records, long-poll for commands.
+Operator side (a person's token, from POST /v1/auth/login or an API token): the fleet, records,
+commands, access codes, people and the audit log, each by role. Times are UTC ISO-8601; money is
+integer fen; weights are grams. Errors are `{"error": "..."}`, with `fields` when a request did
+not validate. Generated from backend/protocol.py; tests/test_backend_api.py keeps
+backend/openapi.json equal to it."""
+
+
+def create_app(storage: Storage, *, signing_key=None, key_id: int = 0,
+               max_body_bytes: int = MAX_BODY_BYTES,
+               telemetry_retention_days: float | None = None) -> FastAPI:
+    wakeups = Wakeups()
+    storage.commands.on_issued = wakeups.wake
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await wakeups.start(storage.url if storage.dialect == "postgresql" else None)
+        pruning = (asyncio.create_task(_prune(storage, telemetry_retention_days))
+                   if telemetry_retention_days else None)
+        yield
+        if pruning is not None:
+            pruning.cancel()
+        await wakeups.stop()
+
+    app = FastAPI(title="Cabinet sync and operator API", version=VERSION,
+                  description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.storage, app.state.wakeups = storage, wakeups
+    app.state.signing_key, app.state.key_id = signing_key, key_id
+    # fleet last: its GET /v1/operator/{collection} would otherwise shadow /users and /audit.
+    for module in (cabinets, people, commands, access_codes, fleet):
+        app.include_router(module.router)
+    _errors(app)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    return app
+
+
+def _errors(app: FastAPI) -> None:
+    def reply(status: int, message: str, **extra: Any) -> JSONResponse:
+        headers = extra.pop("headers", None)
+        return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return reply(exc.status_code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        fields = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
+        words = "; ".join(f"{'.'.join(f['loc'])}: {f['msg']}" for f in fields[:5])
+        return reply(422, words or "the request is not valid", fields=fields)
+
+    statuses = {NotFound: 404, Forbidden: 403, Conflict: 409, TooLarge: 413}
+    for kind, status in statuses.items():
+        app.add_exception_handler(kind, lambda request, exc, s=status: reply(s, str(exc)))
+
+    @app.exception_handler(LoginRefused)
+    async def refused(request: Request, exc: LoginRefused):
+        if exc.retry_after is not None:
+            return reply(429, str(exc), headers={"Retry-After": str(exc.retry_after)})
+        return reply(401, str(exc))
+
+
+async def _prune(storage: Storage, days: float) -> None:
+    """Raw telemetry older than `days` goes every hour (its hourly rollup stays)."""
+    while True:
+        try:
+            removed = await run_in_threadpool(storage.fleet.prune_telemetry, days)
+            if removed:
+                log.info("retention: %d telemetry records older than %s days removed", removed,
+                         days)
+        except Exception:
+            log.exception("retention failed; trying again in an hour")
+        await asyncio.sleep(3600)
+
+
+def from_settings(settings) -> FastAPI:
+    """The application for a Settings (backend/config.py): its storage, signing key, limits."""
+    key = None
+    if settings.signing_key:
+        from cabinet.access.codes import read_private_key
+        key = read_private_key(settings.signing_key)
+    storage = Storage(settings.database_url, pool_size=settings.pool_size)
+    return create_app(storage, signing_key=key, key_id=settings.key_id,
+                      max_body_bytes=settings.max_body_bytes,
+                      telemetry_retention_days=settings.telemetry_retention_days)
+
+
+def from_environment() -> FastAPI:
+    """uvicorn's factory for worker processes (`serve` with workers > 1): the config file named
+    by CABINET_BACKEND_CONFIG."""
+    from .config import load
+    return from_settings(load())

@@ -1,0 +1,303 @@
+"""The protocol, stated once: the pydantic models every request and reply is read and written with.
+
+The OpenAPI document (backend/openapi.json, committed) is generated from these models and the
+routers; the cabinet's own client (cabinet/sync_protocol.py) is checked against that document by
+tests/test_daemon_sync.py. Times are UTC ISO-8601, money integer fen, weights grams.
+
+Numbers are strict: a float field refuses NaN and Infinity, an integer field refuses what does not
+fit PostgreSQL's BIGINT, and either answer is a 422 naming the field (backend/strict_json.py reads
+the body so that NaN never reaches a model).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+BIGINT_MAX = 2 ** 63 - 1
+CABINET_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+CabinetId = Annotated[str, StringConstraints(pattern=CABINET_ID)]
+Seq = Annotated[int, Field(ge=1, le=BIGINT_MAX, strict=True)]
+Uuid = Annotated[str, StringConstraints(
+    pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+
+
+def _zoned(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("a time needs its zone (Z or +08:00)")
+    return value
+
+
+ZonedTime = Annotated[datetime, AfterValidator(_zoned)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class RecordKind(str, Enum):
+    sale = "sale"
+    inventory = "inventory"
+    session = "session"
+    alarm = "alarm"
+    telemetry = "telemetry"
+    setpoint = "setpoint"
+    food_safety = "food_safety"
+    command_result = "command_result"
+    notice = "notice"
+    calibration = "calibration"
+
+
+class CommandType(str, Enum):
+    set_setpoint = "set_setpoint"
+    set_planogram = "set_planogram"
+    remote_unlock = "remote_unlock"
+    restock_mode = "restock_mode"
+    enroll_faces = "enroll_faces"
+    delete_faces = "delete_faces"
+    set_ads = "set_ads"
+    request_diagnostics = "request_diagnostics"
+    restart = "restart"
+    end_session = "end_session"
+    clear_alarm = "clear_alarm"
+    clear_lockout = "clear_lockout"
+
+
+class CommandStatus(str, Enum):
+    issued = "issued"
+    done = "done"
+    rejected = "rejected"
+    failed = "failed"
+    unsupported = "unsupported"
+    interrupted = "interrupted"
+    expired = "expired"
+
+
+# --- the cabinet side ---------------------------------------------------------------------------
+
+class Record(BaseModel):
+    """One outbox record. A record the backend cannot store is rejected on its own (the reply's
+    `rejected`), never the batch: the cabinet moves it to its dead-letter table and goes on."""
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    record_id: Uuid
+    seq: Seq = Field(description="cabinet-wide, strictly increasing")
+    kind: RecordKind
+    cabinet_id: CabinetId
+    software_version: Annotated[str, StringConstraints(max_length=64)]
+    created_at: ZonedTime
+    body: dict[str, Any] = Field(description="the kind's content; see docs/sync.md")
+
+
+class SeqOnly(BaseModel):
+    """What a batch's records must all have even when malformed: the sequence the reply names."""
+    model_config = ConfigDict(extra="allow")
+    seq: Seq
+
+
+class Batch(Strict):
+    cabinet_id: CabinetId
+    max_command_bytes: Annotated[int, Field(ge=0, le=BIGINT_MAX)] | None = Field(
+        None, description="the most bytes of commands the acknowledgement may carry (0: none)")
+    records: list[SeqOnly] = Field(
+        min_length=1, max_length=10000,
+        json_schema_extra={"items": {"$ref": "#/components/schemas/Record"}},
+        description="each checked on its own: one the backend cannot store is listed in "
+                    "`rejected` and the others are stored")
+
+
+class Rejected(BaseModel):
+    seq: int
+    record_id: str
+    reason: str
+
+
+class Command(BaseModel):
+    command_id: Uuid
+    seq: int = Field(description="the backend's order, for the long-poll's `after`")
+    type: CommandType
+    args: dict[str, Any] = Field(description="per type: see docs/sync.md")
+    issued_at: str
+    expires_at: str
+
+
+class Ack(BaseModel):
+    stored_through: int
+    rejected: list[Rejected]
+    commands: list[Command]
+    server_time: str
+
+
+class CommandPage(BaseModel):
+    commands: list[Command]
+    server_time: str
+
+
+class Enrol(Strict):
+    cabinet_id: CabinetId
+    enrolment_token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class DeviceToken(BaseModel):
+    cabinet_id: str
+    device_token: str
+
+
+# --- the operator side --------------------------------------------------------------------------
+
+class Error(BaseModel):
+    """Every error: a sentence saying what was wrong; `fields` for a request that did not
+    validate (each with its place, e.g. body.records.3.body.celsius)."""
+    error: str
+    fields: list[dict[str, Any]] | None = None
+
+
+class NewCabinet(Strict):
+    cabinet_id: CabinetId
+
+
+class Enrolment(BaseModel):
+    cabinet_id: str
+    enrolment_token: str
+    expires_at: str
+
+
+class AlarmView(BaseModel):
+    kind: str
+    detail: str
+    raised_at: str | None
+
+
+class CabinetStatus(BaseModel):
+    cabinet_id: str
+    last_seen_at: str | None
+    last_seq: int
+    lag_seconds: float | None = Field(
+        description="age of the oldest record in the last batch when it arrived")
+    temperature_celsius: float | None
+    temperature_at: str | None
+    software_version: str | None
+    alarms: list[AlarmView]
+
+
+class CabinetList(BaseModel):
+    cabinets: list[CabinetStatus]
+
+
+class RecordList(BaseModel):
+    records: list[Record]
+
+
+class Counts(BaseModel):
+    counts: dict[str, int]
+
+
+class IssueCommand(Strict):
+    type: CommandType
+    args: dict[str, Any] = Field(default_factory=dict)
+    lifetime_seconds: Annotated[float, Field(ge=1, le=7 * 86400)] = 60
+
+
+class CommandState(BaseModel):
+    command_id: str
+    cabinet_id: str
+    type: CommandType
+    status: CommandStatus
+    detail: str | None
+    result: dict[str, Any] | None
+    issued_by: str | None
+    issued_at: str
+    expires_at: str
+    delivered_at: str | None
+    finished_at: str | None
+
+
+class FaceEnrolment(Strict):
+    member_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}$")]
+    consent: bool = Field(description="must be true (the member agreed); false is refused")
+    photos: list[str] = Field(min_length=1, max_length=5,
+                              description="base64 JPEG or PNG photographs")
+
+
+class AccessCodeRequest(Strict):
+    audience: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    role: Literal["shopper", "technician"] = "shopper"
+    lifetime_seconds: Annotated[int, Field(ge=10, le=86400)] = 90
+
+
+class AccessCode(BaseModel):
+    code: str
+    key_id: int
+    issued_at: str
+    expires_at: str
+
+
+# --- people ---------------------------------------------------------------------------------------
+
+class Role(str, Enum):
+    admin = "admin"          # everything, users too
+    operator = "operator"    # the fleet: commands, planograms, prices, cabinets, codes
+    technician = "technician"  # service commands (unlock, restock, clear, end a session)
+    viewer = "viewer"        # reads only
+
+
+Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")]
+Password = Annotated[str, StringConstraints(min_length=10, max_length=200)]
+
+
+class Login(Strict):
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class NewUser(Strict):
+    username: Username
+    role: Role
+    password: Password
+
+
+class UserChange(Strict):
+    role: Role | None = None
+    password: Password | None = None
+    disabled: bool | None = None
+
+
+class User(BaseModel):
+    username: str
+    role: Role
+    disabled: bool
+    created_at: str
+
+
+class UserList(BaseModel):
+    users: list[User]
+
+
+class NewToken(Strict):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    lifetime_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+
+
+class Token(BaseModel):
+    """A bearer token, shown once: a login's (hours) or a script's API token (named)."""
+    token: str
+    username: str
+    role: Role
+    kind: Literal["session", "api"]
+    name: str | None
+    expires_at: str | None
+
+
+class AuditEntry(BaseModel):
+    at: str
+    actor: str
+    action: str
+    cabinet_id: str | None
+    detail: dict[str, Any]
+
+
+class AuditList(BaseModel):
+    entries: list[AuditEntry]

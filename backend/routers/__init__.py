@@ -1,0 +1,1 @@
+"""One router per resource: the cabinets' sync, the fleet, commands, access codes, people."""

@@ -1,0 +1,33 @@
+"""The backend's one storage layer: every SQL statement of the service is in this package, behind
+`Storage` (fleet, commands, people, audit). Handlers call its methods and never write SQL."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from . import audit
+from .commands import Commands
+from .engine import make_engine
+from .fleet import Fleet
+from .people import People
+
+
+class Storage:
+    def __init__(self, url: str, *, pool_size: int = 10, on_command_issued=None):
+        self.url = url
+        self.engine: sa.Engine = make_engine(url, pool_size=pool_size)
+        self.dialect = self.engine.dialect.name
+        self.fleet = Fleet(self.engine)
+        self.commands = Commands(self.engine, on_command_issued)
+        self.people = People(self.engine)
+
+    def record_action(self, actor: str, action: str, cabinet_id: str | None, **detail) -> None:
+        """An audit entry for an action that changes nothing stored (an access code minted)."""
+        with self.engine.begin() as connection:
+            audit.write(connection, actor, action, cabinet_id, **detail)
+
+    def audit(self, **filters) -> list[dict]:
+        return audit.entries(self.engine, **filters)
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,145 @@
+"""The backend's tables (SQLAlchemy Core), the same on PostgreSQL and SQLite. Alembic's migrations
+(backend/migrations) create and change them; tests/test_backend_storage.py checks that the
+migrated database and this metadata agree.
+
+Times are `timestamp with time zone` in UTC. Records are unique on (cabinet_id, record_id): a
+resent batch stores nothing twice. The hourly rollups are written in the batch's transaction.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+Time = sa.DateTime(timezone=True)
+
+cabinets = sa.Table(
+    "cabinets", metadata,
+    sa.Column("cabinet_id", sa.String(64), primary_key=True),
+    sa.Column("token_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("last_seen_at", Time),
+    sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("lag_seconds", sa.Float),
+    sa.Column("temperature_celsius", sa.Float),
+    sa.Column("temperature_at", Time),
+    sa.Column("software_version", sa.String(64)),
+)
+
+records = sa.Table(
+    "records", metadata,
+    sa.Column("cabinet_id", sa.String(64), primary_key=True),
+    sa.Column("record_id", sa.String(36), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("received_at", Time, nullable=False),
+    sa.Column("record", Json, nullable=False),
+    sa.Index("records_by_kind", "kind", "cabinet_id", "seq"),
+    sa.Index("records_by_time", "kind", "created_at"),
+)
+
+alarms = sa.Table(
+    "alarms", metadata,
+    sa.Column("cabinet_id", sa.String(64), primary_key=True),
+    sa.Column("alarm_id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("raised_at", sa.String(40)),
+    sa.Column("cleared_at", sa.String(40)),
+)
+
+commands = sa.Table(
+    "commands", metadata,
+    sa.Column("command_seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+              primary_key=True, autoincrement=True),
+    sa.Column("command_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("cabinet_id", sa.String(64), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("args", Json, nullable=False),
+    sa.Column("args_bytes", sa.Integer, nullable=False),
+    sa.Column("issued_by", sa.String(64)),
+    sa.Column("issued_at", Time, nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Column("delivered_at", Time),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text),
+    sa.Column("result", Json),
+    sa.Column("finished_at", Time),
+    sa.Index("commands_pending", "cabinet_id", "status", "command_seq"),
+)
+
+enrolments = sa.Table(
+    "enrolments", metadata,
+    sa.Column("token_sha256", sa.String(64), primary_key=True),
+    sa.Column("cabinet_id", sa.String(64), nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Column("used_at", Time),
+)
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("username", sa.String(64), primary_key=True),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens", metadata,
+    sa.Column("token_sha256", sa.String(64), primary_key=True),
+    sa.Column("username", sa.String(64), sa.ForeignKey("users.username", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),       # session | api
+    sa.Column("name", sa.String(64)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("expires_at", Time),
+    sa.Column("last_used_at", Time),
+)
+
+login_failures = sa.Table(
+    "login_failures", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False),
+    sa.Column("address", sa.String(64), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Index("login_failures_recent", "username", "at"),
+)
+
+audit = sa.Table(
+    "audit", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("cabinet_id", sa.String(64)),
+    sa.Column("detail", Json, nullable=False),
+    sa.Index("audit_by_time", "at"),
+)
+
+# Hourly rollups for the back office's charts, kept in the batch's transaction.
+sales_hourly = sa.Table(
+    "sales_hourly", metadata,
+    sa.Column("cabinet_id", sa.String(64), primary_key=True),
+    sa.Column("hour", Time, primary_key=True),
+    sa.Column("sku", sa.String(64), primary_key=True),
+    sa.Column("units", sa.BigInteger, nullable=False),
+    sa.Column("revenue_fen", sa.BigInteger, nullable=False),
+    sa.Column("sales", sa.BigInteger, nullable=False),  # sales with this product in them
+)
+
+climate_hourly = sa.Table(
+    "climate_hourly", metadata,
+    sa.Column("cabinet_id", sa.String(64), primary_key=True),
+    sa.Column("hour", Time, primary_key=True),
+    sa.Column("samples", sa.BigInteger, nullable=False),
+    sa.Column("celsius_min", sa.Float),
+    sa.Column("celsius_max", sa.Float),
+    sa.Column("celsius_sum", sa.Float, nullable=False),
+    sa.Column("door_openings", sa.BigInteger, nullable=False),
+)
