@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     if args.verb == "openapi":
-        print(openapi_document())
+        sys.stdout.write(openapi_document())
         return 0
     try:
         settings = _settings(args)

@@ -11,7 +11,6 @@ import math
 from typing import Any, Callable
 
 from fastapi import HTTPException, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -41,10 +40,9 @@ class StrictRequest(Request):
                 raise HTTPException(400, "body is JSON nested too deep to read") from None
             place = _non_finite(document, ("body",))
             if place is not None:
-                raise RequestValidationError([{
-                    "type": "finite_number", "loc": place,
-                    "msg": "NaN and Infinity are not JSON numbers: send a finite number",
-                    "input": None}])
+                # An HTTPException: FastAPI turns anything else raised here into a bare 400.
+                raise HTTPException(422, f"{'.'.join(map(str, place))}: NaN and Infinity are "
+                                         "not JSON numbers: send a finite number")
             self._json = document
         return self._json
 

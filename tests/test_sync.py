@@ -28,7 +28,8 @@ def add_sales(store: Store, n: int, start: int = 0) -> None:
         store.begin_session(session)
         store.finish_session(session, "sale", {"session_id": session["session_id"],
                                                "lines": [{"sku": "water", "count": 1,
-                                                          "price_fen": 300}],
+                                                          "unit_price_fen": 300,
+                                                          "amount_fen": 300}],
                                                "total_fen": 300, "flags": []}, None)
 
 

@@ -192,6 +192,16 @@ def _check(raw: dict[str, Any], cabinet_id: str) -> tuple[Record | None, str | N
     # would make the cabinet send the whole batch again for ever.
     if _has_nul(raw):
         return None, "a string holds a NUL character (\\u0000), which cannot be stored"
+    if record.kind.value == "sale":
+        body = record.body
+        if not _whole(body.get("total_fen")):
+            return None, (f"body.total_fen must be a whole number of fen, 0 or more "
+                          f"(got {body.get('total_fen')!r})")
+        lines = body.get("lines")
+        if not isinstance(lines, list) or not all(
+                isinstance(x, dict) and _whole(x.get("count")) and _whole(x.get("amount_fen"))
+                for x in lines):
+            return None, "body.lines must be a list of lines with whole count and amount_fen"
     return record, None
 
 

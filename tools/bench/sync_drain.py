@@ -36,8 +36,8 @@ def queue_records(path: Path, n: int) -> None:
             for i in range(start, min(n, start + 5000)):
                 store.add_outbox("sale", {
                     "session_id": str(uuid.uuid4()), "total_fen": 550,
-                    "lines": [{"sku": "water-550ml", "count": 1, "price_fen": 200},
-                              {"sku": "tea-500ml", "count": 1, "price_fen": 350}],
+                    "lines": [{"sku": "water-550ml", "count": 1, "unit_price_fen": 200, "amount_fen": 200},
+                              {"sku": "tea-500ml", "count": 1, "unit_price_fen": 350, "amount_fen": 350}],
                     "flags": [], "authorisation": {"method": "qr", "subject": f"acct-{i}",
                                                    "role": "shopper"}})
     store.close()

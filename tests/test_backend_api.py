@@ -1,0 +1,336 @@
+"""The operators' backend (backend/) from outside, over real HTTP on loopback, on SQLite and on a
+real PostgreSQL: every attack of issue 17 gets a 4xx or a bounded, correct answer; roles hold;
+every command and planogram change is in the audit log with its author; the committed OpenAPI
+document is the generated one; the migrated schema is the code's."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+
+import pytest
+import requests
+
+from .conftest import REPO, RunningBackend, wait_for
+
+
+def _record(seq: int, kind: str = "sale", body=None, **extra) -> dict:
+    body = body if body is not None else {
+        "session_id": str(uuid.uuid4()), "total_fen": 300, "flags": [],
+        "lines": [{"sku": "water", "count": 1, "unit_price_fen": 300, "amount_fen": 300}]}
+    return {"record_id": str(uuid.uuid4()), "seq": seq, "kind": kind,
+            "cabinet_id": "cabinet-0001", "software_version": "t",
+            "created_at": "2026-11-30T08:15:00.000Z", "body": body, **extra}
+
+
+def _post_raw(backend, path: str, data: bytes, token: str | None = None) -> requests.Response:
+    return requests.post(backend.url + path, data=data, timeout=10, headers={
+        "Authorization": f"Bearer {token or backend.device_token}",
+        "Content-Type": "application/json"})
+
+
+def _batch(backend, records, **extra) -> requests.Response:
+    return _post_raw(backend, "/v1/cabinets/cabinet-0001/records", json.dumps(
+        {"cabinet_id": "cabinet-0001", "records": records, **extra}).encode())
+
+
+def _raw(url: str, data: bytes, timeout: float = 10) -> bytes:
+    host, port = url.split("//", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(data)
+        reply = b""
+        try:
+            while chunk := s.recv(65536):
+                reply += chunk
+        except ConnectionResetError:
+            pass
+    return reply
+
+
+# --- attacks (issue 17's list) ------------------------------------------------------------------
+
+def test_a_negative_content_length_is_refused_unread(tmp_path):
+    backend = RunningBackend(f"sqlite://{tmp_path}/backend.db")
+    try:
+        reply = _raw(backend.url, b"POST /v1/enrol HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     b"application/json\r\nContent-Length: -1\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
+        # Over the limit: refused on the header, before a byte of the body (none is sent).
+        reply = _raw(backend.url, b"POST /v1/enrol HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     b"application/json\r\nContent-Length: 999999999999\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 413") and b"body over" in reply
+    finally:
+        backend.close()
+
+
+def test_nan_infinity_and_out_of_range_numbers_are_422_naming_the_field(backend):
+    good = _record(1)
+    bad = _record(2, "telemetry", {"celsius": 4.0})
+    raw = json.dumps({"cabinet_id": "cabinet-0001", "records": [good, bad]}).replace(
+        '"celsius": 4.0', '"celsius": NaN').encode()
+    reply = _post_raw(backend, "/v1/cabinets/cabinet-0001/records", raw)
+    assert reply.status_code == 422 and "body.records.1.body.celsius" in reply.json()["error"]
+    for seq in (2 ** 63, 0, -1, True, "7"):
+        reply = _batch(backend, [_record(1) | {"seq": seq}])
+        assert reply.status_code == 422 and "records.0.seq" in reply.json()["error"], seq
+    reply = _batch(backend, [_record(1)], max_command_bytes=2 ** 64)
+    assert reply.status_code == 422 and "max_command_bytes" in reply.json()["error"]
+    assert backend.storage.fleet.counts("cabinet-0001") == {}  # nothing of those was stored
+    status, fleet = backend.operator("GET", "cabinets")
+    assert status == 200 and fleet["cabinets"][0]["last_seq"] == 0
+    # The operator side too: an Infinity lifetime is refused, not stored.
+    reply = requests.post(backend.url + "/v1/operator/cabinets/cabinet-0001/commands",
+                          data=b'{"type": "restart", "lifetime_seconds": Infinity}', timeout=10,
+                          headers={"Authorization": f"Bearer {backend.operator_token}",
+                                   "Content-Type": "application/json"})
+    assert reply.status_code == 422 and "lifetime_seconds" in reply.json()["error"]
+
+
+def test_a_sale_with_a_bad_total_is_rejected_alone_and_last_seq_does_not_move(backend):
+    negative = _record(3)
+    negative["body"]["total_fen"] = -300
+    reply = _batch(backend, [_record(1), _record(2, "bogus"), negative])
+    assert reply.status_code == 200
+    ack = reply.json()
+    assert ack["stored_through"] == 3
+    reasons = {r["seq"]: r["reason"] for r in ack["rejected"]}
+    assert set(reasons) == {2, 3}
+    assert "unknown kind 'bogus'" in reasons[2] and "total_fen" in reasons[3]
+    assert backend.storage.fleet.counts("cabinet-0001") == {"sale": 1}
+    status, fleet = backend.operator("GET", "cabinets")
+    assert fleet["cabinets"][0]["last_seq"] == 1  # rejected records never raise it
+    # A NUL in a string: PostgreSQL's jsonb cannot hold it; rejected, not a 500 for ever.
+    reply = _batch(backend, [_record(4, "notice", {"text": "a\x00b"})])
+    assert reply.status_code == 200 and "NUL" in reply.json()["rejected"][0]["reason"]
+
+
+def test_tokens_wait_and_deep_json_never_give_500(backend):
+    for token in ("ключ", "密钥", "\u00ff" * 40):
+        reply = requests.get(backend.url + "/v1/operator/cabinets", timeout=10,
+                             headers={"Authorization": f"Bearer {token}".encode()})
+        assert reply.status_code == 401, token
+    for wait in ("inf", "nan", "-1", "121", "1e400"):
+        reply = requests.get(backend.url + f"/v1/cabinets/cabinet-0001/commands?wait={wait}",
+                             headers={"Authorization": f"Bearer {backend.device_token}"},
+                             timeout=10)
+        assert reply.status_code == 422 and "wait" in reply.json()["error"], wait
+    reply = requests.get(backend.url + "/v1/cabinets/cabinet-0001/commands?after="
+                         + str(2 ** 63), timeout=10,
+                         headers={"Authorization": f"Bearer {backend.device_token}"})
+    assert reply.status_code == 422 and "after" in reply.json()["error"]
+    deep = b'{"cabinet_id": "cabinet-0001", "records": ' + b"[" * 20000 + b"]" * 20000 + b"}"
+    reply = _post_raw(backend, "/v1/cabinets/cabinet-0001/records", deep)
+    assert reply.status_code == 400 and "nested too deep" in reply.json()["error"]
+
+
+def test_a_connection_that_sends_no_request_is_closed(tmp_path, monkeypatch):
+    from backend import server
+
+    monkeypatch.setattr(server, "HEADERS_SECONDS", 1)
+    backend = RunningBackend(f"sqlite://{tmp_path}/backend.db")
+    try:
+        with socket.create_connection(("127.0.0.1", int(backend.url.rsplit(":", 1)[1])),
+                                      timeout=15) as idle:
+            idle.sendall(b"GET /v1/operator/cabinets HTTP/1.1\r\nHost: x\r\n")  # never ends
+            assert idle.recv(100) == b"", "closed by the server, with nothing said"
+    finally:
+        backend.close()
+
+
+def test_cabinet_a_token_never_touches_cabinet_b(backend):
+    other = backend.storage.fleet.add_cabinet("cabinet-0002")
+    for path in ("/v1/cabinets/cabinet-0002/records",):
+        reply = _post_raw(backend, path, json.dumps(
+            {"cabinet_id": "cabinet-0002", "records": [_record(1) | {
+                "cabinet_id": "cabinet-0002"}]}).encode())
+        assert reply.status_code == 401
+    reply = requests.get(backend.url + "/v1/cabinets/cabinet-0002/commands", timeout=10,
+                         headers={"Authorization": f"Bearer {backend.device_token}"})
+    assert reply.status_code == 401
+    # B's own token, but A in the body: refused, and nothing of A's is touched.
+    reply = _post_raw(backend, "/v1/cabinets/cabinet-0002/records", json.dumps(
+        {"cabinet_id": "cabinet-0001", "records": [_record(1)]}).encode(), token=other)
+    assert reply.status_code == 422 and "cabinet_id" in reply.json()["error"]
+    reply = _post_raw(backend, "/v1/cabinets/cabinet-0002/records", json.dumps(
+        {"cabinet_id": "cabinet-0002", "records": [_record(1)]}).encode(), token=other)
+    assert reply.json()["rejected"][0]["reason"].startswith("cabinet_id 'cabinet-0001'")
+    assert backend.storage.fleet.counts("cabinet-0001") == {}
+    # A device token is not an operator's.
+    status, _ = backend.operator("GET", "cabinets", token=backend.device_token)
+    assert status == 401
+
+
+def test_commands_too_large_for_any_reply_are_refused_when_issued(backend):
+    status, reply = backend.operator("POST", "cabinets/cabinet-0001/commands", {
+        "type": "set_ads", "args": {"pad": "x" * (7 * 1024 * 1024)}})
+    assert status == 413 and "at most" in reply["error"]
+
+
+# --- people and roles ---------------------------------------------------------------------------
+
+def test_roles_viewer_reads_technician_services_operator_runs_admin_manages(backend):
+    viewer, technician, operator = (backend.token_for(r) for r in
+                                    ("viewer", "technician", "operator"))
+    assert backend.operator("GET", "cabinets", token=viewer)[0] == 200
+    status, refused = backend.operator("POST", "cabinets/cabinet-0001/commands",
+                                       {"type": "restart"}, token=viewer)
+    assert status == 403 and "viewer may not issue restart" in refused["error"]
+    assert backend.operator("POST", "cabinets/cabinet-0001/commands",
+                            {"type": "clear_lockout", "args": {"by": "t"}},
+                            token=technician)[0] == 201
+    status, refused = backend.operator("POST", "cabinets/cabinet-0001/commands",
+                                       {"type": "set_setpoint", "args": {"celsius": 4}},
+                                       token=technician)
+    assert status == 403
+    assert backend.operator("POST", "cabinets/cabinet-0001/commands",
+                            {"type": "set_setpoint", "args": {"celsius": 4}},
+                            token=operator)[0] == 201
+    status, refused = backend.operator("POST", "users", {
+        "username": "mallory", "role": "admin", "password": "0123456789abc"}, token=operator)
+    assert status == 403 and "people" in refused["error"]
+    assert backend.operator("GET", "audit", token=viewer)[0] == 403
+    status, made = backend.operator("POST", "users", {
+        "username": "dolkar", "role": "operator", "password": "long enough pw"})
+    assert status == 201 and made["role"] == "operator"
+    assert backend.operator("POST", "users", {"username": "dolkar", "role": "viewer",
+                                              "password": "long enough pw"})[0] == 409
+
+
+def test_login_is_rate_limited_and_a_disabled_account_loses_its_tokens(backend):
+    def login(password):
+        return requests.post(backend.url + "/v1/auth/login", timeout=10,
+                             json={"username": "admin", "password": password})
+    good = login("correct horse battery")
+    assert good.status_code == 200 and good.json()["kind"] == "session"
+    session = good.json()["token"]
+    assert backend.operator("GET", "cabinets", token=session)[0] == 200
+    for _ in range(5):
+        assert login("wrong").status_code == 401
+    locked = login("correct horse battery")  # even the right password, for the window
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+    assert requests.post(backend.url + "/v1/auth/login", json={
+        "username": "nobody", "password": "x"}, timeout=10).status_code == 401
+    # An admin disables a viewer: the viewer's API token stops at once.
+    viewer = backend.token_for("viewer")
+    name = [u for u in backend.storage.people.users() if u["role"] == "viewer"][0]["username"]
+    assert backend.operator("PATCH", f"users/{name}", {"disabled": True})[0] == 200
+    assert backend.operator("GET", "cabinets", token=viewer)[0] == 401
+
+
+def test_every_command_and_planogram_change_is_audited_with_its_author(backend):
+    operator = backend.token_for("operator")
+    planogram = {"version": 2, "products": [], "shelves": {}}
+    status, command = backend.operator("POST", "cabinets/cabinet-0001/commands",
+                                       {"type": "set_planogram", "args": planogram},
+                                       token=operator)
+    assert status == 201
+    backend.operator("POST", "cabinets/cabinet-0001/commands",
+                     {"type": "remote_unlock", "args": {"nonce": "n", "subject": "s"}})
+    status, log = backend.operator("GET", "audit?cabinet_id=cabinet-0001")
+    entries = {e["action"]: e for e in log["entries"]}
+    assert entries["command:set_planogram"]["actor"].startswith("operator-")
+    assert entries["command:set_planogram"]["detail"]["args"] == planogram
+    assert entries["command:set_planogram"]["detail"]["command_id"] == command["command_id"]
+    assert entries["command:remote_unlock"]["actor"] == "admin"
+    status, state = backend.operator("GET", f"commands/{command['command_id']}")
+    assert state["issued_by"].startswith("operator-") and state["status"] == "issued"
+
+
+# --- the protocol document and the schema ------------------------------------------------------
+
+def test_the_committed_openapi_document_is_the_generated_one():
+    from backend.cli import openapi_document
+
+    committed = (REPO / "backend" / "openapi.json").read_text()
+    assert committed == openapi_document(), (
+        "backend/openapi.json is stale: run `cabinet-backend openapi > backend/openapi.json`")
+
+
+def test_the_migrated_schema_is_the_code_s(backend_db_url):
+    import sqlalchemy as sa
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from backend.storage.engine import make_engine, migrate
+    from backend.storage.schema import metadata
+
+    migrate(backend_db_url)
+    engine = make_engine(backend_db_url)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), metadata)
+        tables = set(sa.inspect(connection).get_table_names())
+    engine.dispose()
+    assert differences == [], differences
+    assert {"records", "commands", "users", "audit", "sales_hourly"} <= tables
+
+
+# --- rollups, retention, wake-ups ---------------------------------------------------------------
+
+def test_hourly_rollups_count_new_records_once(backend):
+    sale = _record(1)
+    sale["body"]["lines"].append({"sku": "tea", "count": 2, "unit_price_fen": 350,
+                                  "amount_fen": 700})
+    sale["body"]["door_opened_at"] = "2026-11-30T08:14:50.000Z"
+    readings = [_record(i, "telemetry", {"celsius": c}) for i, c in ((2, 3.0), (3, 5.5))]
+    for _ in range(2):  # the same batch twice (a lost acknowledgement): counted once
+        assert _batch(backend, [sale, *readings]).status_code == 200
+    status, rollups = backend.operator("GET", "cabinets/cabinet-0001/rollups")
+    by_sku = {r["sku"]: r for r in rollups["sales"]}
+    assert by_sku["water"]["units"] == 1 and by_sku["tea"]["revenue_fen"] == 700
+    assert by_sku["tea"]["hour"] == "2026-11-30T08:00:00.000Z"
+    (hour,) = rollups["climate"]
+    assert (hour["samples"], hour["celsius_min"], hour["celsius_max"], hour["celsius_mean"],
+            hour["door_openings"]) == (2, 3.0, 5.5, 4.25, 1)
+
+
+def test_retention_prunes_old_telemetry_and_keeps_sales(backend):
+    old = _record(1, "telemetry", {"celsius": 4.0}) | {"created_at": "2020-01-01T00:00:00Z"}
+    sale = _record(2) | {"created_at": "2020-01-01T00:00:00Z"}
+    assert _batch(backend, [old, sale, _record(3, "telemetry", {"celsius": 4.0})]
+                  ).status_code == 200
+    assert backend.storage.fleet.prune_telemetry(400) == 1
+    assert backend.storage.fleet.counts("cabinet-0001") == {"sale": 1, "telemetry": 1}
+
+
+def test_a_command_issued_on_one_instance_wakes_a_long_poll_on_another(postgres, tmp_path):
+    """Two services on one PostgreSQL: the long-poll waits on B, the command is issued through
+    A, and LISTEN/NOTIFY carries the wake-up across."""
+    import psycopg
+
+    with psycopg.connect(postgres.url, autocommit=True) as db:
+        db.execute("DROP DATABASE IF EXISTS two_instances")
+        db.execute("CREATE DATABASE two_instances")
+    url = postgres.url.rsplit("/", 1)[0] + "/two_instances"
+    a = RunningBackend(url)
+    from backend.app import create_app
+    from backend.server import ThreadedServer
+    from backend.storage import Storage
+
+    storage_b = Storage(url)
+    b = ThreadedServer(create_app(storage_b)).start()
+    try:
+        wait_for(lambda: b.app.state.wakeups.reliable, timeout=10, what="B listening")
+        got = {}
+
+        def poll():
+            reply = requests.get(b.url + "/v1/cabinets/cabinet-0001/commands?wait=30",
+                                 headers={"Authorization": f"Bearer {a.device_token}"},
+                                 timeout=40)
+            got["at"], got["reply"] = time.monotonic(), reply.json()
+        import threading
+        poller = threading.Thread(target=poll)
+        poller.start()
+        wait_for(lambda: b.app.state.wakeups.waiting == 1, timeout=10, what="B's long-poll")
+        issued = time.monotonic()
+        status, command = a.operator("POST", "cabinets/cabinet-0001/commands",
+                                     {"type": "restart"})
+        poller.join(timeout=35)
+        assert [c["command_id"] for c in got["reply"]["commands"]] == [command["command_id"]]
+        print(f"issued on A -> answered on B: {(got['at'] - issued) * 1000:.0f} ms")
+        assert got["at"] - issued < 25, "woken by the notification, not by the long-poll's end"
+    finally:
+        b.close()
+        storage_b.close()
+        a.close()
