@@ -202,20 +202,26 @@ EXPECTED: list[tuple[str, int, object]] = [
     ("kill %1; wait %1", None,
      lambda out, work: wait_for(lambda: port_free(8080), what="the first simulation stopped")),
     ("mkdir -p var/backend", 0, None),
+    ("cabinet-backend migrate", 0, lambda out, work: "newest schema" in out or pytest.fail(out)),
+    ("create-user admin --role admin", 0, None),
+    ("cabinet-backend api-token admin", 0, None),
+    ("cabinet-backend add-cabinet", 0, None),
     ("chmod 600 var/backend/operator-token", 0, None),
-    ("tools.backend add-cabinet", 0, None),
-    ("chmod 600 var/backend/device-token", 0, None),
-    ("tools.backend serve", 0,
+    ("cabinet-backend serve", 0,
      lambda out, work: wait_for(lambda: not port_free(8000), what="the backend")),
     ("printf '[sync]", 0, None),
     ("tools/run-simulation.sh --config var/backend/cabinet.toml", 0, None),
     ("do sleep 1; done\n", 0, None),
+    ('auth="Authorization', 0, None),
     ("localhost:8000/v1/operator/cabinets\n", 0,
      lambda out, work: "cabinet-0001" in out or pytest.fail(out)),
     ('"set_setpoint"', 0,
      lambda out, work: wait_for(lambda: state()["climate"]["setpoint_celsius"] == 3,
                                 timeout=20, what="the setpoint from the backend")),
     ("cabinet queue --data-dir var/simulation", 0, None),
+    ("localhost:8000/v1/operator/audit", 0,
+     lambda out, work: '"actor":"admin","action":"command:set_setpoint"' in out
+     or pytest.fail(out)),
     ("kill %2 %3", 0, None),
 ]
 
@@ -254,7 +260,8 @@ def test_the_readme_walkthrough_does_what_it_says(tmp_path):
                 assert code == status, f"{line!r} exited {code}: {out}"
             if check is not None:
                 check(out, work)
-        sales = get(BACKEND + "/v1/operator/sales?cabinet_id=cabinet-0001", "operator-secret")
+        sales = get(BACKEND + "/v1/operator/sales?cabinet_id=cabinet-0001",
+                    (work / "var/backend/operator-token").read_text().strip())
         charged = {(s["body"].get("authorisation") or {}).get("subject")
                    for s in sales["records"]}
         assert {"acct-42", "acct-7"} <= charged, "the earlier sales reached the backend"
