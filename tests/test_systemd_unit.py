@@ -80,3 +80,21 @@ def test_systemd_analyze_verify_accepts_the_first_boot_unit():
     result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
                             timeout=60)
     assert "cabinet-firstboot.service:" not in result.stderr, result.stderr
+
+
+@needs_analyze
+def test_systemd_analyze_verify_accepts_the_backend_unit(tmp_path):
+    """The operators' backend's unit, pointed at this checkout's cabinet-backend."""
+    program = Path(sys.executable).with_name("cabinet-backend")
+    unit = tmp_path / "cabinet-backend.service"
+    unit.write_text((REPO / "systemd" / "cabinet-backend.service").read_text().replace(
+        "/opt/cabinet-backend/venv/bin/cabinet-backend", str(program)))
+    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
+                            timeout=60)
+    assert "cabinet-backend.service:" not in result.stderr, result.stderr
+    result = subprocess.run([analyze, "security", "--offline=yes", "--no-pager", str(unit)],
+                            capture_output=True, text=True, timeout=60)
+    exposure = float(re.search(r"Overall exposure level for \S+: (\d+\.\d+)",
+                               result.stdout).group(1))
+    print(f"\nsystemd-analyze security exposure of cabinet-backend.service: {exposure}")
+    assert exposure < 2.5
