@@ -153,7 +153,7 @@ def _serve(args, settings: Settings) -> int:
     import uvicorn
 
     from .app import from_settings
-    from .server import options
+    from .server import Server, options
 
     server_options = options(certfile=settings.tls_cert, keyfile=settings.tls_key)
 
@@ -179,8 +179,8 @@ def _serve(args, settings: Settings) -> int:
     # Bound here so that the URL printed is the real one (port 0 picks a free port).
     listener = socket.create_server((settings.host, settings.port), reuse_port=False)
     print(f"backend on {scheme}://{settings.host}:{listener.getsockname()[1]}", flush=True)
-    uvicorn.Server(uvicorn.Config(from_settings(settings), **server_options)).run(
-        sockets=[listener])
+    app = from_settings(settings)
+    Server(uvicorn.Config(app, **server_options), app.state.wakeups).run(sockets=[listener])
     return 0
 
 

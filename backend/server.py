@@ -67,6 +67,19 @@ def options(*, certfile: str | None = None, keyfile: str | None = None) -> dict:
             "access_log": False, "server_header": False}
 
 
+class Server(uvicorn.Server):
+    """uvicorn's server, which on SIGTERM or SIGINT also answers the long-polls in progress at
+    once (empty), so that they neither hold the shutdown nor are cut with an error."""
+
+    def __init__(self, config: uvicorn.Config, wakeups):
+        super().__init__(config)
+        self.wakeups = wakeups
+
+    def handle_exit(self, sig, frame) -> None:
+        self.wakeups.close()
+        super().handle_exit(sig, frame)
+
+
 class ThreadedServer:
     """uvicorn on its own thread and event loop, listening on a socket bound here (port 0 picks a
     free one): `url` is right as soon as the object exists."""

@@ -1,6 +1,6 @@
 """Remote unlock latency: issued at the backend's operator API -> the cabinet's lock relay on.
 
-A real cabinetd --simulate syncs with the reference backend (its own process) on loopback. For
+A real cabinetd --simulate syncs with the backend (`cabinet-backend serve`, its own process) on loopback. For
 each run the phone's nonce is read from the screen's QR (GET /api/state), the operator API issues
 remote_unlock, and the clock stops when /api/state shows the lock unlocked (polled every 2 ms).
 The figure includes the long-poll's wake-up, the HTTP reply, the controller's nonce check, the
@@ -25,7 +25,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tools.bench.common import open_and_close, percentile, wait, wait_idle  # noqa: E402
-from tools.bench.sync_drain import BackendProcess  # noqa: E402
+from tools.bench.backends import NewBackend  # noqa: E402
 from tools.daemon_process import CabinetProcess  # noqa: E402
 
 
@@ -36,9 +36,9 @@ def main() -> int:
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        backend = BackendProcess(folder, f"sqlite://{folder}/backend.db")
+        backend = NewBackend(f"sqlite://{folder}/backend.db")
         token = folder / "device-token"
-        token.write_text(backend.device_token)
+        token.write_text(backend.register(["cabinet-0001"])["cabinet-0001"])
         os.chmod(token, 0o600)
         config = folder / "cabinet.toml"
         config.write_text(f"[sync]\nbackend_url = '{backend.url}'\n"

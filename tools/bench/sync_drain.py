@@ -1,12 +1,12 @@
-"""Drain of a queued outbox into the reference backend on loopback: records per second and the
-time to drain 100 000, side by side for batch sizes and for the backend on SQLite and PostgreSQL.
+"""Drain of a queued outbox into the backend on loopback: records per second and the time to
+drain 100 000 from one cabinet, side by side: today's backend (backend/) and the one it replaced
+(tools/bench/backends.py), on SQLite and PostgreSQL, for batch sizes.
 
-The backend runs as its own process (`cabinet-backend serve`), as it would in production;
-the uploader is the cabinet's own (cabinet.sync.Uploader over its own SQLite connection). The one
-record per request row is measured on a slice and extrapolated; it is the naive design the batch
-protocol replaces.
+Each backend runs as its own process, as it would in production; the uploader is the cabinet's own
+(cabinet.sync.Uploader over its own SQLite connection), draining a copy of the same queue.
 
-    .venv/bin/python tools/bench/sync_drain.py [--records 100000] [--no-postgres]
+    .venv/bin/python tools/bench/sync_drain.py [--records 100000] [--batches 500,2000]
+        [--no-postgres] [--only new|old]
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from cabinet.outbox import OutboxQueue  # noqa: E402
 from cabinet.store import Store  # noqa: E402
 from cabinet.sync import Backoff, Transport, Uploader  # noqa: E402
+from tools.bench.backends import NewBackend, OldBackend, pg_database  # noqa: E402
 
 
 def queue_records(path: Path, n: int) -> None:
@@ -43,34 +43,9 @@ def queue_records(path: Path, n: int) -> None:
     store.close()
 
 
-class BackendProcess:
-    """`cabinet-backend serve` as its own process, its database migrated, one cabinet registered
-    and an operator's API token (`operator_token`)."""
-
-    def __init__(self, folder: Path, db_url: str):
-        root = Path(__file__).resolve().parents[2]
-
-        def cli(*args: str, stdin: str | None = None) -> str:
-            return subprocess.run([sys.executable, "-m", "backend", "--db", db_url, *args],
-                                  cwd=root, capture_output=True, text=True, check=True,
-                                  input=stdin).stdout.strip()
-        cli("migrate")
-        cli("create-user", "bench", "--role", "operator", stdin="bench password\n")
-        self.operator_token = cli("api-token", "bench", "--name", "bench")
-        self.device_token = cli("add-cabinet", "cabinet-0001")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "backend", "--db", db_url, "serve", "--port", "0"],
-            cwd=root, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        self.url = re.search(r"(http://\S+)", line).group(1)
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
-def drain(db_path: Path, backend: BackendProcess, batch: int, limit: int | None = None) -> tuple[int, float]:
-    transport = Transport(backend.url, "cabinet-0001", backend.device_token, read_timeout=60)
+def drain(db_path: Path, backend, batch: int, limit: int | None = None) -> tuple[int, float]:
+    token = backend.register(["cabinet-0001"])["cabinet-0001"]
+    transport = Transport(backend.url, "cabinet-0001", token, read_timeout=60)
     up = Uploader(OutboxQueue(db_path), transport, lambda e: None, cabinet_id="cabinet-0001",
                   max_records=batch, max_bytes=4 << 20, backoff=Backoff(base=0.01, cap=0.1))
     up._housekept = time.monotonic() + 1e9  # housekeeping is not what is measured
@@ -94,59 +69,50 @@ def drain(db_path: Path, backend: BackendProcess, batch: int, limit: int | None 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--records", type=int, default=100_000)
+    p.add_argument("--batches", default="500,2000", help="batch sizes, comma-separated")
     p.add_argument("--no-postgres", action="store_true")
+    p.add_argument("--only", choices=("new", "old"))
     args = p.parse_args()
     n = args.records
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        queued = folder / "queued.db"
+        queue_records(queued, n)
         backends = [("SQLite", lambda i: f"sqlite://{folder}/backend-{i}.db")]
         pg = None
         if not args.no_postgres:
             from tools.backend.postgres import PrivatePostgres
             pg = PrivatePostgres().start()
-            backends.append(("PostgreSQL", lambda i: _pg_db(pg, f"bench{i}")))
+            backends.append(("PostgreSQL", lambda i: pg_database(pg, f"bench{i}")))
+        kinds = [k for k in (OldBackend, NewBackend)
+                 if args.only is None or (k is NewBackend) == (args.only == "new")]
         try:
             case = 0
             for name, url_for in backends:
-                for batch in (100, 500, 2000):
-                    case += 1
-                    db = folder / f"cabinet-{case}.db"
-                    queue_records(db, n)
-                    backend = BackendProcess(folder, url_for(case))
-                    try:
-                        _, seconds = drain(db, backend, batch)
-                    finally:
-                        backend.close()
-                    rows.append((f"{name}, batches of {batch}", n / seconds, seconds))
-                case += 1
-                db = folder / f"cabinet-{case}.db"
-                queue_records(db, 2000)
-                backend = BackendProcess(folder, url_for(case))
-                try:
-                    sent, seconds = drain(db, backend, 1, limit=1000)
-                finally:
-                    backend.close()
-                rows.append((f"{name}, one record per request", sent / seconds,
-                             n * seconds / sent))
+                for batch in (int(b) for b in args.batches.split(",")):
+                    for kind in kinds:
+                        case += 1
+                        db = folder / f"cabinet-{case}.db"
+                        shutil.copy(queued, db)  # the same queue for every backend
+                        backend = kind(url_for(case))
+                        try:
+                            _, seconds = drain(db, backend, batch)
+                        finally:
+                            backend.close()
+                        rows.append((f"{name}, batches of {batch}, {kind.label.split(' (')[0]}",
+                                     n / seconds, seconds))
         finally:
             if pg is not None:
                 pg.stop()
-    print(f"drain of {n} queued sale records to the reference backend on loopback "
-          f"(backend in its own process, synchronous=FULL on both sides)")
-    print(f"{'uploader':<42}{'records/s':>12}{'time for ' + str(n):>18}")
+    print(f"drain of {n} queued sale records from one cabinet to the backend on loopback "
+          f"(backend in its own process, synchronous=FULL on both sides; {os.cpu_count()} cores, "
+          f"load {os.getloadavg()[0]:.1f}); old = {OldBackend.label}, new = {NewBackend.label}")
+    print(f"{'uploader':<58}{'records/s':>12}{'time for ' + str(n):>18}")
     for label, rate, seconds in rows:
-        print(f"{label:<42}{rate:>12,.0f}{seconds:>17.1f}s")
+        print(f"{label:<58}{rate:>12,.0f}{seconds:>17.1f}s")
     print(json.dumps({label: round(seconds, 2) for label, _, seconds in rows}))
     return 0
-
-
-def _pg_db(pg, name: str) -> str:
-    import psycopg
-
-    with psycopg.connect(pg.url, autocommit=True) as db:
-        db.execute(f"CREATE DATABASE {name}")
-    return pg.url.rsplit("/", 1)[0] + "/" + name
 
 
 if __name__ == "__main__":
