@@ -36,7 +36,23 @@ def _url_from(proc: subprocess.Popen) -> str:
     return found.group(1)
 
 
-class NewBackend:
+class _Process:
+    """What both backends' processes share: the error count from their log, and stopping."""
+
+    def errors_logged(self) -> int:
+        """Requests the backend logged as failed (its log is kept for reading: self.log.name)."""
+        text = Path(self.log.name).read_text(errors="replace")
+        return text.count("request failed") + text.count("Exception in ASGI application")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class NewBackend(_Process):
     label = "backend/ (FastAPI, uvicorn)"
 
     def __init__(self, db_url: str, workers: int = 1):
@@ -73,20 +89,9 @@ class NewBackend:
     def pids(self) -> list[int]:
         return [self.proc.pid, *_children(self.proc.pid)]
 
-    def errors_logged(self) -> int:
-        """Requests the backend logged as failed (its log is kept for reading: self.log.name)."""
-        text = Path(self.log.name).read_text(errors="replace")
-        return text.count("request failed") + text.count("Exception in ASGI application")
-
-    def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
-class OldBackend:
+class OldBackend(_Process):
     label = f"tools/backend at {PREVIOUS} (stdlib threads)"
 
     def __init__(self, db_url: str):
@@ -121,17 +126,8 @@ class OldBackend:
     def pids(self) -> list[int]:
         return [self.proc.pid]
 
-    def errors_logged(self) -> int:
-        """Requests the backend logged as failed (its log is kept for reading: self.log.name)."""
-        text = Path(self.log.name).read_text(errors="replace")
-        return text.count("request failed") + text.count("Exception in ASGI application")
-
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        super().close()
         subprocess.run(["rm", "-rf", str(self.folder)])
 
 
