@@ -12,6 +12,8 @@ import contextlib
 import logging
 from typing import Any
 
+import anyio.to_thread
+import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -43,10 +45,15 @@ def create_app(storage: Storage, *, signing_key=None, key_id: int = 0,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        # As many threads at once as the pool has connections: more would only queue for one
+        # (and convoy on the GIL), fewer would leave connections idle.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = storage.engine.pool.size()
         await wakeups.start(storage.url if storage.dialect == "postgresql" else None)
         pruning = (asyncio.create_task(_prune(storage, telemetry_retention_days))
                    if telemetry_retention_days else None)
-        yield
+        # In the lifespan state, the server's protocol (backend/server.py) finds the wake-ups
+        # to answer the long-polls with when the server stops.
+        yield {"wakeups": wakeups}
         if pruning is not None:
             pruning.cancel()
         await wakeups.stop()
@@ -81,6 +88,16 @@ def _errors(app: FastAPI) -> None:
     statuses = {NotFound: 404, Forbidden: 403, Conflict: 409, TooLarge: 413}
     for kind, status in statuses.items():
         app.add_exception_handler(kind, lambda request, exc, s=status: reply(s, str(exc)))
+
+    @app.exception_handler(sa.exc.OperationalError)
+    @app.exception_handler(sa.exc.InterfaceError)
+    async def database_unavailable(request: Request, exc: sa.exc.DBAPIError):
+        # PostgreSQL restarting or unreachable, SQLite locked past its timeout: the request did
+        # nothing (its transaction rolled back); the caller tries again.
+        log.warning("database unavailable for %s %s: %s", request.method, request.url.path,
+                    str(exc.orig).strip().splitlines()[0] if exc.orig else exc)
+        return reply(503, "the database is unavailable; try again shortly",
+                     headers={"Retry-After": "5"})
 
     @app.exception_handler(LoginRefused)
     async def refused(request: Request, exc: LoginRefused):

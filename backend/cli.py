@@ -153,7 +153,7 @@ def _serve(args, settings: Settings) -> int:
     import uvicorn
 
     from .app import from_settings
-    from .server import Server, options
+    from .server import options
 
     server_options = options(certfile=settings.tls_cert, keyfile=settings.tls_key)
 
@@ -180,7 +180,7 @@ def _serve(args, settings: Settings) -> int:
     listener = socket.create_server((settings.host, settings.port), reuse_port=False)
     print(f"backend on {scheme}://{settings.host}:{listener.getsockname()[1]}", flush=True)
     app = from_settings(settings)
-    Server(uvicorn.Config(app, **server_options), app.state.wakeups).run(sockets=[listener])
+    uvicorn.Server(uvicorn.Config(app, **server_options)).run(sockets=[listener])
     return 0
 
 

@@ -30,6 +30,7 @@ class GuardedH11(H11Protocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        _no_delay(transport)
         self._await_head()
 
     def on_response_complete(self) -> None:
@@ -42,6 +43,15 @@ class GuardedH11(H11Protocol):
                 and self._head_deadline is not None:
             self._head_deadline.cancel()  # a request's head is in: it is being answered
             self._head_deadline = None
+
+    def shutdown(self) -> None:
+        """The server is stopping (SIGTERM, SIGINT, in every worker): the long-polls in progress
+        answer at once (empty), so that they neither hold the shutdown nor are cut with an
+        error. The app's lifespan shares its wake-ups through the lifespan state."""
+        wakeups = self.app_state.get("wakeups")
+        if wakeups is not None:
+            wakeups.close()
+        super().shutdown()
 
     def connection_lost(self, exc) -> None:
         if self._head_deadline is not None:
@@ -59,25 +69,23 @@ class GuardedH11(H11Protocol):
             self.transport.close()
 
 
+def _no_delay(transport) -> None:
+    """TCP_NODELAY on the connection. asyncio sets it only on sockets made with IPPROTO_TCP, and a
+    listening socket from socket.create_server (or handed over by systemd) has proto 0: uvicorn
+    writes a response's head and body separately, so Nagle held every keep-alive reply's body
+    for the client's delayed ACK, 40 ms (measured: 44 ms a long-poll with nothing to wait for,
+    4 ms with this)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def options(*, certfile: str | None = None, keyfile: str | None = None) -> dict:
     """uvicorn's settings for this service (for uvicorn.Config and uvicorn.run alike)."""
     return {"ssl_certfile": certfile, "ssl_keyfile": keyfile, "http": GuardedH11,
             "timeout_keep_alive": KEEP_ALIVE_SECONDS,
             "timeout_graceful_shutdown": GRACEFUL_SECONDS, "log_level": "warning",
             "access_log": False, "server_header": False}
-
-
-class Server(uvicorn.Server):
-    """uvicorn's server, which on SIGTERM or SIGINT also answers the long-polls in progress at
-    once (empty), so that they neither hold the shutdown nor are cut with an error."""
-
-    def __init__(self, config: uvicorn.Config, wakeups):
-        super().__init__(config)
-        self.wakeups = wakeups
-
-    def handle_exit(self, sig, frame) -> None:
-        self.wakeups.close()
-        super().handle_exit(sig, frame)
 
 
 class ThreadedServer:

@@ -334,3 +334,88 @@ def test_a_command_issued_on_one_instance_wakes_a_long_poll_on_another(postgres,
         b.close()
         storage_b.close()
         a.close()
+
+
+# --- the server: replies leave at once; stopping answers the long-polls -------------------------
+
+def test_every_connection_has_nagle_off(backend):
+    """uvicorn writes a reply's head and body separately; with Nagle on, a keep-alive client got
+    the body a delayed ACK later (40 ms each). asyncio turns Nagle off only on sockets made with
+    IPPROTO_TCP, which a socket bound beforehand (socket.create_server, systemd) is not."""
+    with requests.Session() as session:
+        session.get(backend.url + "/v1/cabinets/cabinet-0001/commands", timeout=10,
+                    headers={"Authorization": f"Bearer {backend.device_token}"})
+        connections = list(backend.server.server.server_state.connections)
+        assert connections, "the keep-alive connection is still open"
+        for protocol in connections:
+            sock = protocol.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_stopping_the_service_answers_its_long_polls(postgres, workers):
+    """SIGTERM to `cabinet-backend serve` (one worker, or uvicorn's supervisor of two): every
+    long-poll in progress gets its empty answer at once, none is cut, nothing is logged as
+    failed, and the service exits."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    import psycopg
+
+    name = f"stopping_{workers}"
+    with psycopg.connect(postgres.url, autocommit=True) as db:
+        db.execute(f"DROP DATABASE IF EXISTS {name}")
+        db.execute(f"CREATE DATABASE {name}")
+    url = postgres.url.rsplit("/", 1)[0] + "/" + name
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "backend", "--db", url, *args], cwd=REPO,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    cli("migrate")
+    tokens = {c: cli("add-cabinet", c) for c in ("cabinet-0001", "cabinet-0002")}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "backend", "--db", url, "serve", "--port",
+                               str(port), "--workers", str(workers)], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = server.stdout.readline().split()[-1]
+        answers = {}
+
+        def poll(cabinet_id):
+            headers = {"Authorization": f"Bearer {tokens[cabinet_id]}"}
+            path = f"{base}/v1/cabinets/{cabinet_id}/commands"
+            wait_for(lambda: _answers(path, headers), timeout=20, what="the service up")
+            try:
+                reply = requests.get(path + "?wait=60", headers=headers, timeout=90)
+                answers[cabinet_id] = (reply.status_code, reply.json())
+            except requests.RequestException as exc:
+                answers[cabinet_id] = (None, repr(exc))
+        pollers = [threading.Thread(target=poll, args=(c,)) for c in tokens]
+        for p in pollers:
+            p.start()
+        time.sleep(2)  # both long-polls are waiting (their wait is 60 s)
+        server.send_signal(signal.SIGTERM)
+        for p in pollers:
+            p.join(timeout=30)
+        # uvicorn ends by raising the signal again once it has shut down (systemd counts an
+        # exit by SIGTERM as clean).
+        assert server.wait(timeout=30) in (0, -signal.SIGTERM)
+        log = server.stderr.read()
+        assert answers == {c: (200, {"commands": [], "server_time": answers[c][1]["server_time"]})
+                           for c in tokens}, answers
+        assert "Exception in ASGI application" not in log, log
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()
+
+
+def _answers(url: str, headers: dict) -> bool:
+    try:
+        return requests.get(url, headers=headers, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False

@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1", route_class=StrictRoute, tags=["cabinets"],
 
 @router.post("/cabinets/{cabinet_id}/records", response_model=Ack,
              responses={413: {"model": Error}, 429: {"model": Error}})
-def store_records(cabinet_id: CabinetDep, batch: Batch, storage: StorageDep) -> Ack:
+async def store_records(cabinet_id: CabinetDep, batch: Batch, storage: StorageDep) -> Ack:
     """Store a batch of outbox records, idempotent by record id.
 
     The batch is one transaction, committed before this reply: `stored_through` is the batch's
@@ -31,8 +31,9 @@ def store_records(cabinet_id: CabinetDep, batch: Batch, storage: StorageDep) -> 
     if batch.cabinet_id != cabinet_id:
         raise _invalid("body.cabinet_id", "does not match the URL's cabinet")
     raw = [r.model_dump() for r in batch.records]
-    rejected = storage.fleet.store_batch(cabinet_id, raw)
-    commands, _ = storage.commands.page(cabinet_id, 0, batch.max_command_bytes)
+    # One thread-pool hop, one connection, one transaction for the batch and the reply's page.
+    rejected, commands = await run_in_threadpool(storage.receive, cabinet_id, raw,
+                                                 batch.max_command_bytes)
     return Ack(stored_through=max(r["seq"] for r in raw), rejected=rejected, commands=commands,
                server_time=iso(utc_now()))
 

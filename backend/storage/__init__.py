@@ -21,6 +21,16 @@ class Storage:
         self.commands = Commands(self.engine, on_command_issued)
         self.people = People(self.engine)
 
+    def receive(self, cabinet_id: str, raw_records: list[dict], max_command_bytes: int | None
+                ) -> tuple[list[dict], list[dict]]:
+        """A cabinet's batch stored and its reply's commands paged, in one transaction on one
+        connection: (records refused, commands for the reply)."""
+        batch = self.fleet.check_batch(cabinet_id, raw_records)
+        with self.engine.begin() as connection:
+            self.fleet.write_batch(connection, batch)
+            page, _ = self.commands.page_in(connection, cabinet_id, 0, max_command_bytes)
+        return batch.rejected, page
+
     def record_action(self, actor: str, action: str, cabinet_id: str | None, **detail) -> None:
         """An audit entry for an action that changes nothing stored (an access code minted)."""
         with self.engine.begin() as connection:

@@ -66,6 +66,12 @@ class Commands:
         """The next page of commands newer than `after`, in order, whose JSON fits in
         `max_bytes`; and whether a command waits that this page was too small for (the cabinet
         asked for less for now)."""
+        with self.engine.begin() as connection:
+            return self.page_in(connection, cabinet_id, after, max_bytes)
+
+    def page_in(self, connection: sa.Connection, cabinet_id: str, after: int,
+                max_bytes: int | None) -> tuple[list[dict[str, Any]], bool]:
+        """`page`, inside the caller's transaction (a batch's reply shares the batch's)."""
         legacy = max_bytes is None
         limit = LEGACY_COMMAND_BYTES if legacy else max_bytes
         # What the cabinet can ever take: it may ask for less for a while (0 in an
@@ -74,37 +80,36 @@ class Commands:
         now = utc_now()
         page: list[dict[str, Any]] = []
         used, deferred = REPLY_ENVELOPE_BYTES, False
-        with self.engine.begin() as connection:
-            rows = connection.execute(
-                sa.select(commands.c.command_seq, commands.c.command_id, commands.c.type,
-                          commands.c.args, commands.c.issued_at, commands.c.expires_at)
-                .where(commands.c.cabinet_id == cabinet_id, commands.c.status == "issued",
-                       commands.c.command_seq > after, commands.c.expires_at > now)
-                .order_by(commands.c.command_seq).limit(100)).all()
-            for r in rows:
-                command = {"seq": r.command_seq, "command_id": r.command_id, "type": r.type,
-                           "args": r.args, "issued_at": iso(r.issued_at),
-                           "expires_at": iso(r.expires_at)}
-                size = len(json.dumps(command, ensure_ascii=False).encode()) + 2
-                if used + size <= limit:
-                    page.append(command)
-                    used += size
-                    continue
-                if page:
-                    break  # the next page
-                if REPLY_ENVELOPE_BYTES + size > capacity:
-                    connection.execute(sa.update(commands).values(
-                        status="rejected", finished_at=now,
-                        detail=f"too_large: {size} bytes; the cabinet takes at most {capacity} "
-                               f"bytes of commands in a reply").where(
-                        commands.c.command_id == r.command_id))
-                    continue
-                deferred = True
-                break
+        rows = connection.execute(
+            sa.select(commands.c.command_seq, commands.c.command_id, commands.c.type,
+                      commands.c.args, commands.c.issued_at, commands.c.expires_at)
+            .where(commands.c.cabinet_id == cabinet_id, commands.c.status == "issued",
+                   commands.c.command_seq > after, commands.c.expires_at > now)
+            .order_by(commands.c.command_seq).limit(100)).all()
+        for r in rows:
+            command = {"seq": r.command_seq, "command_id": r.command_id, "type": r.type,
+                       "args": r.args, "issued_at": iso(r.issued_at),
+                       "expires_at": iso(r.expires_at)}
+            size = len(json.dumps(command, ensure_ascii=False).encode()) + 2
+            if used + size <= limit:
+                page.append(command)
+                used += size
+                continue
             if page:
-                connection.execute(sa.update(commands).values(delivered_at=now).where(
-                    commands.c.command_id.in_([c["command_id"] for c in page]),
-                    commands.c.delivered_at.is_(None)))
+                break  # the next page
+            if REPLY_ENVELOPE_BYTES + size > capacity:
+                connection.execute(sa.update(commands).values(
+                    status="rejected", finished_at=now,
+                    detail=f"too_large: {size} bytes; the cabinet takes at most {capacity} "
+                           f"bytes of commands in a reply").where(
+                    commands.c.command_id == r.command_id))
+                continue
+            deferred = True
+            break
+        if page:
+            connection.execute(sa.update(commands).values(delivered_at=now).where(
+                commands.c.command_id.in_([c["command_id"] for c in page]),
+                commands.c.delivered_at.is_(None)))
         return page, deferred
 
     def get(self, command_id: str) -> dict[str, Any]:

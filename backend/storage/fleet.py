@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
+import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
@@ -25,6 +27,10 @@ from .schema import alarms, cabinets, climate_hourly, commands, enrolments, reco
 
 
 KINDS = [k.value for k in RecordKind]
+# How long a device token checked against the database is believed without asking again. Every
+# upload and long-poll presents it; a token replaced through this instance stops working at once,
+# through another instance of the service within this time.
+TOKEN_CACHE_SECONDS = 30.0
 
 
 def token_hash(token: str) -> str:
@@ -32,8 +38,11 @@ def token_hash(token: str) -> str:
 
 
 class Fleet:
-    def __init__(self, engine: sa.Engine):
+    def __init__(self, engine: sa.Engine, token_cache_seconds: float = TOKEN_CACHE_SECONDS):
         self.engine = engine
+        self.token_cache_seconds = token_cache_seconds
+        # cabinet id -> (hash of the device token last seen valid, until when to believe it)
+        self._verified: dict[str, tuple[str, float]] = {}
 
     # --- cabinets ---------------------------------------------------------------------------------
     def add_cabinet(self, cabinet_id: str, actor: str = "system") -> str:
@@ -45,6 +54,7 @@ class Fleet:
             ).on_conflict_do_update(index_elements=["cabinet_id"],
                                     set_={"token_sha256": token_hash(token)}))
             audit.write(connection, actor, "cabinet_token", cabinet_id)
+        self._verified.pop(cabinet_id, None)
         return token
 
     def exists(self, connection: sa.Connection, cabinet_id: str) -> bool:
@@ -78,48 +88,79 @@ class Fleet:
                 enrolments.c.token_sha256 == token_hash(token)))
         return self.add_cabinet(cabinet_id, actor=f"enrolment:{cabinet_id}")
 
+    def recently_verified(self, cabinet_id: str, token: str) -> bool:
+        """True if this token was this cabinet's when the database was last asked, recently
+        (no I/O: the event loop calls it)."""
+        known = self._verified.get(cabinet_id)
+        return known is not None and known[1] > time.monotonic() \
+            and secrets.compare_digest(known[0], token_hash(token))
+
     def authenticate(self, cabinet_id: str, token: str) -> bool:
         with self.engine.connect() as connection:
             stored = connection.execute(sa.select(cabinets.c.token_sha256).where(
                 cabinets.c.cabinet_id == cabinet_id)).scalar()
-        return stored is not None and secrets.compare_digest(stored, token_hash(token))
+        valid = stored is not None and secrets.compare_digest(stored, token_hash(token))
+        if valid:
+            self._verified[cabinet_id] = (stored, time.monotonic() + self.token_cache_seconds)
+        return valid
 
     # --- a batch ----------------------------------------------------------------------------------
     def store_batch(self, cabinet_id: str, raw_records: list[dict[str, Any]]) -> list[dict]:
         """Store a batch's records in one transaction; the records refused, each with why."""
-        rejected, rows, parsed = [], [], {}
-        received = utc_now()
+        batch = self.check_batch(cabinet_id, raw_records)
+        with self.engine.begin() as connection:
+            self.write_batch(connection, batch)
+        return batch.rejected
+
+    def check_batch(self, cabinet_id: str, raw_records: list[dict[str, Any]]) -> "CheckedBatch":
+        """The batch's records parsed and checked, before any connection is taken."""
+        batch = CheckedBatch(cabinet_id, utc_now())
         for raw in raw_records:
             record, reason = _check(raw, cabinet_id)
             if reason is not None:
-                rejected.append({"seq": raw["seq"], "record_id": str(raw.get("record_id")),
-                                 "reason": reason})
+                batch.rejected.append({"seq": raw["seq"], "record_id": str(raw.get("record_id")),
+                                       "reason": reason})
                 continue
-            parsed[record.record_id] = (record, raw)
-            rows.append({"cabinet_id": cabinet_id, "record_id": record.record_id,
-                         "seq": record.seq, "kind": record.kind.value,
-                         "created_at": record.created_at.astimezone(received.tzinfo),
-                         "received_at": received, "record": raw})
-        with self.engine.begin() as connection:
-            new: list[tuple[Record, dict]] = []
-            if rows:
-                statement = insert(connection, records).on_conflict_do_nothing(
-                    index_elements=["cabinet_id", "record_id"]).returning(records.c.record_id)
-                new = [parsed[r] for r in connection.execute(statement, rows).scalars()]
-            _apply(connection, cabinet_id, new)
-            _rollup(connection, cabinet_id, new)
-            values: dict[str, Any] = {"last_seen_at": received}
-            if rows:  # only records stored move last_seq, never refused ones
-                highest = max(r["seq"] for r in rows)
-                values["last_seq"] = sa.case((cabinets.c.last_seq > highest, cabinets.c.last_seq),
-                                             else_=highest)
-            if new:
-                oldest = min(r.created_at for r, _ in new)
-                values["lag_seconds"] = max(0.0, (received - oldest).total_seconds())
-                values["software_version"] = max(new, key=lambda n: n[0].seq)[0].software_version
-            connection.execute(sa.update(cabinets).values(**values).where(
-                cabinets.c.cabinet_id == cabinet_id))
-        return rejected
+            batch.parsed[record.record_id] = (record, raw)
+            batch.rows.append({"cabinet_id": cabinet_id, "record_id": record.record_id,
+                               "seq": record.seq, "kind": record.kind.value,
+                               "created_at": record.created_at.astimezone(batch.received.tzinfo),
+                               "received_at": batch.received, "record": raw})
+        return batch
+
+    def write_batch(self, connection: sa.Connection, batch: "CheckedBatch") -> None:
+        """One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING, the side effects and rollups
+        of the records it stored for the first time, and one UPDATE of the cabinet's row."""
+        cabinet_id, received = batch.cabinet_id, batch.received
+        new: list[tuple[Record, dict]] = []
+        if batch.rows:
+            statement = insert(connection, records).on_conflict_do_nothing(
+                index_elements=["cabinet_id", "record_id"]).returning(records.c.record_id)
+            new = [batch.parsed[r] for r in connection.execute(statement, batch.rows).scalars()]
+        _apply(connection, cabinet_id, new)
+        _rollup(connection, cabinet_id, new)
+        c = cabinets.c
+        values: dict[str, Any] = {"last_seen_at": received}
+        if batch.rows:  # only records stored move last_seq, never refused ones
+            highest = max(r["seq"] for r in batch.rows)
+            values["last_seq"] = sa.case((c.last_seq > highest, c.last_seq), else_=highest)
+        if new:
+            oldest = min(r.created_at for r, _ in new)
+            values["lag_seconds"] = max(0.0, (received - oldest).total_seconds())
+            values["software_version"] = max(new, key=lambda n: n[0].seq)[0].software_version
+        readings = [r for r, _ in new if r.kind.value == "telemetry"
+                    and _finite(r.body.get("celsius"))]
+        if readings:
+            # The newest reading, unless the row already holds a newer one (batches may arrive
+            # out of order after a retry). SET expressions all see the row as it was.
+            newest = max(readings, key=lambda r: r.created_at)
+            older = sa.or_(c.temperature_at.is_(None), c.temperature_at <= newest.created_at)
+            values["temperature_celsius"] = sa.case(
+                (older, newest.body["celsius"]), else_=c.temperature_celsius)
+            values["temperature_at"] = sa.case((older, newest.created_at),
+                                               else_=c.temperature_at)
+        connection.execute(sa.update(cabinets).values(**values).where(
+            c.cabinet_id == cabinet_id))
 
     # --- reads ------------------------------------------------------------------------------------
     def cabinets(self) -> list[dict[str, Any]]:
@@ -176,6 +217,16 @@ class Fleet:
                 records.c.kind == "telemetry", records.c.created_at < cutoff)).rowcount
 
 
+@dataclass
+class CheckedBatch:
+    """A batch after checking: the rows to insert, each record parsed, and those refused."""
+    cabinet_id: str
+    received: datetime
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    parsed: dict[str, tuple[Record, dict]] = field(default_factory=dict)
+    rejected: list[dict] = field(default_factory=list)
+
+
 def _check(raw: dict[str, Any], cabinet_id: str) -> tuple[Record | None, str | None]:
     """The record, or why it cannot be stored (a sentence naming the field)."""
     try:
@@ -217,12 +268,6 @@ def _apply(connection: sa.Connection, cabinet_id: str, new: Iterable[tuple[Recor
                 kind=str(body.get("kind"))[:64], detail=str(body.get("detail", "")),
                 **{column: at}).on_conflict_do_update(
                 index_elements=["cabinet_id", "alarm_id"], set_={column: at}))
-        elif kind == "telemetry" and _finite(body.get("celsius")):
-            connection.execute(sa.update(cabinets).values(
-                temperature_celsius=body["celsius"], temperature_at=record.created_at).where(
-                cabinets.c.cabinet_id == cabinet_id,
-                sa.or_(cabinets.c.temperature_at.is_(None),
-                       cabinets.c.temperature_at <= record.created_at)))
         elif kind == "command_result" and isinstance(body.get("command_id"), str):
             _command_result(connection, cabinet_id, record)
 
