@@ -125,10 +125,13 @@ def test_tokens_wait_and_deep_json_never_give_500(backend):
     assert reply.status_code == 400 and "nested too deep" in reply.json()["error"]
 
 
-def test_a_connection_that_sends_no_request_is_closed(tmp_path, monkeypatch):
+@pytest.mark.parametrize("protocol", ["GuardedHttpTools", "GuardedH11"])
+def test_a_connection_that_sends_no_request_is_closed(tmp_path, monkeypatch, protocol):
+    """With either of uvicorn's parsers (httptools when installed, h11 where it is not)."""
     from backend import server
 
     monkeypatch.setattr(server, "HEADERS_SECONDS", 1)
+    monkeypatch.setattr(server, "PROTOCOL", getattr(server, protocol))
     backend = RunningBackend(f"sqlite://{tmp_path}/backend.db")
     try:
         with socket.create_connection(("127.0.0.1", int(backend.url.rsplit(":", 1)[1])),

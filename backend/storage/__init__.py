@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from . import audit
+from . import audit, ingest
 from .commands import Commands
 from .engine import make_engine
 from .fleet import Fleet
@@ -25,9 +25,9 @@ class Storage:
                 ) -> tuple[list[dict], list[dict]]:
         """A cabinet's batch stored and its reply's commands paged, in one transaction on one
         connection: (records refused, commands for the reply)."""
-        batch = self.fleet.check_batch(cabinet_id, raw_records)
+        batch = ingest.check(cabinet_id, raw_records)
         with self.engine.begin() as connection:
-            self.fleet.write_batch(connection, batch)
+            ingest.write(connection, batch)
             page, _ = self.commands.page_in(connection, cabinet_id, 0, max_command_bytes)
         return batch.rejected, page
 

@@ -28,6 +28,20 @@ REPLY_ENVELOPE_BYTES = 256   # {"commands": [...], "server_time": "..."} around 
 CHANNEL = "cabinet_commands"  # PostgreSQL NOTIFY channel; the payload is the cabinet id
 
 
+# Built once: every upload's reply and every long-poll asks (building costs more than running).
+_PENDING = (sa.select(commands.c.command_seq, commands.c.command_id, commands.c.type,
+                      commands.c.args, commands.c.issued_at, commands.c.expires_at)
+            .where(commands.c.cabinet_id == sa.bindparam("cabinet"),
+                   commands.c.status == "issued",
+                   commands.c.command_seq > sa.bindparam("after", type_=sa.BigInteger),
+                   commands.c.expires_at > sa.bindparam("now", type_=commands.c.expires_at.type))
+            .order_by(commands.c.command_seq).limit(100))
+_DELIVERED = sa.update(commands).values(
+    delivered_at=sa.bindparam("now", type_=commands.c.delivered_at.type)).where(
+    commands.c.command_id.in_(sa.bindparam("ids", expanding=True)),
+    commands.c.delivered_at.is_(None))
+
+
 class Commands:
     def __init__(self, engine: sa.Engine, on_issued=None):
         self.engine = engine
@@ -80,12 +94,8 @@ class Commands:
         now = utc_now()
         page: list[dict[str, Any]] = []
         used, deferred = REPLY_ENVELOPE_BYTES, False
-        rows = connection.execute(
-            sa.select(commands.c.command_seq, commands.c.command_id, commands.c.type,
-                      commands.c.args, commands.c.issued_at, commands.c.expires_at)
-            .where(commands.c.cabinet_id == cabinet_id, commands.c.status == "issued",
-                   commands.c.command_seq > after, commands.c.expires_at > now)
-            .order_by(commands.c.command_seq).limit(100)).all()
+        rows = connection.execute(_PENDING, {"cabinet": cabinet_id, "after": after,
+                                             "now": now}).all()
         for r in rows:
             command = {"seq": r.command_seq, "command_id": r.command_id, "type": r.type,
                        "args": r.args, "issued_at": iso(r.issued_at),
@@ -107,9 +117,8 @@ class Commands:
             deferred = True
             break
         if page:
-            connection.execute(sa.update(commands).values(delivered_at=now).where(
-                commands.c.command_id.in_([c["command_id"] for c in page]),
-                commands.c.delivered_at.is_(None)))
+            connection.execute(_DELIVERED, {"now": now,
+                                            "ids": [c["command_id"] for c in page]})
         return page, deferred
 
     def get(self, command_id: str) -> dict[str, Any]:

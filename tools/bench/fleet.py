@@ -255,10 +255,10 @@ async def run_fleet(backend, args, pg_data: Path) -> dict:
     tokens = backend.register(ids)
     stats = Stats()
     cabinets = [VirtualCabinet(c, tokens[c], backend.url, stats, args) for c in ids]
-    tasks = []
+    tasks, polls = [], []
     for i, cabinet in enumerate(cabinets):  # connect over the ramp, as a fleet does
-        tasks += [asyncio.create_task(cabinet.poll()), asyncio.create_task(cabinet.upload()),
-                  asyncio.create_task(cabinet.produce())]
+        polls.append(asyncio.create_task(cabinet.poll()))
+        tasks += [asyncio.create_task(cabinet.upload()), asyncio.create_task(cabinet.produce())]
         await asyncio.sleep(args.ramp / len(cabinets))
     issuing = True
     tasks.append(asyncio.create_task(operator(backend.url, backend.operator_token, cabinets,
@@ -274,6 +274,11 @@ async def run_fleet(backend, args, pg_data: Path) -> dict:
     issuing = False
     for cabinet in cabinets:
         cabinet.producing = False
+    # Long-polls stop first: a command read after the last upload would add a command_result
+    # that nobody sends (counted lost, though the backend never saw it).
+    for task in polls:
+        task.cancel()
+    await asyncio.gather(*polls, return_exceptions=True)
     drain_end = time.monotonic() + 60
     while any(c.pending for c in cabinets) and time.monotonic() < drain_end:
         await asyncio.sleep(0.2)

@@ -1,0 +1,252 @@
+"""A cabinet's batch into the database: each record checked (one bad record is refused alone,
+with a sentence naming its field), then one transaction of set-based statements: one multi-row
+INSERT ... ON CONFLICT DO NOTHING RETURNING, the side effects and hourly rollups of the records
+stored for the first time only (so a resent batch changes nothing), and one UPDATE of the
+cabinet's row.
+
+The statements are built once per dialect: hundreds of uploads a second run them, and building a
+SQLAlchemy statement (and its cache key) cost more CPU than running it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from ..protocol import Record, RecordKind
+from .dialect import greatest, insert, least
+from .engine import hour_of, parse_time, utc_now
+from .schema import Time, alarms, cabinets, climate_hourly, commands, records, sales_hourly
+
+KINDS = [k.value for k in RecordKind]
+
+
+@dataclass
+class CheckedBatch:
+    """A batch after checking: the rows to insert, each record parsed, and those refused."""
+    cabinet_id: str
+    received: datetime
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    parsed: dict[str, tuple[Record, dict]] = field(default_factory=dict)
+    rejected: list[dict] = field(default_factory=list)
+
+
+def check(cabinet_id: str, raw_records: list[dict[str, Any]]) -> CheckedBatch:
+    """The batch's records parsed and checked, before any connection is taken."""
+    batch = CheckedBatch(cabinet_id, utc_now())
+    for raw in raw_records:
+        record, reason = _check(raw, cabinet_id)
+        if reason is not None:
+            batch.rejected.append({"seq": raw["seq"], "record_id": str(raw.get("record_id")),
+                                   "reason": reason})
+            continue
+        batch.parsed[record.record_id] = (record, raw)
+        batch.rows.append({"cabinet_id": cabinet_id, "record_id": record.record_id,
+                           "seq": record.seq, "kind": record.kind.value,
+                           "created_at": record.created_at.astimezone(batch.received.tzinfo),
+                           "received_at": batch.received, "record": raw})
+    return batch
+
+
+def write(connection: sa.Connection, batch: CheckedBatch) -> None:
+    """Store a checked batch in the caller's transaction."""
+    statements = _statements(connection.dialect.name)
+    cabinet_id, received = batch.cabinet_id, batch.received
+    new: list[tuple[Record, dict]] = []
+    if batch.rows:
+        new = [batch.parsed[r] for r in
+               connection.execute(statements.store, batch.rows).scalars()]
+    _apply(connection, cabinet_id, new)
+    _rollup(connection, cabinet_id, new)
+    params: dict[str, Any] = {"cabinet": cabinet_id, "received": received}
+    if batch.rows:  # only records stored move last_seq, never refused ones
+        params["highest"] = max(r["seq"] for r in batch.rows)
+    if new:
+        oldest = min(r.created_at for r, _ in new)
+        params["lag"] = max(0.0, (received - oldest).total_seconds())
+        params["version"] = max(new, key=lambda n: n[0].seq)[0].software_version
+    readings = [r for r, _ in new if r.kind.value == "telemetry"
+                and _finite(r.body.get("celsius"))]
+    if readings:
+        newest = max(readings, key=lambda r: r.created_at)
+        params["celsius"], params["reading_at"] = float(newest.body["celsius"]), newest.created_at
+    connection.execute(statements.touch(bool(batch.rows), bool(new), bool(readings)), params)
+
+
+class _Statements:
+    """The upload path's statements for one dialect (PostgreSQL and SQLite differ in their
+    upsert construct and their two-argument min and max)."""
+
+    def __init__(self, dialect: str):
+        self.dialect = dialect
+        self.store = insert(dialect, records).on_conflict_do_nothing(
+            index_elements=["cabinet_id", "record_id"]).returning(records.c.record_id)
+        sales = insert(dialect, sales_hourly)
+        self.sales_rollup = sales.on_conflict_do_update(
+            index_elements=["cabinet_id", "hour", "sku"],
+            set_={"units": sales_hourly.c.units + sales.excluded.units,
+                  "revenue_fen": sales_hourly.c.revenue_fen + sales.excluded.revenue_fen,
+                  "sales": sales_hourly.c.sales + sales.excluded.sales})
+        climate = insert(dialect, climate_hourly)
+        t, x = climate_hourly.c, climate.excluded
+        self.climate_rollup = climate.on_conflict_do_update(
+            index_elements=["cabinet_id", "hour"],
+            set_={"samples": t.samples + x.samples,
+                  "celsius_min": least(dialect, t.celsius_min, x.celsius_min),
+                  "celsius_max": greatest(dialect, t.celsius_max, x.celsius_max),
+                  "celsius_sum": t.celsius_sum + x.celsius_sum,
+                  "door_openings": t.door_openings + x.door_openings})
+
+    @functools.cache
+    def touch(self, stored: bool, new: bool, reading: bool) -> sa.Update:
+        """The cabinet's row after a batch: seen now; its highest stored seq (never lowered);
+        the lag and version of what was new; the newest reading, unless the row holds a newer
+        one (batches may arrive out of order after a retry). SET expressions all see the row as
+        it was."""
+        c = cabinets.c
+        values: dict[str, Any] = {"last_seen_at": sa.bindparam("received", type_=Time)}
+        if stored:
+            highest = sa.bindparam("highest", type_=sa.BigInteger)
+            values["last_seq"] = sa.case((c.last_seq > highest, c.last_seq), else_=highest)
+        if new:
+            values["lag_seconds"] = sa.bindparam("lag", type_=sa.Float)
+            values["software_version"] = sa.bindparam("version", type_=sa.String)
+        if reading:
+            at = sa.bindparam("reading_at", type_=Time)
+            older = sa.or_(c.temperature_at.is_(None), c.temperature_at <= at)
+            values["temperature_celsius"] = sa.case(
+                (older, sa.bindparam("celsius", type_=sa.Float)), else_=c.temperature_celsius)
+            values["temperature_at"] = sa.case((older, at), else_=c.temperature_at)
+        return sa.update(cabinets).values(**values).where(
+            c.cabinet_id == sa.bindparam("cabinet", type_=sa.String))
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    return _Statements(dialect)
+
+
+def _check(raw: dict[str, Any], cabinet_id: str) -> tuple[Record | None, str | None]:
+    """The record, or why it cannot be stored (a sentence naming the field)."""
+    try:
+        record = Record.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "record"
+        if first["loc"] == ("kind",):
+            return None, f"unknown kind {raw.get('kind')!r}; known: {', '.join(KINDS)}"
+        return None, f"{where}: {first['msg']} (got {repr(first.get('input'))[:60]})"
+    if record.cabinet_id != cabinet_id:
+        return None, f"cabinet_id {record.cabinet_id!r} is not this cabinet ({cabinet_id})"
+    # PostgreSQL's jsonb cannot hold a NUL character: refused here, one record, not a 500 that
+    # would make the cabinet send the whole batch again for ever.
+    if _has_nul(raw):
+        return None, "a string holds a NUL character (\\u0000), which cannot be stored"
+    if record.kind.value == "sale":
+        body = record.body
+        if not _whole(body.get("total_fen")):
+            return None, (f"body.total_fen must be a whole number of fen, 0 or more "
+                          f"(got {body.get('total_fen')!r})")
+        lines = body.get("lines")
+        if not isinstance(lines, list) or not all(
+                isinstance(x, dict) and _whole(x.get("count")) and _whole(x.get("amount_fen"))
+                for x in lines):
+            return None, "body.lines must be a list of lines with whole count and amount_fen"
+    return record, None
+
+
+def _apply(connection: sa.Connection, cabinet_id: str, new: Iterable[tuple[Record, dict]]) -> None:
+    for record, _ in new:
+        body, kind = record.body, record.kind.value
+        if kind == "alarm" and isinstance(body.get("alarm_id"), str):
+            cleared = body.get("state") == "cleared"
+            column = "cleared_at" if cleared else "raised_at"
+            at = str(body.get(column))
+            connection.execute(insert(connection.dialect.name, alarms).values(
+                cabinet_id=cabinet_id, alarm_id=body["alarm_id"][:64],
+                kind=str(body.get("kind"))[:64], detail=str(body.get("detail", "")),
+                **{column: at}).on_conflict_do_update(
+                index_elements=["cabinet_id", "alarm_id"], set_={column: at}))
+        elif kind == "command_result" and isinstance(body.get("command_id"), str):
+            _command_result(connection, cabinet_id, record)
+
+
+def _command_result(connection: sa.Connection, cabinet_id: str, record: Record) -> None:
+    body = record.body
+    where = (commands.c.command_id == body["command_id"], commands.c.cabinet_id == cabinet_id)
+    result = body.get("result", {})
+    connection.execute(sa.update(commands).values(
+        status=str(body.get("status"))[:16], detail=str(body.get("detail", "")),
+        result=result if isinstance(result, dict) else {"value": result},
+        finished_at=record.created_at).where(*where))
+    row = connection.execute(sa.select(commands.c.args).where(
+        *where, commands.c.type == "enroll_faces")).first()
+    if row is not None:
+        # Delivered: the backend keeps no copy of the embeddings it passed on.
+        args = dict(row.args)
+        args["members"] = [{**m, "embeddings": len(m["embeddings"])}
+                           if isinstance(m, dict) and isinstance(m.get("embeddings"), list) else m
+                           for m in args.get("members", [])]
+        connection.execute(sa.update(commands).values(args=args).where(*where))
+
+
+def _rollup(connection: sa.Connection, cabinet_id: str, new: list[tuple[Record, dict]]) -> None:
+    """Add the new records to the hourly rollups: one upsert per (hour, product) and per hour."""
+    sales: dict[tuple[datetime, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    climate: dict[datetime, list] = defaultdict(lambda: [0, None, None, 0.0, 0])
+    for record, _ in new:
+        body = record.body
+        if record.kind.value == "sale":
+            for line in body.get("lines") or ():
+                if isinstance(line, dict) and isinstance(line.get("sku"), str) \
+                        and _whole(line.get("count")) and _whole(line.get("amount_fen")):
+                    entry = sales[(hour_of(record.created_at), line["sku"][:64])]
+                    entry[0] += line["count"]
+                    entry[1] += line["amount_fen"]
+                    entry[2] += 1
+        if record.kind.value == "telemetry" and _finite(body.get("celsius")):
+            c = climate[hour_of(record.created_at)]
+            celsius = float(body["celsius"])
+            c[0] += 1
+            c[1] = celsius if c[1] is None else min(c[1], celsius)
+            c[2] = celsius if c[2] is None else max(c[2], celsius)
+            c[3] += celsius
+        if record.kind.value in ("sale", "inventory", "session"):
+            opened = parse_time(body.get("door_opened_at"))
+            if opened is not None:
+                climate[hour_of(opened)][4] += 1
+    if sales:
+        connection.execute(_statements(connection.dialect.name).sales_rollup, [
+            {"cabinet_id": cabinet_id, "hour": hour, "sku": sku, "units": u, "revenue_fen": r,
+             "sales": n} for (hour, sku), (u, r, n) in sorted(sales.items())])
+    if climate:
+        connection.execute(_statements(connection.dialect.name).climate_rollup, [
+            {"cabinet_id": cabinet_id, "hour": hour, "samples": n, "celsius_min": low,
+             "celsius_max": high, "celsius_sum": total, "door_openings": doors}
+            for hour, (n, low, high, total, doors) in sorted(climate.items())])
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value) and abs(value) < 1e6
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 53
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
