@@ -14,10 +14,11 @@ from typing import Any
 
 import anyio.to_thread
 import sqlalchemy as sa
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException  # FastAPI's own and Starlette's (404, 405)
 
 from .routers import access_codes, cabinets, commands, fleet, people
 from .storage import Storage

@@ -72,6 +72,14 @@ def test_nan_infinity_and_out_of_range_numbers_are_422_naming_the_field(backend)
         '"celsius": 4.0', '"celsius": NaN').encode()
     reply = _post_raw(backend, "/v1/cabinets/cabinet-0001/records", raw)
     assert reply.status_code == 422 and "body.records.1.body.celsius" in reply.json()["error"]
+    # Numbers that overflow a float are Infinity too; an integer Python will not read is a 400.
+    reply = _post_raw(backend, "/v1/cabinets/cabinet-0001/records",
+                      raw.replace(b"NaN", b"1" * 5000))
+    assert reply.status_code == 400 and "digits" in reply.json()["error"]
+    for number in ("1e999", "-1.5E+400", "1" + "0" * 400 + ".0"):
+        reply = _post_raw(backend, "/v1/cabinets/cabinet-0001/records",
+                          raw.replace(b"NaN", number.encode()))
+        assert reply.status_code == 422 and "records.1.body.celsius" in reply.json()["error"]
     for seq in (2 ** 63, 0, -1, True, "7"):
         reply = _batch(backend, [_record(1) | {"seq": seq}])
         assert reply.status_code == 422 and "records.0.seq" in reply.json()["error"], seq
@@ -123,6 +131,27 @@ def test_tokens_wait_and_deep_json_never_give_500(backend):
     deep = b'{"cabinet_id": "cabinet-0001", "records": ' + b"[" * 20000 + b"]" * 20000 + b"}"
     reply = _post_raw(backend, "/v1/cabinets/cabinet-0001/records", deep)
     assert reply.status_code == 400 and "nested too deep" in reply.json()["error"]
+    # Starlette's own refusals speak the service's error shape too.
+    reply = requests.get(backend.url + "/v1/no-such-thing", timeout=10)
+    assert reply.status_code == 404 and "error" in reply.json()
+    reply = requests.delete(backend.url + "/v1/cabinets/cabinet-0001/records", timeout=10)
+    assert reply.status_code == 405 and "error" in reply.json()
+
+
+def test_strings_postgresql_cannot_hold_are_refused_one_record_at_a_time(backend):
+    """A NUL character or half a surrogate pair (JSON's "\\ud800" reads as one): jsonb holds
+    neither, so each such record is rejected alone with why; its neighbours are stored."""
+    good = _record(1)
+    nul = _record(2, "telemetry", {"note": "a\u0000b"})
+    half = _record(3, "telemetry", {"note": "\ud800"})
+    text = _record(4, "telemetry", {"note": "backslash-u0000 as text: \\u0000"})
+    reply = _batch(backend, [good, nul, half, text])
+    assert reply.status_code == 200
+    reasons = {r["seq"]: r["reason"] for r in reply.json()["rejected"]}
+    assert set(reasons) == {2, 3} and "NUL" in reasons[2] and "surrogate" in reasons[3]
+    assert backend.storage.fleet.counts("cabinet-0001") == {"sale": 1, "telemetry": 1}
+    stored = backend.storage.fleet.records("telemetry", "cabinet-0001", 0, 10)
+    assert stored[0]["body"]["note"] == "backslash-u0000 as text: \\u0000"
 
 
 @pytest.mark.parametrize("protocol", ["GuardedHttpTools", "GuardedH11"])

@@ -21,7 +21,8 @@ router = APIRouter(prefix="/v1", route_class=StrictRoute, tags=["cabinets"],
 
 @router.post("/cabinets/{cabinet_id}/records", response_model=Ack,
              responses={413: {"model": Error}, 429: {"model": Error}})
-async def store_records(cabinet_id: CabinetDep, batch: Batch, storage: StorageDep) -> Ack:
+async def store_records(cabinet_id: CabinetDep, batch: Batch, storage: StorageDep,
+                        request: Request) -> Ack:
     """Store a batch of outbox records, idempotent by record id.
 
     The batch is one transaction, committed before this reply: `stored_through` is the batch's
@@ -30,7 +31,9 @@ async def store_records(cabinet_id: CabinetDep, batch: Batch, storage: StorageDe
     nothing twice. The reply carries pending commands, as many as `max_command_bytes` allows."""
     if batch.cabinet_id != cabinet_id:
         raise _invalid("body.cabinet_id", "does not match the URL's cabinet")
-    raw = [r.model_dump() for r in batch.records]
+    # The records as sent (the body is parsed once and kept): each is checked on its own, so
+    # that one malformed record is refused alone.
+    raw = (await request.json())["records"]
     # One thread-pool hop, one connection, one transaction for the batch and the reply's page.
     rejected, commands = await run_in_threadpool(storage.receive, cabinet_id, raw,
                                                  batch.max_command_bytes)
