@@ -353,7 +353,7 @@ def report(rows: list[dict], args) -> None:
     print(json.dumps(rows, default=str))
 
 
-async def idle_polls(backend, n: int, pg_data: Path) -> dict:
+async def idle_polls(backend, n: int, ramp: float) -> dict:
     """n long-polls (wait=120) held open on one cabinet, then one command that must reach all."""
     token = backend.register(["cab-idle"])["cab-idle"]
     connections = [Http(backend.url) for _ in range(n)]
@@ -373,11 +373,16 @@ async def idle_polls(backend, n: int, pg_data: Path) -> dict:
             failures[type(exc).__name__] += 1
     started_rss = usage(backend.pids())[1]
     tasks = []
-    for i, http in enumerate(connections):
+    for i, http in enumerate(connections):  # over the ramp, as a fleet reconnects
         tasks.append(asyncio.create_task(hold(http)))
-        if i % 200 == 199:
-            await asyncio.sleep(0.1)
-    await asyncio.sleep(10)
+        if i % 100 == 99:
+            await asyncio.sleep(100 * ramp / n)
+    # Settled: every request is in and waiting once the backend's CPU falls quiet.
+    for _ in range(120):
+        before = usage(backend.pids())[0]
+        await asyncio.sleep(1)
+        if usage(backend.pids())[0] - before < 0.05:
+            break
     pid = backend.pids()[0]
     fds = len(os.listdir(f"/proc/{pid}/fd"))
     cpu0, rss = usage(backend.pids())
@@ -428,7 +433,7 @@ def main() -> int:
                        else NewBackend(url, workers=args.workers))
             try:
                 if args.idle_polls:
-                    rows.append(asyncio.run(idle_polls(backend, args.idle_polls, pg.data)))
+                    rows.append(asyncio.run(idle_polls(backend, args.idle_polls, args.ramp)))
                 else:
                     rows.append(asyncio.run(run_fleet(backend, args, pg.data)))
             finally:
