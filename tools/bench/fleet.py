@@ -14,6 +14,7 @@ and the database is checked: every record generated is stored exactly once.
     .venv/bin/python tools/bench/fleet.py [--cabinets 1000] [--speedup 10] [--seconds 60]
         [--only new|old] [--workers N]
     .venv/bin/python tools/bench/fleet.py --idle-polls 10000     # long-polls held by one worker
+    .venv/bin/python tools/bench/fleet.py --sequential 2000      # CPU per request, one at a time
 
 Benchmarks measure; they never assert. The machine's load is printed with the figures.
 """
@@ -406,6 +407,34 @@ async def idle_polls(backend, n: int, ramp: float) -> dict:
             "failures": dict(failures)}
 
 
+async def sequential(backend, n: int) -> dict:
+    """One cabinet, one connection, one request at a time: n uploads of one telemetry record,
+    then n empty long-polls (wait=0); the backend's CPU and the wall time per request."""
+    token = backend.register(["cab-seq"])["cab-seq"]
+    http, seq, figures = Http(backend.url), 0, {"backend": backend.label}
+    for name in ("upload", "poll"):
+        cpu, started = usage(backend.pids())[0], time.perf_counter()
+        for _ in range(n):
+            if name == "upload":
+                seq += 1
+                body = json.dumps({"cabinet_id": "cab-seq", "max_command_bytes": PAGE_BYTES,
+                                   "records": [{
+                                       "record_id": str(uuid.uuid4()), "seq": seq,
+                                       "kind": "telemetry", "cabinet_id": "cab-seq",
+                                       "software_version": "fleet-bench", "created_at": utc_now(),
+                                       "body": {"celsius": 4.1, "door_open": False}}]}).encode()
+                status, _ = await http.request("POST", "/v1/cabinets/cab-seq/records", token, body)
+            else:
+                status, _ = await http.request("GET", "/v1/cabinets/cab-seq/commands?wait=0",
+                                               token)
+            if status != 200:
+                raise RuntimeError(f"{name}: HTTP {status}")
+        figures[f"{name}_wall_ms"] = (time.perf_counter() - started) / n * 1000
+        figures[f"{name}_cpu_ms"] = (usage(backend.pids())[0] - cpu) / n * 1000
+    http.close()
+    return figures
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cabinets", type=int, default=1000)
@@ -417,6 +446,8 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--only", choices=("new", "old"))
     p.add_argument("--idle-polls", type=int)
+    p.add_argument("--sequential", type=int, metavar="N",
+                   help="instead: N requests one at a time, the backend's CPU per request")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the backends
@@ -432,7 +463,9 @@ def main() -> int:
             backend = (OldBackend(url) if kind == "old"
                        else NewBackend(url, workers=args.workers))
             try:
-                if args.idle_polls:
+                if args.sequential:
+                    rows.append(asyncio.run(sequential(backend, args.sequential)))
+                elif args.idle_polls:
                     rows.append(asyncio.run(idle_polls(backend, args.idle_polls, args.ramp)))
                 else:
                     rows.append(asyncio.run(run_fleet(backend, args, pg.data)))
@@ -440,7 +473,15 @@ def main() -> int:
                 backend.close()
     finally:
         pg.stop()
-    if args.idle_polls:
+    if args.sequential:
+        print(f"\none cabinet, {args.sequential} requests one at a time on one keep-alive "
+              f"connection ({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
+        print(f"{'':46}{'upload: wall, backend CPU':>28}{'empty long-poll: wall, CPU':>30}")
+        for r in rows:
+            print(f"{r['backend']:46}{r['upload_wall_ms']:>17.2f} ms{r['upload_cpu_ms']:>8.2f} ms"
+                  f"{r['poll_wall_ms']:>19.2f} ms{r['poll_cpu_ms']:>8.2f} ms")
+        print(json.dumps(rows, default=str))
+    elif args.idle_polls:
         print(f"\n{args.idle_polls} idle long-polls (wait=120) on one backend process, then one "
               f"command to their cabinet ({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
         for r in rows:
