@@ -417,22 +417,28 @@ def test_stopping_the_service_answers_its_long_polls(postgres, workers):
         base = server.stdout.readline().split()[-1]
         answers = {}
 
-        def poll(cabinet_id):
-            headers = {"Authorization": f"Bearer {tokens[cabinet_id]}"}
-            path = f"{base}/v1/cabinets/{cabinet_id}/commands"
-            wait_for(lambda: _answers(path, headers), timeout=20, what="the service up")
+        def poll(cabinet_id, session):
             try:
-                reply = requests.get(path + "?wait=60", headers=headers, timeout=90)
+                reply = session.get(f"{base}/v1/cabinets/{cabinet_id}/commands?wait=60",
+                                    headers={"Authorization": f"Bearer {tokens[cabinet_id]}"},
+                                    timeout=90)
                 answers[cabinet_id] = (reply.status_code, reply.json())
             except requests.RequestException as exc:
                 answers[cabinet_id] = (None, repr(exc))
-        pollers = [threading.Thread(target=poll, args=(c,)) for c in tokens]
+        sessions = {c: requests.Session() for c in tokens}
+        for c, session in sessions.items():  # every worker up (slow on a loaded machine)
+            wait_for(lambda: _answers(session, f"{base}/v1/cabinets/{c}/commands",
+                                      {"Authorization": f"Bearer {tokens[c]}"}),
+                     timeout=90, interval=0.5, what="the service up")
+        pollers = [threading.Thread(target=poll, args=(c, s)) for c, s in sessions.items()]
         for p in pollers:
             p.start()
-        time.sleep(2)  # both long-polls are waiting (their wait is 60 s)
+        time.sleep(5)  # both long-polls are in and waiting (their wait is 60 s)
         server.send_signal(signal.SIGTERM)
         for p in pollers:
             p.join(timeout=30)
+        for session in sessions.values():
+            session.close()
         # uvicorn ends by raising the signal again once it has shut down (systemd counts an
         # exit by SIGTERM as clean).
         assert server.wait(timeout=30) in (0, -signal.SIGTERM)
@@ -446,8 +452,8 @@ def test_stopping_the_service_answers_its_long_polls(postgres, workers):
         server.wait()
 
 
-def _answers(url: str, headers: dict) -> bool:
+def _answers(session: requests.Session, url: str, headers: dict) -> bool:
     try:
-        return requests.get(url, headers=headers, timeout=5).status_code == 200
+        return session.get(url, headers=headers, timeout=5).status_code == 200
     except requests.RequestException:
         return False
