@@ -27,6 +27,7 @@ from .engine import hour_of, parse_time, utc_now
 from .schema import Time, alarms, cabinets, climate_hourly, commands, records, sales_hourly
 
 KINDS = [k.value for k in RecordKind]
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass
@@ -182,7 +183,7 @@ def _check(raw: dict[str, Any], cabinet_id: str) -> tuple[Record | None, str | N
     # PostgreSQL's jsonb can hold neither a NUL character nor half a surrogate pair: refused
     # here, one record, not a 500 that would make the cabinet send the whole batch again for
     # ever. The text is the record as stored (serialised once, here).
-    text = json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+    text = _to_json(raw)
     if "\\u0000" in text and _has_nul(raw):  # the escape, or a string's literal backslash-u
         return None, None, "a string holds a NUL character (\\u0000), which cannot be stored"
     try:
