@@ -1,6 +1,7 @@
 """A cabinet's batch into the database: each record checked (one bad record is refused alone,
-with a sentence naming its field), then one transaction of set-based statements: one multi-row
-INSERT ... ON CONFLICT DO NOTHING RETURNING, the side effects and hourly rollups of the records
+with a sentence naming its field) and serialised once, then one transaction of set-based
+statements: one INSERT ... ON CONFLICT DO NOTHING RETURNING (on PostgreSQL from one JSON
+parameter, on SQLite a multi-row VALUES), the side effects and hourly rollups of the records
 stored for the first time only (so a resent batch changes nothing), and one UPDATE of the
 cabinet's row.
 
