@@ -1,8 +1,9 @@
 """The operators' backend as an ASGI application (FastAPI): the routers, the errors they answer
 with, and what lives as long as the process (the storage, the long-polls' wake-ups, retention).
 
-The service keeps no state of its own between requests: every fact is in the database, so several
-workers or instances may serve one PostgreSQL (wake-ups cross instances by LISTEN/NOTIFY).
+The service keeps no state of its own between requests (but a 30 s memory of device tokens it has
+checked): every fact is in the database, so several workers or instances may serve one PostgreSQL
+(wake-ups cross instances by LISTEN/NOTIFY).
 """
 
 from __future__ import annotations
