@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
@@ -75,7 +76,7 @@ def create_app(storage: Storage, *, signing_key=None, key_id: int = 0,
 def _errors(app: FastAPI) -> None:
     def reply(status: int, message: str, **extra: Any) -> JSONResponse:
         headers = extra.pop("headers", None)
-        return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+        return ErrorResponse({"error": message, **extra}, status_code=status, headers=headers)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
@@ -106,6 +107,14 @@ def _errors(app: FastAPI) -> None:
         if exc.retry_after is not None:
             return reply(429, str(exc), headers={"Retry-After": str(exc.retry_after)})
         return reply(401, str(exc))
+
+
+class ErrorResponse(JSONResponse):
+    """An error names what was sent, which may hold half a surrogate pair (JSON's "\\ud800"
+    reads as one, and UTF-8 cannot carry it): written as ASCII with escapes, it always goes."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False).encode()
 
 
 async def _prune(storage: Storage, days: float) -> None:

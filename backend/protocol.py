@@ -194,9 +194,31 @@ class Counts(BaseModel):
     counts: dict[str, int]
 
 
+def _storable(value: Any) -> Any:
+    """No NUL character and no half surrogate pair in any string or key (PostgreSQL's jsonb
+    holds neither; the cabinet's records are checked the same way)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("a string holds a NUL character (\\u0000)")
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                raise ValueError("a string holds a lone UTF-16 surrogate, not a character") \
+                    from None
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
 class IssueCommand(Strict):
     type: CommandType
-    args: dict[str, Any] = Field(default_factory=dict)
+    args: Annotated[dict[str, Any], AfterValidator(_storable)] = Field(default_factory=dict)
     lifetime_seconds: Annotated[float, Field(ge=1, le=7 * 86400)] = 60
 
 

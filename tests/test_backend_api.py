@@ -457,3 +457,102 @@ def _answers(session: requests.Session, url: str, headers: dict) -> bool:
         return session.get(url, headers=headers, timeout=5).status_code == 200
     except requests.RequestException:
         return False
+
+
+# --- found by attacking this backend (2026-12-01) ----------------------------------------------
+
+def test_records_that_once_failed_their_whole_batch_are_handled_one_at_a_time(backend):
+    """Each of these gave a 500 (so the cabinet resent its batch for ever): now each is stored or
+    refused on its own with a reason, and its neighbours are stored."""
+    huge = _record(1, "telemetry", {"celsius": 10 ** 400})          # a float overflow in a check
+    early = _record(2) | {"created_at": "0001-01-01T00:30:00+01:00"}  # no such time in UTC
+    door = _record(3, "session", {"door_opened_at": "0001-01-01T00:30:00+01:00"})
+    alarm = _record(4, "alarm", {"alarm_id": "a1", "state": "raised", "kind": "forced_open",
+                                 "raised_at": "x" * 41})          # wider than its column
+    big_sale = _record(5, "sale", {"session_id": "s", "total_fen": 0, "lines": [
+        {"sku": "gold", "count": 1, "amount_fen": 2 ** 53 - 1}] * 1100})  # a BIGINT overflow
+    half_id = _record(6) | {"record_id": "\ud800"}                  # echoed in the reply
+    good = _record(7)
+    reply = _batch(backend, [huge, early, door, alarm, big_sale, half_id, good])
+    assert reply.status_code == 200, reply.text
+    rejected = {r["seq"]: r for r in reply.json()["rejected"]}
+    assert set(rejected) == {2, 5, 6}
+    assert "outside the years" in rejected[2]["reason"]
+    assert "amount_fen" in rejected[5]["reason"] and rejected[6]["record_id"] == "\\ud800"
+    assert backend.storage.fleet.counts("cabinet-0001") == {
+        "telemetry": 1, "session": 1, "alarm": 1, "sale": 1}
+    # A key that is half a surrogate pair, beside a NaN: the 422 names it, escaped.
+    reply = _post_raw(backend, "/v1/cabinets/cabinet-0001/records",
+                      b'{"cabinet_id": "cabinet-0001", "records": [{"\\ud800": NaN}]}')
+    assert reply.status_code == 422 and "\ud800" in reply.json()["error"]
+
+
+def test_an_id_twice_in_a_batch_or_resent_with_another_seq_counts_once_as_first_sent(backend):
+    first = _record(1, "sale", {"session_id": "s1", "total_fen": 100, "flags": [], "lines": [
+        {"sku": "A", "count": 1, "unit_price_fen": 100, "amount_fen": 100}]})
+    copy = {**first, "seq": 50, "body": {"session_id": "s1", "total_fen": 8991, "flags": [],
+                                         "lines": [{"sku": "B", "count": 9,
+                                                    "unit_price_fen": 999, "amount_fen": 8991}]}}
+    assert _batch(backend, [first, copy]).status_code == 200
+    (stored,) = backend.storage.fleet.records("sale", "cabinet-0001", 0, 10)
+    assert stored["body"]["lines"][0]["sku"] == "A"
+    assert [(r["sku"], r["units"], r["revenue_fen"]) for r in
+            backend.storage.fleet.sales_by_hour("cabinet-0001")] == [("A", 1, 100)]
+    status, fleet = backend.operator("GET", "cabinets")
+    assert fleet["cabinets"][0]["last_seq"] == 1
+    # Sent again later with a far seq: nothing is stored, last_seq stays.
+    assert _batch(backend, [{**first, "seq": 10 ** 12}]).status_code == 200
+    status, fleet = backend.operator("GET", "cabinets")
+    assert fleet["cabinets"][0]["last_seq"] == 1
+
+
+def test_command_args_postgresql_cannot_hold_are_422_not_500(backend):
+    for args in ({"x": "a\u0000b"}, {"x": "\ud800"}, {"\ud800": 1}):
+        reply = requests.post(
+            backend.url + "/v1/operator/cabinets/cabinet-0001/commands", timeout=10,
+            data=json.dumps({"type": "restart", "args": args}).encode(),
+            headers={"Authorization": f"Bearer {backend.operator_token}",
+                     "Content-Type": "application/json"})
+        assert reply.status_code == 422 and "args" in reply.json()["error"], args
+
+
+def test_a_token_check_in_flight_never_brings_back_a_replaced_token(postgres):
+    """The check read the old token's hash; the token was replaced before the check finished:
+    the old token is not believed afterwards."""
+    import threading
+
+    import psycopg
+    from sqlalchemy import event
+
+    from backend.storage import Storage
+    from backend.storage.engine import migrate
+
+    with psycopg.connect(postgres.url, autocommit=True) as db:
+        db.execute("DROP DATABASE IF EXISTS token_race")
+        db.execute("CREATE DATABASE token_race")
+    url = postgres.url.rsplit("/", 1)[0] + "/token_race"
+    migrate(url)
+    storage = Storage(url)
+    try:
+        old = storage.fleet.add_cabinet("cabinet-0001")
+        read, go = threading.Event(), threading.Event()
+
+        @event.listens_for(storage.engine, "after_cursor_execute")
+        def hold(conn, cursor, statement, params, context, executemany):
+            if threading.current_thread().name == "check" and "token_sha256" in statement:
+                read.set()
+                go.wait(10)
+        checked = {}
+        check = threading.Thread(name="check", target=lambda: checked.setdefault(
+            "valid", storage.fleet.authenticate("cabinet-0001", old)))
+        check.start()
+        assert read.wait(10)
+        new = storage.fleet.add_cabinet("cabinet-0001")  # replaced while the check is open
+        go.set()
+        check.join(10)
+        assert checked["valid"] is True  # it was valid when read
+        assert not storage.fleet.recently_verified("cabinet-0001", old)
+        assert storage.fleet.authenticate("cabinet-0001", new)
+        assert storage.fleet.recently_verified("cabinet-0001", new)
+    finally:
+        storage.close()

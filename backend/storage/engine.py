@@ -128,6 +128,9 @@ def parse_time(value) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            return None
+        parsed.astimezone(timezone.utc)  # 0001-01-01T00:30+01:00 has no UTC
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo else None
+    return parsed

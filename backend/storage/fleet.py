@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
 from collections import defaultdict
 from datetime import timedelta
@@ -32,8 +33,12 @@ class Fleet:
     def __init__(self, engine: sa.Engine, token_cache_seconds: float = TOKEN_CACHE_SECONDS):
         self.engine = engine
         self.token_cache_seconds = token_cache_seconds
-        # cabinet id -> (hash of the device token last seen valid, until when to believe it)
+        # cabinet id -> (hash of the device token last seen valid, until when to believe it),
+        # and how many times its token was replaced here: a check that read the database before
+        # a replacement must not put the old token back (threads: one lock for both).
         self._verified: dict[str, tuple[str, float]] = {}
+        self._replaced: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     # --- cabinets ---------------------------------------------------------------------------------
     def add_cabinet(self, cabinet_id: str, actor: str = "system") -> str:
@@ -45,7 +50,9 @@ class Fleet:
             ).on_conflict_do_update(index_elements=["cabinet_id"],
                                     set_={"token_sha256": token_hash(token)}))
             audit.write(connection, actor, "cabinet_token", cabinet_id)
-        self._verified.pop(cabinet_id, None)
+        with self._lock:
+            self._replaced[cabinet_id] = self._replaced.get(cabinet_id, 0) + 1
+            self._verified.pop(cabinet_id, None)
         return token
 
     def exists(self, connection: sa.Connection, cabinet_id: str) -> bool:
@@ -87,12 +94,14 @@ class Fleet:
             and secrets.compare_digest(known[0], token_hash(token))
 
     def authenticate(self, cabinet_id: str, token: str) -> bool:
+        replaced = self._replaced.get(cabinet_id, 0)
         with self.engine.connect() as connection:
             stored = connection.execute(sa.select(cabinets.c.token_sha256).where(
                 cabinets.c.cabinet_id == cabinet_id)).scalar()
         valid = stored is not None and secrets.compare_digest(stored, token_hash(token))
-        if valid:
-            self._verified[cabinet_id] = (stored, time.monotonic() + self.token_cache_seconds)
+        with self._lock:
+            if valid and self._replaced.get(cabinet_id, 0) == replaced:
+                self._verified[cabinet_id] = (stored, time.monotonic() + self.token_cache_seconds)
         return valid
 
     # --- a batch ----------------------------------------------------------------------------------

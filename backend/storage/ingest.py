@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import sqlalchemy as sa
@@ -28,6 +27,9 @@ from .engine import hour_of, parse_time, utc_now
 from .schema import Time, alarms, cabinets, climate_hourly, commands, records, sales_hourly
 
 KINDS = [k.value for k in RecordKind]
+# Bounds on a sale, far above any real one, so that no sum of them overflows a BIGINT rollup:
+# 100 million yuan a line, a million of one product, ten thousand lines.
+MAX_FEN, MAX_COUNT, MAX_LINES = 10 ** 10, 10 ** 6, 10 ** 4
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -48,8 +50,12 @@ def check(cabinet_id: str, raw_records: list[dict[str, Any]]) -> CheckedBatch:
     for raw in raw_records:
         record, text, reason = _check(raw, cabinet_id)
         if reason is not None:
-            batch.rejected.append({"seq": raw["seq"], "record_id": str(raw.get("record_id")),
-                                   "reason": reason})
+            batch.rejected.append({"seq": raw["seq"], "record_id": _printable(
+                raw.get("record_id")), "reason": reason})
+            continue
+        if record.record_id in batch.parsed:
+            # The same id twice in one batch: the first is the one stored (as with a record
+            # resent in a later batch); the copy counts for nothing, not even last_seq.
             continue
         batch.parsed[record.record_id] = (record, raw)
         batch.texts.append(text)
@@ -70,9 +76,9 @@ def write(connection: sa.Connection, batch: CheckedBatch) -> None:
     _apply(connection, cabinet_id, new)
     _rollup(connection, cabinet_id, new)
     params: dict[str, Any] = {"cabinet": cabinet_id, "received": received}
-    if batch.rows:  # only records stored move last_seq, never refused ones
-        params["highest"] = max(r["seq"] for r in batch.rows)
-    if new:
+    if new:  # only records stored now move last_seq: never refused ones, nor one sent again
+        # with another seq (its first seq stands)
+        params["highest"] = max(r.seq for r, _ in new)
         oldest = min(r.created_at for r, _ in new)
         params["lag"] = max(0.0, (received - oldest).total_seconds())
         params["version"] = max(new, key=lambda n: n[0].seq)[0].software_version
@@ -81,7 +87,7 @@ def write(connection: sa.Connection, batch: CheckedBatch) -> None:
     if readings:
         newest = max(readings, key=lambda r: r.created_at)
         params["celsius"], params["reading_at"] = float(newest.body["celsius"]), newest.created_at
-    connection.execute(statements.touch(bool(batch.rows), bool(new), bool(readings)), params)
+    connection.execute(statements.touch(bool(new), bool(readings)), params)
 
 
 class _Statements:
@@ -131,17 +137,16 @@ class _Statements:
             "batch": f"[{elements}]"}).scalars()
 
     @functools.cache
-    def touch(self, stored: bool, new: bool, reading: bool) -> sa.Update:
+    def touch(self, new: bool, reading: bool) -> sa.Update:
         """The cabinet's row after a batch: seen now; its highest stored seq (never lowered);
         the lag and version of what was new; the newest reading, unless the row holds a newer
         one (batches may arrive out of order after a retry). SET expressions all see the row as
         it was."""
         c = cabinets.c
         values: dict[str, Any] = {"last_seen_at": sa.bindparam("received", type_=Time)}
-        if stored:
+        if new:
             highest = sa.bindparam("highest", type_=sa.BigInteger)
             values["last_seq"] = sa.case((c.last_seq > highest, c.last_seq), else_=highest)
-        if new:
             values["lag_seconds"] = sa.bindparam("lag", type_=sa.Float)
             values["software_version"] = sa.bindparam("version", type_=sa.String)
         if reading:
@@ -181,6 +186,10 @@ def _check(raw: dict[str, Any], cabinet_id: str) -> tuple[Record | None, str | N
         return None, None, f"{where}: {first['msg']} (got {repr(first.get('input'))[:60]})"
     if record.cabinet_id != cabinet_id:
         return None, None, f"cabinet_id {record.cabinet_id!r} is not this cabinet ({cabinet_id})"
+    try:
+        record.created_at.astimezone(timezone.utc)
+    except OverflowError:
+        return None, None, f"created_at {raw.get('created_at')!r} is outside the years 1-9999 in UTC"
     # PostgreSQL's jsonb can hold neither a NUL character nor half a surrogate pair: refused
     # here, one record, not a 500 that would make the cabinet send the whole batch again for
     # ever. The text is the record as stored (serialised once, here).
@@ -190,17 +199,21 @@ def _check(raw: dict[str, Any], cabinet_id: str) -> tuple[Record | None, str | N
     try:
         text.encode()
     except UnicodeEncodeError:
-        return None, None, "a string holds a lone UTF-16 surrogate (\\ud800-\\udfff), not a character"
+        return None, None, ("a string holds a lone UTF-16 surrogate (\\ud800-\\udfff), "
+                            "not a character")
     if record.kind.value == "sale":
         body = record.body
-        if not _whole(body.get("total_fen")):
-            return None, None, (f"body.total_fen must be a whole number of fen, 0 or more "
-                          f"(got {body.get('total_fen')!r})")
+        if not _whole(body.get("total_fen"), MAX_FEN):
+            return None, None, (f"body.total_fen must be a whole number of fen from 0 to "
+                                f"{MAX_FEN} (got {body.get('total_fen')!r})")
         lines = body.get("lines")
         if not isinstance(lines, list) or not all(
-                isinstance(x, dict) and _whole(x.get("count")) and _whole(x.get("amount_fen"))
-                for x in lines):
-            return None, None, "body.lines must be a list of lines with whole count and amount_fen"
+                isinstance(x, dict) and _whole(x.get("count"), MAX_COUNT)
+                and _whole(x.get("amount_fen"), MAX_FEN) for x in lines):
+            return None, None, (f"body.lines must be a list of lines with a whole count (0 to "
+                                f"{MAX_COUNT}) and amount_fen (0 to {MAX_FEN})")
+        if len(lines) > MAX_LINES:
+            return None, None, f"body.lines has {len(lines)} lines; a sale has at most {MAX_LINES}"
     return record, text, None
 
 
@@ -210,7 +223,7 @@ def _apply(connection: sa.Connection, cabinet_id: str, new: Iterable[tuple[Recor
         if kind == "alarm" and isinstance(body.get("alarm_id"), str):
             cleared = body.get("state") == "cleared"
             column = "cleared_at" if cleared else "raised_at"
-            at = str(body.get(column))
+            at = str(body.get(column))[:40]  # the column's width (an ISO time is 24)
             connection.execute(insert(connection.dialect.name, alarms).values(
                 cabinet_id=cabinet_id, alarm_id=body["alarm_id"][:64],
                 kind=str(body.get("kind"))[:64], detail=str(body.get("detail", "")),
@@ -248,7 +261,8 @@ def _rollup(connection: sa.Connection, cabinet_id: str, new: list[tuple[Record, 
         if record.kind.value == "sale":
             for line in body.get("lines") or ():
                 if isinstance(line, dict) and isinstance(line.get("sku"), str) \
-                        and _whole(line.get("count")) and _whole(line.get("amount_fen")):
+                        and _whole(line.get("count"), MAX_COUNT) \
+                        and _whole(line.get("amount_fen"), MAX_FEN):
                     entry = sales[(hour_of(record.created_at), line["sku"][:64])]
                     entry[0] += line["count"]
                     entry[1] += line["amount_fen"]
@@ -276,12 +290,20 @@ def _rollup(connection: sa.Connection, cabinet_id: str, new: list[tuple[Record, 
 
 
 def _finite(value: Any) -> bool:
+    # Compared, not math.isfinite(): an integer of 400 digits overflows a float. NaN compares
+    # false.
     return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value) and abs(value) < 1e6
+        and -1e6 < value < 1e6
 
 
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 53
+def _whole(value: Any, limit: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit
+
+
+def _printable(value: Any) -> str:
+    """A value echoed back in a reply: half a surrogate pair written as its escape, which
+    UTF-8 can carry."""
+    return str(value).encode("utf-8", "backslashreplace").decode()
 
 
 def _has_nul(value: Any) -> bool:
