@@ -36,8 +36,9 @@ async def cabinet(storage: StorageDep, credentials: Credentials,
                   cabinet_id: Annotated[str, Path(pattern=CABINET_ID)]) -> str:
     """The cabinet of the URL, if the token is its own: cabinet A's token never opens B.
 
-    Async, with the token believed for a few seconds once checked: every upload and long-poll
-    presents it, and a thread-pool hop and a query each time were a third of an upload's cost."""
+    Async, with the token believed for 30 s once checked (backend/storage/fleet.py): every
+    upload and long-poll presents it, and a thread-pool hop and a query each time were a third
+    of an upload's cost."""
     token = _token(credentials)
     if not storage.fleet.recently_verified(cabinet_id, token) and \
             not await run_in_threadpool(storage.fleet.authenticate, cabinet_id, token):

@@ -16,7 +16,6 @@ from fastapi.routing import APIRoute
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
-
 def _non_finite(value: Any, place: tuple) -> tuple | None:
     """The place of the first NaN or Infinity in a parsed document, or None."""
     stack = [(value, place)]
