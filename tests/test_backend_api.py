@@ -556,3 +556,57 @@ def test_a_token_check_in_flight_never_brings_back_a_replaced_token(postgres):
         assert storage.fleet.recently_verified("cabinet-0001", new)
     finally:
         storage.close()
+
+
+# --- CSV exports (issue 18, on this backend) -----------------------------------------------------
+
+def test_csv_exports_a_row_per_line_for_a_period_spreadsheet_safe_and_audited(backend):
+    import csv
+    import io
+
+    def sale(seq, at, sku, count):
+        return _record(seq, "sale", {
+            "session_id": f"s{seq}", "total_fen": 300 * count, "flags": [{"kind": "ambiguous"}],
+            "authorisation": {"method": "qr", "subject": "acct-7", "role": "shopper"},
+            "lines": [{"sku": sku, "name_en": "Water", "count": count, "unit_price_fen": 300,
+                       "amount_fen": 300 * count},
+                      {"sku": "tea", "count": 1, "unit_price_fen": 0, "amount_fen": 0}]}) \
+            | {"created_at": at}
+    records = [sale(1, "2026-11-30T07:00:00.000Z", "water", 2),
+               sale(2, "2026-11-30T09:00:00.000Z", "=HYPERLINK(\"http://x\")", 1),
+               sale(3, "2026-12-01T07:00:00.000Z", "water", 1),   # outside the period
+               _record(4, "telemetry", {"celsius": 4.2, "door_open": False})
+               | {"created_at": "2026-11-30T08:00:00.000Z"}]
+    assert _batch(backend, records).status_code == 200
+    viewer = backend.token_for("viewer")
+
+    def export(table, **query):
+        reply = requests.get(f"{backend.url}/v1/operator/exports/{table}.csv", params={
+            "since": "2026-11-30T00:00:00Z", "until": "2026-12-01T00:00:00Z", **query},
+            headers={"Authorization": f"Bearer {viewer}"}, timeout=10)
+        return reply
+    reply = export("sales", cabinet_id="cabinet-0001")
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/csv")
+    assert "attachment" in reply.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(reply.text)))
+    assert [(r["seq"], r["sku"], r["count"], r["total_fen"]) for r in rows] == [
+        ("1", "water", "2", "600"), ("1", "tea", "1", "600"),
+        ("2", "'=HYPERLINK(\"http://x\")", "1", "300"), ("2", "tea", "1", "300")]
+    assert {r["flags"] for r in rows} == {"ambiguous"} and rows[0]["subject"] == "acct-7"
+    # Asked in Beijing time, 16:00 to 08:00 next morning (08:00Z to 00:00Z): only the 09:00Z sale.
+    beijing = export("sales", since="2026-11-30T16:00:00+08:00", until="2026-12-01T08:00:00+08:00")
+    assert [r["seq"] for r in csv.DictReader(io.StringIO(beijing.text))] == ["2", "2"]
+    rows = list(csv.DictReader(io.StringIO(export("temperature").text)))
+    assert [(r["seq"], r["celsius"], r["door_open"]) for r in rows] == [("4", "4.2", "False")]
+    assert list(csv.DictReader(io.StringIO(export("inventory").text))) == []
+    assert export("sales", cabinet_id="cabinet-0002").text.count("\n") == 1  # the header only
+    # Refused: a period backwards, a time without its zone, an unknown table, no token.
+    assert export("sales", since="2026-12-02T00:00:00Z").status_code == 422
+    assert export("sales", since="2026-11-30T00:00:00").status_code == 422
+    assert export("stock").status_code == 422
+    assert requests.get(f"{backend.url}/v1/operator/exports/sales.csv", timeout=10,
+                        params={"since": "2026-11-30T00:00:00Z",
+                                "until": "2026-12-01T00:00:00Z"}).status_code == 401
+    audited = [e for e in backend.storage.audit() if e["action"].startswith("export:")]
+    assert {e["action"] for e in audited} == {"export:sales", "export:temperature",
+                                              "export:inventory"}

@@ -8,8 +8,8 @@ import secrets
 import threading
 import time
 from collections import defaultdict
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator
 
 import sqlalchemy as sa
 
@@ -137,6 +137,20 @@ class Fleet:
         query = query.order_by(records.c.cabinet_id, records.c.seq).limit(limit)
         with self.engine.connect() as connection:
             return list(connection.execute(query).scalars())
+
+    def records_between(self, kind: str, cabinet_id: str | None, since: datetime,
+                        until: datetime) -> Iterator[dict[str, Any]]:
+        """Records of one kind created in [since, until), by cabinet and time, read in chunks
+        while the caller consumes them (an export of a year is not held in memory)."""
+        # In UTC, as stored: SQLite compares the text of times, whatever their zone.
+        since, until = since.astimezone(timezone.utc), until.astimezone(timezone.utc)
+        query = sa.select(records.c.record).where(
+            records.c.kind == kind, records.c.created_at >= since, records.c.created_at < until)
+        if cabinet_id:
+            query = query.where(records.c.cabinet_id == cabinet_id)
+        query = query.order_by(records.c.cabinet_id, records.c.created_at, records.c.seq)
+        with self.engine.connect() as connection:
+            yield from connection.execution_options(yield_per=500).execute(query).scalars()
 
     def counts(self, cabinet_id: str) -> dict[str, int]:
         with self.engine.connect() as connection:
