@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException  # FastAPI's own and Starlette's (404, 405)
 
-from .routers import access_codes, cabinets, commands, exports, fleet, people
+from .routers import access_codes, cabinets, commands, exports, fleet, people, sales
 from .storage import Storage
 from .storage.errors import Conflict, Forbidden, LoginRefused, NotFound, TooLarge
 from .strict_json import MAX_BODY_BYTES, BodyLimit
@@ -66,7 +66,7 @@ def create_app(storage: Storage, *, signing_key=None, key_id: int = 0,
     app.state.storage, app.state.wakeups = storage, wakeups
     app.state.signing_key, app.state.key_id = signing_key, key_id
     # fleet last: its GET /v1/operator/{collection} would otherwise shadow /users and /audit.
-    for module in (cabinets, people, commands, access_codes, exports, fleet):
+    for module in (cabinets, people, commands, access_codes, exports, sales, fleet):
         app.include_router(module.router)
     _errors(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)

@@ -194,6 +194,45 @@ class Counts(BaseModel):
     counts: dict[str, int]
 
 
+class DaySales(BaseModel):
+    day: str = Field(description="YYYY-MM-DD in the summary's zone")
+    revenue_fen: int
+    units: int
+
+
+class HourSales(BaseModel):
+    hour: int = Field(ge=0, le=23, description="the hour of the day in the summary's zone")
+    revenue_fen: int
+    units: int
+
+
+class ProductSales(BaseModel):
+    sku: str
+    revenue_fen: int
+    units: int
+    sales: int = Field(description="sales with this product in them")
+
+
+class CabinetSales(BaseModel):
+    cabinet_id: str
+    revenue_fen: int
+    units: int
+
+
+class SalesSummary(BaseModel):
+    since: str
+    until: str
+    tz: str
+    revenue_fen: int
+    units: int
+    by_day: list[DaySales]
+    by_hour_of_day: list[HourSales] = Field(description="24 entries, midnight first")
+    weekday_hour_revenue_fen: list[list[int]] = Field(
+        description="the heat map: 7 rows (Monday first) of 24 hours' revenue")
+    by_product: list[ProductSales] = Field(description="top sellers (by revenue) first")
+    by_cabinet: list[CabinetSales] = Field(description="by revenue, highest first")
+
+
 def _storable(value: Any) -> Any:
     """No NUL character and no half surrogate pair in any string or key (PostgreSQL's jsonb
     holds neither; the cabinet's records are checked the same way)."""

@@ -610,3 +610,41 @@ def test_csv_exports_a_row_per_line_for_a_period_spreadsheet_safe_and_audited(ba
     audited = [e for e in backend.storage.audit() if e["action"].startswith("export:")]
     assert {e["action"] for e in audited} == {"export:sales", "export:temperature",
                                               "export:inventory"}
+
+
+def test_sales_summary_by_day_hour_weekday_product_and_cabinet_in_the_operator_s_zone(backend):
+    """From the hourly rollups: a sale at 23:30 UTC on Sunday is Monday 07:30 in Beijing."""
+    def sale(seq, at, sku, count, price):
+        return _record(seq, "sale", {"session_id": f"s{seq}", "total_fen": count * price,
+                                     "flags": [], "lines": [{"sku": sku, "count": count,
+                                                             "unit_price_fen": price,
+                                                             "amount_fen": count * price}]}) \
+            | {"created_at": at}
+    assert _batch(backend, [sale(1, "2026-11-29T23:30:00.000Z", "water", 2, 200),   # Sun UTC
+                            sale(2, "2026-11-30T01:10:00.000Z", "tea", 1, 350),
+                            sale(3, "2026-11-30T01:50:00.000Z", "water", 1, 200),
+                            sale(4, "2026-12-02T00:00:00.000Z", "water", 5, 200)]
+                  ).status_code == 200  # the last one is after the period
+
+    def summary(**query):
+        reply = requests.get(f"{backend.url}/v1/operator/sales/summary", params={
+            "since": "2026-11-29T00:00:00Z", "until": "2026-12-01T00:00:00Z", **query},
+            headers={"Authorization": f"Bearer {backend.token_for('viewer')}"}, timeout=10)
+        return reply.status_code, reply.json()
+    status, beijing = summary()  # Asia/Shanghai by default
+    assert status == 200 and (beijing["revenue_fen"], beijing["units"]) == (950, 4)
+    assert beijing["by_day"] == [{"day": "2026-11-30", "revenue_fen": 950, "units": 4}]
+    hours = {h["hour"]: h["revenue_fen"] for h in beijing["by_hour_of_day"] if h["units"]}
+    assert hours == {7: 400, 9: 550} and len(beijing["by_hour_of_day"]) == 24
+    assert beijing["weekday_hour_revenue_fen"][0][7] == 400  # Monday 07:00 in Beijing
+    assert [(p["sku"], p["units"], p["revenue_fen"], p["sales"]) for p in
+            beijing["by_product"]] == [("water", 3, 600, 2), ("tea", 1, 350, 1)]
+    assert beijing["by_cabinet"] == [{"cabinet_id": "cabinet-0001", "revenue_fen": 950,
+                                      "units": 4}]
+    status, utc = summary(tz="UTC")
+    assert [d["day"] for d in utc["by_day"]] == ["2026-11-29", "2026-11-30"]
+    assert utc["weekday_hour_revenue_fen"][6][23] == 400  # Sunday 23:00 UTC
+    assert summary(cabinet_id="cabinet-0002")[1]["revenue_fen"] == 0
+    status, refused = summary(tz="Mars/Olympus")
+    assert status == 422 and "time zone" in refused["error"]
+    assert summary(until="2026-11-28T00:00:00Z")[0] == 422

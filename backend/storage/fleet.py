@@ -165,6 +165,30 @@ class Fleet:
         with self.engine.connect() as connection:
             return [{**r._asdict(), "hour": iso(r.hour)} for r in connection.execute(query)]
 
+    def sales_summary(self, cabinet_id: str | None, since: datetime, until: datetime
+                      ) -> tuple[list[tuple[datetime, int, int]], list[dict], list[dict]]:
+        """From the hourly rollups, for the hours that start in [since, until): (hour, units,
+        revenue) per hour; units, revenue and sales per product, top sellers first; units and
+        revenue per cabinet, highest first."""
+        h = sales_hourly.c
+        where = [h.hour >= since.astimezone(timezone.utc), h.hour < until.astimezone(timezone.utc)]
+        if cabinet_id:
+            where.append(h.cabinet_id == cabinet_id)
+        units, revenue = sa.func.sum(h.units), sa.func.sum(h.revenue_fen)
+        with self.engine.connect() as connection:
+            hours = [(r[0], int(r[1]), int(r[2])) for r in connection.execute(
+                sa.select(h.hour, units, revenue).where(*where).group_by(h.hour)
+                .order_by(h.hour))]
+            products = [{"sku": r[0], "units": int(r[1]), "revenue_fen": int(r[2]),
+                         "sales": int(r[3])} for r in connection.execute(
+                sa.select(h.sku, units, revenue, sa.func.sum(h.sales)).where(*where)
+                .group_by(h.sku).order_by(revenue.desc(), h.sku))]
+            cabinets_ = [{"cabinet_id": r[0], "units": int(r[1]), "revenue_fen": int(r[2])}
+                         for r in connection.execute(
+                sa.select(h.cabinet_id, units, revenue).where(*where).group_by(h.cabinet_id)
+                .order_by(revenue.desc(), h.cabinet_id))]
+        return hours, products, cabinets_
+
     def climate_by_hour(self, cabinet_id: str) -> list[dict[str, Any]]:
         query = sa.select(climate_hourly).where(
             climate_hourly.c.cabinet_id == cabinet_id).order_by(climate_hourly.c.hour)

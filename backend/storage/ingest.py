@@ -189,7 +189,8 @@ def _check(raw: dict[str, Any], cabinet_id: str) -> tuple[Record | None, str | N
     try:
         record.created_at.astimezone(timezone.utc)
     except OverflowError:
-        return None, None, f"created_at {raw.get('created_at')!r} is outside the years 1-9999 in UTC"
+        return None, None, (f"created_at {raw.get('created_at')!r} is outside the years "
+                            "1-9999 in UTC")
     # PostgreSQL's jsonb can hold neither a NUL character nor half a surrogate pair: refused
     # here, one record, not a 500 that would make the cabinet send the whole batch again for
     # ever. The text is the record as stored (serialised once, here).
