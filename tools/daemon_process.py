@@ -102,6 +102,12 @@ class CabinetProcess:
             self.proc.terminate()
         try:
             return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            # Say where it stood: its last log lines and what it told systemd.
+            raise AssertionError(
+                f"the daemon did not stop within {timeout} s of SIGTERM; its log ends:\n"
+                + "\n".join(self.log_lines[-30:]) + "\nnotifications: "
+                + repr([m for _, m in self.notifications][-5:])) from None
         finally:
             self.close()
 
