@@ -1,5 +1,5 @@
-"""Cabinets and their records: registration, enrolment and device tokens, a batch stored in
-one transaction (backend/storage/ingest.py), the operators' reads, and retention."""
+"""Cabinets and their records: registration, enrolment and device tokens, the operators' reads,
+and retention. A batch is stored by backend/storage/ingest.py (Storage.receive)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import sqlalchemy as sa
 
-from . import audit, ingest
+from . import audit
 from .dialect import insert
 from .engine import aware, iso, utc_now
 from .errors import Forbidden
@@ -103,14 +103,6 @@ class Fleet:
             if valid and self._replaced.get(cabinet_id, 0) == replaced:
                 self._verified[cabinet_id] = (stored, time.monotonic() + self.token_cache_seconds)
         return valid
-
-    # --- a batch ----------------------------------------------------------------------------------
-    def store_batch(self, cabinet_id: str, raw_records: list[dict[str, Any]]) -> list[dict]:
-        """Store a batch's records in one transaction; the records refused, each with why."""
-        batch = ingest.check(cabinet_id, raw_records)
-        with self.engine.begin() as connection:
-            ingest.write(connection, batch)
-        return batch.rejected
 
     # --- reads ------------------------------------------------------------------------------------
     def cabinets(self) -> list[dict[str, Any]]:
