@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException  # FastAPI's own and Starlette's (404, 405)
 
-from .routers import access_codes, cabinets, commands, exports, fleet, people, sales
+from .routers import access_codes, cabinets, commands, exports, fleet, office, people, sales
 from .storage import Storage
 from .storage.errors import Conflict, Forbidden, LoginRefused, NotFound, TooLarge
 from .strict_json import MAX_BODY_BYTES, BodyLimit
@@ -68,6 +68,7 @@ def create_app(storage: Storage, *, signing_key=None, key_id: int = 0,
     # fleet last: its GET /v1/operator/{collection} would otherwise shadow /users and /audit.
     for module in (cabinets, people, commands, access_codes, exports, sales, fleet):
         app.include_router(module.router)
+    office.mount(app)
     _errors(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app

@@ -178,6 +178,8 @@ class CabinetStatus(BaseModel):
         description="age of the oldest record in the last batch when it arrived")
     temperature_celsius: float | None
     temperature_at: str | None
+    setpoint_celsius: float | None = Field(description="as the newest telemetry reported it")
+    last_sale_at: str | None
     software_version: str | None
     alarms: list[AlarmView]
 
@@ -261,10 +263,16 @@ class IssueCommand(Strict):
     lifetime_seconds: Annotated[float, Field(ge=1, le=7 * 86400)] = 60
 
 
+class CommandList(BaseModel):
+    commands: list["CommandState"] = Field(description="newest first")
+
+
 class CommandState(BaseModel):
     command_id: str
     cabinet_id: str
     type: CommandType
+    args: dict[str, Any] = Field(description="as issued; bulky ones (faces, large planograms) "
+                                 "summarised as in the audit log")
     status: CommandStatus
     detail: str | None
     result: dict[str, Any] | None
@@ -331,6 +339,12 @@ class User(BaseModel):
     role: Role
     disabled: bool
     created_at: str
+
+
+class Me(User):
+    permissions: list[str] = Field(description="what this role may do (backend/roles.py): the "
+                                   "back office shows only the actions it may take")
+    commands: list[CommandType] = Field(description="the command types this role may issue")
 
 
 class UserList(BaseModel):

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from .. import faces
 from ..deps import Caller, Manager, Reader, StorageDep, caller
-from ..protocol import CABINET_ID, Command, CommandState, Error, FaceEnrolment, IssueCommand
+from ..protocol import CABINET_ID, Command, CommandList, CommandState, Error, FaceEnrolment, IssueCommand
 from ..roles import may_issue
 from ..strict_json import StrictRoute
 
@@ -29,6 +29,13 @@ def issue(cabinet_id: CabinetPath, body: IssueCommand, storage: StorageDep,
         raise HTTPException(403, f"a {person.role.value} may not issue {body.type.value}")
     return Command(**storage.commands.issue(cabinet_id, body.type.value, body.args,
                                             body.lifetime_seconds, person.username))
+
+
+@router.get("/cabinets/{cabinet_id}/commands", response_model=CommandList)
+def recent(cabinet_id: CabinetPath, _: Reader, storage: StorageDep,
+           limit: Annotated[int, Query(ge=1, le=500)] = 20) -> CommandList:
+    """A cabinet's newest commands, each with its fate (what the cabinet page follows live)."""
+    return CommandList(commands=storage.commands.recent(cabinet_id, limit))
 
 
 @router.get("/commands/{command_id}", response_model=CommandState)

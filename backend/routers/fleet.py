@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import AwareDatetime
 
 from ..deps import Manager, Reader, StorageDep
 from ..protocol import (BIGINT_MAX, CABINET_ID, CabinetList, Counts, DeviceToken, Enrolment,
@@ -55,6 +56,18 @@ def rollups(cabinet_id: CabinetPath, _: Reader, storage: StorageDep) -> dict[str
         hour["celsius_mean"] = (round(hour["celsius_sum"] / hour["samples"], 3)
                                 if hour["samples"] else None)
     return {"sales": storage.fleet.sales_by_hour(cabinet_id), "climate": climate}
+
+
+@router.get("/cabinets/{cabinet_id}/telemetry", response_model=RecordList)
+def telemetry(cabinet_id: CabinetPath, _: Reader, storage: StorageDep,
+              since: Annotated[AwareDatetime, Query(description="from this time, inclusive")],
+              until: Annotated[AwareDatetime, Query(description="to this time, exclusive")],
+              limit: Annotated[int, Query(ge=1, le=20000)] = 5000) -> RecordList:
+    """Raw temperature samples (with setpoint, compressor and door) in [since, until), newest
+    first; kept for the retention period, the hourly rollups after that."""
+    if until <= since:
+        raise HTTPException(422, "until must be after since")
+    return RecordList(records=storage.fleet.newest("telemetry", cabinet_id, since, until, limit))
 
 
 @router.get("/{collection}", response_model=RecordList)

@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from ..deps import Admin, Auditor, Caller, StorageDep, caller
-from ..protocol import (AuditList, Error, Login, NewToken, NewUser, Token, User, UserChange,
+from ..protocol import (AuditList, CommandType, Error, Login, Me, NewToken, NewUser, Token, User, UserChange,
                         UserList, Username)
+from ..roles import PERMISSIONS, may, may_issue
 from ..strict_json import StrictRoute
 
 router = APIRouter(prefix="/v1", route_class=StrictRoute, tags=["people"],
@@ -33,9 +34,12 @@ def logout(person: Person, storage: StorageDep) -> None:
     storage.people.revoke(person.token)
 
 
-@router.get("/auth/me", response_model=User)
-def me(person: Person, storage: StorageDep) -> User:
-    return next(User(**u) for u in storage.people.users() if u["username"] == person.username)
+@router.get("/auth/me", response_model=Me)
+def me(person: Person, storage: StorageDep) -> Me:
+    """The caller's account, with what its role may do and which commands it may issue."""
+    user = next(u for u in storage.people.users() if u["username"] == person.username)
+    return Me(**user, permissions=sorted(p for p in PERMISSIONS if may(person.role, p)),
+              commands=[c for c in CommandType if may_issue(person.role, c)])
 
 
 @router.post("/operator/tokens", status_code=201, response_model=Token)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import AwareDatetime
 
 from ..deps import Reader, StorageDep
-from ..protocol import CABINET_ID, Error, SalesSummary
+from ..protocol import CABINET_ID, Error, RecordList, SalesSummary
 from ..storage.engine import aware, iso
 from ..strict_json import StrictRoute
 
@@ -56,3 +56,16 @@ def summary(_: Reader, storage: StorageDep,
         by_hour_of_day=[{"hour": h, "revenue_fen": r, "units": u}
                         for h, (r, u) in enumerate(of_day)],
         weekday_hour_revenue_fen=heat, by_product=products, by_cabinet=cabinets)
+
+
+@router.get("/transactions", response_model=RecordList)
+def transactions(_: Reader, storage: StorageDep,
+                 since: Annotated[AwareDatetime, Query(description="from this time, inclusive")],
+                 until: Annotated[AwareDatetime, Query(description="to this time, exclusive")],
+                 cabinet_id: Annotated[str | None, Query(pattern=CABINET_ID)] = None,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> RecordList:
+    """The sales recorded in [since, until), newest first, each with its lines, shelves'
+    weighing evidence and flags (the sales page's list)."""
+    if until <= since:
+        raise HTTPException(422, "until must be after since")
+    return RecordList(records=storage.fleet.newest("sale", cabinet_id, since, until, limit))

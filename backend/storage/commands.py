@@ -127,14 +127,27 @@ class Commands:
                 commands.c.command_id == command_id)).first()
         if r is None:
             raise NotFound(f"no command {command_id}")
-        status = r.status
-        if status == "issued" and aware(r.expires_at) <= utc_now():
-            status = "expired"
-        return {"command_id": r.command_id, "cabinet_id": r.cabinet_id, "type": r.type,
-                "status": status, "detail": r.detail, "result": r.result,
-                "issued_by": r.issued_by, "issued_at": iso(r.issued_at),
-                "expires_at": iso(r.expires_at), "delivered_at": iso(r.delivered_at),
-                "finished_at": iso(r.finished_at)}
+        return _state(r)
+
+    def recent(self, cabinet_id: str, limit: int) -> list[dict[str, Any]]:
+        """A cabinet's newest commands first, with their fates (the back office's list)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(commands).where(
+                commands.c.cabinet_id == cabinet_id).order_by(
+                commands.c.command_seq.desc()).limit(limit)).all()
+        return [_state(r) for r in rows]
+
+
+def _state(r: sa.Row) -> dict[str, Any]:
+    """A command row as its fate: an issued command past its expiry reads as expired."""
+    status = r.status
+    if status == "issued" and aware(r.expires_at) <= utc_now():
+        status = "expired"
+    return {"command_id": r.command_id, "cabinet_id": r.cabinet_id, "type": r.type,
+            "args": _summary(r.type, r.args), "status": status, "detail": r.detail,
+            "result": r.result, "issued_by": r.issued_by, "issued_at": iso(r.issued_at),
+            "expires_at": iso(r.expires_at), "delivered_at": iso(r.delivered_at),
+            "finished_at": iso(r.finished_at)}
 
 
 def _summary(kind: str, args: dict[str, Any]) -> dict[str, Any]:

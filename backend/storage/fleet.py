@@ -117,7 +117,8 @@ class Fleet:
         return [{"cabinet_id": r.cabinet_id, "last_seen_at": iso(r.last_seen_at),
                  "last_seq": r.last_seq, "lag_seconds": r.lag_seconds,
                  "temperature_celsius": r.temperature_celsius,
-                 "temperature_at": iso(r.temperature_at), "software_version": r.software_version,
+                 "temperature_at": iso(r.temperature_at), "setpoint_celsius": r.setpoint_celsius,
+                 "last_sale_at": iso(r.last_sale_at), "software_version": r.software_version,
                  "alarms": by_cabinet[r.cabinet_id]} for r in rows]
 
     def records(self, kind: str, cabinet_id: str | None, after_seq: int,
@@ -143,6 +144,18 @@ class Fleet:
         query = query.order_by(records.c.cabinet_id, records.c.created_at, records.c.seq)
         with self.engine.connect() as connection:
             yield from connection.execution_options(yield_per=500).execute(query).scalars()
+
+    def newest(self, kind: str, cabinet_id: str | None, since: datetime, until: datetime,
+               limit: int) -> list[dict[str, Any]]:
+        """Records of one kind created in [since, until), newest first, at most `limit`."""
+        since, until = since.astimezone(timezone.utc), until.astimezone(timezone.utc)
+        query = sa.select(records.c.record).where(
+            records.c.kind == kind, records.c.created_at >= since, records.c.created_at < until)
+        if cabinet_id:
+            query = query.where(records.c.cabinet_id == cabinet_id)
+        query = query.order_by(records.c.created_at.desc(), records.c.seq.desc()).limit(limit)
+        with self.engine.connect() as connection:
+            return list(connection.execute(query).scalars())
 
     def counts(self, cabinet_id: str) -> dict[str, int]:
         with self.engine.connect() as connection:

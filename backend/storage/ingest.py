@@ -87,7 +87,12 @@ def write(connection: sa.Connection, batch: CheckedBatch) -> None:
     if readings:
         newest = max(readings, key=lambda r: r.created_at)
         params["celsius"], params["reading_at"] = float(newest.body["celsius"]), newest.created_at
-    connection.execute(statements.touch(bool(new), bool(readings)), params)
+        setpoint = newest.body.get("setpoint_celsius")
+        params["setpoint"] = float(setpoint) if _finite(setpoint) else None
+    sold = [r.created_at for r, _ in new if r.kind.value == "sale"]
+    if sold:
+        params["sale_at"] = max(sold)
+    connection.execute(statements.touch(bool(new), bool(readings), bool(sold)), params)
 
 
 class _Statements:
@@ -137,11 +142,11 @@ class _Statements:
             "batch": f"[{elements}]"}).scalars()
 
     @functools.cache
-    def touch(self, new: bool, reading: bool) -> sa.Update:
+    def touch(self, new: bool, reading: bool, sale: bool) -> sa.Update:
         """The cabinet's row after a batch: seen now; its highest stored seq (never lowered);
-        the lag and version of what was new; the newest reading, unless the row holds a newer
-        one (batches may arrive out of order after a retry). SET expressions all see the row as
-        it was."""
+        the lag and version of what was new; the newest reading and its setpoint, and the
+        newest sale's time, unless the row holds newer ones (batches may arrive out of order
+        after a retry). SET expressions all see the row as it was."""
         c = cabinets.c
         values: dict[str, Any] = {"last_seen_at": sa.bindparam("received", type_=Time)}
         if new:
@@ -155,6 +160,13 @@ class _Statements:
             values["temperature_celsius"] = sa.case(
                 (older, sa.bindparam("celsius", type_=sa.Float)), else_=c.temperature_celsius)
             values["temperature_at"] = sa.case((older, at), else_=c.temperature_at)
+            values["setpoint_celsius"] = sa.case(
+                (older, sa.bindparam("setpoint", type_=sa.Float)), else_=c.setpoint_celsius)
+        if sale:
+            sale_at = sa.bindparam("sale_at", type_=Time)
+            values["last_sale_at"] = sa.case(
+                (sa.or_(c.last_sale_at.is_(None), c.last_sale_at < sale_at), sale_at),
+                else_=c.last_sale_at)
         return sa.update(cabinets).values(**values).where(
             c.cabinet_id == sa.bindparam("cabinet", type_=sa.String))
 

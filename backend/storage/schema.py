@@ -26,6 +26,8 @@ cabinets = sa.Table(
     sa.Column("temperature_celsius", sa.Float),
     sa.Column("temperature_at", Time),
     sa.Column("software_version", sa.String(64)),
+    sa.Column("setpoint_celsius", sa.Float),      # from the newest telemetry (0002)
+    sa.Column("last_sale_at", Time),              # the newest sale's created_at (0002)
 )
 
 records = sa.Table(

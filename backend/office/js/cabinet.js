@@ -1,0 +1,183 @@
+// One cabinet: its status, temperature over 24 h or 7 days against the setpoint (door openings
+// and compressor duty marked), active alarms, remote actions (only those the caller's role may
+// issue) with each command's fate followed live, and its recent sales.
+
+import { get, post, query } from "./api.js";
+import { ago, celsius, h, when, yuan } from "./dom.js";
+import { t } from "./i18n.js";
+import { isOnline } from "./fleet.js";
+
+const COMMANDS_MS = 1500;
+const STATUS_MS = 5000;
+const CLEARABLE = ["forced_open", "face_attempts", "settle_error"];
+
+export async function render(main, { me, params, problem }) {
+  const id = params[0];
+  const base = `/v1/operator/cabinets/${encodeURIComponent(id)}`;
+  const status = h("div", { class: "totals", id: "status" });
+  const chart = h("div", { class: "chart tall", id: "temperature-chart" });
+  let range = "24h";
+  const rangeButtons = h("div", { class: "filters" },
+    ["24h", "7d"].map((r) => h("button", { type: "button", class: "action", "data-range": r,
+                                           onclick: () => { range = r; drawClimate(); } }, t(r === "24h" ? "h24" : "d7"))));
+  const alarms = h("div", { id: "alarms" });
+  const commands = h("div", { id: "commands" });
+  const sales = h("div", { id: "recent-sales" });
+  main.append(h("h1", {}, `${t("cabinet")} ${id}`),
+    h("section", { class: "card" }, status),
+    h("div", { class: "grid" },
+      h("section", { class: "card wide" }, h("h2", { id: "chart-title" }), rangeButtons, chart),
+      h("section", { class: "card" }, h("h2", {}, t("alarms")), alarms),
+      actions(me, base, id, problem, () => refreshCommands()),
+      h("section", { class: "card wide" }, h("h2", {}, t("commands")), commands),
+      h("section", { class: "card wide" }, h("h2", {}, t("recent_sessions")), sales)));
+  const plot = echarts.init(chart);
+  const resize = () => plot.resize();
+  window.addEventListener("resize", resize);
+
+  async function refreshStatus() {
+    const { cabinets } = await get("/v1/operator/cabinets");
+    const c = cabinets.find((x) => x.cabinet_id === id);
+    if (!c) { problem(`no cabinet ${id}`); return; }
+    const online = isOnline(c);
+    status.replaceChildren(
+      h("div", {}, t("status"), h("b", { class: online ? "online" : "offline", id: "cabinet-status", "data-status": online ? "online" : "offline" },
+        online ? t("online") : t("offline"))),
+      h("div", {}, t("temperature"), h("b", { id: "cabinet-temperature" }, celsius(c.temperature_celsius))),
+      h("div", {}, t("setpoint"), h("b", { id: "cabinet-setpoint" }, celsius(c.setpoint_celsius))),
+      h("div", {}, t("last_seen"), h("b", {}, ago(c.last_seen_at))),
+      h("div", {}, t("last_sale"), h("b", {}, ago(c.last_sale_at))),
+      h("div", {}, t("version"), h("b", {}, c.software_version || "–")));
+    alarms.replaceChildren(c.alarms.length ? h("ul", { class: "lines" }, c.alarms.map((a) =>
+      h("li", { "data-alarm": a.kind }, h("b", { class: a.kind === "food_safety_lockout" ? "bad" : "warn" },
+        a.kind === "food_safety_lockout" ? t("lockout") : a.kind), ` ${a.detail} · ${when(a.raised_at)}`)))
+      : h("p", { class: "muted" }, t("none")));
+  }
+
+  async function refreshCommands() {
+    const list = (await get(`${base}/commands?limit=20`)).commands;
+    commands.replaceChildren(list.length ? h("table", { id: "command-table" },
+      h("thead", {}, h("tr", {}, [t("command"), t("status"), t("by"), t("at"), t("detail")].map((x) => h("th", {}, x)))),
+      h("tbody", {}, list.map((c) => h("tr", { "data-command": c.command_id, "data-type": c.type },
+        h("td", {}, t(c.type), h("div", { class: "muted" }, argsText(c.args))),
+        h("td", {}, h("span", { class: "badge " + tone(c.status), "data-status": c.status }, t(c.status))),
+        h("td", {}, c.issued_by || "–"),
+        h("td", {}, when(c.finished_at || c.delivered_at || c.issued_at)),
+        h("td", {}, c.detail || (c.result ? JSON.stringify(c.result).slice(0, 200) : ""))))))
+      : h("p", { class: "muted" }, t("none")));
+  }
+
+  async function refreshSales() {
+    const until = new Date(Date.now() + 3600e3), since = new Date(Date.now() - 7 * 86400e3);
+    const { records } = await get("/v1/operator/sales/transactions" + query(
+      { since: since.toISOString(), until: until.toISOString(), cabinet_id: id, limit: 20 }));
+    sales.replaceChildren(records.length ? h("table", {}, h("tbody", {}, records.map((r) => h("tr", {},
+      h("td", {}, when(r.created_at)),
+      h("td", {}, (r.body.lines || []).map((l) => `${l.name_zh || l.sku} ×${l.count}`).join(", ")),
+      h("td", { class: "num" }, yuan(r.body.total_fen))))))
+      : h("p", { class: "muted" }, t("no_data")));
+  }
+
+  async function drawClimate() {
+    document.getElementById("chart-title").textContent = t(range === "24h" ? "temperature_24h" : "temperature_7d");
+    const now = Date.now();
+    if (range === "24h") {
+      const { records } = await get(`${base}/telemetry` + query({
+        since: new Date(now - 86400e3).toISOString(), until: new Date(now + 60e3).toISOString() }));
+      const at = (b, r) => b.sampled_at || r.created_at;
+      const points = records.map((r) => [at(r.body, r), r.body.celsius]).reverse();
+      plot.setOption(chartOption({
+        temperature: points,
+        setpoint: records.map((r) => [at(r.body, r), r.body.setpoint_celsius]).reverse(),
+        doors: records.filter((r) => r.body.door_open).map((r) => [at(r.body, r), r.body.celsius]).reverse(),
+        duty: records.filter((r) => r.body.compressor_duty !== null && r.body.compressor_duty !== undefined)
+          .map((r) => [at(r.body, r), Math.round(r.body.compressor_duty * 100)]).reverse(),
+      }), true);
+      return;
+    }
+    const { climate } = await get(`${base}/rollups`);
+    const recent = climate.filter((x) => new Date(x.hour).getTime() >= now - 7 * 86400e3);
+    plot.setOption(chartOption({
+      temperature: recent.map((x) => [x.hour, x.celsius_mean]),
+      low: recent.map((x) => [x.hour, x.celsius_min]), high: recent.map((x) => [x.hour, x.celsius_max]),
+      doors: recent.filter((x) => x.door_openings > 0).map((x) => [x.hour, x.celsius_max]),
+    }), true);
+  }
+
+  await Promise.all([refreshStatus(), refreshCommands(), refreshSales(), drawClimate()]);
+  const timers = [
+    setInterval(() => refreshCommands().catch(() => {}), COMMANDS_MS),
+    setInterval(() => Promise.all([refreshStatus(), refreshSales()]).catch(() => {}), STATUS_MS),
+    setInterval(() => drawClimate().catch(() => {}), 60000),
+  ];
+  return () => { timers.forEach(clearInterval); window.removeEventListener("resize", resize); plot.dispose(); };
+}
+
+function chartOption({ temperature, setpoint = [], low = [], high = [], doors = [], duty = [] }) {
+  const series = [
+    { id: "temperature", name: t("temperature"), type: "line", showSymbol: false, data: temperature },
+    { id: "setpoint", name: t("setpoint"), type: "line", step: "end", showSymbol: false, data: setpoint,
+      lineStyle: { type: "dashed" } },
+    { id: "doors", name: t("door_open"), type: "scatter", symbol: "triangle", symbolSize: 8, data: doors },
+  ];
+  if (low.length) series.push(
+    { id: "low", name: "min", type: "line", showSymbol: false, data: low, lineStyle: { opacity: 0.4 } },
+    { id: "high", name: "max", type: "line", showSymbol: false, data: high, lineStyle: { opacity: 0.4 } });
+  if (duty.length) series.push({ id: "duty", name: t("compressor_duty"), type: "bar", yAxisIndex: 1,
+                                 data: duty, itemStyle: { opacity: 0.3 } });
+  return {
+    animation: false, tooltip: { trigger: "axis" }, legend: { top: 0 },
+    grid: { left: 44, right: 44, top: 36, bottom: 28 },
+    xAxis: { type: "time" },
+    yAxis: [{ type: "value", name: "°C", scale: true }, { type: "value", name: "%", min: 0, max: 100, splitLine: { show: false } }],
+    series,
+  };
+}
+
+function actions(me, base, id, problem, changed) {
+  const may = new Set(me.commands);
+  const send = async (type, args) => {
+    try {
+      await post(`${base}/commands`, { type, args, lifetime_seconds: 300 });
+      problem("");
+      changed();
+    } catch (e) { problem(e.status === 403 ? `${t("forbidden")} (${e.message})` : e.message); }
+  };
+  const forms = [];
+  if (may.has("set_setpoint")) {
+    const value = h("input", { id: "setpoint-input", type: "number", step: "0.5", required: true, inputmode: "decimal" });
+    forms.push(h("form", { class: "inline", id: "set-setpoint", onsubmit: (e) => {
+      e.preventDefault(); send("set_setpoint", { celsius: Number(value.value) }); } },
+      h("label", { for: "setpoint-input" }, t("set_setpoint")), value,
+      h("button", { class: "action", type: "submit" }, t("send"))));
+  }
+  if (may.has("clear_alarm")) {
+    const kind = h("select", { id: "alarm-kind" }, CLEARABLE.map((k) => h("option", { value: k }, k)));
+    forms.push(h("form", { class: "inline", id: "clear-alarm", onsubmit: (e) => {
+      e.preventDefault(); send("clear_alarm", { kind: kind.value, by: me.username }); } },
+      h("label", { for: "alarm-kind" }, t("clear_alarm")), kind, h("button", { class: "action", type: "submit" }, t("send"))));
+  }
+  const simple = [
+    ["restock_mode", () => ({ technician: me.username })],
+    ["clear_lockout", () => confirm(t("confirm_lockout")) && { by: me.username }],
+    ["end_session", () => ({ by: me.username })],
+    ["request_diagnostics", () => ({})],
+    ["restart", () => confirm(t("confirm_restart")) && { reason: `back office: ${me.username}` }],
+  ];
+  const buttons = simple.filter(([type]) => may.has(type)).map(([type, args]) =>
+    h("button", { class: "action", type: "button", "data-command": type, onclick: () => {
+      const a = args(); if (a) send(type, a); } }, t(type)));
+  if (!forms.length && !buttons.length) return h("span", { hidden: true });
+  return h("section", { class: "card", id: "actions" }, h("h2", {}, t("actions")), forms,
+           h("div", { class: "filters" }, buttons));
+}
+
+function tone(status) {
+  return { done: "online", issued: "muted", delivered: "warn" }[status] || "bad";
+}
+
+function argsText(args) {
+  if (!args || !Object.keys(args).length) return "";
+  if ("celsius" in args) return celsius(args.celsius);
+  return Object.entries(args).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ").slice(0, 120);
+}
