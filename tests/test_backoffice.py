@@ -1,0 +1,183 @@
+"""The back office in Debian's Chromium (Playwright), at a phone's size and a desktop's, against
+the real backend with a real simulated cabinet syncing to it: log in, see the cabinet live, see
+its sale reach the sales page and its charts (read back from the ECharts instances), set its
+temperature and see the command done, download the CSV export; a viewer gets no action buttons
+and the API refuses the action anyway."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+
+import pytest
+import requests
+
+from tools.kiosk_tour import CHROMIUM, CHROMIUM_ARGS
+
+from .conftest import wait_for
+from .test_daemon_sync import start_synced
+
+PASSWORD = "correct horse battery"
+SIZES = {"phone": (390, 844), "desktop": (1440, 900)}
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    backend, daemon = start_synced(tmp_path, [])
+    backend.storage.people.create_user("tsering", "viewer", PASSWORD, "test")
+    yield backend, daemon
+    daemon.terminate()
+    backend.close()
+
+
+@contextlib.contextmanager
+def browser(size):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = chromium.new_context(viewport={"width": size[0], "height": size[1]},
+                                       timezone_id="Asia/Shanghai", locale="en-GB",
+                                       accept_downloads=True)
+        page = context.new_page()
+        page.set_default_timeout(20000)
+        problems = []
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("console", lambda m: problems.append(f"{m.type}: {m.text}")
+                if m.type in ("error", "warning") else None)
+        page.problems = problems
+        try:
+            yield page
+        finally:
+            chromium.close()
+
+
+def log_in(page, url, username):
+    page.goto(url + "/")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("#login button[type=submit]")
+    page.wait_for_selector("#fleet-table")
+
+
+def chart(page, element_id: str) -> dict:
+    """The option the chart draws, read from its ECharts instance."""
+    return page.evaluate("id => { const o = echarts.getInstanceByDom(document.getElementById(id))"
+                         ".getOption(); return {series: o.series.map(s => s.data), "
+                         "x: o.xAxis.map(a => a.data), y: o.yAxis.map(a => a.data)}; }",
+                         element_id)
+
+
+def no_sideways_scroll(page, width):
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def sell_water(backend, daemon):
+    """A shopper's phone scans the screen, the backend unlocks, a bottle is taken."""
+    state = wait_for(lambda: (s := daemon.state())["session"] is None
+                     and all(sh["stable"] for sh in s["shelves"]) and s, timeout=15,
+                     what="idle, shelves stable")
+    nonce = state["screen_qr"]["url"].split("?n=")[1]
+    status, _ = backend.operator("POST", "cabinets/cabinet-0001/commands", {
+        "type": "remote_unlock", "args": {"nonce": nonce, "subject": "acct-phone-1"}})
+    assert status == 201
+    wait_for(lambda: daemon.state()["lock"] == "unlocked", timeout=10, what="the lock to open")
+    daemon.post("/sim/door", {"state": "open"})
+    daemon.post("/sim/shelf", {"shelf": 1, "take": {"water-550ml": 1}})
+    daemon.post("/sim/door", {"state": "closed"})
+    assert wait_for(lambda: daemon.state()["receipt"], timeout=15)["total_fen"] == 200
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_an_operator_runs_a_live_cabinet_from_the_back_office(fleet, size):
+    backend, daemon = fleet
+    width, height = SIZES[size]
+    with browser(SIZES[size]) as page:
+        log_in(page, backend.url, "admin")
+        row = page.locator('#fleet-table tr[data-id="cabinet-0001"]')
+        row.locator('[data-status="online"]').wait_for()
+        assert "°C" in row.inner_text()
+        no_sideways_scroll(page, width)
+
+        # A sale at the cabinet appears on the sales page and in its charts within seconds.
+        page.click('header a[href="#/sales"]')
+        page.wait_for_selector("#transactions")
+        assert sum(chart(page, "chart-by-day")["series"][0]) == 0
+        sell_water(backend, daemon)
+        page.wait_for_selector('#transaction-table li[data-sku="water-550ml"]')
+        page.wait_for_function("document.getElementById('period-revenue').textContent"
+                               " === '¥2.00'")
+        assert sum(chart(page, "chart-by-day")["series"][0]) == 2.0
+        assert chart(page, "chart-by-day")["series"][1][-1] == 1       # today's units
+        top = chart(page, "chart-top")
+        assert top["y"][0] == ["water-550ml"] and top["series"][0] == [2.0]
+        assert sum(chart(page, "chart-by-hour")["series"][0]) == 2.0
+        assert chart(page, "chart-by-cabinet")["x"][0] == ["cabinet-0001"]
+        heat = chart(page, "chart-heat")["series"][0]
+        assert sum(cell[2] for cell in heat) == 2.0
+        no_sideways_scroll(page, width)
+
+        # The CSV export is the sale's rows as the database holds them.
+        with page.expect_download() as download:
+            page.click("#export")
+        rows = list(csv.DictReader(io.StringIO(open(download.value.path()).read())))
+        (sale,) = backend.storage.fleet.records("sale", "cabinet-0001", 0, 10)
+        assert [(r["record_id"], r["sku"], r["count"], r["total_fen"]) for r in rows] == [
+            (sale["record_id"], line["sku"], str(line["count"]), str(sale["body"]["total_fen"]))
+            for line in sale["body"]["lines"]]
+
+        # A setpoint set on the cabinet's page is applied by the daemon and shown as done.
+        page.click('header a[href="#/fleet"]')
+        page.click('#fleet-table a[href="#/cabinet/cabinet-0001"]')
+        page.fill("#setpoint-input", "3.5")
+        page.click("#set-setpoint button[type=submit]")
+        page.locator('#command-table tr[data-type="set_setpoint"] [data-status="done"]').wait_for()
+        assert daemon.state()["climate"]["setpoint_celsius"] == 3.5
+        # The temperature chart draws the cabinet's samples as the backend holds them.
+        samples = [(r["body"]["sampled_at"], r["body"]["celsius"]) for r in
+                   backend.storage.fleet.records("telemetry", "cabinet-0001", 0, 1000)]
+        drawn = [tuple(point) for point in chart(page, "temperature-chart")["series"][0]]
+        assert drawn and samples[:len(drawn)] == drawn
+        no_sideways_scroll(page, width)
+        assert page.problems == []
+
+
+def test_a_viewer_sees_no_actions_and_the_api_refuses_them(fleet):
+    backend, daemon = fleet
+    with browser(SIZES["phone"]) as page:
+        log_in(page, backend.url, "tsering")
+        page.goto(backend.url + "/office/#/cabinet/cabinet-0001")
+        page.wait_for_selector("#commands")
+        assert page.locator("#actions").count() == 0
+        assert page.locator("button.action[data-command], #set-setpoint").count() == 0
+        # The page's own token, used as a script would: refused by the API.
+        token = page.evaluate("localStorage.getItem('office.token')")
+        reply = requests.post(f"{backend.url}/v1/operator/cabinets/cabinet-0001/commands",
+                              json={"type": "set_setpoint", "args": {"celsius": 2}},
+                              headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert reply.status_code == 403 and "viewer" in reply.json()["error"]
+        me = requests.get(f"{backend.url}/v1/auth/me", timeout=10,
+                          headers={"Authorization": f"Bearer {token}"}).json()
+        assert me["role"] == "viewer" and me["commands"] == [] and me["permissions"] == ["read"]
+        # Logging out ends the token, not just the page.
+        page.click("#logout")
+        page.wait_for_selector("#login")
+        assert requests.get(f"{backend.url}/v1/auth/me", timeout=10, headers={
+            "Authorization": f"Bearer {token}"}).status_code == 401
+        assert page.problems == []
+
+
+def test_the_pages_carry_a_strict_content_security_policy(fleet):
+    backend, _ = fleet
+    for path in ("/office/", "/office/js/main.js", "/office/vendor/echarts-6.1.0/echarts.min.js"):
+        reply = requests.get(backend.url + path, timeout=10, headers={"Accept-Encoding": "gzip"})
+        assert reply.status_code == 200, path
+        policy = reply.headers["content-security-policy"]
+        assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy
+    assert reply.headers["content-encoding"] == "gzip"
+    assert "immutable" in reply.headers["cache-control"]
+    root = requests.get(backend.url + "/", timeout=10, allow_redirects=False)
+    assert root.status_code == 307 and root.headers["location"] == "/office/"
+    missing = requests.get(backend.url + "/office/nothing.js", timeout=10)
+    assert missing.status_code == 404 and "error" in missing.json()
