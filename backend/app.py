@@ -22,7 +22,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException  # FastAPI's own and Starlette's (404, 405)
 
-from .routers import access_codes, cabinets, commands, exports, fleet, office, people, sales
+from .routers import (access_codes, cabinets, commands, exports, fleet, office, people,
+                      reviews, sales, stock)
 from .storage import Storage
 from .storage.errors import Conflict, Forbidden, LoginRefused, NotFound, TooLarge
 from .strict_json import MAX_BODY_BYTES, BodyLimit
@@ -66,7 +67,8 @@ def create_app(storage: Storage, *, signing_key=None, key_id: int = 0,
     app.state.storage, app.state.wakeups = storage, wakeups
     app.state.signing_key, app.state.key_id = signing_key, key_id
     # fleet last: its GET /v1/operator/{collection} would otherwise shadow /users and /audit.
-    for module in (cabinets, people, commands, access_codes, exports, sales, fleet):
+    for module in (cabinets, people, commands, access_codes, exports, sales, stock, reviews,
+                   fleet):
         app.include_router(module.router)
     office.mount(app)
     _errors(app)

@@ -80,5 +80,6 @@ def allowed(permission: str):
 
 Reader = Annotated[Caller, Depends(allowed("read"))]
 Manager = Annotated[Caller, Depends(allowed("fleet"))]
+Adjuster = Annotated[Caller, Depends(allowed("adjust"))]
 Auditor = Annotated[Caller, Depends(allowed("audit"))]
 Admin = Annotated[Caller, Depends(allowed("people"))]

@@ -1,5 +1,6 @@
 """CSV exports for operators' spreadsheets: sales and inventory records one row per line (with
-the weighing's flags), raw temperature telemetry one row per sample. Spreadsheet-safe: a cell
+the weighing's flags), raw temperature telemetry one row per sample, the operators' adjustments
+one row per line. Spreadsheet-safe: a cell
 that a spreadsheet would read as a formula (it begins with =, +, -, @, a tab or a carriage
 return) is written with a leading apostrophe, since a record's strings come from cabinets.
 """
@@ -52,11 +53,23 @@ def _telemetry(record: dict) -> list[list]:
             + [body.get(c) for c in TELEMETRY]]
 
 
-# table -> (record kind, header, rows of one record)
+ADJUSTMENT = ["adjustment_id", "cabinet_id", "record_id", "made_at", "made_by", "action",
+              "revenue_delta_fen", "units_delta", "note"]
+
+
+def _adjustment(adjustment: dict) -> list[list]:
+    """A row per line (an adjustment with none: one row with the line's cells empty)."""
+    head = [adjustment[c] for c in ADJUSTMENT]
+    return [head + [line["sku"], line["count"], line["unit_price_fen"]]
+            for line in adjustment["lines"]] or [head + [None, None, None]]
+
+
+# table -> (record kind, header, rows of one record); adjustments are the backend's own rows
 TABLES: dict[str, tuple[str, list[str], Callable[[dict], list[list]]]] = {
     "sales": ("sale", SESSION + LINE + ["total_fen", "flags"], _sale),
     "inventory": ("inventory", SESSION + LINE + ["mode", "value_fen", "flags"], _inventory),
     "temperature": ("telemetry", ["cabinet_id", "seq", "created_at"] + TELEMETRY, _telemetry),
+    "adjustments": ("", ADJUSTMENT + ["sku", "count", "unit_price_fen"], _adjustment),
 }
 
 

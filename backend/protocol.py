@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 BIGINT_MAX = 2 ** 63 - 1
 CABINET_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -376,3 +376,93 @@ class AuditEntry(BaseModel):
 
 class AuditList(BaseModel):
     entries: list[AuditEntry]
+
+
+# --- stock, pick lists, reviews and adjustments (the back office) ------------------------------
+SKU = r"^[A-Za-z0-9._-]{1,64}$"
+Sku = Annotated[str, StringConstraints(pattern=SKU)]
+
+
+class ProductStock(BaseModel):
+    cabinet_id: str
+    sku: str
+    shelf: int | None
+    name_zh: str | None
+    name_en: str | None
+    price_fen: int | None = Field(description="from the newest sale line or applied planogram")
+    count: int | None = Field(description="units now on the shelf by the backend's reckoning "
+                              "(the newest snapshot less sales and adjustments since); null: "
+                              "never counted")
+    counted_at: str | None = Field(description="when the newest snapshot was taken")
+    par: int | None = Field(description="the level a restock fills to (the operator's)")
+    per_day: float = Field(description="units sold a day over the last 14 days")
+
+
+class StockList(BaseModel):
+    products: list[ProductStock]
+
+
+class ParLevels(Strict):
+    pars: dict[Sku, Annotated[int, Field(ge=0, le=100000)] | None] = Field(
+        min_length=1, max_length=500, description="sku -> par level (null: none)")
+
+
+class PickLine(ProductStock):
+    expected_sales: float | None = Field(description="units expected to sell before the visit")
+    bring: int | None = Field(description="units to bring to reach par at the visit; null: "
+                              "never counted, count it on site")
+
+
+class PickList(BaseModel):
+    days_ahead: float
+    lines: list[PickLine] = Field(description="by cabinet, then shelf")
+
+
+class AdjustmentLine(Strict):
+    sku: Sku
+    count: Annotated[int, Field(ge=0, le=1000000)]
+    unit_price_fen: Annotated[int, Field(ge=0, le=10**10)]
+
+
+class Resolution(Strict):
+    action: Literal["lines", "void", "refund", "accept"] = Field(
+        description="lines: what was really taken (priced); void: nothing was taken; refund: "
+        "taken, the money returned; accept: the record stands (the only one for an "
+        "unauthorised removal)")
+    lines: list[AdjustmentLine] = Field(default_factory=list, max_length=100)
+    note: Annotated[str, StringConstraints(max_length=500)] = ""
+
+    @model_validator(mode="after")
+    def _lines_only_with_lines(self):
+        if self.action != "lines" and self.lines:
+            raise ValueError(f"lines are given only with action 'lines', not {self.action!r}")
+        return self
+
+
+class Adjustment(BaseModel):
+    adjustment_id: int
+    cabinet_id: str
+    record_id: str
+    action: str
+    lines: list[dict[str, Any]]
+    revenue_delta_fen: int
+    units_delta: int
+    note: str
+    made_by: str
+    made_at: str
+
+
+class Review(BaseModel):
+    cabinet_id: str
+    record_id: str
+    kind: Literal["sale", "inventory"]
+    reason: str = Field(description="the flags' kinds, or 'unauthorised removal'")
+    created_at: str
+    resolved_at: str | None
+    record: Record
+    adjustment: Adjustment | None
+
+
+class ReviewList(BaseModel):
+    reviews: list[Review]
+    open: int = Field(description="open reviews in the whole fleet")

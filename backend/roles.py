@@ -4,7 +4,7 @@
     technician  + the service commands: unlock, restock, end a session, clear alarms and the
                   lockout, diagnostics, restart
     operator    + every command (prices, planograms, setpoints, faces, ads), cabinets and
-                  enrolments, access codes, the audit log
+                  enrolments, access codes, the audit log, reviews' adjustments, par levels
     admin       + people: accounts, roles, passwords
 """
 
@@ -23,6 +23,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "service_commands": frozenset({Role.technician, Role.operator, Role.admin}),
     "commands": frozenset({Role.operator, Role.admin}),
     "fleet": frozenset({Role.operator, Role.admin}),       # cabinets, enrolments, codes, faces
+    "adjust": frozenset({Role.operator, Role.admin}),      # resolve reviews, par levels
     "audit": frozenset({Role.operator, Role.admin}),
     "people": frozenset({Role.admin}),
 }

@@ -1,5 +1,5 @@
 """The backend's one storage layer: every SQL statement of the service is in this package, behind
-`Storage` (fleet, commands, people, audit). Handlers call its methods and never write SQL."""
+`Storage` (fleet, commands, people, stock, reviews, audit). Handlers call its methods and never write SQL."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from .commands import Commands
 from .engine import make_engine
 from .fleet import Fleet
 from .people import People
+from .reviews import Reviews
+from .stock import Stock
 
 
 class Storage:
@@ -20,6 +22,8 @@ class Storage:
         self.fleet = Fleet(self.engine)
         self.commands = Commands(self.engine, on_command_issued)
         self.people = People(self.engine)
+        self.stock = Stock(self.engine)
+        self.reviews = Reviews(self.engine)
 
     def receive(self, cabinet_id: str, raw_records: list[dict], max_command_bytes: int | None
                 ) -> tuple[list[dict], list[dict]]:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from ..protocol import Record, RecordKind
+from . import reviews, stock
 from .dialect import greatest, insert, least
 from .engine import hour_of, parse_time, utc_now
 from .schema import Time, alarms, cabinets, climate_hourly, commands, records, sales_hourly
@@ -75,6 +76,9 @@ def write(connection: sa.Connection, batch: CheckedBatch) -> None:
         new = [batch.parsed[r] for r in statements.store(connection, batch)]
     _apply(connection, cabinet_id, new)
     _rollup(connection, cabinet_id, new)
+    if new:
+        stock.on_batch(connection, cabinet_id, [r for r, _ in new])
+        reviews.on_batch(connection, cabinet_id, [r for r, _ in new])
     params: dict[str, Any] = {"cabinet": cabinet_id, "received": received}
     if new:  # only records stored now move last_seq: never refused ones, nor one sent again
         # with another seq (its first seq stands)
@@ -254,9 +258,13 @@ def _command_result(connection: sa.Connection, cabinet_id: str, record: Record) 
         status=str(body.get("status"))[:16], detail=str(body.get("detail", "")),
         result=result if isinstance(result, dict) else {"value": result},
         finished_at=record.created_at).where(*where))
-    row = connection.execute(sa.select(commands.c.args).where(
-        *where, commands.c.type == "enroll_faces")).first()
-    if row is not None:
+    row = connection.execute(sa.select(commands.c.type, commands.c.args).where(
+        *where, commands.c.type.in_(("enroll_faces", "set_planogram")))).first()
+    if row is not None and row.type == "set_planogram":
+        if body.get("status") == "done" and isinstance(row.args, dict):
+            stock.apply_planogram(connection, cabinet_id, row.args.get("planogram"),
+                                  record.created_at)
+    elif row is not None:
         # Delivered: the backend keeps no copy of the embeddings it passed on.
         args = dict(row.args)
         args["members"] = [{**m, "embeddings": len(m["embeddings"])}

@@ -145,3 +145,53 @@ climate_hourly = sa.Table(
     sa.Column("celsius_sum", sa.Float, nullable=False),
     sa.Column("door_openings", sa.BigInteger, nullable=False),
 )
+
+# What each cabinet holds (0003): a row per product seen at the cabinet, its shelf, name and
+# price from the newest sale line or planogram, its count (null: never counted) from the newest
+# stock snapshot (a restock's or unauthorised removal's inventory record, an applied planogram)
+# less what was sold and adjusted since, and the operator's par level.
+cabinet_products = sa.Table(
+    "cabinet_products", metadata,
+    sa.Column("cabinet_id", sa.String(64), primary_key=True),
+    sa.Column("sku", sa.String(64), primary_key=True),
+    sa.Column("shelf", sa.Integer),
+    sa.Column("name_zh", sa.String(200)),
+    sa.Column("name_en", sa.String(200)),
+    sa.Column("price_fen", sa.BigInteger),
+    sa.Column("count", sa.BigInteger),
+    sa.Column("counted_at", Time),
+    sa.Column("par", sa.Integer),
+)
+
+# Records a person must look at (0003): sales the cabinet flagged and unauthorised removals.
+reviews = sa.Table(
+    "reviews", metadata,
+    sa.Column("cabinet_id", sa.String(64), primary_key=True),
+    sa.Column("record_id", sa.String(36), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),        # sale | inventory
+    sa.Column("reason", sa.String(200), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("resolved_at", Time),
+    sa.Column("adjustment_id", sa.BigInteger),
+    sa.Index("reviews_open", "resolved_at", "created_at"),
+)
+
+# The operators' corrections (0003), never an edit of the record they correct: what was really
+# taken (lines), a void (nothing was taken) or a refund (taken, money returned), with the
+# change in revenue and units they make and who made them.
+adjustments = sa.Table(
+    "adjustments", metadata,
+    sa.Column("adjustment_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+              primary_key=True, autoincrement=True),
+    sa.Column("cabinet_id", sa.String(64), nullable=False),
+    sa.Column("record_id", sa.String(36), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),      # lines | void | refund | accept
+    sa.Column("lines", Json, nullable=False),
+    sa.Column("revenue_delta_fen", sa.BigInteger, nullable=False),
+    sa.Column("units_delta", sa.BigInteger, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("made_by", sa.String(64), nullable=False),
+    sa.Column("made_at", Time, nullable=False),
+    sa.Index("adjustments_by_time", "made_at"),
+    sa.Index("adjustments_by_record", "cabinet_id", "record_id", unique=True),
+)
