@@ -648,3 +648,113 @@ def test_sales_summary_by_day_hour_weekday_product_and_cabinet_in_the_operator_s
     status, refused = summary(tz="Mars/Olympus")
     assert status == 422 and "time zone" in refused["error"]
     assert summary(until="2026-11-28T00:00:00Z")[0] == 422
+
+
+def _line(sku, count, price, shelf=1):
+    return {"sku": sku, "shelf": shelf, "count": count, "unit_price_fen": price,
+            "amount_fen": count * price, "name_zh": sku, "name_en": sku}
+
+
+def test_stock_follows_snapshots_and_sales_and_a_pick_list_reaches_par(backend):
+    restock = _record(1, "inventory", {"mode": "restock", "flags": [],
+                                       "stock": {"1": {"water": 10, "tea": 4}, "2": {"bun": 0}}})
+    sales = [_record(2, body={"total_fen": 400, "flags": [], "lines": [_line("water", 2, 200)]}),
+             _record(3, body={"total_fen": 350, "flags": [], "lines": [_line("tea", 1, 350)]}),
+             # Sold before it was ever counted: its price is known, its count is not.
+             _record(4, body={"total_fen": 500, "flags": [], "lines": [_line("milk", 1, 500, 3)]})]
+    assert _batch(backend, [restock] + sales).json()["stored_through"] == 4
+    assert _batch(backend, [restock] + sales).status_code == 200     # resent: nothing twice
+    status, listed = backend.operator("GET", "stock?cabinet_id=cabinet-0001")
+    stock = {p["sku"]: p for p in listed["products"]}
+    assert {s: p["count"] for s, p in stock.items()} == {"water": 8, "tea": 3, "bun": 0,
+                                                         "milk": None}
+    assert stock["water"]["price_fen"] == 200 and stock["milk"]["shelf"] == 3
+    assert stock["water"]["counted_at"].startswith("2026-11-30T08:15")
+    # Par levels by an operator; a viewer may not.
+    status, _ = backend.operator("PUT", "cabinets/cabinet-0001/par",
+                                 {"pars": {"water": 12, "tea": 6, "milk": 5}},
+                                 token=backend.token_for("viewer"))
+    assert status == 403
+    status, _ = backend.operator("PUT", "cabinets/cabinet-0001/par",
+                                 {"pars": {"water": 12, "tea": 6, "milk": 5}})
+    assert status == 200
+    status, picks = backend.operator("GET", "pick-list?cabinet_id=cabinet-0001&days_ahead=0")
+    bring = {line["sku"]: line["bring"] for line in picks["lines"]}
+    assert bring == {"water": 4, "tea": 3, "milk": None}          # milk: count it on site
+    status, bad = backend.operator("PUT", "cabinets/cabinet-0001/par", {"pars": {"water": -1}})
+    assert status == 422 and "pars" in bad["error"] + str(bad.get("fields"))
+    (entry,) = [e for e in backend.storage.audit() if e["action"] == "set_par"]
+    assert entry["actor"] == "admin"
+
+
+def test_a_flagged_sale_is_resolved_once_by_an_adjustment_that_moves_stock_and_sales(backend):
+    restock = _record(1, "inventory", {"mode": "restock", "flags": [],
+                                       "stock": {"1": {"water": 10}, "2": {"tea": 5}}})
+    flagged = _record(2, body={
+        "total_fen": 200, "lines": [_line("water", 1, 200)],
+        "flags": [{"kind": "unexplained", "shelf": 2, "difference_grams": -540.0,
+                   "candidates": []}]})
+    unauthorised = _record(3, "inventory", {"mode": "unauthorised", "flags": [],
+                                            "lines": [_line("tea", 1, 350, 2)], "value_fen": 350,
+                                            "stock": {"2": {"tea": 4}}})
+    clean = _record(4, body={"total_fen": 200, "flags": [], "lines": [_line("water", 1, 200)]})
+    assert _batch(backend, [restock, flagged, unauthorised, clean]).status_code == 200
+    status, queue = backend.operator("GET", "reviews")
+    assert queue["open"] == 2
+    assert [(r["record_id"], r["reason"]) for r in queue["reviews"]] == [
+        (flagged["record_id"], "unexplained"), (unauthorised["record_id"], "unauthorised removal")]
+    assert queue["reviews"][0]["record"]["body"]["flags"][0]["shelf"] == 2
+    path = f"cabinets/cabinet-0001/records/{flagged['record_id']}/adjustment"
+    # A viewer and a technician may not; bad lines are refused with the field named.
+    assert backend.operator("POST", path, {"action": "void"},
+                            token=backend.token_for("technician"))[0] == 403
+    status, bad = backend.operator("POST", path, {"action": "lines", "lines": [
+        {"sku": "tea", "count": -1, "unit_price_fen": 350}]})
+    assert status == 422 and "count" in json.dumps(bad)
+    status, bad = backend.operator("POST", path, {"action": "void", "lines": [
+        {"sku": "tea", "count": 1, "unit_price_fen": 350}]})
+    assert status == 422 and "only with action 'lines'" in json.dumps(bad)
+    # Really taken: the water and a tea the shelf could not explain.
+    status, adjustment = backend.operator("POST", path, {"action": "lines", "note": "video", "lines": [
+        {"sku": "water", "count": 1, "unit_price_fen": 200},
+        {"sku": "tea", "count": 1, "unit_price_fen": 350}]})
+    assert status == 201, adjustment
+    assert (adjustment["revenue_delta_fen"], adjustment["units_delta"]) == (350, 1)
+    assert backend.operator("POST", path, {"action": "void"})[0] == 409   # once
+    stock = {p["sku"]: p["count"] for p in backend.operator(
+        "GET", "stock?cabinet_id=cabinet-0001")[1]["products"]}
+    assert stock == {"water": 8, "tea": 3}   # the snapshot's 4 teas less the one resolved
+    summary = backend.operator("GET", "sales/summary?since=2026-11-30T00:00:00Z"
+                               "&until=2026-12-01T00:00:00Z")[1]
+    assert summary["revenue_fen"] == 200 + 550 and summary["units"] == 3
+    assert {p["sku"]: p["sales"] for p in summary["by_product"]} == {"water": 2, "tea": 1}
+    # The record is as the cabinet sent it.
+    (stored,) = [r for r in backend.storage.fleet.records("sale", "cabinet-0001", 0, 10)
+                 if r["record_id"] == flagged["record_id"]]
+    assert stored == flagged
+    # The unauthorised removal is accepted with a note, not voided.
+    path = f"cabinets/cabinet-0001/records/{unauthorised['record_id']}/adjustment"
+    status, refused = backend.operator("POST", path, {"action": "void"})
+    assert status == 409 and "accepted with a note" in refused["error"]
+    assert backend.operator("POST", path, {"action": "accept", "note": "ward stock"})[0] == 201
+    status, queue = backend.operator("GET", "reviews")
+    assert queue["open"] == 0 and queue["reviews"] == []
+    resolved = backend.operator("GET", "reviews?resolved=true")[1]["reviews"]
+    assert [r["adjustment"]["action"] for r in resolved] == ["accept", "lines"]
+    # A refund of a clean sale: the money back, the stock unchanged.
+    path = f"cabinets/cabinet-0001/records/{clean['record_id']}/adjustment"
+    assert backend.operator("POST", path, {"action": "refund"})[1]["revenue_delta_fen"] == -200
+    assert backend.operator("GET", "sales/summary?since=2026-11-30T00:00:00Z&until="
+                            "2026-12-01T00:00:00Z")[1]["revenue_fen"] == 550
+    reply = requests.get(f"{backend.url}/v1/operator/exports/adjustments.csv", params={
+        "since": "2026-01-01T00:00:00Z", "until": "2027-01-01T00:00:00Z"},
+        headers={"Authorization": f"Bearer {backend.operator_token}"}, timeout=10)
+    import csv
+    import io
+    rows = list(csv.DictReader(io.StringIO(reply.text)))
+    assert [(r["action"], r["sku"], r["revenue_delta_fen"]) for r in rows] == [
+        ("lines", "water", "350"), ("lines", "tea", "350"), ("accept", "", "0"),
+        ("refund", "", "-200")]
+    assert backend.operator("POST", "cabinets/cabinet-0001/records/"
+                            "00000000-0000-4000-8000-000000000000/adjustment",
+                            {"action": "void"})[0] == 404

@@ -54,7 +54,7 @@ class Reviews:
         self.engine = engine
 
     def queue(self, cabinet_id: str | None, resolved: bool, limit: int) -> list[dict[str, Any]]:
-        """Open reviews oldest first (or resolved ones newest first), each with its record and
+        """Open reviews oldest first (or resolved ones, latest resolved first), each with its record and
         its adjustment."""
         r = reviews.c
         query = (sa.select(reviews, records.c.record, adjustments)
@@ -62,7 +62,7 @@ class Reviews:
                                         records.c.record_id == r.record_id))
                  .outerjoin(adjustments, adjustments.c.adjustment_id == r.adjustment_id)
                  .where(r.resolved_at.is_not(None) if resolved else r.resolved_at.is_(None))
-                 .order_by(r.created_at.desc() if resolved else r.created_at).limit(limit))
+                 .order_by(r.resolved_at.desc() if resolved else r.created_at).limit(limit))
         if cabinet_id:
             query = query.where(r.cabinet_id == cabinet_id)
         with self.engine.connect() as connection:
@@ -136,7 +136,7 @@ class Reviews:
                 resolved_at=made_at, adjustment_id=adjustment_id).where(
                 reviews.c.cabinet_id == cabinet_id, reviews.c.record_id == record_id))
             audit.write(connection, actor, "resolve", cabinet_id, record_id=record_id,
-                        action=action, revenue_delta_fen=revenue_delta)
+                        resolution=action, revenue_delta_fen=revenue_delta)
         return {"adjustment_id": adjustment_id, "cabinet_id": cabinet_id,
                 "record_id": record_id, "action": action, "lines": lines,
                 "revenue_delta_fen": revenue_delta, "units_delta": units_delta, "note": note,
