@@ -15,7 +15,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints,
+                      model_validator)
 
 BIGINT_MAX = 2 ** 63 - 1
 CABINET_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from .. import faces
 from ..deps import Caller, Manager, Reader, StorageDep, caller
-from ..protocol import CABINET_ID, Command, CommandList, CommandState, Error, FaceEnrolment, IssueCommand
+from ..protocol import (CABINET_ID, Command, CommandList, CommandState, Error, FaceEnrolment,
+                        IssueCommand)
 from ..roles import may_issue
 from ..strict_json import StrictRoute
 

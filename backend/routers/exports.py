@@ -1,6 +1,6 @@
 """CSV exports for operators (backend/exports.py): sales, inventory, temperature and
-adjustments of any period, for one cabinet or the fleet; streamed as read, and each export in the audit log (they
-carry shoppers' account ids)."""
+adjustments of any period, for one cabinet or the fleet; streamed as read, and each export in
+the audit log (they carry shoppers' account ids)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from ..deps import Admin, Auditor, Caller, StorageDep, caller
-from ..protocol import (AuditList, CommandType, Error, Login, Me, NewToken, NewUser, Token, User, UserChange,
-                        UserList, Username)
+from ..protocol import (AuditList, CommandType, Error, Login, Me, NewToken, NewUser, Token,
+                        User, UserChange, UserList, Username)
 from ..roles import PERMISSIONS, may, may_issue
 from ..strict_json import StrictRoute
 

@@ -1,5 +1,6 @@
 """The backend's one storage layer: every SQL statement of the service is in this package, behind
-`Storage` (fleet, commands, people, stock, reviews, audit). Handlers call its methods and never write SQL."""
+`Storage` (fleet, commands, people, stock, reviews, audit). Handlers call its methods and never
+write SQL."""
 
 from __future__ import annotations
 

@@ -54,8 +54,8 @@ class Reviews:
         self.engine = engine
 
     def queue(self, cabinet_id: str | None, resolved: bool, limit: int) -> list[dict[str, Any]]:
-        """Open reviews oldest first (or resolved ones, latest resolved first), each with its record and
-        its adjustment."""
+        """Open reviews oldest first (or resolved ones, latest resolved first), each with its
+        record and its adjustment."""
         r = reviews.c
         query = (sa.select(reviews, records.c.record, adjustments)
                  .join(records, sa.and_(records.c.cabinet_id == r.cabinet_id,
