@@ -1,14 +1,16 @@
 """The back office in Debian's Chromium (Playwright), at a phone's size and a desktop's, against
 the real backend with a real simulated cabinet syncing to it: log in, see the cabinet live, see
 its sale reach the sales page and its charts (read back from the ECharts instances), set its
-temperature and see the command done, download the CSV export; a viewer gets no action buttons
-and the API refuses the action anyway."""
+temperature and see the command done, download the CSV export; restock from the cabinet page,
+resolve a sale the shelves could not explain on the review page and see the stock follow; a
+viewer gets no action buttons and the API refuses the action anyway."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
 import io
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
@@ -181,3 +183,68 @@ def test_the_pages_carry_a_strict_content_security_policy(fleet):
     assert root.status_code == 307 and root.headers["location"] == "/office/"
     missing = requests.get(backend.url + "/office/nothing.js", timeout=10)
     assert missing.status_code == 404 and "error" in missing.json()
+
+
+def wait_idle(daemon):
+    return wait_for(lambda: (s := daemon.state())["session"] is None
+                    and all(sh["stable"] for sh in s["shelves"]) and s, timeout=20,
+                    what="idle, shelves stable")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_flagged_sale_is_resolved_on_the_review_page_and_stock_follows(fleet, size):
+    backend, daemon = fleet
+    with browser(SIZES[size]) as page:
+        log_in(page, backend.url, "admin")
+        # A restock from the cabinet page: the inventory record is the backend's first count.
+        page.goto(backend.url + "/office/#/cabinet/cabinet-0001")
+        page.click('button[data-command="restock_mode"]')
+        wait_for(lambda: daemon.state()["lock"] == "unlocked", timeout=10, what="restock unlock")
+        daemon.post("/sim/door", {"state": "open"})
+        daemon.post("/sim/door", {"state": "closed"})
+        wait_idle(daemon)
+        page.locator('#command-table tr[data-type="restock_mode"] [data-status="done"]').wait_for()
+        sell_water(backend, daemon)          # the water's price reaches the backend
+        wait_idle(daemon)
+
+        # A sale the shelves cannot explain: 300 g gone from shelf 1.
+        nonce = daemon.state()["screen_qr"]["url"].split("?n=")[1]
+        backend.operator("POST", "cabinets/cabinet-0001/commands", {
+            "type": "remote_unlock", "args": {"nonce": nonce, "subject": "acct-phone-2"}})
+        wait_for(lambda: daemon.state()["lock"] == "unlocked", timeout=10, what="the unlock")
+        daemon.post("/sim/door", {"state": "open"})
+        daemon.post("/sim/shelf", {"shelf": 1, "grams": -300})
+        daemon.post("/sim/door", {"state": "closed"})
+        flagged = wait_for(lambda: [r for r in backend.storage.fleet.records(
+            "sale", "cabinet-0001", 0, 10) if r["body"]["flags"]], timeout=20,
+            what="the flagged sale at the backend")[0]
+        assert flagged["body"]["lines"] == []
+        counted = {p["sku"]: p["count"] for p in backend.storage.stock.products(["cabinet-0001"])}
+        assert counted["water-550ml"] == 11        # the restock's 12, one sold
+
+        page.click('header a[href="#/review"]')
+        card = page.locator(f'section.review[data-record="{flagged["record_id"]}"]')
+        card.wait_for()
+        assert "unexplained" in card.inner_text()
+        card.locator("select[name=action]").select_option("lines")
+        card.locator("button", has_text="Add a line").click()
+        card.locator("input[name=sku]").fill("water-550ml")
+        card.locator("input[name=sku]").dispatch_event("change")
+        assert card.locator("input[name=price]").input_value() == "200"   # the known price
+        card.locator("input[name=note]").fill("checked the camera: one bottle")
+        card.locator("button[type=submit]").click()
+        card.wait_for(state="detached")
+        assert page.locator("#open-count").inner_text() == "0"
+
+        # The stock page follows: one more water gone; the sale's figures too.
+        page.click('header a[href="#/stock"]')
+        cell = page.locator('#stock [data-cabinet="cabinet-0001"] tr[data-sku="water-550ml"] '
+                            '[data-count]')
+        cell.wait_for()
+        assert cell.get_attribute("data-count") == "10"
+        now = datetime.now(timezone.utc)
+        (adjustment,) = backend.storage.reviews.adjustments_between(
+            None, now - timedelta(hours=1), now + timedelta(hours=1))
+        assert adjustment["made_by"] == "admin" and adjustment["revenue_delta_fen"] == 200
+        assert adjustment["note"] == "checked the camera: one bottle"
+        assert page.problems == []

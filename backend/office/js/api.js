@@ -40,6 +40,7 @@ export async function call(method, path, body, authorised = true) {
 
 export const get = (path) => call("GET", path);
 export const post = (path, body) => call("POST", path, body);
+export const put = (path, body) => call("PUT", path, body);
 
 /** A query string from an object, leaving out empty values. */
 export function query(params) {

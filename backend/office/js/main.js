@@ -7,9 +7,12 @@ import { lang, setLang, t, translateFrame } from "./i18n.js";
 import * as fleet from "./fleet.js";
 import * as cabinet from "./cabinet.js";
 import * as sales from "./sales.js";
+import * as review from "./review.js";
+import * as stock from "./stock.js";
 
 const ROUTES = [
   [/^#\/fleet$/, fleet], [/^#\/cabinet\/([^/]+)$/, cabinet], [/^#\/sales$/, sales],
+  [/^#\/review$/, review], [/^#\/stock$/, stock],
 ];
 let me = null;
 let stop = () => {};
