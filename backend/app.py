@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -22,8 +23,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException  # FastAPI's own and Starlette's (404, 405)
 
-from .routers import (access_codes, cabinets, commands, exports, fleet, office, people,
-                      reviews, sales, stock)
+from . import alerts
+from .alerts import AlertSettings
+from .routers import (access_codes, alert_rules, cabinets, commands, exports, fleet, office,
+                      people, reviews, sales, stock)
 from .storage import Storage
 from .storage.errors import Conflict, Forbidden, LoginRefused, NotFound, TooLarge
 from .strict_json import MAX_BODY_BYTES, BodyLimit
@@ -43,7 +46,10 @@ backend/openapi.json equal to it."""
 
 def create_app(storage: Storage, *, signing_key=None, key_id: int = 0,
                max_body_bytes: int = MAX_BODY_BYTES,
-               telemetry_retention_days: float | None = None) -> FastAPI:
+               telemetry_retention_days: float | None = None,
+               alert_settings: AlertSettings | None = AlertSettings()) -> FastAPI:
+    """The application over `storage`; alerts are evaluated and sent every
+    `alert_settings.evaluate_seconds` (None: not by this process)."""
     wakeups = Wakeups()
     storage.commands.on_issued = wakeups.wake
 
@@ -55,11 +61,14 @@ def create_app(storage: Storage, *, signing_key=None, key_id: int = 0,
         await wakeups.start(storage.url if storage.dialect == "postgresql" else None)
         pruning = (asyncio.create_task(_prune(storage, telemetry_retention_days))
                    if telemetry_retention_days else None)
+        alerting = (asyncio.create_task(alerts.run(storage, alert_settings))
+                    if alert_settings else None)
         # In the lifespan state, the server's protocol (backend/server.py) finds the wake-ups
         # to answer the long-polls with when the server stops.
         yield {"wakeups": wakeups}
-        if pruning is not None:
-            pruning.cancel()
+        for task in (pruning, alerting):
+            if task is not None:
+                task.cancel()
         await wakeups.stop()
 
     app = FastAPI(title="Cabinet sync and operator API", version=VERSION,
@@ -68,7 +77,7 @@ def create_app(storage: Storage, *, signing_key=None, key_id: int = 0,
     app.state.signing_key, app.state.key_id = signing_key, key_id
     # fleet last: its GET /v1/operator/{collection} would otherwise shadow /users and /audit.
     for module in (cabinets, people, commands, access_codes, exports, sales, stock, reviews,
-                   fleet):
+                   alert_rules, fleet):
         app.include_router(module.router)
     office.mount(app)
     _errors(app)
@@ -140,9 +149,17 @@ def from_settings(settings) -> FastAPI:
         from cabinet.access.codes import read_private_key
         key = read_private_key(settings.signing_key)
     storage = Storage(settings.database_url, pool_size=settings.pool_size)
+    password = None
+    if settings.smtp_password_file:
+        password = Path(settings.smtp_password_file).read_text().strip()
     return create_app(storage, signing_key=key, key_id=settings.key_id,
                       max_body_bytes=settings.max_body_bytes,
-                      telemetry_retention_days=settings.telemetry_retention_days)
+                      telemetry_retention_days=settings.telemetry_retention_days,
+                      alert_settings=AlertSettings(
+                          smtp_host=settings.smtp_host, smtp_port=settings.smtp_port,
+                          smtp_from=settings.smtp_from, smtp_starttls=settings.smtp_starttls,
+                          smtp_username=settings.smtp_username, smtp_password=password,
+                          evaluate_seconds=settings.alert_evaluate_seconds))
 
 
 def from_environment() -> FastAPI:

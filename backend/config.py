@@ -29,6 +29,13 @@ class Settings:
     signing_key: str | None = None        # Ed25519 private key file (mode 0600) for access codes
     key_id: int = 0
     telemetry_retention_days: float | None = 400.0
+    smtp_host: str | None = None          # alerts by email: none without it
+    smtp_port: int = 25
+    smtp_from: str = "cabinet-backend@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password_file: str | None = None
+    alert_evaluate_seconds: float = 15.0
 
 
 _KEYS = {  # section.key -> (field, type)
@@ -38,10 +45,16 @@ _KEYS = {  # section.key -> (field, type)
     "http.max_body_bytes": ("max_body_bytes", int),
     "access_codes.signing_key": ("signing_key", str), "access_codes.key_id": ("key_id", int),
     "retention.telemetry_days": ("telemetry_retention_days", (int, float)),
+    "alerts.smtp_host": ("smtp_host", str), "alerts.smtp_port": ("smtp_port", int),
+    "alerts.smtp_from": ("smtp_from", str), "alerts.smtp_starttls": ("smtp_starttls", bool),
+    "alerts.smtp_username": ("smtp_username", str),
+    "alerts.smtp_password_file": ("smtp_password_file", str),
+    "alerts.evaluate_seconds": ("alert_evaluate_seconds", (int, float)),
 }
 _RANGES = {"pool_size": (1, 200), "port": (0, 65535), "workers": (1, 64),
            "max_body_bytes": (1024, 1 << 30), "key_id": (0, 255),
-           "telemetry_retention_days": (1, 36500)}
+           "telemetry_retention_days": (1, 36500), "smtp_port": (1, 65535),
+           "alert_evaluate_seconds": (1, 3600)}
 
 
 def load(path: str | Path | None = None, *, environ=os.environ) -> Settings:
@@ -60,7 +73,7 @@ def load(path: str | Path | None = None, *, environ=os.environ) -> Settings:
                 if name not in _KEYS:
                     raise ConfigError(f"{path}: unknown key {name} (known: {', '.join(_KEYS)})")
                 field, kind = _KEYS[name]
-                if isinstance(value, bool) or not isinstance(value, kind):
+                if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
                     raise ConfigError(f"{path}: {name} has the wrong type ({value!r})")
                 low_high = _RANGES.get(field)
                 if low_high and not low_high[0] <= value <= low_high[1]:

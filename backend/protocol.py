@@ -467,3 +467,94 @@ class Review(BaseModel):
 class ReviewList(BaseModel):
     reviews: list[Review]
     open: int = Field(description="open reviews in the whole fleet")
+
+
+# --- alerts -----------------------------------------------------------------------------------
+HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+def _zone(name: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (e.g. Asia/Shanghai)") from None
+    return name
+
+
+class NewAlertRule(Strict):
+    kind: Literal["offline", "temperature", "lockout", "forced_open", "unauthorised",
+                  "sold_out", "no_sales"]
+    minutes: Annotated[float, Field(ge=0, le=7 * 24 * 60, allow_inf_nan=False)] = Field(
+        15, description="how long the condition holds before the alert fires (offline, "
+        "no_sales: how long without contact or sales)")
+    band_celsius: Annotated[float, Field(gt=0, le=30, allow_inf_nan=False)] = Field(
+        2.0, description="temperature: how far from the setpoint is outside the band")
+    cabinet_id: Annotated[str | None, StringConstraints(pattern=CABINET_ID)] = Field(
+        None, description="one cabinet, or none for every cabinet")
+    emails: list[Annotated[str, StringConstraints(
+        pattern=r"^[^@\s<>,;]{1,64}@[^@\s<>,;]{1,255}$")]] = Field(default_factory=list,
+                                                                  max_length=20)
+    webhook_url: Annotated[str | None, StringConstraints(
+        pattern=r"^https?://[^\s]{1,2000}$")] = None
+    quiet_start: Annotated[str | None, StringConstraints(pattern=HHMM)] = Field(
+        None, description="HH:MM in tz: deliveries wait until quiet_end")
+    quiet_end: Annotated[str | None, StringConstraints(pattern=HHMM)] = None
+    tz: Annotated[str, StringConstraints(max_length=64), AfterValidator(_zone)] = "Asia/Shanghai"
+
+    @model_validator(mode="after")
+    def _deliverable(self):
+        if not self.emails and not self.webhook_url:
+            raise ValueError("give emails, a webhook_url, or both: a rule must reach someone")
+        if (self.quiet_start is None) != (self.quiet_end is None):
+            raise ValueError("quiet hours need both quiet_start and quiet_end")
+        return self
+
+
+class AlertRule(BaseModel):
+    rule_id: int
+    kind: str
+    minutes: float
+    band_celsius: float
+    cabinet_id: str | None
+    emails: list[str]
+    webhook_url: str | None
+    quiet_start: str | None
+    quiet_end: str | None
+    tz: str
+    created_by: str
+    created_at: str
+    webhook_secret: str | None = Field(None, description="the webhook's HMAC key: only in the "
+                                       "reply that created the rule")
+
+
+class AlertRuleList(BaseModel):
+    rules: list[AlertRule]
+
+
+class Delivery(BaseModel):
+    event: Literal["fired", "resolved"]
+    channel: Literal["email", "webhook"]
+    target: str
+    status: Literal["pending", "sent", "failed"]
+    attempts: int
+    last_error: str | None
+    sent_at: str | None
+    next_attempt_at: str | None
+
+
+class Alert(BaseModel):
+    alert_id: int
+    rule_id: int
+    kind: str
+    cabinet_id: str
+    state: Literal["firing", "resolved"]
+    detail: str
+    since: str
+    fired_at: str | None
+    resolved_at: str | None
+    deliveries: list[Delivery]
+
+
+class AlertList(BaseModel):
+    alerts: list[Alert]

@@ -21,11 +21,12 @@ def traffic():
     return []
 
 
-def start_synced(tmp_path, traffic, extra_config: str = ""):
+def start_synced(tmp_path, traffic, extra_config: str = "", backend_kw: dict | None = None):
     """The reference backend on loopback (every exchange appended to `traffic`) and a simulated
     cabinet syncing with it."""
     backend = RunningBackend(f"sqlite://{tmp_path}/backend.db",
-                             on_exchange=lambda req, rep: traffic.append((req, rep)))
+                             on_exchange=lambda req, rep: traffic.append((req, rep)),
+                             **(backend_kw or {}))
     token = tmp_path / "device-token"
     token.write_text(backend.device_token)
     os.chmod(token, 0o600)

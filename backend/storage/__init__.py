@@ -1,5 +1,5 @@
 """The backend's one storage layer: every SQL statement of the service is in this package, behind
-`Storage` (fleet, commands, people, stock, reviews, audit). Handlers call its methods and never
+`Storage` (fleet, commands, people, stock, reviews, alerts, audit). Handlers call its methods and never
 write SQL."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from . import audit, ingest
+from .alerts import Alerts
 from .commands import Commands
 from .engine import make_engine
 from .fleet import Fleet
@@ -25,6 +26,7 @@ class Storage:
         self.people = People(self.engine)
         self.stock = Stock(self.engine)
         self.reviews = Reviews(self.engine)
+        self.alerts = Alerts(self.engine)
 
     def receive(self, cabinet_id: str, raw_records: list[dict], max_command_bytes: int | None
                 ) -> tuple[list[dict], list[dict]]:

@@ -195,3 +195,55 @@ adjustments = sa.Table(
     sa.Index("adjustments_by_time", "made_at"),
     sa.Index("adjustments_by_record", "cabinet_id", "record_id", unique=True),
 )
+
+# Alerts (0004): the operators' rules, each alert's life (pending while its condition has held
+# less than the rule's minutes, firing, resolved) and its deliveries by email and webhook.
+alert_rules = sa.Table(
+    "alert_rules", metadata,
+    sa.Column("rule_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("minutes", sa.Float, nullable=False),
+    sa.Column("band_celsius", sa.Float, nullable=False),
+    sa.Column("cabinet_id", sa.String(64)),                   # null: every cabinet
+    sa.Column("emails", Json, nullable=False),
+    sa.Column("webhook_url", sa.Text),
+    sa.Column("webhook_secret", sa.String(64)),
+    sa.Column("quiet_start", sa.String(5)),                   # HH:MM in tz, or null
+    sa.Column("quiet_end", sa.String(5)),
+    sa.Column("tz", sa.String(64), nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("alert_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("rule_id", sa.BigInteger, nullable=False),
+    sa.Column("cabinet_id", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),        # pending | firing | resolved
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("since", Time, nullable=False),
+    sa.Column("fired_at", Time),
+    sa.Column("resolved_at", Time),
+    sa.Index("alerts_open", "rule_id", "state"),
+    sa.Index("alerts_by_time", "since"),
+)
+
+alert_deliveries = sa.Table(
+    "alert_deliveries", metadata,
+    sa.Column("delivery_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+              primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.BigInteger, nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),        # fired | resolved
+    sa.Column("channel", sa.String(16), nullable=False),      # email | webhook
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),       # pending | sent | failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", Time, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("sent_at", Time),
+    sa.Index("alert_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("alert_deliveries_by_alert", "alert_id"),
+)

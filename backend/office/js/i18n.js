@@ -40,6 +40,13 @@ const STRINGS = {
     shelf: "Shelf", count: "In cabinet", par: "Par", per_day: "Sold a day", bring: "Bring",
     not_counted: "not counted", count_on_site: "count on site", save_par: "Save par levels",
     counted: "Counted",
+    nav_alerts: "Alerts", rules: "Rules", fired_alerts: "Alerts that fired", new_rule: "New rule",
+    minutes: "after (min)", quiet: "Quiet hours", add_rule: "Add rule", delete: "Delete",
+    resolved: "resolved", secret_once: "The webhook's signing secret (shown only now):",
+    alert_offline: "Offline", alert_temperature: "Temperature out of band", alert_lockout: "Food-safety lockout",
+    alert_forced_open: "Door forced open", alert_unauthorised: "Unauthorised removal",
+    alert_sold_out: "Sold out", alert_no_sales: "No sales", "alert_deleted rule": "Deleted rule",
+    delivery_sent: "sent", delivery_pending: "waiting", delivery_failed: "failed",
   },
   zh: {
     title: "售货柜后台", nav_fleet: "柜机", nav_sales: "销售", logout: "退出",
@@ -79,6 +86,13 @@ const STRINGS = {
     shelf: "层", count: "柜内数量", par: "标准库存", per_day: "日均销量", bring: "需补",
     not_counted: "未盘点", count_on_site: "现场盘点", save_par: "保存标准库存",
     counted: "盘点时间",
+    nav_alerts: "告警", rules: "规则", fired_alerts: "已触发的告警", new_rule: "新规则",
+    minutes: "持续（分钟）", quiet: "免打扰时段", add_rule: "添加规则", delete: "删除",
+    resolved: "已恢复", secret_once: "Webhook 签名密钥（仅显示这一次）：",
+    alert_offline: "离线", alert_temperature: "温度超出范围", alert_lockout: "食品安全锁定",
+    alert_forced_open: "柜门被强行打开", alert_unauthorised: "未经授权取走",
+    alert_sold_out: "售罄", alert_no_sales: "无销售", "alert_deleted rule": "已删除的规则",
+    delivery_sent: "已发送", delivery_pending: "等待中", delivery_failed: "失败",
   },
 };
 

@@ -9,10 +9,11 @@ import * as cabinet from "./cabinet.js";
 import * as sales from "./sales.js";
 import * as review from "./review.js";
 import * as stock from "./stock.js";
+import * as alerts from "./alerts.js";
 
 const ROUTES = [
   [/^#\/fleet$/, fleet], [/^#\/cabinet\/([^/]+)$/, cabinet], [/^#\/sales$/, sales],
-  [/^#\/review$/, review], [/^#\/stock$/, stock],
+  [/^#\/review$/, review], [/^#\/stock$/, stock], [/^#\/alerts$/, alerts],
 ];
 let me = null;
 let stop = () => {};
