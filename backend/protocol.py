@@ -50,6 +50,7 @@ class RecordKind(str, Enum):
     command_result = "command_result"
     notice = "notice"
     calibration = "calibration"
+    planogram = "planogram"
 
 
 class CommandType(str, Enum):
@@ -397,6 +398,16 @@ class ProductStock(BaseModel):
     counted_at: str | None = Field(description="when the newest snapshot was taken")
     par: int | None = Field(description="the level a restock fills to (the operator's)")
     per_day: float = Field(description="units sold a day over the last 14 days")
+
+
+class PlanogramReport(BaseModel):
+    cabinet_id: str
+    version: str | None
+    document: dict[str, Any] = Field(description="as the cabinet holds it: products (sku, "
+                                     "names, price_fen, unit_grams, tolerance_grams, "
+                                     "perishable) and shelves (id, stock)")
+    reason: str | None = Field(description="start (reported at every start) or replaced")
+    reported_at: str
 
 
 class StockList(BaseModel):

@@ -50,6 +50,8 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
         listener = stack.enter_context(_claim_port(config.http.host, http_port))
         store = stack.enter_context(closing(_open_store(config, data_dir, reserve)))
         planogram = _planogram(config, store)
+        if planogram is not None:
+            store.report_planogram(planogram.to_json(), "start")
         stock = [] if planogram is None else [
             (shelf, sku, planogram.products[sku].unit_grams, count)
             for shelf, skus in planogram.shelves.items() for sku, count in skus.items()]

@@ -462,6 +462,7 @@ class Controller:
             raise Refused("busy", "a session is in progress; try again when it has ended")
         self.store.save_planogram(new.to_json())
         self.planogram = new
+        self.store.report_planogram(new.to_json(), "replaced")
         log.info("planogram replaced (version %r)", new.version)
 
     def _after_sync(self, handle: Callable[[Any], None], event: Any) -> None:

@@ -10,6 +10,7 @@ The schema is versioned with PRAGMA user_version and migrated forward at start, 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import sqlite3
 import uuid
@@ -366,6 +367,17 @@ class Store:
                              (key, json.dumps(value, ensure_ascii=False), utc_now()))
             if record is not None:
                 self.add_outbox(*record)
+
+    def report_planogram(self, planogram_json: str, reason: str) -> bool:
+        """Send the planogram (products, prices, shelves, stock) to the backend as a `planogram`
+        record, unless this very planogram was the last one sent: at every start (so the
+        backend learns the stock the cabinet believes) and when it is replaced."""
+        digest = hashlib.sha256(planogram_json.encode()).hexdigest()
+        if self.get_value("planogram.reported") == digest:
+            return False
+        self.set_value("planogram.reported", digest, ("planogram", {
+            "reason": reason, "planogram": json.loads(planogram_json)}))
+        return True
 
     def add_record(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         """An outbox record on its own (telemetry)."""

@@ -252,8 +252,19 @@ def test_login_is_rate_limited_and_a_disabled_account_loses_its_tokens(backend):
 
 
 def test_every_command_and_planogram_change_is_audited_with_its_author(backend):
+    import tomllib
+
     operator = backend.token_for("operator")
-    planogram = {"version": 2, "products": [], "shelves": {}}
+    planogram = {"planogram": tomllib.loads((REPO / "config" / "planogram.toml").read_text())}
+    # Checked with the cabinet's own rules before it leaves: the mistake named now.
+    broken = {"planogram": {**planogram["planogram"], "product": [
+        {**planogram["planogram"]["product"][0], "price_fen": -5}]}}
+    status, refused = backend.operator("POST", "cabinets/cabinet-0001/commands",
+                                       {"type": "set_planogram", "args": broken}, token=operator)
+    assert status == 422 and "price_fen = -5" in refused["error"], refused
+    status, refused = backend.operator("POST", "cabinets/cabinet-0001/commands",
+                                       {"type": "set_planogram", "args": {}}, token=operator)
+    assert status == 422 and "must be a table" in refused["error"]
     status, command = backend.operator("POST", "cabinets/cabinet-0001/commands",
                                        {"type": "set_planogram", "args": planogram},
                                        token=operator)

@@ -248,3 +248,40 @@ def test_a_flagged_sale_is_resolved_on_the_review_page_and_stock_follows(fleet, 
         assert adjustment["made_by"] == "admin" and adjustment["revenue_delta_fen"] == 200
         assert adjustment["note"] == "checked the camera: one bottle"
         assert page.problems == []
+
+
+def test_prices_changed_on_the_planogram_page_are_applied_and_charged(fleet):
+    backend, daemon = fleet
+    with browser(SIZES["desktop"]) as page:
+        log_in(page, backend.url, "admin")
+        page.goto(backend.url + "/office/#/cabinet/cabinet-0001")
+        page.click("#planogram-link")
+        assert page.locator("#planogram-version").inner_text() == "example-1"  # reported at start
+        row = page.locator('#product-table tr[data-sku="water-550ml"]')
+        assert row.locator("input[name=price_fen]").input_value() == "200"
+        # A mistake is refused with the cabinet's own words before anything is sent.
+        row.locator("input[name=unit_grams]").fill("-3")
+        page.click("#planogram-form button[type=submit]")
+        page.wait_for_selector("#problem:not([hidden])")
+        assert "unit_grams" in page.locator("#problem").inner_text()
+        row.locator("input[name=unit_grams]").fill("572")
+        row.locator("input[name=price_fen]").fill("250")
+        page.click("#planogram-form button[type=submit]")
+        page.locator('#planogram-commands li[data-status="done"]').wait_for()
+        page.wait_for_function("document.getElementById('planogram-version').textContent"
+                               " === 'example-2'")
+        prices = {p["sku"]: p["price_fen"] for p in backend.storage.stock.products(
+            ["cabinet-0001"])}
+        assert prices["water-550ml"] == 250 and prices["tea-500ml"] == 350
+        # The next bottle is charged at the new price.
+        state = wait_for(lambda: (s := daemon.state())["session"] is None and s, timeout=10)
+        nonce = state["screen_qr"]["url"].split("?n=")[1]
+        backend.operator("POST", "cabinets/cabinet-0001/commands", {
+            "type": "remote_unlock", "args": {"nonce": nonce, "subject": "acct-phone-3"}})
+        wait_for(lambda: daemon.state()["lock"] == "unlocked", timeout=10, what="the unlock")
+        daemon.post("/sim/door", {"state": "open"})
+        daemon.post("/sim/shelf", {"shelf": 1, "take": {"water-550ml": 1}})
+        daemon.post("/sim/door", {"state": "closed"})
+        assert wait_for(lambda: daemon.state()["receipt"], timeout=15)["total_fen"] == 250
+        # (Chromium logs the refused request itself; nothing else went wrong.)
+        assert [p for p in page.problems if "status of 422" not in p] == []

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from .. import faces
 from ..deps import Caller, Manager, Reader, StorageDep, caller
-from ..protocol import (CABINET_ID, Command, CommandList, CommandState, Error, FaceEnrolment,
-                        IssueCommand)
+from ..protocol import (CABINET_ID, Command, CommandList, CommandState, CommandType, Error,
+                        FaceEnrolment, IssueCommand)
 from ..roles import may_issue
 from ..strict_json import StrictRoute
 
@@ -28,8 +28,22 @@ def issue(cabinet_id: CabinetPath, body: IssueCommand, storage: StorageDep,
     issue the service commands, an operator any; the audit log names who."""
     if not may_issue(person.role, body.type):
         raise HTTPException(403, f"a {person.role.value} may not issue {body.type.value}")
+    if body.type == CommandType.set_planogram:
+        _check_planogram(body.args.get("planogram"))
     return Command(**storage.commands.issue(cabinet_id, body.type.value, body.args,
                                             body.lifetime_seconds, person.username))
+
+
+def _check_planogram(planogram) -> None:
+    """The cabinet's own validation, before the command leaves: a mistake is named now, with
+    the cabinet's words, instead of coming back as a rejection. (The shelves' ids are the
+    cabinet's config: only it can check those.)"""
+    from cabinet.planogram import PlanogramError, from_dict
+
+    try:
+        from_dict(planogram, "args.planogram")
+    except PlanogramError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 @router.get("/cabinets/{cabinet_id}/commands", response_model=CommandList)

@@ -1,5 +1,5 @@
 """Stock for operators: what each cabinet holds against its par levels, the par levels
-themselves, and pick lists (what to bring to each cabinet of a route) from live stock and recent
+themselves, the planogram each cabinet reported, and pick lists (what to bring to each cabinet of a route) from live stock and recent
 sales velocity (backend/storage/stock.py keeps the counts)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from ..deps import Adjuster, Reader, StorageDep
-from ..protocol import CABINET_ID, Error, ParLevels, PickList, StockList
+from ..protocol import CABINET_ID, Error, ParLevels, PickList, PlanogramReport, StockList
 from ..storage.stock import pick_list
 from ..strict_json import StrictRoute
 
@@ -24,6 +24,15 @@ CabinetIds = Annotated[list[Annotated[str, Query(pattern=CABINET_ID)]] | None,
 def products(_: Reader, storage: StorageDep, cabinet_id: CabinetIds = None) -> StockList:
     """Every product at the cabinets: shelf, price, count, par and units sold a day."""
     return StockList(products=storage.stock.products(cabinet_id))
+
+
+@router.get("/cabinets/{cabinet_id}/planogram", response_model=PlanogramReport,
+            responses={404: {"model": Error}})
+def planogram(cabinet_id: Annotated[str, Path(pattern=CABINET_ID)], _: Reader,
+              storage: StorageDep) -> PlanogramReport:
+    """The newest planogram the cabinet reported (at its start, or after one was applied): the
+    planogram page's starting point for a set_planogram command."""
+    return PlanogramReport(**storage.stock.planogram(cabinet_id))
 
 
 @router.put("/cabinets/{cabinet_id}/par", response_model=StockList)

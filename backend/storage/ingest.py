@@ -258,13 +258,9 @@ def _command_result(connection: sa.Connection, cabinet_id: str, record: Record) 
         status=str(body.get("status"))[:16], detail=str(body.get("detail", "")),
         result=result if isinstance(result, dict) else {"value": result},
         finished_at=record.created_at).where(*where))
-    row = connection.execute(sa.select(commands.c.type, commands.c.args).where(
-        *where, commands.c.type.in_(("enroll_faces", "set_planogram")))).first()
-    if row is not None and row.type == "set_planogram":
-        if body.get("status") == "done" and isinstance(row.args, dict):
-            stock.apply_planogram(connection, cabinet_id, row.args.get("planogram"),
-                                  record.created_at)
-    elif row is not None:
+    row = connection.execute(sa.select(commands.c.args).where(
+        *where, commands.c.type == "enroll_faces")).first()
+    if row is not None:
         # Delivered: the backend keeps no copy of the embeddings it passed on.
         args = dict(row.args)
         args["members"] = [{**m, "embeddings": len(m["embeddings"])}

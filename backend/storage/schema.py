@@ -247,3 +247,14 @@ alert_deliveries = sa.Table(
     sa.Index("alert_deliveries_due", "status", "next_attempt_at"),
     sa.Index("alert_deliveries_by_alert", "alert_id"),
 )
+
+# The newest planogram each cabinet reported (0005), as the cabinet holds it: what the planogram
+# page edits and sends back as set_planogram.
+planograms = sa.Table(
+    "planograms", metadata,
+    sa.Column("cabinet_id", sa.String(64), primary_key=True),
+    sa.Column("version", sa.String(200)),
+    sa.Column("document", Json, nullable=False),
+    sa.Column("reason", sa.String(32)),
+    sa.Column("reported_at", Time, nullable=False),
+)

@@ -1,8 +1,9 @@
 """What each cabinet holds: a row per product (shelf, names, price, count, par) kept from the
 records as they are stored, and the reads the stock page and pick lists make.
 
-Counts come from the newest stock snapshot (a restock's or an unauthorised removal's inventory
-record, or a planogram the cabinet applied), less the units sold and adjusted since. A product
+Counts come from the newest stock snapshot (the planogram the cabinet reports at every start
+and when it is replaced, a restock's or an unauthorised removal's inventory record), less the
+units sold and adjusted since. A product
 never counted has no count (null), not zero: the pick list says so instead of guessing. Sale
 lines also keep the product's name, shelf and price current, which is where the review page
 finds a price for lines the cabinet could not work out.
@@ -20,8 +21,9 @@ from ..protocol import Record
 from . import audit
 from .dialect import insert
 from .engine import hour_of, iso, utc_now
+from .errors import NotFound
 from .schema import cabinet_products as products
-from .schema import sales_hourly
+from .schema import planograms, sales_hourly
 
 VELOCITY_DAYS = 14   # the sales a pick list's velocity is measured over
 
@@ -33,6 +35,10 @@ def on_batch(connection: sa.Connection, cabinet_id: str, new: Iterable[Record]) 
     sold: dict[str, dict[str, Any]] = {}        # sku -> {delta, product facts}
     for record in sorted(new, key=lambda r: r.seq):
         body = record.body
+        if record.kind.value == "planogram":     # the cabinet's own products and stock
+            for row in planogram_rows(body.get("planogram"), record.created_at):
+                counted[row["sku"]] = row
+                sold.pop(row["sku"], None)
         snapshot = body.get("stock") if record.kind.value == "inventory" else None
         if isinstance(snapshot, dict):
             for shelf, items in snapshot.items():
@@ -48,13 +54,23 @@ def on_batch(connection: sa.Connection, cabinet_id: str, new: Iterable[Record]) 
                 sku = str(line["sku"])[:64]
                 facts = _facts(line)
                 if sku in counted:
-                    counted[sku]["count"] -= line["count"]
+                    if counted[sku]["count"] is not None:
+                        counted[sku]["count"] -= line["count"]
                     counted[sku].update({k: v for k, v in facts.items() if v is not None})
                 else:
                     entry = sold.setdefault(sku, {"sku": sku, "delta": 0, **facts})
                     entry["delta"] -= line["count"]
                     entry.update({k: v for k, v in facts.items() if v is not None})
     statements = _statements(connection.dialect.name)
+    reported = [r for r in new if r.kind.value == "planogram"
+                and isinstance(r.body.get("planogram"), dict)]
+    if reported:
+        newest = max(reported, key=lambda r: r.seq)
+        document = newest.body["planogram"]
+        connection.execute(statements.planogram, {
+            "cabinet_id": cabinet_id, "version": str(document.get("version", ""))[:200],
+            "document": document, "reason": str(newest.body.get("reason", ""))[:32],
+            "reported_at": newest.created_at})
     if counted:
         connection.execute(statements.count, [
             {"cabinet_id": cabinet_id, "shelf": None, "name_zh": None, "name_en": None,
@@ -100,6 +116,15 @@ class _Statements:
                   "count": c.count + sa.bindparam("delta", type_=sa.BigInteger)})
 
 
+        reported = insert(dialect, planograms)
+        newer = reported.excluded.reported_at >= planograms.c.reported_at
+        self.planogram = reported.on_conflict_do_update(
+            index_elements=["cabinet_id"],
+            set_={k: sa.case((newer, getattr(reported.excluded, k)),
+                             else_=getattr(planograms.c, k))
+                  for k in ("version", "document", "reason", "reported_at")})
+
+
 @functools.cache
 def _statements(dialect: str) -> _Statements:
     return _Statements(dialect)
@@ -113,27 +138,27 @@ def move(connection: sa.Connection, cabinet_id: str, deltas: dict[str, int]) -> 
                 products.c.cabinet_id == cabinet_id, products.c.sku == sku))
 
 
-def apply_planogram(connection: sa.Connection, cabinet_id: str, planogram: Any,
-                    at: datetime) -> None:
-    """A planogram the cabinet applied (set_planogram done): its products, prices, shelves and
-    stock become the cabinet's."""
+def planogram_rows(planogram: Any, at: datetime) -> list[dict[str, Any]]:
+    """A planogram document's products as rows: names, price, shelf and count (the shelves'
+    stock, counted at `at`). Takes the TOML form (product, shelf) and the cabinet's stored form
+    (products, shelves)."""
     if not isinstance(planogram, dict):
-        return
+        return []
     shelf_of, count_of = {}, {}
-    for shelf in planogram.get("shelf") or ():
+    for shelf in planogram.get("shelf", planogram.get("shelves")) or ():
         if isinstance(shelf, dict) and isinstance(shelf.get("stock"), dict):
             for sku, n in shelf["stock"].items():
                 shelf_of[sku], count_of[sku] = shelf.get("id"), n
     rows = []
-    for p in planogram.get("product") or ():
+    for p in planogram.get("product", planogram.get("products")) or ():
         if not isinstance(p, dict) or not isinstance(p.get("sku"), str):
             continue
-        rows.append({"cabinet_id": cabinet_id, "sku": p["sku"][:64], **_facts(
+        n = count_of.get(p["sku"])
+        counted = isinstance(n, int) and not isinstance(n, bool)
+        rows.append({"sku": p["sku"][:64], **_facts(
             {**p, "shelf": shelf_of.get(p["sku"]), "unit_price_fen": p.get("price_fen")}),
-            "count": count_of.get(p["sku"]) if isinstance(count_of.get(p["sku"]), int) else None,
-            "counted_at": at if p["sku"] in count_of else None})
-    if rows:
-        connection.execute(_statements(connection.dialect.name).count, rows)
+            "count": n if counted else None, "counted_at": at if counted else None})
+    return rows
 
 
 class Stock:
@@ -159,6 +184,16 @@ class Stock:
                  "name_zh": r.name_zh, "name_en": r.name_en, "price_fen": r.price_fen,
                  "count": r.count, "counted_at": iso(r.counted_at), "par": r.par,
                  "per_day": round(int(r.units or 0) / VELOCITY_DAYS, 2)} for r in rows]
+
+    def planogram(self, cabinet_id: str) -> dict[str, Any]:
+        """The newest planogram the cabinet reported."""
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(planograms).where(
+                planograms.c.cabinet_id == cabinet_id)).first()
+        if row is None:
+            raise NotFound(f"{cabinet_id} has not reported a planogram yet")
+        return {"cabinet_id": cabinet_id, "version": row.version, "document": row.document,
+                "reason": row.reason, "reported_at": iso(row.reported_at)}
 
     def set_par(self, cabinet_id: str, pars: dict[str, int | None], actor: str) -> None:
         with self.engine.begin() as connection:

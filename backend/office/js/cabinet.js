@@ -24,6 +24,7 @@ export async function render(main, { me, params, problem }) {
   const commands = h("div", { id: "commands" });
   const sales = h("div", { id: "recent-sales" });
   main.append(h("h1", {}, `${t("cabinet")} ${id}`),
+    h("p", {}, h("a", { id: "planogram-link", href: `#/planogram/${encodeURIComponent(id)}` }, t("nav_planogram"))),
     h("section", { class: "card" }, status),
     h("div", { class: "grid" },
       h("section", { class: "card wide" }, h("h2", { id: "chart-title" }), rangeButtons, chart),

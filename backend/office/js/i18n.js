@@ -47,6 +47,12 @@ const STRINGS = {
     alert_forced_open: "Door forced open", alert_unauthorised: "Unauthorised removal",
     alert_sold_out: "Sold out", alert_no_sales: "No sales", "alert_deleted rule": "Deleted rule",
     delivery_sent: "sent", delivery_pending: "waiting", delivery_failed: "failed",
+    nav_planogram: "Planogram and prices", no_planogram: "The cabinet has not reported its planogram yet.",
+    applied_at: "applied", reported_at: "reported", products: "Products", shelves_stock: "Shelves",
+    add_product: "Add a product", send_planogram: "Send to the cabinet", field_sku: "SKU",
+    field_name_zh: "Name (zh)", field_name_bo: "Name (bo)", field_name_en: "Name (en)",
+    field_price_fen: "Price (fen)", field_unit_grams: "Unit g", field_tolerance_grams: "± g",
+    field_perishable: "Perishable",
   },
   zh: {
     title: "售货柜后台", nav_fleet: "柜机", nav_sales: "销售", logout: "退出",
@@ -93,6 +99,12 @@ const STRINGS = {
     alert_forced_open: "柜门被强行打开", alert_unauthorised: "未经授权取走",
     alert_sold_out: "售罄", alert_no_sales: "无销售", "alert_deleted rule": "已删除的规则",
     delivery_sent: "已发送", delivery_pending: "等待中", delivery_failed: "失败",
+    nav_planogram: "商品与价格", no_planogram: "柜机尚未上报商品配置。",
+    applied_at: "已应用", reported_at: "上报于", products: "商品", shelves_stock: "货架",
+    add_product: "添加商品", send_planogram: "发送到柜机", field_sku: "编码",
+    field_name_zh: "名称（中）", field_name_bo: "名称（藏）", field_name_en: "名称（英）",
+    field_price_fen: "价格（分）", field_unit_grams: "单重 g", field_tolerance_grams: "± g",
+    field_perishable: "易腐",
   },
 };
 

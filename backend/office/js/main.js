@@ -10,10 +10,12 @@ import * as sales from "./sales.js";
 import * as review from "./review.js";
 import * as stock from "./stock.js";
 import * as alerts from "./alerts.js";
+import * as planogram from "./planogram.js";
 
 const ROUTES = [
   [/^#\/fleet$/, fleet], [/^#\/cabinet\/([^/]+)$/, cabinet], [/^#\/sales$/, sales],
   [/^#\/review$/, review], [/^#\/stock$/, stock], [/^#\/alerts$/, alerts],
+  [/^#\/planogram\/([^/]+)$/, planogram],
 ];
 let me = null;
 let stop = () => {};
