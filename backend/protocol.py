@@ -184,6 +184,15 @@ class CabinetStatus(BaseModel):
     last_sale_at: str | None
     software_version: str | None
     alarms: list[AlarmView]
+    sold_out: list[str] = Field(description="products counted at none left")
+
+
+class AlarmEntry(AlarmView):
+    cleared_at: str | None
+
+
+class AlarmHistory(BaseModel):
+    alarms: list[AlarmEntry] = Field(description="newest first")
 
 
 class CabinetList(BaseModel):

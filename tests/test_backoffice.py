@@ -285,3 +285,13 @@ def test_prices_changed_on_the_planogram_page_are_applied_and_charged(fleet):
         assert wait_for(lambda: daemon.state()["receipt"], timeout=15)["total_fen"] == 250
         # (Chromium logs the refused request itself; nothing else went wrong.)
         assert [p for p in page.problems if "status of 422" not in p] == []
+
+
+def test_the_tour_writes_every_page_at_both_sizes_in_both_languages(tmp_path):
+    from tools.backoffice_tour import LANGUAGES, PAGES, tour
+
+    written = tour(tmp_path, cabinets=2, days=3)
+    expected = {f"{page}-{size}-{lang}.png" for page in ["login", *PAGES]
+                for size in SIZES for lang in LANGUAGES}
+    assert {p.name for p in written} == expected
+    assert all(p.stat().st_size > 10_000 for p in written)   # drawn pages, not blank ones

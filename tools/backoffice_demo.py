@@ -10,7 +10,8 @@ own ingest, so the rollups are the ones real traffic makes): sales with a daily 
 lunch, the evening; a hospital cabinet also at night) and a weekly one (government buildings
 quiet at weekends), one to three lines each from config/planogram.toml; a restock every few days;
 hourly temperature around the setpoint with door openings and compressor duty; now and then a
-held-open or forced-open alarm, and a sale flagged for review. The same seed gives the same
+held-open or forced-open alarm, and a sale flagged for review; the planogram reported at the
+start, and par levels at its stock. The same seed gives the same
 history. The database is migrated first; cabinets are registered if new (their device tokens
 are not printed: `cabinet-backend add-cabinet` replaces one).
 """
@@ -173,13 +174,15 @@ def fill(db_url: str, cabinets: int, days: int, sales_per_day: float, seed: int 
     """Send `days` days of history, ending at `until` (now), from `cabinets` cabinets."""
     migrate(db_url)
     storage = Storage(db_url)
-    products = tomllib.loads(PLANOGRAM.read_text())["product"]
+    planogram = tomllib.loads(PLANOGRAM.read_text())
+    products = planogram["product"]
+    par = {sku: n for shelf in planogram["shelf"] for sku, n in shelf["stock"].items()}
     until = until or datetime.now(timezone.utc)
     # Days start at midnight in China (UTC+8), where these cabinets stand.
     first = (until.astimezone(timezone(timedelta(hours=8))).replace(
         hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1))
     known = {c["cabinet_id"] for c in storage.fleet.cabinets()}
-    counts = {"sale": 0, "inventory": 0, "telemetry": 0, "alarm": 0}
+    counts = {"sale": 0, "inventory": 0, "telemetry": 0, "alarm": 0, "planogram": 0}
     started = time.monotonic()
     try:
         for n in range(1, cabinets + 1):
@@ -188,7 +191,9 @@ def fill(db_url: str, cabinets: int, days: int, sales_per_day: float, seed: int 
                 storage.fleet.add_cabinet(cabinet_id, actor="demo")
             cabinet = DemoCabinet(cabinet_id, products, random.Random(f"{seed}-{cabinet_id}"),
                                   sales_per_day)
-            pending: list[dict] = []
+            # As a real cabinet does at its start: its planogram, stock included.
+            pending: list[dict] = [cabinet.record("planogram", first, {
+                "reason": "start", "planogram": planogram})]
             for d in range(days):
                 start = first + timedelta(days=d)
                 pending.extend(r for r in cabinet.day(start) if r["created_at"] <= iso(until))
@@ -197,6 +202,7 @@ def fill(db_url: str, cabinets: int, days: int, sales_per_day: float, seed: int 
                     del pending[:BATCH]
             if pending:
                 _send(storage, cabinet_id, pending, counts)
+            storage.stock.set_par(cabinet_id, par, "demo")
             if n % 10 == 0 or n == cabinets:
                 rate = sum(counts.values()) / (time.monotonic() - started)
                 print(f"{n}/{cabinets} cabinets, {counts['sale']} sales, "

@@ -26,7 +26,12 @@ PASSWORD = "tour password 1"
 PAGES = {
     "fleet": ("#/fleet", "#fleet-table"),
     "cabinet": ("#/cabinet/demo-0001", "#command-table, #commands p"),
+    "planogram": ("#/planogram/demo-0001", "#planogram-form, #reported"),
     "sales": ("#/sales", "#transaction-table"),
+    "review": ("#/review", "#reviews section, #reviews p"),
+    "stock": ("#/stock", "#pick-total, #stock p"),
+    "alerts": ("#/alerts", "#alerts table, #alerts p"),
+    "people": ("#/people", "#audit-table, #audit p"),
 }
 
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import AwareDatetime
 
 from ..deps import Manager, Reader, StorageDep
-from ..protocol import (BIGINT_MAX, CABINET_ID, CabinetList, Counts, DeviceToken, Enrolment,
-                        Error, NewCabinet, RecordList)
+from ..protocol import (BIGINT_MAX, CABINET_ID, AlarmHistory, CabinetList, Counts, DeviceToken,
+                        Enrolment, Error, NewCabinet, RecordList)
 from ..strict_json import StrictRoute
 
 router = APIRouter(prefix="/v1/operator", route_class=StrictRoute, tags=["fleet"],
@@ -56,6 +56,13 @@ def rollups(cabinet_id: CabinetPath, _: Reader, storage: StorageDep) -> dict[str
         hour["celsius_mean"] = (round(hour["celsius_sum"] / hour["samples"], 3)
                                 if hour["samples"] else None)
     return {"sales": storage.fleet.sales_by_hour(cabinet_id), "climate": climate}
+
+
+@router.get("/cabinets/{cabinet_id}/alarms", response_model=AlarmHistory)
+def alarm_history(cabinet_id: CabinetPath, _: Reader, storage: StorageDep,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> AlarmHistory:
+    """A cabinet's alarms, raised and cleared, newest first (the cabinet page's timeline)."""
+    return AlarmHistory(alarms=storage.fleet.alarm_history(cabinet_id, limit))
 
 
 @router.get("/cabinets/{cabinet_id}/telemetry", response_model=RecordList)

@@ -17,7 +17,8 @@ from . import audit
 from .dialect import insert
 from .engine import aware, iso, utc_now
 from .errors import Forbidden
-from .schema import alarms, cabinets, climate_hourly, enrolments, records, sales_hourly
+from .schema import (alarms, cabinet_products, cabinets, climate_hourly, enrolments, records,
+                     sales_hourly)
 
 # How long a device token checked against the database is believed without asking again. Every
 # upload and long-poll presents it; a token replaced through this instance stops working at once,
@@ -110,6 +111,12 @@ class Fleet:
             rows = connection.execute(sa.select(cabinets).order_by(cabinets.c.cabinet_id)).all()
             active = connection.execute(sa.select(alarms).where(
                 alarms.c.cleared_at.is_(None)).order_by(alarms.c.raised_at)).all()
+            empty = connection.execute(sa.select(
+                cabinet_products.c.cabinet_id, cabinet_products.c.sku).where(
+                cabinet_products.c.count <= 0).order_by(cabinet_products.c.sku)).all()
+        sold_out = defaultdict(list)
+        for cabinet_id, sku in empty:
+            sold_out[cabinet_id].append(sku)
         by_cabinet = defaultdict(list)
         for a in active:
             by_cabinet[a.cabinet_id].append({"kind": a.kind, "detail": a.detail,
@@ -119,7 +126,17 @@ class Fleet:
                  "temperature_celsius": r.temperature_celsius,
                  "temperature_at": iso(r.temperature_at), "setpoint_celsius": r.setpoint_celsius,
                  "last_sale_at": iso(r.last_sale_at), "software_version": r.software_version,
-                 "alarms": by_cabinet[r.cabinet_id]} for r in rows]
+                 "alarms": by_cabinet[r.cabinet_id], "sold_out": sold_out[r.cabinet_id]}
+                for r in rows]
+
+    def alarm_history(self, cabinet_id: str, limit: int) -> list[dict[str, Any]]:
+        """A cabinet's alarms, raised and cleared, newest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(alarms).where(
+                alarms.c.cabinet_id == cabinet_id).order_by(
+                alarms.c.raised_at.desc()).limit(limit)).all()
+        return [{"kind": a.kind, "detail": a.detail, "raised_at": a.raised_at,
+                 "cleared_at": a.cleared_at} for a in rows]
 
     def records(self, kind: str, cabinet_id: str | None, after_seq: int,
                 limit: int) -> list[dict[str, Any]]:

@@ -49,9 +49,13 @@ export async function render(main, { me, params, problem }) {
       h("div", {}, t("last_seen"), h("b", {}, ago(c.last_seen_at))),
       h("div", {}, t("last_sale"), h("b", {}, ago(c.last_sale_at))),
       h("div", {}, t("version"), h("b", {}, c.software_version || "–")));
-    alarms.replaceChildren(c.alarms.length ? h("ul", { class: "lines" }, c.alarms.map((a) =>
-      h("li", { "data-alarm": a.kind }, h("b", { class: a.kind === "food_safety_lockout" ? "bad" : "warn" },
-        a.kind === "food_safety_lockout" ? t("lockout") : a.kind), ` ${a.detail} · ${when(a.raised_at)}`)))
+    const history = (await get(`${base}/alarms?limit=30`)).alarms;
+    alarms.replaceChildren(history.length ? h("ul", { class: "lines" }, history.map((a) =>
+      h("li", { "data-alarm": a.kind, "data-active": a.cleared_at ? null : "" },
+        h("b", { class: a.cleared_at ? "muted" : a.kind === "food_safety_lockout" ? "bad" : "warn" },
+          a.kind === "food_safety_lockout" ? t("lockout") : a.kind),
+        ` ${a.detail} · ${when(a.raised_at)}`,
+        a.cleared_at ? h("span", { class: "muted" }, ` → ${t("cleared")} ${when(a.cleared_at)}`) : null)))
       : h("p", { class: "muted" }, t("none")));
   }
 

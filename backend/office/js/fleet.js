@@ -1,5 +1,6 @@
 // The fleet page: every cabinet's status at a glance (online or offline since when, temperature
-// against its setpoint, alarms, lockout, last sale, queue lag), sortable and filterable, and the
+// against its setpoint, alarms, lockout, products sold out, last sale, queue lag), sortable and
+// filterable, and the
 // fleet's sales today. Refreshed every 5 s.
 
 import { get, query } from "./api.js";
@@ -60,6 +61,8 @@ export async function render(main) {
         cell: (c) => c.alarms.length ? c.alarms.map((a) => h("span", {
           class: "badge " + (a.kind === "food_safety_lockout" ? "bad" : "warn"), title: a.detail },
           a.kind === "food_safety_lockout" ? t("lockout") : a.kind)) : h("span", { class: "muted" }, t("none")) },
+      { key: "sold_out", label: t("sold_out"), value: (c) => c.sold_out.length,
+        cell: (c) => c.sold_out.length ? h("span", { class: "warn", "data-sold-out": c.sold_out.join(" ") }, c.sold_out.join(", ")) : "" },
       { key: "last_sale", label: t("last_sale"), value: (c) => c.last_sale_at, cell: (c) => ago(c.last_sale_at, now) },
       { key: "lag", label: t("lag"), num: true, value: (c) => c.lag_seconds,
         cell: (c) => c.lag_seconds === null ? "–" : `${Math.round(c.lag_seconds)} s` },

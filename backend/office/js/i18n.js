@@ -53,6 +53,10 @@ const STRINGS = {
     field_name_zh: "Name (zh)", field_name_bo: "Name (bo)", field_name_en: "Name (en)",
     field_price_fen: "Price (fen)", field_unit_grams: "Unit g", field_tolerance_grams: "± g",
     field_perishable: "Perishable",
+    nav_people: "People", accounts: "Accounts", audit: "Audit log", audit_filter: "person or cabinet",
+    disabled: "disabled", enable: "Enable", disable: "Disable", set_password: "Set password",
+    new_password: "New password (at least 10 characters):", add_account: "Add account",
+    sold_out: "Sold out", alarm_history: "Alarms, last 7 days", cleared: "cleared",
   },
   zh: {
     title: "售货柜后台", nav_fleet: "柜机", nav_sales: "销售", logout: "退出",
@@ -105,6 +109,10 @@ const STRINGS = {
     field_name_zh: "名称（中）", field_name_bo: "名称（藏）", field_name_en: "名称（英）",
     field_price_fen: "价格（分）", field_unit_grams: "单重 g", field_tolerance_grams: "± g",
     field_perishable: "易腐",
+    nav_people: "人员", accounts: "账户", audit: "操作日志", audit_filter: "人员或柜机",
+    disabled: "已停用", enable: "启用", disable: "停用", set_password: "设置密码",
+    new_password: "新密码（至少 10 个字符）：", add_account: "添加账户",
+    sold_out: "售罄", alarm_history: "告警（最近 7 天）", cleared: "已清除",
   },
 };
 

@@ -1,4 +1,5 @@
-// The back office's frame: log in, then route #/fleet, #/cabinet/ID and #/sales to their views.
+// The back office's frame: log in, then route #/fleet, #/cabinet/ID, #/planogram/ID, #/sales,
+// #/review, #/stock, #/alerts and #/people to their views.
 // A view is `render(main, context)` and returns a function that stops its timers.
 
 import * as api from "./api.js";
@@ -11,11 +12,12 @@ import * as review from "./review.js";
 import * as stock from "./stock.js";
 import * as alerts from "./alerts.js";
 import * as planogram from "./planogram.js";
+import * as people from "./people.js";
 
 const ROUTES = [
   [/^#\/fleet$/, fleet], [/^#\/cabinet\/([^/]+)$/, cabinet], [/^#\/sales$/, sales],
   [/^#\/review$/, review], [/^#\/stock$/, stock], [/^#\/alerts$/, alerts],
-  [/^#\/planogram\/([^/]+)$/, planogram],
+  [/^#\/planogram\/([^/]+)$/, planogram], [/^#\/people$/, people],
 ];
 let me = null;
 let stop = () => {};

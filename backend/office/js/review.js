@@ -14,7 +14,7 @@ export async function render(main, { me, problem }) {
   main.append(h("h1", {}, t("nav_review"), " ", count), list);
 
   const refresh = async () => {
-    const queue = await get("/v1/operator/reviews");
+    const queue = await get("/v1/operator/reviews?limit=20");   // the oldest first
     count.textContent = String(queue.open);
     const prices = {};
     for (const id of new Set(queue.reviews.map((r) => r.cabinet_id))) {
