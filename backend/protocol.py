@@ -187,6 +187,19 @@ class CabinetStatus(BaseModel):
     sold_out: list[str] = Field(description="products counted at none left")
 
 
+class ClimateHour(BaseModel):
+    hour: str
+    samples: int
+    celsius_min: float | None
+    celsius_max: float | None
+    celsius_mean: float | None
+    door_openings: int
+
+
+class ClimateHours(BaseModel):
+    hours: list[ClimateHour]
+
+
 class AlarmEntry(AlarmView):
     cleared_at: str | None
 

@@ -9,6 +9,7 @@ import json
 import socket
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
@@ -769,3 +770,67 @@ def test_a_flagged_sale_is_resolved_once_by_an_adjustment_that_moves_stock_and_s
     assert backend.operator("POST", "cabinets/cabinet-0001/records/"
                             "00000000-0000-4000-8000-000000000000/adjustment",
                             {"action": "void"})[0] == 404
+
+
+def test_the_fleet_s_rollups_agree_with_each_cabinet_s_across_day_edges(backend):
+    """The fleet's summary reads fleet-hourly and cabinet-daily rollups; its figures must be
+    the sum of each cabinet's own, for a period whose ends fall inside UTC days."""
+    import random
+
+    backend.storage.fleet.add_cabinet("cabinet-0002")
+    rng = random.Random(7)
+    start = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    for cabinet in ("cabinet-0001", "cabinet-0002"):
+        records = []
+        for seq in range(1, 200):
+            at = start + timedelta(minutes=rng.randrange(0, 8 * 24 * 60))
+            sku, count = rng.choice(["water", "tea", "bun"]), rng.randrange(1, 4)
+            records.append(_record(seq, "sale", {"total_fen": count * 150, "flags": [],
+                                                 "lines": [{"sku": sku, "count": count,
+                                                            "unit_price_fen": 150,
+                                                            "amount_fen": count * 150}]})
+                           | {"created_at": at.isoformat(), "cabinet_id": cabinet})
+        rejected, _ = backend.storage.receive(cabinet, records, None)
+        assert rejected == []
+    # A refund at one of them moves the fleet's figures too.
+    (refunded,) = backend.storage.fleet.records("sale", "cabinet-0002", 0, 1)
+    backend.storage.reviews.resolve("cabinet-0002", refunded["record_id"], "refund", [], "",
+                                    "admin")
+    query = "since=2026-11-21T09:30:00%2B08:00&until=2026-11-26T17:00:00%2B08:00&tz=Asia/Shanghai"
+    fleet = backend.operator("GET", f"sales/summary?{query}")[1]
+    each = [backend.operator("GET", f"sales/summary?{query}&cabinet_id={c}")[1]
+            for c in ("cabinet-0001", "cabinet-0002")]
+    assert fleet["revenue_fen"] == sum(s["revenue_fen"] for s in each) > 0
+    assert fleet["units"] == sum(s["units"] for s in each)
+    assert {c["cabinet_id"]: c["revenue_fen"] for c in fleet["by_cabinet"]} == {
+        s["by_cabinet"][0]["cabinet_id"]: s["revenue_fen"] for s in each}
+    assert [d["revenue_fen"] for d in fleet["by_day"]] == [
+        sum(x) for x in zip(*[[d["revenue_fen"] for d in s["by_day"]] for s in each])]
+    products = {p["sku"]: p["units"] for p in fleet["by_product"]}
+    assert products == {sku: sum(p["units"] for s in each for p in s["by_product"]
+                                 if p["sku"] == sku) for sku in products}
+
+
+def test_migration_0006_fills_the_fleet_s_rollups_from_the_hourly_one(backend_db_url):
+    import sqlalchemy as sa
+
+    from backend.storage.engine import make_engine, migrate
+    from backend.storage.schema import sales_cabinet_daily, sales_fleet_hourly, sales_hourly
+
+    migrate(backend_db_url, "0005")
+    engine = make_engine(backend_db_url)
+    hour = datetime(2026, 11, 30, 23, tzinfo=timezone.utc)
+    with engine.begin() as connection:
+        connection.execute(sa.insert(sales_hourly), [
+            {"cabinet_id": c, "hour": hour + timedelta(hours=h), "sku": "tea", "units": 2,
+             "revenue_fen": 700, "sales": 2} for c in ("a", "b") for h in (0, 1)])
+    migrate(backend_db_url)
+    with engine.connect() as connection:
+        fleet = connection.execute(sa.select(sales_fleet_hourly).order_by(
+            sales_fleet_hourly.c.hour)).all()
+        daily = connection.execute(sa.select(sales_cabinet_daily).order_by(
+            sales_cabinet_daily.c.day, sales_cabinet_daily.c.cabinet_id)).all()
+    engine.dispose()
+    assert [(r.units, r.revenue_fen) for r in fleet] == [(4, 1400), (4, 1400)]
+    assert [(r.day.replace(tzinfo=timezone.utc).day, r.cabinet_id, r.units) for r in daily] == [
+        (30, "a", 2), (30, "b", 2), (1, "a", 2), (1, "b", 2)]

@@ -141,6 +141,13 @@ def test_an_operator_runs_a_live_cabinet_from_the_back_office(fleet, size):
                    backend.storage.fleet.records("telemetry", "cabinet-0001", 0, 1000)]
         drawn = [tuple(point) for point in chart(page, "temperature-chart")["series"][0]]
         assert drawn and samples[:len(drawn)] == drawn
+        # Seven days: the hourly rollups, the mean of this hour's samples.
+        page.click('button[data-range="7d"]')
+        wait_for(lambda: len(chart(page, "temperature-chart")["series"]) > 3, timeout=10,
+                 what="the 7-day chart")
+        (hour,) = backend.operator("GET", "cabinets/cabinet-0001/rollups")[1]["climate"][-1:]
+        drawn = chart(page, "temperature-chart")["series"][0]
+        assert drawn[-1][1] == pytest.approx(hour["celsius_mean"], abs=0.01)
         no_sideways_scroll(page, width)
         assert page.problems == []
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import AwareDatetime
 
 from ..deps import Manager, Reader, StorageDep
-from ..protocol import (BIGINT_MAX, CABINET_ID, AlarmHistory, CabinetList, Counts, DeviceToken,
-                        Enrolment, Error, NewCabinet, RecordList)
+from ..protocol import (BIGINT_MAX, CABINET_ID, AlarmHistory, CabinetList, ClimateHours,
+                        Counts, DeviceToken, Enrolment, Error, NewCabinet, RecordList)
 from ..strict_json import StrictRoute
 
 router = APIRouter(prefix="/v1/operator", route_class=StrictRoute, tags=["fleet"],
@@ -56,6 +56,22 @@ def rollups(cabinet_id: CabinetPath, _: Reader, storage: StorageDep) -> dict[str
         hour["celsius_mean"] = (round(hour["celsius_sum"] / hour["samples"], 3)
                                 if hour["samples"] else None)
     return {"sales": storage.fleet.sales_by_hour(cabinet_id), "climate": climate}
+
+
+@router.get("/cabinets/{cabinet_id}/climate", response_model=ClimateHours)
+def climate(cabinet_id: CabinetPath, _: Reader, storage: StorageDep,
+            since: Annotated[AwareDatetime, Query(description="from this time, inclusive")],
+            until: Annotated[AwareDatetime, Query(description="to this time, exclusive")]
+            ) -> ClimateHours:
+    """Hour by hour in [since, until): samples, minimum, maximum and mean temperature, door
+    openings (kept for good, after the raw telemetry is pruned)."""
+    if until <= since:
+        raise HTTPException(422, "until must be after since")
+    hours = storage.fleet.climate_between(cabinet_id, since, until)
+    for hour in hours:
+        hour["celsius_mean"] = (round(hour["celsius_sum"] / hour["samples"], 3)
+                                if hour["samples"] else None)
+    return ClimateHours(hours=hours)
 
 
 @router.get("/cabinets/{cabinet_id}/alarms", response_model=AlarmHistory)

@@ -18,7 +18,7 @@ from .dialect import insert
 from .engine import aware, iso, utc_now
 from .errors import Forbidden
 from .schema import (alarms, cabinet_products, cabinets, climate_hourly, enrolments, records,
-                     sales_hourly)
+                     sales_cabinet_daily, sales_fleet_hourly, sales_hourly)
 
 # How long a device token checked against the database is believed without asking again. Every
 # upload and long-poll presents it; a token replaced through this instance stops working at once,
@@ -189,11 +189,14 @@ class Fleet:
 
     def sales_summary(self, cabinet_id: str | None, since: datetime, until: datetime
                       ) -> tuple[list[tuple[datetime, int, int]], list[dict], list[dict]]:
-        """From the hourly rollups, for the hours that start in [since, until): (hour, units,
+        """From the rollups, for the hours that start in [since, until): (hour, units,
         revenue) per hour; units, revenue and sales per product, top sellers first; units and
-        revenue per cabinet, highest first."""
-        h = sales_hourly.c
-        where = [h.hour >= since.astimezone(timezone.utc), h.hour < until.astimezone(timezone.utc)]
+        revenue per cabinet, highest first. One cabinet reads its own hourly rows; the fleet
+        reads the fleet's hourly rows, and ranks its cabinets from their daily rows (whole UTC
+        days) with the hourly rows of the part-days at the period's two ends."""
+        since, until = since.astimezone(timezone.utc), until.astimezone(timezone.utc)
+        h = (sales_hourly if cabinet_id else sales_fleet_hourly).c
+        where = [h.hour >= since, h.hour < until]
         if cabinet_id:
             where.append(h.cabinet_id == cabinet_id)
         units, revenue = sa.func.sum(h.units), sa.func.sum(h.revenue_fen)
@@ -205,11 +208,49 @@ class Fleet:
                          "sales": int(r[3])} for r in connection.execute(
                 sa.select(h.sku, units, revenue, sa.func.sum(h.sales)).where(*where)
                 .group_by(h.sku).order_by(revenue.desc(), h.sku))]
-            cabinets_ = [{"cabinet_id": r[0], "units": int(r[1]), "revenue_fen": int(r[2])}
-                         for r in connection.execute(
-                sa.select(h.cabinet_id, units, revenue).where(*where).group_by(h.cabinet_id)
-                .order_by(revenue.desc(), h.cabinet_id))]
+            if cabinet_id:
+                by_cabinet = {cabinet_id: [sum(u for _, u, _ in hours),
+                                           sum(r for _, _, r in hours)]} if hours else {}
+            else:
+                by_cabinet = self._by_cabinet(connection, since, until)
+        cabinets_ = sorted(({"cabinet_id": c, "units": u, "revenue_fen": r}
+                            for c, (u, r) in by_cabinet.items()),
+                           key=lambda x: (-x["revenue_fen"], x["cabinet_id"]))
         return hours, products, cabinets_
+
+    @staticmethod
+    def _by_cabinet(connection: sa.Connection, since: datetime, until: datetime
+                    ) -> dict[str, list[int]]:
+        first_day = since.replace(hour=0, minute=0, second=0, microsecond=0)
+        if first_day < since:
+            first_day += timedelta(days=1)
+        last_day = until.replace(hour=0, minute=0, second=0, microsecond=0)
+        totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+
+        def add(table, column, low, high):
+            t = table.c
+            for cabinet, u, r in connection.execute(
+                    sa.select(t.cabinet_id, sa.func.sum(t.units), sa.func.sum(t.revenue_fen))
+                    .where(t[column] >= low, t[column] < high).group_by(t.cabinet_id)):
+                totals[cabinet][0] += int(u)
+                totals[cabinet][1] += int(r)
+        if first_day < last_day:
+            add(sales_cabinet_daily, "day", first_day, last_day)
+            add(sales_hourly, "hour", since, first_day)
+            add(sales_hourly, "hour", last_day, until)
+        else:
+            add(sales_hourly, "hour", since, until)
+        return totals
+
+    def climate_between(self, cabinet_id: str, since: datetime, until: datetime
+                        ) -> list[dict[str, Any]]:
+        """The hourly climate rollups of the hours that start in [since, until)."""
+        c = climate_hourly.c
+        query = sa.select(climate_hourly).where(
+            c.cabinet_id == cabinet_id, c.hour >= since.astimezone(timezone.utc),
+            c.hour < until.astimezone(timezone.utc)).order_by(c.hour)
+        with self.engine.connect() as connection:
+            return [{**r._asdict(), "hour": iso(r.hour)} for r in connection.execute(query)]
 
     def climate_by_hour(self, cabinet_id: str) -> list[dict[str, Any]]:
         query = sa.select(climate_hourly).where(

@@ -22,10 +22,10 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from ..protocol import Record, RecordKind
-from . import reviews, stock
+from . import reviews, rollups, stock
 from .dialect import greatest, insert, least
 from .engine import hour_of, parse_time, utc_now
-from .schema import Time, alarms, cabinets, climate_hourly, commands, records, sales_hourly
+from .schema import Time, alarms, cabinets, climate_hourly, commands, records
 
 KINDS = [k.value for k in RecordKind]
 # Bounds on a sale, far above any real one, so that no sum of them overflows a BIGINT rollup:
@@ -112,12 +112,6 @@ class _Statements:
                 ("cabinet_id", "record_id", "seq", "kind", "created_at", "received_at")},
              "record": sa.bindparam("text", type_=sa.Text)}).on_conflict_do_nothing(
             index_elements=["cabinet_id", "record_id"]).returning(records.c.record_id)
-        sales = insert(dialect, sales_hourly)
-        self.sales_rollup = sales.on_conflict_do_update(
-            index_elements=["cabinet_id", "hour", "sku"],
-            set_={"units": sales_hourly.c.units + sales.excluded.units,
-                  "revenue_fen": sales_hourly.c.revenue_fen + sales.excluded.revenue_fen,
-                  "sales": sales_hourly.c.sales + sales.excluded.sales})
         climate = insert(dialect, climate_hourly)
         t, x = climate_hourly.c, climate.excluded
         self.climate_rollup = climate.on_conflict_do_update(
@@ -295,10 +289,7 @@ def _rollup(connection: sa.Connection, cabinet_id: str, new: list[tuple[Record, 
             opened = parse_time(body.get("door_opened_at"))
             if opened is not None:
                 climate[hour_of(opened)][4] += 1
-    if sales:
-        connection.execute(_statements(connection.dialect.name).sales_rollup, [
-            {"cabinet_id": cabinet_id, "hour": hour, "sku": sku, "units": u, "revenue_fen": r,
-             "sales": n} for (hour, sku), (u, r, n) in sorted(sales.items())])
+    rollups.add_sales(connection, cabinet_id, sales)
     if climate:
         connection.execute(_statements(connection.dialect.name).climate_rollup, [
             {"cabinet_id": cabinet_id, "hour": hour, "samples": n, "celsius_min": low,

@@ -18,11 +18,11 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from ..protocol import Record
-from . import audit, stock
+from . import audit, rollups, stock
 from .dialect import insert
 from .engine import aware, hour_of, iso, utc_now
 from .errors import Conflict, NotFound
-from .schema import adjustments, records, reviews, sales_hourly
+from .schema import adjustments, records, reviews
 
 # A sale's flags that need no person: none yet (every flag the cabinet sets is a doubt).
 QUIET_FLAGS: frozenset[str] = frozenset()
@@ -156,21 +156,13 @@ class Reviews:
 def _rollup(connection: sa.Connection, cabinet_id: str, created_at: datetime, was: Counter,
             now: Counter, was_fen: Counter, now_fen: Counter) -> None:
     """The sale's hour in the rollups moves by the adjustment, product by product."""
-    rows = []
+    changes = {}
     for sku in sorted(set(was) | set(now) | set(was_fen) | set(now_fen)):
         units, revenue = now[sku] - was[sku], now_fen[sku] - was_fen[sku]
         sales = (now[sku] > 0) - (was[sku] > 0)
         if units or revenue or sales:
-            rows.append({"cabinet_id": cabinet_id, "hour": hour_of(created_at),
-                         "sku": sku[:64], "units": units, "revenue_fen": revenue,
-                         "sales": sales})
-    if rows:
-        statement = insert(connection.dialect.name, sales_hourly)
-        connection.execute(statement.on_conflict_do_update(
-            index_elements=["cabinet_id", "hour", "sku"],
-            set_={"units": sales_hourly.c.units + statement.excluded.units,
-                  "revenue_fen": sales_hourly.c.revenue_fen + statement.excluded.revenue_fen,
-                  "sales": sales_hourly.c.sales + statement.excluded.sales}), rows)
+            changes[(hour_of(created_at), sku[:64])] = [units, revenue, sales]
+    rollups.add_sales(connection, cabinet_id, changes)
 
 
 def _adjustment(r) -> dict[str, Any]:

@@ -133,6 +133,7 @@ sales_hourly = sa.Table(
     sa.Column("units", sa.BigInteger, nullable=False),
     sa.Column("revenue_fen", sa.BigInteger, nullable=False),
     sa.Column("sales", sa.BigInteger, nullable=False),  # sales with this product in them
+    sa.Index("sales_hourly_by_hour", "hour"),              # (0006) the fleet's short periods
 )
 
 climate_hourly = sa.Table(
@@ -257,4 +258,24 @@ planograms = sa.Table(
     sa.Column("document", Json, nullable=False),
     sa.Column("reason", sa.String(32)),
     sa.Column("reported_at", Time, nullable=False),
+)
+
+# The fleet's sales rollups (0006), kept with sales_hourly in the same transaction: per hour and
+# product for the whole fleet, so that a year of the fleet is 8 760 x products rows, not that
+# times the cabinets; and per cabinet and UTC day, for the cabinets' ranking over long periods.
+sales_fleet_hourly = sa.Table(
+    "sales_fleet_hourly", metadata,
+    sa.Column("hour", Time, primary_key=True),
+    sa.Column("sku", sa.String(64), primary_key=True),
+    sa.Column("units", sa.BigInteger, nullable=False),
+    sa.Column("revenue_fen", sa.BigInteger, nullable=False),
+    sa.Column("sales", sa.BigInteger, nullable=False),
+)
+
+sales_cabinet_daily = sa.Table(
+    "sales_cabinet_daily", metadata,
+    sa.Column("day", Time, primary_key=True),                 # 00:00 UTC
+    sa.Column("cabinet_id", sa.String(64), primary_key=True),
+    sa.Column("units", sa.BigInteger, nullable=False),
+    sa.Column("revenue_fen", sa.BigInteger, nullable=False),
 )

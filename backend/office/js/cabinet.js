@@ -100,8 +100,8 @@ export async function render(main, { me, params, problem }) {
       }), true);
       return;
     }
-    const { climate } = await get(`${base}/rollups`);
-    const recent = climate.filter((x) => new Date(x.hour).getTime() >= now - 7 * 86400e3);
+    const { hours: recent } = await get(`${base}/climate` + query({
+      since: new Date(now - 7 * 86400e3).toISOString(), until: new Date(now + 3600e3).toISOString() }));
     plot.setOption(chartOption({
       temperature: recent.map((x) => [x.hour, x.celsius_mean]),
       low: recent.map((x) => [x.hour, x.celsius_min]), high: recent.map((x) => [x.hour, x.celsius_max]),
