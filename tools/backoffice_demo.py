@@ -170,8 +170,10 @@ def _poisson(rng: random.Random, mean: float) -> int:
 
 
 def fill(db_url: str, cabinets: int, days: int, sales_per_day: float, seed: int = 1,
-         until: datetime | None = None, out=sys.stdout) -> dict[str, int]:
-    """Send `days` days of history, ending at `until` (now), from `cabinets` cabinets."""
+         until: datetime | None = None, out=sys.stdout, first_cabinet: int = 1
+         ) -> dict[str, int]:
+    """Send `days` days of history, ending at `until` (now), from `cabinets` cabinets
+    (demo-NNNN from `first_cabinet` on)."""
     migrate(db_url)
     storage = Storage(db_url)
     planogram = tomllib.loads(PLANOGRAM.read_text())
@@ -185,7 +187,7 @@ def fill(db_url: str, cabinets: int, days: int, sales_per_day: float, seed: int 
     counts = {"sale": 0, "inventory": 0, "telemetry": 0, "alarm": 0, "planogram": 0}
     started = time.monotonic()
     try:
-        for n in range(1, cabinets + 1):
+        for n in range(first_cabinet, first_cabinet + cabinets):
             cabinet_id = f"demo-{n:04d}"
             if cabinet_id not in known:
                 storage.fleet.add_cabinet(cabinet_id, actor="demo")
@@ -203,9 +205,9 @@ def fill(db_url: str, cabinets: int, days: int, sales_per_day: float, seed: int 
             if pending:
                 _send(storage, cabinet_id, pending, counts)
             storage.stock.set_par(cabinet_id, par, "demo")
-            if n % 10 == 0 or n == cabinets:
+            if n % 10 == 0 or n == first_cabinet + cabinets - 1:
                 rate = sum(counts.values()) / (time.monotonic() - started)
-                print(f"{n}/{cabinets} cabinets, {counts['sale']} sales, "
+                print(f"{n - first_cabinet + 1}/{cabinets} cabinets, {counts['sale']} sales, "
                       f"{sum(counts.values())} records ({rate:,.0f}/s)", file=out, flush=True)
     finally:
         storage.close()
@@ -230,10 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sales-per-day", type=float, default=40.0,
                         help="a cabinet's mean sales on a weekday (each cabinet varies)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--first", type=int, default=1,
+                        help="the first cabinet's number (to fill in several processes)")
+    parser.add_argument("--until", type=datetime.fromisoformat, default=None,
+                        help="the history's end, with its zone (default: now)")
     args = parser.parse_args(argv)
     if args.cabinets < 1 or args.days < 1 or args.sales_per_day < 0:
         parser.error("--cabinets and --days must be at least 1, --sales-per-day not negative")
-    counts = fill(args.db, args.cabinets, args.days, args.sales_per_day, args.seed)
+    counts = fill(args.db, args.cabinets, args.days, args.sales_per_day, args.seed,
+                  until=args.until, first_cabinet=args.first)
     print(f"done: {counts['sale']} sales, {counts['inventory']} restocks, "
           f"{counts['telemetry']} temperature samples, {counts['alarm']} alarm records")
     return 0

@@ -170,7 +170,9 @@ class Fleet:
             records.c.kind == kind, records.c.created_at >= since, records.c.created_at < until)
         if cabinet_id:
             query = query.where(records.c.cabinet_id == cabinet_id)
-        query = query.order_by(records.c.created_at.desc(), records.c.seq.desc()).limit(limit)
+        # By time alone: the (kind, created_at) index then hands the newest over in order
+        # (a second sort key made PostgreSQL sort a year of sales to return fifty).
+        query = query.order_by(records.c.created_at.desc()).limit(limit)
         with self.engine.connect() as connection:
             return list(connection.execute(query).scalars())
 

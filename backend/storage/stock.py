@@ -170,8 +170,11 @@ class Stock:
         over the last VELOCITY_DAYS)."""
         since = hour_of(utc_now()) - timedelta(days=VELOCITY_DAYS)
         h = sales_hourly.c
+        recent = [h.hour >= since]
+        if cabinet_ids is not None:
+            recent.append(h.cabinet_id.in_(cabinet_ids))
         velocity = (sa.select(h.cabinet_id, h.sku, sa.func.sum(h.units).label("units"))
-                    .where(h.hour >= since).group_by(h.cabinet_id, h.sku).subquery())
+                    .where(*recent).group_by(h.cabinet_id, h.sku).subquery())
         query = (sa.select(products, velocity.c.units).select_from(products.outerjoin(
             velocity, sa.and_(velocity.c.cabinet_id == products.c.cabinet_id,
                               velocity.c.sku == products.c.sku)))

@@ -107,6 +107,28 @@ def scan_year(db_url: str, now: datetime) -> float:
     return time.perf_counter() - started
 
 
+def fill_in_parallel(db: str, args, now: datetime) -> None:
+    """tools/backoffice_demo.py in --jobs processes, each a share of the cabinets."""
+    import subprocess
+
+    from backend.storage.engine import migrate
+
+    migrate(db)     # once, before the processes race to do it
+    share = -(-args.cabinets // args.jobs)
+    demo = Path(__file__).resolve().parents[1] / "backoffice_demo.py"
+    jobs = [subprocess.Popen([sys.executable, str(demo), "--db", db, "--first", str(first),
+                              "--cabinets", str(min(share, args.cabinets - first + 1)),
+                              "--days", str(args.days), "--sales-per-day",
+                              str(args.sales_per_day), "--until", now.isoformat()],
+                             stdout=subprocess.PIPE, text=True)
+            for first in range(1, args.cabinets + 1, share)]
+    for job in jobs:
+        out, _ = job.communicate()
+        if job.returncode:
+            raise SystemExit(f"demo fill failed: {out[-500:]}")
+        print(out.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cabinets", type=int, default=1000)
@@ -115,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--db", help="an existing PostgreSQL database (default: a private one)")
     parser.add_argument("--no-fill", action="store_true", help="use --db as it is")
+    parser.add_argument("--jobs", type=int, default=2, help="processes filling the demo")
     args = parser.parse_args(argv)
     print("command:", " ".join(["tools/bench/backoffice.py", *(argv or sys.argv[1:])]))
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} at the start")
@@ -122,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     from backend.server import ThreadedServer
     from backend.storage import Storage
     from tools.backend.postgres import PrivatePostgres
-    from tools.backoffice_demo import fill
 
     server = None if args.db else PrivatePostgres().start()
     db = args.db or server.url
@@ -130,9 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         now = datetime.now(timezone.utc)
         if not args.no_fill:
             started = time.perf_counter()
-            counts = fill(db, args.cabinets, args.days, args.sales_per_day, until=now)
-            print(f"demo history: {counts['sale']:,} sales, {sum(counts.values()):,} records in "
-                  f"{time.perf_counter() - started:.0f} s")
+            fill_in_parallel(db, args, now)
+            print(f"demo history filled in {time.perf_counter() - started:.0f} s")
         storage = Storage(db)
         name = f"bench-{os.getpid()}"
         storage.people.create_user(name, "admin", "bench password 1", "bench")
