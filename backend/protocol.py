@@ -326,6 +326,7 @@ class AccessCode(BaseModel):
     key_id: int
     issued_at: str
     expires_at: str
+    qr_svg: str = Field(description="the code as a QR (SVG), to print or show on a phone")
 
 
 # --- people ---------------------------------------------------------------------------------------

@@ -302,3 +302,60 @@ def test_the_tour_writes_every_page_at_both_sizes_in_both_languages(tmp_path):
                 for size in SIZES for lang in LANGUAGES}
     assert {p.name for p in written} == expected
     assert all(p.stat().st_size > 10_000 for p in written)   # drawn pages, not blank ones
+
+
+def test_an_access_code_made_on_the_cabinet_page_opens_it_and_a_face_is_enrolled(tmp_path):
+    """The cabinet page's access card: a signed code shown as a QR (decoded from the picture
+    the browser drew) that the cabinet's scanner accepts; a member's photographs, with consent,
+    enrolled on the cabinet."""
+    import zxingcpp
+    from PIL import Image
+
+    from cabinet.access.codes import ensure_key_pair, read_private_key
+
+    from .test_face import FACES, needs_model
+
+    if needs_model.args[0]:
+        pytest.skip(needs_model.kwargs["reason"])
+    path, _ = ensure_key_pair(tmp_path / "data" / "sim")   # the key the simulation trusts
+    backend, daemon = start_synced(tmp_path, [], backend_kw={"service_kw": {
+        "signing_key": read_private_key(path), "key_id": 0, "alert_settings": None}})
+    backend.storage.people.create_user("dolma", "operator", PASSWORD, "test")
+    try:
+        with browser(SIZES["phone"]) as page:
+            log_in(page, backend.url, "dolma")
+            page.goto(backend.url + "/office/#/cabinet/cabinet-0001")
+            form = page.locator("#access-code-form")
+            form.locator("input[name=subject]").fill("acct-qr-1")
+            form.locator("input[name=minutes]").fill("5")
+            form.locator("button[type=submit]").click()
+            image = page.locator("#access-code img.qr")
+            image.wait_for()
+            picture = Image.open(io.BytesIO(image.screenshot()))
+            (found,) = zxingcpp.read_barcodes(picture)
+            assert found.text == image.get_attribute("data-code")
+            wait_idle(daemon)
+            daemon.post("/sim/scan", {"text": found.text})
+            wait_for(lambda: daemon.state()["lock"] == "unlocked", timeout=10,
+                     what="the code to open the cabinet")
+            daemon.post("/sim/door", {"state": "open"})
+            daemon.post("/sim/door", {"state": "closed"})
+
+            enrol = page.locator("#enrol-face")
+            enrol.locator("input[name=member]").fill("m-obama")
+            enrol.locator("input[name=photos]").set_input_files(
+                sorted(str(p) for p in (FACES / "train" / "obama").iterdir()))
+            enrol.locator("button[type=submit]").click()      # no consent: the browser stops it
+            assert page.locator('#command-table tr[data-type="enroll_faces"]').count() == 0
+            enrol.locator("input[name=consent]").check()
+            enrol.locator("button[type=submit]").click()
+            page.locator('#command-table tr[data-type="enroll_faces"] [data-status="done"]'
+                         ).wait_for(timeout=30000)
+            wait_for(lambda: daemon.state()["face"]["members"] == 1, timeout=10)
+            entries = backend.operator("GET", "audit?cabinet_id=cabinet-0001")[1]["entries"]
+            assert any(e["actor"] == "dolma" and e["action"] == "command:enroll_faces"
+                       for e in entries)
+            assert page.problems == []
+    finally:
+        daemon.terminate()
+        backend.close()

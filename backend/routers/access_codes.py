@@ -35,5 +35,8 @@ def mint(body: AccessCodeRequest, person: Manager, request: Request,
     storage.record_action(person.username, "access_code", None, audience=body.audience,
                           subject=body.subject, role=body.role,
                           lifetime_seconds=body.lifetime_seconds)
+    from cabinet.access.qr_render import qr_svg
+
     return AccessCode(code=code, key_id=key_id, issued_at=iso(from_unix(issued)),
-                      expires_at=iso(from_unix(issued + body.lifetime_seconds)))
+                      expires_at=iso(from_unix(issued + body.lifetime_seconds)),
+                      qr_svg=qr_svg(code))

@@ -30,6 +30,7 @@ export async function render(main, { me, params, problem }) {
       h("section", { class: "card wide" }, h("h2", { id: "chart-title" }), rangeButtons, chart),
       h("section", { class: "card" }, h("h2", {}, t("alarms")), alarms),
       actions(me, base, id, problem, () => refreshCommands()),
+      access(me, base, id, problem, () => refreshCommands()),
       h("section", { class: "card wide" }, h("h2", {}, t("commands")), commands),
       h("section", { class: "card wide" }, h("h2", {}, t("recent_sessions")), sales)));
   const plot = echarts.init(chart);
@@ -175,6 +176,50 @@ function actions(me, base, id, problem, changed) {
   if (!forms.length && !buttons.length) return h("span", { hidden: true });
   return h("section", { class: "card", id: "actions" }, h("h2", {}, t("actions")), forms,
            h("div", { class: "filters" }, buttons));
+}
+
+// Face enrolment (with the member's consent, photographs measured by the backend and dropped)
+// and access codes (a signed QR a shopper or technician scans at this cabinet).
+function access(me, base, id, problem, changed) {
+  if (!me.permissions.includes("fleet")) return h("span", { hidden: true });
+  const member = h("input", { name: "member", placeholder: t("member_id"), required: true, size: 14 });
+  const photos = h("input", { name: "photos", type: "file", accept: "image/jpeg,image/png", multiple: true, required: true });
+  const consent = h("input", { name: "consent", type: "checkbox", required: true });
+  const enrol = h("form", { class: "inline", id: "enrol-face", onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      const files = [...photos.files].slice(0, 5);
+      const encoded = await Promise.all(files.map((f) => new Promise((resolve, reject) => {
+        const reader = new FileReader();
+        reader.onload = () => resolve(String(reader.result).split(",", 2)[1]);
+        reader.onerror = () => reject(reader.error);
+        reader.readAsDataURL(f);
+      })));
+      await post(`${base}/faces`, { member_id: member.value.trim(), consent: consent.checked, photos: encoded });
+      problem("");
+      changed();
+    } catch (err) { problem(err.message); }
+  } }, h("b", {}, t("enrol_face")), member, photos, h("label", {}, consent, ` ${t("consent")}`),
+    h("button", { class: "action", type: "submit" }, t("send")));
+  const subject = h("input", { name: "subject", placeholder: t("account"), required: true, size: 14 });
+  const role = h("select", { name: "role" }, h("option", { value: "shopper" }, t("shopper")),
+                 h("option", { value: "technician" }, t("technician")));
+  const minutes = h("input", { name: "minutes", type: "number", min: 1, max: 1440, value: 10, size: 4 });
+  const shown = h("div", { id: "access-code" });
+  const code = h("form", { class: "inline", id: "access-code-form", onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      const made = await post("/v1/operator/access-codes", { audience: id, subject: subject.value.trim(),
+        role: role.value, lifetime_seconds: Math.round(Number(minutes.value) * 60) });
+      shown.replaceChildren(
+        h("img", { class: "qr", alt: made.code, "data-code": made.code,
+                   src: "data:image/svg+xml;charset=utf-8," + encodeURIComponent(made.qr_svg) }),
+        h("p", { class: "muted" }, `${t("valid_until")} ${when(made.expires_at)}`));
+      problem("");
+    } catch (err) { problem(err.message); }
+  } }, h("b", {}, t("access_code")), subject, role, h("label", {}, minutes, " min"),
+    h("button", { class: "action", type: "submit" }, t("make_code")));
+  return h("section", { class: "card", id: "access" }, h("h2", {}, t("access")), enrol, code, shown);
 }
 
 function tone(status) {

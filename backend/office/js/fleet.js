@@ -69,8 +69,8 @@ export async function render(main) {
       { key: "version", label: t("version"), value: (c) => c.software_version, cell: (c) => c.software_version || "–" },
     ];
     const el = table(columns, shown, { ...sort, id: "fleet-table" });
-    el.addEventListener("click", (e) => {
-      const th = e.target.closest("th");
+    el.addEventListener("click", () => {   // after the table re-sorted itself: keep its order
+      const th = el.querySelector("th.sorted");
       if (th) sort = { sortKey: th.dataset.key, up: th.classList.contains("up") };
     });
     list.replaceChildren(el);

@@ -57,6 +57,10 @@ const STRINGS = {
     disabled: "disabled", enable: "Enable", disable: "Disable", set_password: "Set password",
     new_password: "New password (at least 10 characters):", add_account: "Add account",
     sold_out: "Sold out", alarm_history: "Alarms, last 7 days", cleared: "cleared",
+    access: "Faces and access codes", enrol_face: "Enrol a face", member_id: "member id",
+    consent: "the member agreed", access_code: "Access code", account: "account",
+    shopper: "shopper", technician: "technician", make_code: "Make code", valid_until: "valid until",
+    enroll_faces: "Enrol faces",
   },
   zh: {
     title: "售货柜后台", nav_fleet: "柜机", nav_sales: "销售", logout: "退出",
@@ -113,6 +117,10 @@ const STRINGS = {
     disabled: "已停用", enable: "启用", disable: "停用", set_password: "设置密码",
     new_password: "新密码（至少 10 个字符）：", add_account: "添加账户",
     sold_out: "售罄", alarm_history: "告警（最近 7 天）", cleared: "已清除",
+    access: "人脸与通行码", enrol_face: "录入人脸", member_id: "会员编号",
+    consent: "会员已同意", access_code: "通行码", account: "账户",
+    shopper: "顾客", technician: "技术员", make_code: "生成", valid_until: "有效期至",
+    enroll_faces: "录入人脸",
   },
 };
 
