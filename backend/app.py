@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException  # FastAPI's own and Starlette's 
 
 from . import alerts
 from .alerts import AlertSettings
-from .routers import (access_codes, alert_rules, cabinets, commands, exports, fleet, office,
+from .routers import (access_codes, ads, alert_rules, cabinets, commands, exports, fleet, office,
                       people, reviews, sales, stock)
 from .storage import Storage
 from .storage.errors import Conflict, Forbidden, LoginRefused, NotFound, TooLarge
@@ -77,7 +77,7 @@ def create_app(storage: Storage, *, signing_key=None, key_id: int = 0,
     app.state.signing_key, app.state.key_id = signing_key, key_id
     # fleet last: its GET /v1/operator/{collection} would otherwise shadow /users and /audit.
     for module in (cabinets, people, commands, access_codes, exports, sales, stock, reviews,
-                   alert_rules, fleet):
+                   alert_rules, ads, fleet):
         app.include_router(module.router)
     office.mount(app)
     _errors(app)

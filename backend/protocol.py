@@ -592,3 +592,21 @@ class Alert(BaseModel):
 
 class AlertList(BaseModel):
     alerts: list[Alert]
+
+
+# --- ads --------------------------------------------------------------------------------------
+AD_TYPES = ("image/png", "image/jpeg", "image/webp", "video/mp4", "video/webm")
+
+
+class AdFile(BaseModel):
+    sha256: str
+    name: str
+    content_type: str
+    bytes: int
+    uploaded_by: str
+    uploaded_at: str
+    url_path: str = Field(description="where cabinets fetch it, under this backend's address")
+
+
+class AdList(BaseModel):
+    ads: list[AdFile]

@@ -31,6 +31,7 @@ PAGES = {
     "review": ("#/review", "#reviews section, #reviews p"),
     "stock": ("#/stock", "#pick-total, #stock p"),
     "alerts": ("#/alerts", "#alerts table, #alerts p"),
+    "ads": ("#/ads", "#ad-library table, #ad-library p"),
     "people": ("#/people", "#audit-table, #audit p"),
 }
 

@@ -1,5 +1,6 @@
 """The backend's one storage layer: every SQL statement of the service is in this package, behind
-`Storage` (fleet, commands, people, stock, reviews, alerts, audit). Handlers call its methods and never
+`Storage` (fleet, commands, people, stock, reviews, alerts, ads,
+audit). Handlers call its methods and never
 write SQL."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from . import audit, ingest
+from .ads import Ads
 from .alerts import Alerts
 from .commands import Commands
 from .engine import make_engine
@@ -27,6 +29,7 @@ class Storage:
         self.stock = Stock(self.engine)
         self.reviews = Reviews(self.engine)
         self.alerts = Alerts(self.engine)
+        self.ads = Ads(self.engine)
 
     def receive(self, cabinet_id: str, raw_records: list[dict], max_command_bytes: int | None
                 ) -> tuple[list[dict], list[dict]]:

@@ -279,3 +279,16 @@ sales_cabinet_daily = sa.Table(
     sa.Column("units", sa.BigInteger, nullable=False),
     sa.Column("revenue_fen", sa.BigInteger, nullable=False),
 )
+
+# The operators' ad files (0007), addressed by their sha256: a set_ads playlist names them by a
+# URL under /v1/ads/ and the cabinet keeps a file only when its sha256 matches.
+ads = sa.Table(
+    "ads", metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("content_type", sa.String(100), nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("uploaded_by", sa.String(64), nullable=False),
+    sa.Column("uploaded_at", Time, nullable=False),
+)

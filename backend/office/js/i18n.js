@@ -61,6 +61,9 @@ const STRINGS = {
     consent: "the member agreed", access_code: "Access code", account: "account",
     shopper: "shopper", technician: "technician", make_code: "Make code", valid_until: "valid until",
     enroll_faces: "Enrol faces",
+    nav_ads: "Ads", upload: "Upload", ad_library: "Ad files", send_to: "Send the checked ads to",
+    send_playlist: "Send playlist", playlist_sent: "Playlist of {0} ads sent to {1} cabinets.",
+    set_ads: "Ads playlist",
   },
   zh: {
     title: "售货柜后台", nav_fleet: "柜机", nav_sales: "销售", logout: "退出",
@@ -121,6 +124,9 @@ const STRINGS = {
     consent: "会员已同意", access_code: "通行码", account: "账户",
     shopper: "顾客", technician: "技术员", make_code: "生成", valid_until: "有效期至",
     enroll_faces: "录入人脸",
+    nav_ads: "广告", upload: "上传", ad_library: "广告文件", send_to: "将勾选的广告发送到",
+    send_playlist: "发送播放列表", playlist_sent: "已将 {0} 个广告的播放列表发送到 {1} 台柜机。",
+    set_ads: "广告播放列表",
   },
 };
 

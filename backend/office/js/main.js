@@ -1,5 +1,5 @@
 // The back office's frame: log in, then route #/fleet, #/cabinet/ID, #/planogram/ID, #/sales,
-// #/review, #/stock, #/alerts and #/people to their views.
+// #/review, #/stock, #/alerts, #/ads and #/people to their views.
 // A view is `render(main, context)` and returns a function that stops its timers.
 
 import * as api from "./api.js";
@@ -13,11 +13,12 @@ import * as stock from "./stock.js";
 import * as alerts from "./alerts.js";
 import * as planogram from "./planogram.js";
 import * as people from "./people.js";
+import * as ads from "./ads.js";
 
 const ROUTES = [
   [/^#\/fleet$/, fleet], [/^#\/cabinet\/([^/]+)$/, cabinet], [/^#\/sales$/, sales],
   [/^#\/review$/, review], [/^#\/stock$/, stock], [/^#\/alerts$/, alerts],
-  [/^#\/planogram\/([^/]+)$/, planogram], [/^#\/people$/, people],
+  [/^#\/planogram\/([^/]+)$/, planogram], [/^#\/people$/, people], [/^#\/ads$/, ads],
 ];
 let me = null;
 let stop = () => {};
