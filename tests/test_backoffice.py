@@ -56,6 +56,12 @@ def browser(size):
             chromium.close()
 
 
+def expect(locator):
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
 def log_in(page, url, username):
     page.goto(url + "/")
     page.fill("#username", username)
@@ -76,20 +82,25 @@ def no_sideways_scroll(page, width):
     assert page.evaluate("document.documentElement.scrollWidth") <= width
 
 
-def sell_water(backend, daemon):
-    """A shopper's phone scans the screen, the backend unlocks, a bottle is taken."""
+def phone_unlock(backend, daemon, subject):
+    """A shopper's phone scans the idle screen and the backend unlocks for it."""
     state = wait_for(lambda: (s := daemon.state())["session"] is None
-                     and all(sh["stable"] for sh in s["shelves"]) and s, timeout=15,
+                     and all(sh["stable"] for sh in s["shelves"]) and s, timeout=20,
                      what="idle, shelves stable")
     nonce = state["screen_qr"]["url"].split("?n=")[1]
     status, _ = backend.operator("POST", "cabinets/cabinet-0001/commands", {
-        "type": "remote_unlock", "args": {"nonce": nonce, "subject": "acct-phone-1"}})
+        "type": "remote_unlock", "args": {"nonce": nonce, "subject": subject}})
     assert status == 201
     wait_for(lambda: daemon.state()["lock"] == "unlocked", timeout=10, what="the lock to open")
+
+
+def sell_water(backend, daemon, subject="acct-phone-1"):
+    """A shopper opens with a phone and takes a bottle; returns the receipt."""
+    phone_unlock(backend, daemon, subject)
     daemon.post("/sim/door", {"state": "open"})
     daemon.post("/sim/shelf", {"shelf": 1, "take": {"water-550ml": 1}})
     daemon.post("/sim/door", {"state": "closed"})
-    assert wait_for(lambda: daemon.state()["receipt"], timeout=15)["total_fen"] == 200
+    return wait_for(lambda: daemon.state()["receipt"], timeout=15)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -107,10 +118,9 @@ def test_an_operator_runs_a_live_cabinet_from_the_back_office(fleet, size):
         page.click('header a[href="#/sales"]')
         page.wait_for_selector("#transactions")
         assert sum(chart(page, "chart-by-day")["series"][0]) == 0
-        sell_water(backend, daemon)
+        assert sell_water(backend, daemon)["total_fen"] == 200
         page.wait_for_selector('#transaction-table li[data-sku="water-550ml"]')
-        page.wait_for_function("document.getElementById('period-revenue').textContent"
-                               " === '¥2.00'")
+        expect(page.locator("#period-revenue")).to_have_text("¥2.00", timeout=20000)
         assert sum(chart(page, "chart-by-day")["series"][0]) == 2.0
         assert chart(page, "chart-by-day")["series"][1][-1] == 1       # today's units
         top = chart(page, "chart-top")
@@ -213,13 +223,9 @@ def test_a_flagged_sale_is_resolved_on_the_review_page_and_stock_follows(fleet, 
         wait_idle(daemon)
         page.locator('#command-table tr[data-type="restock_mode"] [data-status="done"]').wait_for()
         sell_water(backend, daemon)          # the water's price reaches the backend
-        wait_idle(daemon)
 
         # A sale the shelves cannot explain: 300 g gone from shelf 1.
-        nonce = daemon.state()["screen_qr"]["url"].split("?n=")[1]
-        backend.operator("POST", "cabinets/cabinet-0001/commands", {
-            "type": "remote_unlock", "args": {"nonce": nonce, "subject": "acct-phone-2"}})
-        wait_for(lambda: daemon.state()["lock"] == "unlocked", timeout=10, what="the unlock")
+        phone_unlock(backend, daemon, "acct-phone-2")
         daemon.post("/sim/door", {"state": "open"})
         daemon.post("/sim/shelf", {"shelf": 1, "grams": -300})
         daemon.post("/sim/door", {"state": "closed"})
@@ -276,21 +282,13 @@ def test_prices_changed_on_the_planogram_page_are_applied_and_charged(fleet):
         row.locator("input[name=price_fen]").fill("250")
         page.click("#planogram-form button[type=submit]")
         page.locator('#planogram-commands li[data-status="done"]').wait_for()
-        page.wait_for_function("document.getElementById('planogram-version').textContent"
-                               " === 'example-2'")
+        # (Matchers, not wait_for_function: the page's policy forbids evaluating strings.)
+        expect(page.locator("#planogram-version")).to_have_text("example-2", timeout=20000)
         prices = {p["sku"]: p["price_fen"] for p in backend.storage.stock.products(
             ["cabinet-0001"])}
         assert prices["water-550ml"] == 250 and prices["tea-500ml"] == 350
         # The next bottle is charged at the new price.
-        state = wait_for(lambda: (s := daemon.state())["session"] is None and s, timeout=10)
-        nonce = state["screen_qr"]["url"].split("?n=")[1]
-        backend.operator("POST", "cabinets/cabinet-0001/commands", {
-            "type": "remote_unlock", "args": {"nonce": nonce, "subject": "acct-phone-3"}})
-        wait_for(lambda: daemon.state()["lock"] == "unlocked", timeout=10, what="the unlock")
-        daemon.post("/sim/door", {"state": "open"})
-        daemon.post("/sim/shelf", {"shelf": 1, "take": {"water-550ml": 1}})
-        daemon.post("/sim/door", {"state": "closed"})
-        assert wait_for(lambda: daemon.state()["receipt"], timeout=15)["total_fen"] == 250
+        assert sell_water(backend, daemon, "acct-phone-3")["total_fen"] == 250
         # (Chromium logs the refused request itself; nothing else went wrong.)
         assert [p for p in page.problems if "status of 422" not in p] == []
 
