@@ -64,6 +64,8 @@ const STRINGS = {
     nav_ads: "Ads", upload: "Upload", ad_library: "Ad files", send_to: "Send the checked ads to",
     send_playlist: "Send playlist", playlist_sent: "Playlist of {0} ads sent to {1} cabinets.",
     set_ads: "Ads playlist",
+    table_sales: "Sales", table_inventory: "Inventory records", table_adjustments: "Adjustments",
+    table_temperature: "Temperature",
   },
   zh: {
     title: "售货柜后台", nav_fleet: "柜机", nav_sales: "销售", logout: "退出",
@@ -127,6 +129,8 @@ const STRINGS = {
     nav_ads: "广告", upload: "上传", ad_library: "广告文件", send_to: "将勾选的广告发送到",
     send_playlist: "发送播放列表", playlist_sent: "已将 {0} 个广告的播放列表发送到 {1} 台柜机。",
     set_ads: "广告播放列表",
+    table_sales: "销售", table_inventory: "库存记录", table_adjustments: "调整记录",
+    table_temperature: "温度",
   },
 };
 

@@ -27,12 +27,14 @@ export async function render(main, { problem }) {
     [["7", t("last_7")], ["30", t("last_30")], ["month", t("this_month")], ["today", t("today")]]
       .map(([v, label]) => h("option", { value: v }, label)));
   const cabinet = h("select", { id: "cabinet" }, h("option", { value: "" }, t("all")));
+  const exportTable = h("select", { id: "export-table" }, ["sales", "inventory", "adjustments", "temperature"]
+    .map((x) => h("option", { value: x }, t(`table_${x}`))));
   const exportButton = h("button", { class: "action", type: "button", id: "export" }, t("export_csv"));
   const totals = h("div", { class: "totals", id: "sales-totals" });
   const charts = Object.fromEntries(CHARTS.map((c) => [c, h("div", { class: "chart", id: `chart-${c}` })]));
   const list = h("div", { id: "transactions" });
   main.append(h("h1", {}, t("nav_sales")),
-    h("div", { class: "filters" }, choice, cabinet, exportButton),
+    h("div", { class: "filters" }, choice, cabinet, exportTable, exportButton),
     h("section", { class: "card" }, totals),
     h("div", { class: "grid" },
       h("section", { class: "card wide" }, h("h2", {}, t("by_day")), charts["by-day"]),
@@ -64,8 +66,9 @@ export async function render(main, { problem }) {
   exportButton.addEventListener("click", async () => {
     const { since, until } = period(choice.value);
     try {
-      await download("/v1/operator/exports/sales.csv" + query(
-        { since: since.toISOString(), until: until.toISOString(), cabinet_id: cabinet.value }), "sales.csv");
+      await download(`/v1/operator/exports/${exportTable.value}.csv` + query(
+        { since: since.toISOString(), until: until.toISOString(), cabinet_id: cabinet.value }),
+        `${exportTable.value}.csv`);
     } catch (e) { problem(e.message); }
   });
   choice.addEventListener("change", () => refresh().catch((e) => problem(e.message)));
