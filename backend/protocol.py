@@ -19,6 +19,9 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstr
                       model_validator)
 
 BIGINT_MAX = 2 ** 63 - 1
+# Bounds on a sale, far above any real one, so that no sum of them overflows a BIGINT rollup:
+# 100 million yuan a line, a million of one product, ten thousand lines.
+MAX_FEN, MAX_COUNT, MAX_LINES = 10 ** 10, 10 ** 6, 10 ** 4
 CABINET_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 CabinetId = Annotated[str, StringConstraints(pattern=CABINET_ID)]
 Seq = Annotated[int, Field(ge=1, le=BIGINT_MAX, strict=True)]
@@ -455,8 +458,15 @@ class PickList(BaseModel):
 
 class AdjustmentLine(Strict):
     sku: Sku
-    count: Annotated[int, Field(ge=0, le=1000000)]
-    unit_price_fen: Annotated[int, Field(ge=0, le=10**10)]
+    count: Annotated[int, Field(ge=0, le=MAX_COUNT)]
+    unit_price_fen: Annotated[int, Field(ge=0, le=MAX_FEN)]
+
+    @model_validator(mode="after")
+    def _within_a_sale_s_bounds(self):
+        # As a sale's line is bounded (so no sum of them overflows a rollup).
+        if self.count * self.unit_price_fen > MAX_FEN:
+            raise ValueError(f"count x unit_price_fen is at most {MAX_FEN} fen a line")
+        return self
 
 
 class Resolution(Strict):

@@ -834,3 +834,32 @@ def test_migration_0006_fills_the_fleet_s_rollups_from_the_hourly_one(backend_db
     assert [(r.units, r.revenue_fen) for r in fleet] == [(4, 1400), (4, 1400)]
     assert [(r.day.replace(tzinfo=timezone.utc).day, r.cabinet_id, r.units) for r in daily] == [
         (30, "a", 2), (30, "b", 2), (1, "a", 2), (1, "b", 2)]
+
+
+def test_numbers_too_wide_for_their_columns_in_stock_never_fail_the_batch(backend):
+    """Shelf numbers and counts a cabinet sends in snapshots and sale lines are kept only when
+    they fit (a 20-digit shelf once would have overflowed its column and failed the batch, which
+    the cabinet then resends for ever)."""
+    wide = 10 ** 20
+    records = [
+        _record(1, "inventory", {"mode": "restock", "flags": [], "stock": {
+            str(wide): {"water": 3}, "1": {"tea": wide, "bun": 4}}}),
+        _record(2, body={"total_fen": 200, "flags": [], "lines": [
+            {"sku": "water", "shelf": wide, "count": 1, "unit_price_fen": wide,
+             "amount_fen": 200}]}),
+        _record(3, "planogram", {"reason": "start", "planogram": {
+            "version": "x", "products": [{"sku": "milk", "price_fen": wide, "name_en": "Milk"}],
+            "shelves": [{"id": 2, "stock": {"milk": -5}}]}}),
+    ]
+    reply = _batch(backend, records)
+    assert reply.status_code == 200 and reply.json()["rejected"] == []
+    stock = {p["sku"]: p for p in backend.operator("GET", "stock")[1]["products"]}
+    assert stock["bun"]["count"] == 4 and "tea" not in stock
+    assert stock["water"]["shelf"] is None and stock["water"]["price_fen"] is None
+    assert stock["milk"]["count"] is None and stock["milk"]["price_fen"] is None
+    # An operator's adjustment is bounded like a sale's line.
+    status, refused = backend.operator(
+        "POST", f"cabinets/cabinet-0001/records/{records[1]['record_id']}/adjustment",
+        {"action": "lines", "lines": [{"sku": "water", "count": 10 ** 6,
+                                       "unit_price_fen": 10 ** 10}]})
+    assert status == 422 and "at most 10000000000 fen a line" in json.dumps(refused)

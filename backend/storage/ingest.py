@@ -21,16 +21,13 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from ..protocol import Record, RecordKind
+from ..protocol import MAX_COUNT, MAX_FEN, MAX_LINES, Record, RecordKind
 from . import reviews, rollups, stock
 from .dialect import greatest, insert, least
 from .engine import hour_of, parse_time, utc_now
 from .schema import Time, alarms, cabinets, climate_hourly, commands, records
 
 KINDS = [k.value for k in RecordKind]
-# Bounds on a sale, far above any real one, so that no sum of them overflows a BIGINT rollup:
-# 100 million yuan a line, a million of one product, ten thousand lines.
-MAX_FEN, MAX_COUNT, MAX_LINES = 10 ** 10, 10 ** 6, 10 ** 4
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 import sqlalchemy as sa
 
-from ..protocol import Record
+from ..protocol import MAX_COUNT, MAX_FEN, Record
 from . import audit
 from .dialect import insert
 from .engine import hour_of, iso, utc_now
@@ -26,6 +26,7 @@ from .schema import cabinet_products as products
 from .schema import planograms, sales_hourly
 
 VELOCITY_DAYS = 14   # the sales a pick list's velocity is measured over
+MAX_SHELF = 10 ** 6  # wider than any real shelf number, narrower than the column
 
 
 def on_batch(connection: sa.Connection, cabinet_id: str, new: Iterable[Record]) -> None:
@@ -42,11 +43,12 @@ def on_batch(connection: sa.Connection, cabinet_id: str, new: Iterable[Record]) 
         snapshot = body.get("stock") if record.kind.value == "inventory" else None
         if isinstance(snapshot, dict):
             for shelf, items in snapshot.items():
-                if not (isinstance(items, dict) and str(shelf).isdigit()):
+                number = int(shelf) if str(shelf).isdigit() and len(str(shelf)) < 7 else None
+                if not (isinstance(items, dict) and _bounded(number, MAX_SHELF)):
                     continue
                 for sku, n in items.items():
-                    if isinstance(n, int) and not isinstance(n, bool) and isinstance(sku, str):
-                        counted[sku[:64]] = {"sku": sku[:64], "shelf": int(shelf), "count": n,
+                    if _bounded(n, MAX_COUNT) and isinstance(sku, str):
+                        counted[sku[:64]] = {"sku": sku[:64], "shelf": number, "count": n,
                                              "counted_at": record.created_at}
                         sold.pop(sku[:64], None)
         if record.kind.value == "sale":
@@ -82,12 +84,17 @@ def on_batch(connection: sa.Connection, cabinet_id: str, new: Iterable[Record]) 
 
 
 def _facts(line: dict[str, Any]) -> dict[str, Any]:
+    """A product's facts from a sale line or a planogram: what does not fit is left out (a
+    cabinet's number too wide for its column must not fail the batch it came in)."""
     shelf, price = line.get("shelf"), line.get("unit_price_fen")
-    return {"shelf": shelf if isinstance(shelf, int) and not isinstance(shelf, bool) else None,
+    return {"shelf": shelf if _bounded(shelf, MAX_SHELF) else None,
             "name_zh": str(line["name_zh"])[:200] if line.get("name_zh") else None,
             "name_en": str(line["name_en"])[:200] if line.get("name_en") else None,
-            "price_fen": price if isinstance(price, int) and not isinstance(price, bool)
-            else None}
+            "price_fen": price if _bounded(price, MAX_FEN) else None}
+
+
+def _bounded(value: Any, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= high
 
 
 class _Statements:
@@ -154,7 +161,7 @@ def planogram_rows(planogram: Any, at: datetime) -> list[dict[str, Any]]:
         if not isinstance(p, dict) or not isinstance(p.get("sku"), str):
             continue
         n = count_of.get(p["sku"])
-        counted = isinstance(n, int) and not isinstance(n, bool)
+        counted = _bounded(n, MAX_COUNT)
         rows.append({"sku": p["sku"][:64], **_facts(
             {**p, "shelf": shelf_of.get(p["sku"]), "unit_price_fen": p.get("price_fen")}),
             "count": n if counted else None, "counted_at": at if counted else None})
