@@ -11,17 +11,33 @@ the body so that NaN never reaches a model).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints,
-                      model_validator)
+from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field,
+                      StringConstraints, model_validator)
 
 BIGINT_MAX = 2 ** 63 - 1
 # Bounds on a sale, far above any real one, so that no sum of them overflows a BIGINT rollup:
 # 100 million yuan a line, a million of one product, ten thousand lines.
 MAX_FEN, MAX_COUNT, MAX_LINES = 10 ** 10, 10 ** 6, 10 ** 4
+SKU = r"^[A-Za-z0-9._-]{1,64}$"   # as the cabinet's planogram allows (cabinet/planogram.py)
+Sku = Annotated[str, StringConstraints(pattern=SKU)]
+
+
+def _utc_moment(value: datetime) -> datetime:
+    """A period's end as a time this backend can compute with: in UTC, with a day to spare."""
+    try:
+        utc = value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("is outside the years 1-9999 in UTC") from None
+    if not 1 < utc.year < 9999:
+        raise ValueError("must fall in the years 2 to 9998")
+    return value
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_utc_moment)]
 CABINET_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 CabinetId = Annotated[str, StringConstraints(pattern=CABINET_ID)]
 Seq = Annotated[int, Field(ge=1, le=BIGINT_MAX, strict=True)]
@@ -407,8 +423,6 @@ class AuditList(BaseModel):
 
 
 # --- stock, pick lists, reviews and adjustments (the back office) ------------------------------
-SKU = r"^[A-Za-z0-9._-]{1,64}$"
-Sku = Annotated[str, StringConstraints(pattern=SKU)]
 
 
 class ProductStock(BaseModel):
@@ -526,6 +540,25 @@ def _zone(name: str) -> str:
     return name
 
 
+EMAIL = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$"
+
+
+def _webhook_url(url: str | None) -> str | None:
+    """An http(s) URL with a host, as the sender will parse it."""
+    if url is None:
+        return None
+    from urllib3.util import parse_url
+    from urllib3.exceptions import LocationParseError
+    try:
+        parsed = parse_url(url)
+    except LocationParseError:
+        raise ValueError(f"{url[:100]!r} is not a URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host or ".." in parsed.host \
+            or any(c.isspace() for c in url):
+        raise ValueError(f"{url[:100]!r}: an http(s) URL with a host is expected")
+    return url
+
+
 class NewAlertRule(Strict):
     kind: Literal["offline", "temperature", "lockout", "forced_open", "unauthorised",
                   "sold_out", "no_sales"]
@@ -536,11 +569,10 @@ class NewAlertRule(Strict):
         2.0, description="temperature: how far from the setpoint is outside the band")
     cabinet_id: Annotated[str | None, StringConstraints(pattern=CABINET_ID)] = Field(
         None, description="one cabinet, or none for every cabinet")
-    emails: list[Annotated[str, StringConstraints(
-        pattern=r"^[^@\s<>,;]{1,64}@[^@\s<>,;]{1,255}$")]] = Field(default_factory=list,
-                                                                  max_length=20)
-    webhook_url: Annotated[str | None, StringConstraints(
-        pattern=r"^https?://[^\s]{1,2000}$")] = None
+    emails: list[Annotated[str, StringConstraints(pattern=EMAIL)]] = Field(
+        default_factory=list, max_length=20)
+    webhook_url: Annotated[str | None, StringConstraints(max_length=2000),
+                           AfterValidator(_webhook_url)] = None
     quiet_start: Annotated[str | None, StringConstraints(pattern=HHMM)] = Field(
         None, description="HH:MM in tz: deliveries wait until quiet_end")
     quiet_end: Annotated[str | None, StringConstraints(pattern=HHMM)] = None
@@ -552,6 +584,8 @@ class NewAlertRule(Strict):
             raise ValueError("give emails, a webhook_url, or both: a rule must reach someone")
         if (self.quiet_start is None) != (self.quiet_end is None):
             raise ValueError("quiet hours need both quiet_start and quiet_end")
+        if self.quiet_start is not None and self.quiet_start == self.quiet_end:
+            raise ValueError("quiet_start and quiet_end are the same time: say which hours")
         return self
 
 

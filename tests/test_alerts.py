@@ -250,3 +250,50 @@ def test_a_signature_is_refused_when_stale():
     assert verify_signature("s", header, b"{}", now=1100)
     assert not verify_signature("s", header, b"{}", now=2000)
     assert not verify_signature("s", "garbage", b"{}")
+
+
+def test_what_a_hostile_pass_found_in_alerts_stays_fixed(quiet_backend, receiver):
+    backend, alerts = quiet_backend, quiet_backend.storage.alerts
+    # An alarm dated in year 9999 neither stops the evaluation nor dates the alert there.
+    alerts.add_rule({"kind": "lockout", "minutes": 0, "band_celsius": 2.0, "cabinet_id": None,
+                     "emails": [], "webhook_url": receiver.url, "quiet_start": None,
+                     "quiet_end": None, "tz": "UTC"}, "admin")
+    _upload(backend, 1, datetime.now(timezone.utc), {
+        "alarm_id": "a1", "kind": "food_safety_lockout", "state": "raised", "detail": "x",
+        "raised_at": "9999-12-31T23:00:00-05:00"}, kind="alarm")
+    (due,) = alerts.evaluate()
+    assert due["alert"]["since"] < "2200"
+    assert alerts.evaluate() == []                                   # and again, no error
+    # A deleted rule's firing alert ends; its undelivered message is not sent.
+    rule_id = alerts.rules()[0]["rule_id"]
+    backend.operator("DELETE", f"alerts/rules/{rule_id}")
+    (alert,) = alerts.recent(5)
+    assert alert["state"] == "resolved"
+    assert [d["status"] for d in alert["deliveries"]] == ["failed"]
+    # A target that cannot be sent to is that delivery's error, not the loop's end.
+    broken = {"channel": "email", "target": "a@[", "alert": due["alert"], "secret": None}
+    assert deliver(broken, AlertSettings(smtp_host="127.0.0.1", smtp_port=9))
+    assert backend.operator("POST", "alerts/rules", {"kind": "offline",
+                                                     "emails": ["a@["]})[0] == 422
+    assert backend.operator("POST", "alerts/rules", {"kind": "offline",
+                                                     "webhook_url": "http://a..b/"})[0] == 422
+    assert not verify_signature("s", "t=" + "9" * 400 + ",v1=ü", b"{}")
+
+
+def test_quiet_hours_hold_a_delivery_until_they_end_in_utc(quiet_backend):
+    backend, alerts = quiet_backend, quiet_backend.storage.alerts
+    alerts.add_rule({"kind": "offline", "minutes": 5, "band_celsius": 2.0, "cabinet_id": None,
+                     "emails": ["a@example.cn"], "webhook_url": None, "quiet_start": "22:00",
+                     "quiet_end": "07:00", "tz": "Asia/Shanghai"}, "admin")
+    seen = datetime(2026, 12, 1, 14, 0, tzinfo=timezone.utc)          # 22:00 in Shanghai
+    _upload(backend, 1, seen, {"celsius": 4.0, "setpoint_celsius": 4.0})
+    backend.storage.engine.dispose()
+    import sqlalchemy as sa
+    from backend.storage.schema import cabinets
+    with backend.storage.engine.begin() as connection:                # last contact then
+        connection.execute(sa.update(cabinets).values(last_seen_at=seen))
+    assert alerts.evaluate(seen + timedelta(minutes=30)) == []        # fired, held till 07:00
+    end = datetime(2026, 12, 1, 23, 0, tzinfo=timezone.utc)           # 07:00 in Shanghai
+    assert alerts.evaluate(end - timedelta(minutes=1)) == []
+    (due,) = alerts.evaluate(end + timedelta(seconds=1))
+    assert due["target"] == "a@example.cn"

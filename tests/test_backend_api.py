@@ -863,3 +863,36 @@ def test_numbers_too_wide_for_their_columns_in_stock_never_fail_the_batch(backen
         {"action": "lines", "lines": [{"sku": "water", "count": 10 ** 6,
                                        "unit_price_fen": 10 ** 10}]})
     assert status == 422 and "at most 10000000000 fen a line" in json.dumps(refused)
+
+
+def test_records_the_back_office_reads_are_refused_alone_or_ignored_never_a_500(backend):
+    """Found by a hostile pass: each of these once failed the whole batch (resent for ever)."""
+    def sale(seq, **body):
+        return _record(seq, body={"total_fen": 100, "flags": [], "lines": [
+            {"sku": "tea", "count": 1, "amount_fen": 100}], **body})
+    records = [sale(1, lines=[{"count": 1, "amount_fen": 100}]),            # no sku
+               sale(2, lines=[{"sku": ["x"], "count": 1, "amount_fen": 100}]),
+               sale(3, flags=5), sale(4, flags=[{"kind": []}]),
+               _record(5, "inventory", {"mode": "restock", "flags": [], "stock": {"²": {"a": 1}}}),
+               _record(6, "planogram", {"reason": "start", "planogram": {"products": 5,
+                                                                         "shelves": 7}}),
+               sale(7)]
+    reply = _batch(backend, records)
+    assert reply.status_code == 200, reply.text
+    rejected = {r["seq"]: r["reason"] for r in reply.json()["rejected"]}
+    assert sorted(rejected) == [1, 2, 3, 4]
+    assert "sku" in rejected[1] and "flags" in rejected[3]
+    assert reply.json()["stored_through"] == 7
+
+
+def test_periods_outside_the_calendar_and_par_for_no_cabinet_are_refused(backend):
+    for path in ("cabinets/cabinet-0001/climate", "cabinets/cabinet-0001/telemetry",
+                 "sales/transactions", "exports/adjustments.csv"):
+        status, reply = backend.operator(
+            "GET", f"{path}?since=0001-01-01T00:00:00%2B01:00&until=2026-01-01T00:00:00Z")
+        assert status == 422 and "since" in json.dumps(reply), path
+    status, reply = backend.operator("GET", "sales/summary?since=9999-12-31T01:00:00Z"
+                                     "&until=9999-12-31T02:00:00Z")
+    assert status == 422
+    status, reply = backend.operator("PUT", "cabinets/no-such-cabinet/par", {"pars": {"a": 3}})
+    assert status == 404 and backend.operator("GET", "stock")[1]["products"] == []

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from urllib.parse import urlsplit
+
 from fastapi import APIRouter, Path, Query
 
 from ..deps import Manager, Reader, StorageDep
 from ..protocol import AlertList, AlertRule, AlertRuleList, Error, NewAlertRule
+from ..roles import may
 from ..strict_json import StrictRoute
 
 router = APIRouter(prefix="/v1/operator/alerts", route_class=StrictRoute, tags=["alerts"],
@@ -18,9 +21,22 @@ router = APIRouter(prefix="/v1/operator/alerts", route_class=StrictRoute, tags=[
                               422: {"model": Error}})
 
 
+def _masked(url: str | None) -> str | None:
+    """A webhook's URL as those who may not change rules see it: chat services' webhooks
+    carry their access token in the URL, which would let a viewer post into the channel."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}/…"
+
+
 @router.get("/rules", response_model=AlertRuleList)
-def rules(_: Reader, storage: StorageDep) -> AlertRuleList:
-    return AlertRuleList(rules=storage.alerts.rules())
+def rules(person: Reader, storage: StorageDep) -> AlertRuleList:
+    """Every rule (a webhook's URL shown whole only to those who may change rules)."""
+    found = storage.alerts.rules()
+    if not may(person.role, "fleet"):
+        found = [{**r, "webhook_url": _masked(r["webhook_url"])} for r in found]
+    return AlertRuleList(rules=found)
 
 
 @router.post("/rules", status_code=201, response_model=AlertRule)
@@ -36,7 +52,13 @@ def delete_rule(rule_id: Annotated[int, Path(ge=1)], person: Manager,
 
 
 @router.get("", response_model=AlertList)
-def recent(_: Reader, storage: StorageDep,
+def recent(person: Reader, storage: StorageDep,
            limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> AlertList:
     """Alerts that fired, newest first, with every delivery's status, attempts and error."""
-    return AlertList(alerts=storage.alerts.recent(limit))
+    found = storage.alerts.recent(limit)
+    if not may(person.role, "fleet"):
+        for alert in found:
+            alert["deliveries"] = [{**d, "target": _masked(d["target"])}
+                                   if d["channel"] == "webhook" else d
+                                   for d in alert["deliveries"]]
+    return AlertList(alerts=found)

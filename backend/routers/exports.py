@@ -8,11 +8,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 
 from ..deps import Reader, StorageDep
 from ..exports import TABLES, csv_text
-from ..protocol import CABINET_ID, Error
+from ..protocol import CABINET_ID, Error, Moment
 from ..storage.engine import iso
 from ..strict_json import StrictRoute
 
@@ -25,8 +24,8 @@ router = APIRouter(prefix="/v1/operator/exports", route_class=StrictRoute, tags=
     "content": {"text/csv": {}}, "description": "the table, a header row first"}})
 def export(table: Literal["sales", "inventory", "temperature", "adjustments"], person: Reader,
            storage: StorageDep,
-           since: Annotated[AwareDatetime, Query(description="from this time, inclusive")],
-           until: Annotated[AwareDatetime, Query(description="to this time, exclusive")],
+           since: Annotated[Moment, Query(description="from this time, inclusive")],
+           until: Annotated[Moment, Query(description="to this time, exclusive")],
            cabinet_id: Annotated[str | None, Query(pattern=CABINET_ID)] = None):
     """Sales or inventory records (a row per line, with the session, the weighing's flags and
     the total) or raw temperature telemetry (kept for the retention period), created in

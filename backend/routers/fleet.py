@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
-from pydantic import AwareDatetime
 
 from ..deps import Manager, Reader, StorageDep
 from ..protocol import (BIGINT_MAX, CABINET_ID, AlarmHistory, CabinetList, ClimateHours,
-                        Counts, DeviceToken, Enrolment, Error, NewCabinet, RecordList)
+                        Counts, DeviceToken, Enrolment, Error, Moment, NewCabinet, RecordList)
 from ..strict_json import StrictRoute
 
 router = APIRouter(prefix="/v1/operator", route_class=StrictRoute, tags=["fleet"],
@@ -60,8 +59,8 @@ def rollups(cabinet_id: CabinetPath, _: Reader, storage: StorageDep) -> dict[str
 
 @router.get("/cabinets/{cabinet_id}/climate", response_model=ClimateHours)
 def climate(cabinet_id: CabinetPath, _: Reader, storage: StorageDep,
-            since: Annotated[AwareDatetime, Query(description="from this time, inclusive")],
-            until: Annotated[AwareDatetime, Query(description="to this time, exclusive")]
+            since: Annotated[Moment, Query(description="from this time, inclusive")],
+            until: Annotated[Moment, Query(description="to this time, exclusive")]
             ) -> ClimateHours:
     """Hour by hour in [since, until): samples, minimum, maximum and mean temperature, door
     openings (kept for good, after the raw telemetry is pruned)."""
@@ -83,8 +82,8 @@ def alarm_history(cabinet_id: CabinetPath, _: Reader, storage: StorageDep,
 
 @router.get("/cabinets/{cabinet_id}/telemetry", response_model=RecordList)
 def telemetry(cabinet_id: CabinetPath, _: Reader, storage: StorageDep,
-              since: Annotated[AwareDatetime, Query(description="from this time, inclusive")],
-              until: Annotated[AwareDatetime, Query(description="to this time, exclusive")],
+              since: Annotated[Moment, Query(description="from this time, inclusive")],
+              until: Annotated[Moment, Query(description="to this time, exclusive")],
               limit: Annotated[int, Query(ge=1, le=20000)] = 5000) -> RecordList:
     """Raw temperature samples (with setpoint, compressor and door) in [since, until), newest
     first; kept for the retention period, the hourly rollups after that."""

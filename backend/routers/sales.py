@@ -9,10 +9,9 @@ from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import AwareDatetime
 
 from ..deps import Reader, StorageDep
-from ..protocol import CABINET_ID, Error, RecordList, SalesSummary
+from ..protocol import CABINET_ID, Error, Moment, RecordList, SalesSummary
 from ..storage.engine import aware, iso
 from ..strict_json import StrictRoute
 
@@ -23,8 +22,8 @@ router = APIRouter(prefix="/v1/operator/sales", route_class=StrictRoute, tags=["
 
 @router.get("/summary", response_model=SalesSummary)
 def summary(_: Reader, storage: StorageDep,
-            since: Annotated[AwareDatetime, Query(description="from this time, inclusive")],
-            until: Annotated[AwareDatetime, Query(description="to this time, exclusive")],
+            since: Annotated[Moment, Query(description="from this time, inclusive")],
+            until: Annotated[Moment, Query(description="to this time, exclusive")],
             tz: Annotated[str, Query(max_length=64, description="an IANA zone, for days and "
                                      "hours")] = "Asia/Shanghai",
             cabinet_id: Annotated[str | None, Query(pattern=CABINET_ID)] = None) -> SalesSummary:
@@ -60,8 +59,8 @@ def summary(_: Reader, storage: StorageDep,
 
 @router.get("/transactions", response_model=RecordList)
 def transactions(_: Reader, storage: StorageDep,
-                 since: Annotated[AwareDatetime, Query(description="from this time, inclusive")],
-                 until: Annotated[AwareDatetime, Query(description="to this time, exclusive")],
+                 since: Annotated[Moment, Query(description="from this time, inclusive")],
+                 until: Annotated[Moment, Query(description="to this time, exclusive")],
                  cabinet_id: Annotated[str | None, Query(pattern=CABINET_ID)] = None,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> RecordList:
     """The sales recorded in [since, until), newest first, each with its lines, shelves'

@@ -1,6 +1,7 @@
 """Stock for operators: what each cabinet holds against its par levels, the par levels
-themselves, the planogram each cabinet reported, and pick lists (what to bring to each cabinet of a route) from live stock and recent
-sales velocity (backend/storage/stock.py keeps the counts)."""
+themselves, the planogram each cabinet reported, and pick lists (what to bring to each cabinet
+of a route) from live stock and recent sales velocity (backend/storage/stock.py keeps the
+counts)."""
 
 from __future__ import annotations
 

@@ -5,23 +5,24 @@ A rule's condition holds for a cabinet since some time: offline (no contact for 
 minutes), no sales (none for its minutes), a lockout or forced opening since the alarm was
 raised, an unauthorised removal since it was recorded, temperature outside the band or a product
 sold out since the evaluation first saw it. While it has held less than the rule's minutes the
-alert is pending; then it fires and its deliveries are queued; when the condition ends, a firing alert
-is resolved (and that is delivered too) and a pending one forgotten. One evaluation runs at a
-time in the whole fleet (a PostgreSQL advisory lock; SQLite has one writer), so several workers
-never fire one alert twice.
+alert is pending; then it fires and its deliveries are queued; when the condition ends, a
+firing alert is resolved (and that is delivered too) and a pending one forgotten. One evaluation
+runs at a time in the whole fleet (a PostgreSQL advisory lock; SQLite has one writer), so
+several workers never fire one alert twice; a delivery is claimed for a lease long enough to
+send it, so it goes once unless its sender dies.
 """
 
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from . import audit
-from .engine import aware, iso, utc_now
+from .engine import aware, iso, parse_time, utc_now
 from .errors import NotFound
 from .schema import (alarms, alert_deliveries, alert_rules, alerts, cabinet_products, cabinets,
                      reviews)
@@ -31,6 +32,7 @@ KINDS = ("offline", "temperature", "lockout", "forced_open", "unauthorised", "so
 ADVISORY_LOCK = 0x6361_6269   # "cabi": the evaluation's lock on PostgreSQL
 MAX_ATTEMPTS = 8
 LEASE = timedelta(minutes=2)  # a claimed delivery is retried after this if its sender died
+CLAIM = 8   # deliveries claimed at once: 8 x the 10 s timeout stays inside the lease
 
 
 class Alerts:
@@ -69,6 +71,14 @@ class Alerts:
                 raise NotFound(f"no alert rule {rule_id}")
             connection.execute(sa.delete(alerts).where(alerts.c.rule_id == rule_id,
                                                        alerts.c.state == "pending"))
+            # Its firing alerts end with it, and what it had not delivered yet is not sent
+            # (nor signed with a secret that went with the rule).
+            ended = sa.select(alerts.c.alert_id).where(alerts.c.rule_id == rule_id)
+            connection.execute(sa.update(alerts).values(state="resolved", resolved_at=utc_now())
+                               .where(alerts.c.rule_id == rule_id, alerts.c.state == "firing"))
+            connection.execute(sa.update(alert_deliveries).values(
+                status="failed", last_error="the rule was deleted").where(
+                alert_deliveries.c.alert_id.in_(ended), alert_deliveries.c.status == "pending"))
             audit.write(connection, actor, "delete_alert_rule", None, rule_id=rule_id)
 
     # --- the page ---------------------------------------------------------------------------------
@@ -159,7 +169,7 @@ class Alerts:
             .join(alerts, alerts.c.alert_id == d.alert_id)
             .join(alert_rules, alert_rules.c.rule_id == alerts.c.rule_id, isouter=True)
             .where(d.status == "pending", d.next_attempt_at <= now)
-            .order_by(d.next_attempt_at).limit(100)).all()
+            .order_by(d.next_attempt_at).limit(CLAIM)).all()
         if due:
             connection.execute(sa.update(alert_deliveries).values(
                 attempts=d.attempts + 1, next_attempt_at=now + LEASE).where(
@@ -246,10 +256,12 @@ def _conditions(connection: sa.Connection, rule: dict, now: datetime
 
 
 def _time(text: str | None) -> datetime | None:
-    try:
-        return aware(datetime.fromisoformat(str(text).replace("Z", "+00:00")))
-    except ValueError:
+    """An alarm's time as the cabinet wrote it, in UTC; None (from now on) when it is not a
+    time of this era: a cabinet's year 9999 must not reach a column that stops at 10000."""
+    parsed = parse_time(text)
+    if parsed is None or not 2000 <= parsed.year <= 2200:
         return None
+    return min(parsed.astimezone(timezone.utc), utc_now())
 
 
 def quiet_until(rule: dict, now: datetime) -> datetime | None:
@@ -267,7 +279,8 @@ def quiet_until(rule: dict, now: datetime) -> datetime | None:
     end_at = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
     if end_at <= local:
         end_at += timedelta(days=1)
-    return end_at
+    # In UTC: SQLite keeps a time's digits and drops its offset.
+    return end_at.astimezone(timezone.utc)
 
 
 def _rule(r, secret: bool = False) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,13 +22,14 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from ..protocol import MAX_COUNT, MAX_FEN, MAX_LINES, Record, RecordKind
+from ..protocol import MAX_COUNT, MAX_FEN, MAX_LINES, SKU, Record, RecordKind
 from . import reviews, rollups, stock
 from .dialect import greatest, insert, least
 from .engine import hour_of, parse_time, utc_now
 from .schema import Time, alarms, cabinets, climate_hourly, commands, records
 
 KINDS = [k.value for k in RecordKind]
+_SKU = re.compile(SKU)
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -216,10 +218,16 @@ def _check(raw: dict[str, Any], cabinet_id: str) -> tuple[Record | None, str | N
                                 f"{MAX_FEN} (got {body.get('total_fen')!r})")
         lines = body.get("lines")
         if not isinstance(lines, list) or not all(
-                isinstance(x, dict) and _whole(x.get("count"), MAX_COUNT)
+                isinstance(x, dict) and isinstance(x.get("sku"), str) and _SKU.match(x["sku"])
+                and _whole(x.get("count"), MAX_COUNT)
                 and _whole(x.get("amount_fen"), MAX_FEN) for x in lines):
-            return None, None, (f"body.lines must be a list of lines with a whole count (0 to "
-                                f"{MAX_COUNT}) and amount_fen (0 to {MAX_FEN})")
+            return None, None, (f"body.lines must be a list of lines with a sku (1-64 letters, "
+                                f"digits, '.', '_', '-'), a whole count (0 to {MAX_COUNT}) and "
+                                f"amount_fen (0 to {MAX_FEN})")
+        flags = body.get("flags", [])
+        if not isinstance(flags, list) or not all(
+                isinstance(f, dict) and isinstance(f.get("kind"), str) for f in flags):
+            return None, None, "body.flags must be a list of objects, each with a kind (a string)"
         if len(lines) > MAX_LINES:
             return None, None, f"body.lines has {len(lines)} lines; a sale has at most {MAX_LINES}"
     return record, text, None

@@ -35,8 +35,8 @@ def on_batch(connection: sa.Connection, cabinet_id: str, new: Iterable[Record]) 
         body, kind = record.body, record.kind.value
         reason = None
         if kind == "sale":
-            flags = [f.get("kind") for f in body.get("flags") or () if isinstance(f, dict)]
-            flags = [str(f) for f in flags if f not in QUIET_FLAGS]
+            # (Checked at ingest: a list of objects with a string kind.)
+            flags = [f["kind"] for f in body.get("flags") or () if f["kind"] not in QUIET_FLAGS]
             if flags:
                 reason = ", ".join(sorted(set(flags)))
         elif kind == "inventory" and body.get("mode") == "unauthorised":
@@ -126,12 +126,13 @@ class Reviews:
                 raise Conflict(f"{record_id} was resolved already") from None
             # Stock: what was taken beyond what the record says comes off the shelves (for an
             # unauthorised removal the cabinet's snapshot already counts it: nothing moves).
-            if kind == "sale" and action != "refund":
-                stock.move(connection, cabinet_id,
-                           {sku: was[sku] - now[sku] for sku in set(was) | set(now)})
+            # Rollups, then stock: the order an upload takes their rows in (no deadlock).
             if kind == "sale":
                 _rollup(connection, cabinet_id, aware(row.created_at), was, now, was_fen,
                         now_fen)
+            if kind == "sale" and action != "refund":
+                stock.move(connection, cabinet_id,
+                           {sku: was[sku] - now[sku] for sku in set(was) | set(now)})
             connection.execute(sa.update(reviews).values(
                 resolved_at=made_at, adjustment_id=adjustment_id).where(
                 reviews.c.cabinet_id == cabinet_id, reviews.c.record_id == record_id))

@@ -23,7 +23,7 @@ from .dialect import insert
 from .engine import hour_of, iso, utc_now
 from .errors import NotFound
 from .schema import cabinet_products as products
-from .schema import planograms, sales_hourly
+from .schema import cabinets, planograms, sales_hourly
 
 VELOCITY_DAYS = 14   # the sales a pick list's velocity is measured over
 MAX_SHELF = 10 ** 6  # wider than any real shelf number, narrower than the column
@@ -43,7 +43,9 @@ def on_batch(connection: sa.Connection, cabinet_id: str, new: Iterable[Record]) 
         snapshot = body.get("stock") if record.kind.value == "inventory" else None
         if isinstance(snapshot, dict):
             for shelf, items in snapshot.items():
-                number = int(shelf) if str(shelf).isdigit() and len(str(shelf)) < 7 else None
+                text = str(shelf)
+                number = (int(text) if text.isascii() and text.isdigit() and len(text) < 7
+                          else None)
                 if not (isinstance(items, dict) and _bounded(number, MAX_SHELF)):
                     continue
                 for sku, n in items.items():
@@ -152,12 +154,14 @@ def planogram_rows(planogram: Any, at: datetime) -> list[dict[str, Any]]:
     if not isinstance(planogram, dict):
         return []
     shelf_of, count_of = {}, {}
-    for shelf in planogram.get("shelf", planogram.get("shelves")) or ():
+    shelves = planogram.get("shelf", planogram.get("shelves"))
+    products = planogram.get("product", planogram.get("products"))
+    for shelf in shelves if isinstance(shelves, list) else ():
         if isinstance(shelf, dict) and isinstance(shelf.get("stock"), dict):
             for sku, n in shelf["stock"].items():
                 shelf_of[sku], count_of[sku] = shelf.get("id"), n
     rows = []
-    for p in planogram.get("product", planogram.get("products")) or ():
+    for p in products if isinstance(products, list) else ():
         if not isinstance(p, dict) or not isinstance(p.get("sku"), str):
             continue
         n = count_of.get(p["sku"])
@@ -207,6 +211,9 @@ class Stock:
 
     def set_par(self, cabinet_id: str, pars: dict[str, int | None], actor: str) -> None:
         with self.engine.begin() as connection:
+            if connection.execute(sa.select(cabinets.c.cabinet_id).where(
+                    cabinets.c.cabinet_id == cabinet_id)).first() is None:
+                raise NotFound(f"no cabinet {cabinet_id}")
             for sku, par in pars.items():
                 connection.execute(insert(connection.dialect.name, products).values(
                     cabinet_id=cabinet_id, sku=sku, par=par).on_conflict_do_update(

@@ -18,6 +18,9 @@ def upgrade() -> None:
     with op.batch_alter_table('cabinets') as table:
         table.add_column(sa.Column('setpoint_celsius', sa.Float(), nullable=True))
         table.add_column(sa.Column('last_sale_at', sa.DateTime(timezone=True), nullable=True))
+    # From the sales already stored (else a "no sales" alert fires for every cabinet at once).
+    op.execute("UPDATE cabinets SET last_sale_at = (SELECT max(created_at) FROM records "
+               "WHERE records.cabinet_id = cabinets.cabinet_id AND records.kind = 'sale')")
 
 
 def downgrade() -> None:

@@ -36,7 +36,9 @@ def upgrade() -> None:
     op.execute("INSERT INTO sales_fleet_hourly (hour, sku, units, revenue_fen, sales) "
                "SELECT hour, sku, sum(units), sum(revenue_fen), sum(sales) FROM sales_hourly "
                "GROUP BY hour, sku")
-    day = ("date_trunc('day', hour)" if op.get_bind().dialect.name == "postgresql"
+    # The UTC day, whatever the session's time zone (date_trunc alone would use it).
+    day = ("date_trunc('day', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+           if op.get_bind().dialect.name == "postgresql"
            else "strftime('%Y-%m-%d 00:00:00.000000', hour)")
     op.execute(f"INSERT INTO sales_cabinet_daily (day, cabinet_id, units, revenue_fen) "
                f"SELECT {day}, cabinet_id, sum(units), sum(revenue_fen) FROM sales_hourly "
