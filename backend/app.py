@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 from pathlib import Path
@@ -63,6 +64,10 @@ def create_app(storage: Storage, *, signing_key=None, key_id: int = 0,
                    if telemetry_retention_days else None)
         alerting = (asyncio.create_task(alerts.run(storage, alert_settings))
                     if alert_settings else None)
+        # Everything made so far lives as long as the process: out of the collector's sight,
+        # a full collection during a large reply (the fleet's 1 000 cabinets) takes a few ms
+        # instead of 60-90 (p95 of that reply 149 -> 68 ms, tools/bench/backoffice.py).
+        gc.freeze()
         # In the lifespan state, the server's protocol (backend/server.py) finds the wake-ups
         # to answer the long-polls with when the server stops.
         yield {"wakeups": wakeups}

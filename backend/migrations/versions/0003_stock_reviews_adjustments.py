@@ -41,7 +41,9 @@ def upgrade() -> None:
         sa.Column('resolved_at', Time, nullable=True),
         sa.Column('adjustment_id', sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint('cabinet_id', 'record_id'))
-    op.create_index('reviews_open', 'reviews', ['resolved_at', 'created_at'])
+    op.create_index('reviews_open', 'reviews', ['created_at'],
+                    postgresql_where=sa.text('resolved_at IS NULL'),
+                    sqlite_where=sa.text('resolved_at IS NULL'))
     op.create_table(
         'adjustments',
         sa.Column('adjustment_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'),
