@@ -576,17 +576,17 @@ def test_csv_exports_a_row_per_line_for_a_period_spreadsheet_safe_and_audited(ba
     import csv
     import io
 
-    def sale(seq, at, sku, count):
+    def sale(seq, at, name, count):
         return _record(seq, "sale", {
             "session_id": f"s{seq}", "total_fen": 300 * count, "flags": [{"kind": "ambiguous"}],
             "authorisation": {"method": "qr", "subject": "acct-7", "role": "shopper"},
-            "lines": [{"sku": sku, "name_en": "Water", "count": count, "unit_price_fen": 300,
+            "lines": [{"sku": "water", "name_en": name, "count": count, "unit_price_fen": 300,
                        "amount_fen": 300 * count},
                       {"sku": "tea", "count": 1, "unit_price_fen": 0, "amount_fen": 0}]}) \
             | {"created_at": at}
-    records = [sale(1, "2026-11-30T07:00:00.000Z", "water", 2),
+    records = [sale(1, "2026-11-30T07:00:00.000Z", "Water", 2),
                sale(2, "2026-11-30T09:00:00.000Z", "=HYPERLINK(\"http://x\")", 1),
-               sale(3, "2026-12-01T07:00:00.000Z", "water", 1),   # outside the period
+               sale(3, "2026-12-01T07:00:00.000Z", "Water", 1),   # outside the period
                _record(4, "telemetry", {"celsius": 4.2, "door_open": False})
                | {"created_at": "2026-11-30T08:00:00.000Z"}]
     assert _batch(backend, records).status_code == 200
@@ -601,9 +601,9 @@ def test_csv_exports_a_row_per_line_for_a_period_spreadsheet_safe_and_audited(ba
     assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/csv")
     assert "attachment" in reply.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(reply.text)))
-    assert [(r["seq"], r["sku"], r["count"], r["total_fen"]) for r in rows] == [
-        ("1", "water", "2", "600"), ("1", "tea", "1", "600"),
-        ("2", "'=HYPERLINK(\"http://x\")", "1", "300"), ("2", "tea", "1", "300")]
+    assert [(r["seq"], r["sku"], r["name_en"], r["count"], r["total_fen"]) for r in rows] == [
+        ("1", "water", "Water", "2", "600"), ("1", "tea", "", "1", "600"),
+        ("2", "water", "'=HYPERLINK(\"http://x\")", "1", "300"), ("2", "tea", "", "1", "300")]
     assert {r["flags"] for r in rows} == {"ambiguous"} and rows[0]["subject"] == "acct-7"
     # Asked in Beijing time, 16:00 to 08:00 next morning (08:00Z to 00:00Z): only the 09:00Z sale.
     beijing = export("sales", since="2026-11-30T16:00:00+08:00", until="2026-12-01T08:00:00+08:00")
