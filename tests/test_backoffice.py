@@ -78,6 +78,22 @@ def chart(page, element_id: str) -> dict:
                          element_id)
 
 
+def shown_done(page, row: str, backend, daemon, seconds: float = 60):
+    """Wait for the page to show a command done (the cabinet applied it and its result came
+    back); if it does not, fail with where the command got to."""
+    from playwright.sync_api import TimeoutError as PageTimeout
+
+    try:
+        page.locator(f'{row}[data-status="done"], {row} [data-status="done"]').first.wait_for(
+            timeout=seconds * 1000)
+    except PageTimeout:
+        fates = [(c["type"], c["status"], c["detail"], c["delivered_at"], c["finished_at"])
+                 for c in backend.storage.commands.recent("cabinet-0001", 5)]
+        shown = page.locator(row).all_inner_texts()
+        raise AssertionError(f"not shown done: {fates}; page: {shown}; cabinet sync: "
+                             f"{daemon.state()['sync']}; log: {daemon.log_lines[-15:]}") from None
+
+
 def no_sideways_scroll(page, width):
     assert page.evaluate("document.documentElement.scrollWidth") <= width
 
@@ -145,7 +161,7 @@ def test_an_operator_runs_a_live_cabinet_from_the_back_office(fleet, size):
         page.click('#fleet-table a[href="#/cabinet/cabinet-0001"]')
         page.fill("#setpoint-input", "3.5")
         page.click("#set-setpoint button[type=submit]")
-        page.locator('#command-table tr[data-type="set_setpoint"] [data-status="done"]').wait_for()
+        shown_done(page, '#command-table tr[data-type="set_setpoint"]', backend, daemon)
         assert daemon.state()["climate"]["setpoint_celsius"] == 3.5
         # The temperature chart draws the cabinet's samples as the backend holds them.
         samples = [(r["body"]["sampled_at"], r["body"]["celsius"]) for r in
@@ -221,7 +237,7 @@ def test_a_flagged_sale_is_resolved_on_the_review_page_and_stock_follows(fleet, 
         daemon.post("/sim/door", {"state": "open"})
         daemon.post("/sim/door", {"state": "closed"})
         wait_idle(daemon)
-        page.locator('#command-table tr[data-type="restock_mode"] [data-status="done"]').wait_for()
+        shown_done(page, '#command-table tr[data-type="restock_mode"]', backend, daemon)
         sell_water(backend, daemon)          # the water's price reaches the backend
 
         # A sale the shelves cannot explain: 300 g gone from shelf 1.
@@ -281,7 +297,7 @@ def test_prices_changed_on_the_planogram_page_are_applied_and_charged(fleet):
         row.locator("input[name=unit_grams]").fill("572")
         row.locator("input[name=price_fen]").fill("250")
         page.click("#planogram-form button[type=submit]")
-        page.locator('#planogram-commands li[data-status="done"]').wait_for()
+        shown_done(page, "#planogram-commands li", backend, daemon)
         # (Matchers, not wait_for_function: the page's policy forbids evaluating strings.)
         expect(page.locator("#planogram-version")).to_have_text("example-2", timeout=20000)
         prices = {p["sku"]: p["price_fen"] for p in backend.storage.stock.products(
