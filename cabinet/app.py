@@ -63,7 +63,7 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
         stack.callback(ads.close)
         controller = Controller(config, Actuators(
             lock=hardware.lock, buzzer=hardware.buzzer, compressor=hardware.compressor,
-            heater=hardware.heater,
+            heater=hardware.heater, zone_outputs=hardware.zone_outputs,
             weigh_fast=lambda on: hardware.shelves.set_interval(fast if on else idle)),
             store, notifier=notifier, events=events, planogram=planogram,
             access_keys=(checked.access_keys if hardware.sim is None

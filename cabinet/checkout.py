@@ -177,6 +177,21 @@ class Checkout:
         self._enter_open(first=True)
         return session["session_id"]
 
+    def door_forced_too(self, stable_grams: dict[int, float | None]) -> None:
+        """Another door forced while a forced opening is weighed: its shelves join the weighing
+        (those with a stable weight from before; the rest are flagged as unweighed)."""
+        session = self.session
+        if session is None or session["authorisation"]["role"] != UNAUTHORISED:
+            return
+        for shelf, grams in stable_grams.items():
+            if str(shelf) in session["before_grams"]:
+                continue
+            if grams is None:
+                session["unweighed"] = sorted({*session.get("unweighed", ()), shelf})
+            else:
+                session["before_grams"][str(shelf)] = round(grams, 2)
+        self._journal("open")
+
     def end_now(self) -> str:
         """A technician or the operator ends a session that does not end by itself: before the
         door opened, with no sale; while settling, weighed at once with what the shelves say

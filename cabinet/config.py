@@ -195,6 +195,9 @@ class ClimateSection:
     door_hold_seconds: float = _f(60.0, _between(0, 600, " s"))
     fault_on_seconds: float = _f(300.0, _between(60, 3600, " s"))
     fault_off_seconds: float = _f(600.0, _between(60, 3600, " s"))
+    # "perishables": the cold-chain rule (food_safety.py) and its lockout; "none": an ambient
+    # zone (drinks, daily goods) whose temperature is kept but never locks anything out.
+    food_safety: str = _f("perishables", _one_of("perishables", "none"))
     food_safety_limit_celsius: float = _f(5.0, _between(0, 15, " °C"))
     recovery_minutes: float = _f(30.0, _between(1, 240, " min"))
     excursion_minutes: float = _f(15.0, _between(1, 240, " min"))
@@ -260,6 +263,69 @@ class SyncSection:
     offline_alarm_minutes: float = _f(60.0, _between(1, 10080, " min"))
 
 
+def _shelf_list(value):
+    if len(value) != len(set(value)) or not all(1 <= v <= 64 for v in value):
+        return "must be a list of distinct shelf ids (1-64)"
+    return None
+
+
+def _door_list(value):
+    if not value or len(value) != len(set(value)) or not all(1 <= v <= 8 for v in value):
+        return "must be a non-empty list of distinct door ids (1-8)"
+    return None
+
+
+def _label(value):
+    return None if len(value) <= 32 and value.isprintable() else \
+        "must be at most 32 printable characters"
+
+
+@dataclass(frozen=True)
+class DoorEntry:
+    """One door: its lock relay (and feedback contact), its switch, the shelves behind it."""
+    id: int = _f(1, _between(1, 8))
+    name: str = _f("", _label)
+    shelves: tuple[int, ...] = _f((), _shelf_list)
+    lock: LockSection = field(default_factory=LockSection)
+    switch: DoorSection = field(default_factory=DoorSection)
+
+    @property
+    def label(self) -> str:
+        return self.name or f"door {self.id}"
+
+
+@dataclass(frozen=True)
+class DoorsSection:
+    door: tuple[DoorEntry, ...] = field(default=(), metadata={"item": DoorEntry})
+
+
+@dataclass(frozen=True)
+class ZoneEntry:
+    """One temperature zone: its thermometer, compressor and/or heater, its climate settings
+    (setpoint and food-safety rule) and the doors whose shelves it holds."""
+    id: int = _f(1, _between(1, 8))
+    name: str = _f("", _label)
+    doors: tuple[int, ...] = _f((1,), _door_list)
+    thermometer: ThermometerSection = field(default_factory=ThermometerSection)
+    compressor: RelaySection | None = None
+    heater: RelaySection | None = None
+    climate: ClimateSection = field(default_factory=ClimateSection)
+
+    @property
+    def label(self) -> str:
+        return self.name or f"zone {self.id}"
+
+
+def thermometer_device(zone: int, several: bool) -> str:
+    """A zone's thermometer as faults and alarms name it: `thermometer` on a one-zone cabinet."""
+    return f"thermometer:{zone}" if several else "thermometer"
+
+
+@dataclass(frozen=True)
+class ZonesSection:
+    zone: tuple[ZoneEntry, ...] = field(default=(), metadata={"item": ZoneEntry})
+
+
 @dataclass(frozen=True)
 class SimulationSection:
     ambient_celsius: float = _f(20.0, _between(-40, 50, " °C"))
@@ -293,7 +359,34 @@ class Config:
     screen: ScreenSection = field(default_factory=ScreenSection)
     sync: SyncSection = field(default_factory=SyncSection)
     simulation: SimulationSection = field(default_factory=SimulationSection)
+    doors: DoorsSection = field(default_factory=DoorsSection)
+    zones: ZonesSection = field(default_factory=ZonesSection)
     source: str = field(default="<embedded defaults>", compare=False)
+
+    def door_list(self) -> tuple[DoorEntry, ...]:
+        """The doors: the [[doors.door]] tables, or the one door of [lock] and [door] with every
+        shelf behind it (the simple cabinet, read as a one-door table)."""
+        if self.doors.door:
+            return self.doors.door
+        return (DoorEntry(id=1, shelves=tuple(s.id for s in self.shelves.shelf), lock=self.lock,
+                          switch=self.door),)
+
+    def zone_list(self) -> tuple[ZoneEntry, ...]:
+        """The zones: the [[zones.zone]] tables, or one zone of [thermometer], [compressor],
+        [heater] and [climate] holding every door."""
+        if self.zones.zone:
+            return self.zones.zone
+        return (ZoneEntry(id=1, doors=tuple(d.id for d in self.door_list()),
+                          thermometer=self.thermometer, compressor=self.compressor,
+                          heater=self.heater, climate=self.climate),)
+
+    @property
+    def several_doors(self) -> bool:
+        return len(self.door_list()) > 1
+
+    @property
+    def several_zones(self) -> bool:
+        return len(self.zone_list()) > 1
 
 
 # --- loading -----------------------------------------------------------------------------------------
@@ -333,8 +426,18 @@ def _build(cls, table: Any, where: str, source: str):
             values[name] = tuple(_build(item_cls, entry, f"{key_path}[{i}]", source)
                                  for i, entry in enumerate(value))
             continue
-        if spec.type in _SECTION_TYPES:
-            values[name] = _build(_SECTION_TYPES[spec.type], value, key_path, source)
+        section = spec.type.removesuffix(" | None")
+        if section in _SECTION_TYPES:
+            values[name] = _build(_SECTION_TYPES[section], value, key_path, source)
+            continue
+        if spec.type == "tuple[int, ...]":
+            if not isinstance(value, list) or not all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in value):
+                fail(key_path, value, "must be a list of integers")
+            problem = spec.metadata["check"](value)
+            if problem:
+                fail(key_path, value, problem)
+            values[name] = tuple(value)
             continue
         py_type = _type_of(cls, name)
         ok = isinstance(value, py_type) and not (py_type is int and isinstance(value, bool))
@@ -359,6 +462,7 @@ _SECTION_TYPES = {
     "ClimateSection": ClimateSection, "AccessSection": AccessSection,
     "SyncSection": SyncSection, "SimulationSection": SimulationSection,
     "ScreenSection": ScreenSection, "FaceSection": FaceSection,
+    "DoorsSection": DoorsSection, "ZonesSection": ZonesSection,
 }
 
 
@@ -382,10 +486,165 @@ def parse(text: str, source: str = "<string>") -> Config:
     for name in ("compressor", "heater", "buzzer"):
         if name in table and isinstance(table[name], dict):
             table[name] = {"pin": getattr(defaults, name).pin, **table[name]}
+    _prepare_tables(table, source)
     config = _build(Config, table, "", source)
     config = dataclasses.replace(config, source=source)
     _check_across(config)
+    _check_doors_and_zones(config)
     return config
+
+
+def _tables(table: dict, section: str, item: str) -> list[tuple[int, dict]]:
+    """The [[section.item]] tables that are tables (anything else is _build's to refuse)."""
+    entries = table.get(section, {}).get(item, []) if isinstance(table.get(section), dict) else []
+    return [(i, e) for i, e in enumerate(entries if isinstance(entries, list) else [])
+            if isinstance(e, dict)]
+
+
+def _prepare_tables(table: dict, source: str) -> None:
+    """Door and zone tables: what each must give, and the top-level sections they replace or
+    take their defaults from ([thermometer] and [climate] are every zone's defaults)."""
+    doors = _tables(table, "doors", "door")
+    if doors:
+        for old in ("lock", "door"):
+            if old in table:
+                raise ConfigError(f"{source}: [{old}] is the one door of a cabinet without "
+                                  f"[[doors.door]] tables: move it into each door's "
+                                  f"[doors.door.{'switch' if old == 'door' else 'lock'}]")
+        for i, entry in doors:
+            for part in ("lock", "switch"):
+                if not isinstance(entry.get(part), dict) or "pin" not in entry[part]:
+                    raise ConfigError(f"{source}: doors.door[{i}].{part}.pin: required: each "
+                                      f"door's {part} has a GPIO of its own")
+    zones = _tables(table, "zones", "zone")
+    if zones:
+        for old in ("compressor", "heater"):
+            if old in table:
+                raise ConfigError(f"{source}: [{old}]: with [[zones.zone]] tables each zone "
+                                  f"names its own ([zones.zone.{old}])")
+        for i, entry in zones:
+            for shared in ("thermometer", "climate"):
+                if isinstance(table.get(shared), dict) and isinstance(entry.get(shared, {}), dict):
+                    entry[shared] = {**table[shared], **entry.get(shared, {})}
+            for part in ("compressor", "heater"):
+                if isinstance(entry.get(part), dict) and "pin" not in entry[part]:
+                    raise ConfigError(f"{source}: zones.zone[{i}].{part}.pin: required")
+            if isinstance(entry, dict) and "compressor" not in entry and "heater" not in entry:
+                raise ConfigError(f"{source}: zones.zone[{i}]: a zone needs a compressor, a "
+                                  "heater or both ([zones.zone.compressor] with its pin)")
+
+
+def _check_doors_and_zones(config: Config) -> None:
+    """Doors and zones together: every shelf behind one door, every door in one zone, no GPIO
+    or sensor used twice, and each zone's setpoint within its own food-safety rule."""
+    src = config.source
+    if not config.doors.door and not config.zones.zone:
+        return  # the simple cabinet: _check_across has said it all
+    doors, zones = config.door_list(), config.zone_list()
+    shelf_ids = [s.id for s in config.shelves.shelf]
+    pins: dict[int, str] = {config.buzzer.pin: "buzzer.pin"}
+    behind: dict[int, str] = {}
+
+    def claim(pin: int, what: str) -> None:
+        if pin in pins:
+            raise ConfigError(f"{src}: {what} = {pin}: already used by {pins[pin]}; each "
+                              "device needs its own GPIO")
+        pins[pin] = what
+
+    seen: set[int] = set()
+    for i, door in enumerate(config.doors.door):
+        where = f"doors.door[{i}]"
+        if door.id in seen:
+            raise ConfigError(f"{src}: {where}.id = {door.id}: door ids must be unique")
+        seen.add(door.id)
+        if not door.shelves:
+            raise ConfigError(f"{src}: {where}.shelves = []: name the shelves behind this door")
+        for shelf in door.shelves:
+            if shelf not in shelf_ids:
+                raise ConfigError(f"{src}: {where}.shelves: no shelf {shelf} "
+                                  f"(shelves are {shelf_ids})")
+            if shelf in behind:
+                raise ConfigError(f"{src}: {where}.shelves: shelf {shelf} is already behind "
+                                  f"{behind[shelf]}")
+            behind[shelf] = where
+        _check_lock_pin(src, f"{where}.lock", door.lock)
+        claim(door.lock.pin, f"{where}.lock.pin")
+        claim(door.switch.pin, f"{where}.switch.pin")
+        if door.lock.feedback:
+            claim(door.lock.feedback_pin, f"{where}.lock.feedback_pin")
+    if config.doors.door:
+        missing = [n for n in shelf_ids if n not in behind]
+        if missing:
+            raise ConfigError(f"{src}: doors.door: shelves {missing} are behind no door; "
+                              "list each shelf in one door's shelves")
+    else:
+        _check_lock_pin(src, "lock", config.lock)
+        claim(config.lock.pin, "lock.pin")
+        claim(config.door.pin, "door.pin")
+        if config.lock.feedback:
+            claim(config.lock.feedback_pin, "lock.feedback_pin")
+    door_ids = [d.id for d in doors]
+    held: dict[int, str] = {}
+    zone_ids: set[int] = set()
+    sensors: dict[str, str] = {}
+    boards = {s.device_id: f"shelves.shelf[{i}]" for i, s in enumerate(config.shelves.shelf)}
+    tables = bool(config.zones.zone)
+    for i, zone in enumerate(zones):
+        where = f"zones.zone[{i}]" if tables else ""
+        dot = f"{where}." if tables else ""
+        if zone.id in zone_ids:
+            raise ConfigError(f"{src}: {where}.id = {zone.id}: zone ids must be unique")
+        zone_ids.add(zone.id)
+        for door in zone.doors:
+            if door not in door_ids:
+                raise ConfigError(f"{src}: {where}.doors: no door {door} (doors are {door_ids})")
+            if door in held:
+                raise ConfigError(f"{src}: {where}.doors: door {door} is already in {held[door]}")
+            held[door] = where
+        for part in ("compressor", "heater"):
+            relay = getattr(zone, part)
+            if relay is not None:
+                claim(relay.pin, f"{dot}{part}.pin")
+        t = zone.thermometer
+        if t.kind == "ds18b20":
+            if t.sensor_id == "auto" and len(zones) > 1:
+                raise ConfigError(f"{src}: {dot}thermometer.sensor_id = 'auto': with several "
+                                  "zones each names its DS18B20 (ls /sys/bus/w1/devices)")
+            key = f"ds18b20 {t.sensor_id}"
+        else:
+            if t.modbus_device_id in boards:
+                raise ConfigError(f"{src}: {dot}thermometer.modbus_device_id = "
+                                  f"{t.modbus_device_id}: already used by "
+                                  f"{boards[t.modbus_device_id]} on the same RS485 bus")
+            key = f"modbus {t.modbus_device_id}"
+        if key in sensors:
+            raise ConfigError(f"{src}: {dot}thermometer: the same sensor as {sensors[key]}")
+        sensors[key] = where
+        _check_band(src, f"{dot}climate", zone.climate)
+    missing = [n for n in door_ids if n not in held]
+    if missing:
+        raise ConfigError(f"{src}: zones.zone: doors {missing} are in no zone; list each "
+                          "door in one zone's doors")
+
+
+def _check_lock_pin(src: str, where: str, lock: LockSection) -> None:
+    # At power-up GPIO 0-8 are pulled up and 9-27 pulled down; the lock must read "de-energised"
+    # while the Pi boots and before this daemon drives the pin.
+    if lock.active_high and lock.pin <= 8:
+        raise ConfigError(f"{src}: {where}.pin = {lock.pin}: an active-high lock relay needs a "
+                          "pin pulled down at boot (GPIO 9-27), or the lock opens while the Pi "
+                          "boots")
+    if not lock.active_high and lock.pin >= 9:
+        raise ConfigError(f"{src}: {where}.pin = {lock.pin}: an active-low lock relay needs a "
+                          "pin pulled up at boot (GPIO 0-8), or the lock opens while the Pi boots")
+
+
+def _check_band(src: str, where: str, k: ClimateSection) -> None:
+    if k.food_safety == "perishables" and \
+            k.setpoint_celsius + k.hysteresis_celsius / 2 >= k.food_safety_limit_celsius:
+        raise ConfigError(f"{src}: {where}.setpoint_celsius = {k.setpoint_celsius:g}: with "
+                          f"hysteresis {k.hysteresis_celsius:g} K the cabinet would run above "
+                          f"{where}.food_safety_limit_celsius ({k.food_safety_limit_celsius:g})")
 
 
 def load(path: Path | str) -> Config:
@@ -402,6 +661,9 @@ def load(path: Path | str) -> Config:
 def _check_across(config: Config) -> None:
     """Rules that involve more than one key."""
     src = config.source
+    if config.doors.door or config.zones.zone:
+        _check_across_shelves(config)
+        return
     pins: dict[int, str] = {}
     used = [(name, "pin", getattr(config, name).pin)
             for name in ("lock", "door", "compressor", "heater", "buzzer")]
@@ -412,15 +674,18 @@ def _check_across(config: Config) -> None:
             raise ConfigError(f"{src}: {name}.{key} = {pin}: already used by {pins[pin]}; "
                               "each device needs its own GPIO")
         pins[pin] = f"{name}.{key}"
-    lock = config.lock
-    # At power-up GPIO 0-8 are pulled up and 9-27 pulled down; the lock must read "de-energised"
-    # while the Pi boots and before this daemon drives the pin.
-    if lock.active_high and lock.pin <= 8:
-        raise ConfigError(f"{src}: lock.pin = {lock.pin}: an active-high lock relay needs a pin "
-                          "pulled down at boot (GPIO 9-27), or the lock opens while the Pi boots")
-    if not lock.active_high and lock.pin >= 9:
-        raise ConfigError(f"{src}: lock.pin = {lock.pin}: an active-low lock relay needs a pin "
-                          "pulled up at boot (GPIO 0-8), or the lock opens while the Pi boots")
+    _check_lock_pin(src, "lock", config.lock)
+    _check_across_shelves(config)
+    t = config.thermometer
+    seen_devices = {s.device_id: f"shelves.shelf[{i}]" for i, s in enumerate(config.shelves.shelf)}
+    if t.kind == "modbus" and t.modbus_device_id in seen_devices:
+        raise ConfigError(f"{src}: thermometer.modbus_device_id = {t.modbus_device_id}: "
+                          f"already used by {seen_devices[t.modbus_device_id]} on the same RS485 bus")
+    _check_band(src, "climate", config.climate)
+
+
+def _check_across_shelves(config: Config) -> None:
+    src = config.source
     seen_ids: set[int] = set()
     seen_devices: dict[int, str] = {}
     for i, shelf in enumerate(config.shelves.shelf):
@@ -433,15 +698,6 @@ def _check_across(config: Config) -> None:
         seen_devices[shelf.device_id] = f"shelves.shelf[{i}]"
     if not config.shelves.shelf:
         raise ConfigError(f"{src}: shelves.shelf = []: at least one shelf is required")
-    t = config.thermometer
-    if t.kind == "modbus" and t.modbus_device_id in seen_devices:
-        raise ConfigError(f"{src}: thermometer.modbus_device_id = {t.modbus_device_id}: "
-                          f"already used by {seen_devices[t.modbus_device_id]} on the same RS485 bus")
-    k = config.climate
-    if k.setpoint_celsius + k.hysteresis_celsius / 2 >= k.food_safety_limit_celsius:
-        raise ConfigError(f"{src}: climate.setpoint_celsius = {k.setpoint_celsius:g}: with "
-                          f"hysteresis {k.hysteresis_celsius:g} K the cabinet would run above "
-                          f"climate.food_safety_limit_celsius ({k.food_safety_limit_celsius:g})")
     c = config.checkout
     if c.door_open_alarm_seconds <= c.door_open_warning_seconds:
         raise ConfigError(f"{src}: checkout.door_open_alarm_seconds = {c.door_open_alarm_seconds:g}: "

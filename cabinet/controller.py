@@ -9,7 +9,9 @@ the daemon, which starts locked.
 It routes door and weight events to the checkout machine (checkout.py), raises the forced-open
 alarm for a door that opens with no session, tracks device faults, shelf stability and the
 temperature, and at start-up resumes a session that a crash left unfinished. Climate control
-(climate_control.py), access (access/) and sync (sync_control.py) plug in beside it.
+(zones.py: one climate_control.py per zone), access (access/) and sync (sync_control.py) plug in
+beside it. A cabinet with several doors is one door to the checkout (doors.py): open while any
+door is, shut when every door is; each door's own switch, lock and alarms are handled here.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import math
 import queue
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from .access.codes import PublicKey
@@ -26,14 +28,15 @@ from .alarms import Alarms
 from .access.control import AccessControl
 from .access.phone_scan import NonceRefused, PhoneScan
 from .checkout import UNAUTHORISED, Authorisation, Checkout, Refused, Settings
-from .climate_control import ClimateControl
 from .config import Config
+from .doors import DoorStates, alarm_kind, as_lock_group, base_kind
 from .events import (OperationRequested, CodeScanned, DeviceFaulted, DeviceRecovered, DoorClosed,
                      DoorOpened, LockSensed, ScanUnreadable, ShelfWeighed, StopRequested, TemperatureRead)
 from .planogram import Planogram
 from .ports import AlarmPort, Ports
 from .session_effects import SessionEffects
-from .state_view import ProductsView, State, alarms_view, session_view, shelves_view
+from .state_view import (ProductsView, State, alarms_view, doors_view, session_view,
+                         shelves_view)
 from .store import Store, utc_now
 from .events import CommandsArrived, FaceAttemptFailed, FaceChecking, FaceRecognised, SyncReported
 from .commands import CommandRunner
@@ -44,6 +47,7 @@ from .systemd import Notifier, NotifyError
 from .timers import TimerHeap
 from .ui.screens import screen_for
 from .weighing import StabilityFilter
+from .zones import Zones
 
 log = logging.getLogger(__name__)
 # Alarms that stay until a technician has looked (the rest clear when their cause goes).
@@ -74,6 +78,12 @@ class Actuators:
     compressor: Output
     heater: Output
     weigh_fast: Callable[[bool], None] = lambda fast: None  # shelf polling rate for sessions
+    # zone id -> (compressor, heater), where the cabinet has several zones; empty: the first
+    # zone drives `compressor` and `heater`.
+    zone_outputs: dict[int, tuple[Output, Output]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.lock = as_lock_group(self.lock)  # one relay: a one-door group (doors.py)
 
 
 class Controller:
@@ -99,7 +109,9 @@ class Controller:
                                "elderly_mode": sc.elderly_mode, "speech": sc.speech,
                                "language_reset_seconds": sc.language_reset_seconds}
 
-        self.door_open: bool | None = None
+        self.door_list = {d.id: d for d in config.door_list()}
+        self.several_doors = len(self.door_list) > 1
+        self.doors = DoorStates(self.door_list)
         self.planogram = planogram
         self.receipt: dict[str, Any] | None = None
         self.last_refusal: dict[str, Any] | None = None
@@ -112,7 +124,6 @@ class Controller:
         self.shelves = {s.id: StabilityFilter(readings=config.shelves.stable_readings,
                                               band_grams=config.shelves.stable_band_grams)
                         for s in config.shelves.shelf}
-        self.temperature: dict[str, Any] | None = None
         self.last_scan: dict[str, Any] | None = None
         self.alarm_book = Alarms(store)
         # The room kept on the card for the database (cabinet/reserve.py); None in tests.
@@ -127,23 +138,29 @@ class Controller:
                                           c.door_open_alarm_seconds, c.settle_timeout_seconds,
                                           c.shelf_tolerance_grams), SessionEffects(
             self.ports, outputs=actuators, shelves=self.shelves, planogram=lambda: self.planogram,
-            finished=self.session_finished, storage_failed=self.storage_failed), clock=clock)
+            finished=self.session_finished, storage_failed=self.storage_failed,
+            door_alarms=self._door_alarms), clock=clock)
         self.outbox = store.outbox_counts()
         self.snapshot: dict[str, Any] = {}   # the published State (cabinet/state_view.py)
         self._products = ProductsView()
         self.handled = 0
 
-        self.lock_sensed: bool | None = None  # the lock's feedback contact, when it has one
-        self._lock_mismatch_since: float | None = None
-        if config.lock.feedback:
-            self._schedule_lock_check(config.lock.feedback_seconds / 4)
+        # Each door's lock feedback contact, where it has one: what it says, since when it
+        # disagrees with the relay.
+        self.lock_sensed: dict[int, bool | None] = {n: None for n in self.door_list}
+        self._lock_mismatch_since: dict[int, float | None] = {n: None for n in self.door_list}
+        feedback = [d.lock.feedback_seconds for d in self.door_list.values() if d.lock.feedback]
+        if feedback:
+            self._schedule_lock_check(min(feedback) / 4)
         self.out.lock.lock()  # fail-secure whatever the relay was doing before we took over
         # Weigh fast until every shelf is first stable: a restart (perhaps mid-session) should know
         # its shelves within a second, not after four idle polls.
         self._warming_up = True
         self.out.weigh_fast(True)
-        self.climate = ClimateControl(self.ports, compressor=actuators.compressor,
-                                      heater=actuators.heater)
+        first_zone = config.zone_list()[0].id
+        self.zones = Zones(self.ports, actuators.zone_outputs or
+                           {first_zone: (actuators.compressor, actuators.heater)})
+        self.climate = self.zones.first   # a one-zone cabinet's climate
         self.access = AccessControl(self.ports, access_keys or {}, authorise=self.authorise,
                                     refused=self.refused)
         from .access.face_control import FaceAccess
@@ -239,38 +256,101 @@ class Controller:
         self.checkout.resume(journal, door_open)
         return True
 
+    @property
+    def door_open(self) -> bool | None:
+        """The cabinet's door as the checkout sees it: open while any door is, shut when all are,
+        None until every door has been read."""
+        return self.doors.cabinet
+
+    def _door_label(self, door: int) -> str:
+        return f"{self.door_list[door].label}: " if self.several_doors else ""
+
+    def _door_alarms(self, kind: str, detail: str, raising: bool) -> list[tuple[str, str]]:
+        """The checkout's `held_open` as each open door's alarm, where there are several (all of
+        them when clearing)."""
+        if not self.several_doors or kind != "held_open":
+            return [(kind, detail)]
+        doors = self.doors.open_doors() if raising else list(self.door_list)
+        return [(alarm_kind(kind, n, True), self._door_label(n) + detail)
+                for n in doors or list(self.door_list)]
+
+    def _forced(self, door: int, detail: str) -> None:
+        self.raise_alarm(alarm_kind("forced_open", door, self.several_doors),
+                         self._door_label(door) + detail)
+        self.out.buzzer.energise()
+
     def _on_door_opened(self, event: DoorOpened) -> None:
-        first = self.door_open is None
-        self.door_open = True
-        self.climate.on_door(True)
-        if self._resume_if_needed(door_open=True):
+        door = event.door
+        if door not in self.door_list:
+            raise ValueError(f"door {door} opened, and the config has no such door")
+        first = self.doors.states[door] is None
+        was_open = self.door_open
+        self.doors.states[door] = True
+        self.zones.on_door(door, True)
+        if self._unfinished is not None:
+            if self.door_open is not None:  # every door read: finish what a crash left
+                self._resume_if_needed(door_open=True)
+            return
+        if was_open:
+            self._another_door_opened(door, first)
             return
         if self.checkout.session is not None and self.checkout.state == "authorised":
             self._door_opened_at = self.clock()  # for the screen's held-open countdown
-        was_idle = self.checkout.state == "idle"
-        if not self.checkout.door_opened():
-            detail = ("door found open at start-up" if first
-                      else "door opened while locked, with no authorised session")
-            if not was_idle:
-                detail = "door opened again after it closed, before the sale was settled"
-            elif not first:  # weighed when it closes: what was taken is recorded
-                forced = self.checkout.door_forced(
-                    stable_grams={n: f.stable_grams for n, f in self.shelves.items()},
-                    planogram=self.planogram)
-                if forced:
-                    detail += f"; weighed when it closes (session {forced})"
-            self.raise_alarm("forced_open", detail)
-            self.out.buzzer.energise()
+        before = self.checkout.state
+        was_idle = before == "idle"
+        if self.checkout.door_opened() and (before == "open"
+                                            or not self.out.lock.door_locked(door)):
+            return
+        detail = ("door found open at start-up" if first
+                  else "door opened while locked, with no authorised session")
+        if not was_idle:
+            detail = ("door opened again after it closed, before the sale was settled"
+                      if self.checkout.state != "open" or self.checkout.session["reopened"]
+                      else "door held shut for this session, opened by force")
+            self.checkout.session["reopened"] = True
+        elif not first:  # weighed when it closes: what was taken is recorded
+            forced = self.checkout.door_forced(stable_grams=self._stable_behind(door),
+                                               planogram=self.planogram)
+            if forced:
+                detail += f"; weighed when it closes (session {forced})"
+        self._forced(door, detail)
+
+    def _another_door_opened(self, door: int, first: bool) -> None:
+        """A door opened while another stands open: part of the session if its lock was
+        released for it, else forced (and its shelves weighed with the forced opening's)."""
+        session = self.checkout.session
+        if session is not None and not first and not self.out.lock.door_locked(door):
+            return
+        if first:
+            self._forced(door, "door found open at start-up")
+            return
+        if session is not None and session["authorisation"]["role"] == "unauthorised":
+            self.checkout.door_forced_too(self._stable_behind(door))
+        elif session is not None:
+            session["reopened"] = True
+        self._forced(door, "door opened while locked" + (
+            " during another's session" if session is not None else ", with no authorised session"))
+
+    def _stable_behind(self, door: int) -> dict[int, float | None]:
+        return {n: self.shelves[n].stable_grams for n in self.door_list[door].shelves
+                if n in self.shelves}
 
     def _on_door_closed(self, event: DoorClosed) -> None:
-        was_open = self.door_open
-        self.door_open = False
+        door = event.door
+        if door not in self.door_list:
+            raise ValueError(f"door {door} closed, and the config has no such door")
+        was_open = self.doors.states[door]
+        self.doors.states[door] = False
         if was_open:
-            self.climate.on_door(False)
-        if self._resume_if_needed(door_open=False):
+            self.zones.on_door(door, False)
+        if self._unfinished is not None:
+            if self.door_open is not None:
+                self._resume_if_needed(door_open=bool(self.door_open))
             return
         if self.checkout.state == "authorised":
             return  # unlocked and waiting: the door being shut is no news
+        if self.door_open:
+            return  # another door stands open: the session (or forced opening) goes on
         self.out.lock.lock()
         self.out.buzzer.release()
         self.checkout.door_closed()
@@ -289,9 +369,7 @@ class Controller:
                     self.out.weigh_fast(False)
 
     def _on_temperature(self, event: TemperatureRead) -> None:
-        self.temperature = {"celsius": round(event.celsius, 3), "sensor": event.sensor,
-                            "age_seconds": 0.0, "_at": event.at}
-        self.climate.on_reading(event.celsius)
+        self.zones.on_reading(event.device, event.celsius, event.sensor, event.at)
 
     def _on_code_scanned(self, event: CodeScanned) -> None:
         method = "camera" if event.source == "camera" else "scanner"
@@ -310,8 +388,7 @@ class Controller:
     def _on_device_faulted(self, event: DeviceFaulted) -> None:
         since = self.faults.get(event.device, {}).get("since", utc_now())
         self.faults[event.device] = {"detail": event.detail, "since": since}
-        if event.device == "thermometer":
-            self.climate.on_sensor_fault()
+        self.zones.on_sensor_fault(event.device)
         if event.device.startswith("shelf:"):
             self.shelves.get(int(event.device[6:]), StabilityFilter(readings=2, band_grams=1)).reset()
         self.raise_alarm(f"device_fault:{event.device}", event.detail)
@@ -321,23 +398,29 @@ class Controller:
         self.clear_alarm(f"device_fault:{event.device}")
 
     def _on_lock_sensed(self, event: LockSensed) -> None:
-        self.lock_sensed = event.locked
+        if event.door not in self.door_list:
+            raise ValueError(f"lock feedback from door {event.door}, which the config lacks")
+        self.lock_sensed[event.door] = event.locked
 
     def _schedule_lock_check(self, interval: float) -> None:
-        """Compare the lock's feedback with the command; a disagreement that outlasts
+        """Compare each lock's feedback with the command; a disagreement that outlasts
         lock.feedback_seconds (a jammed bolt, a cut wire, a relay welded shut) is a lock_fault."""
         def check():
-            if self.lock_sensed is not None:
-                commanded = self.out.lock.locked
-                if self.lock_sensed == commanded:
-                    self._lock_mismatch_since = None
-                    self.clear_alarm("lock_fault")
-                elif self._lock_mismatch_since is None:
-                    self._lock_mismatch_since = self.clock()
-                elif self.clock() - self._lock_mismatch_since >= self.config.lock.feedback_seconds:
-                    self.raise_alarm("lock_fault", "lock commanded {} but its feedback says {}"
-                                     .format("locked" if commanded else "open",
-                                             "locked" if self.lock_sensed else "open"))
+            for door, sensed in self.lock_sensed.items():
+                if sensed is None:
+                    continue
+                kind = alarm_kind("lock_fault", door, self.several_doors)
+                commanded = self.out.lock.door_locked(door)
+                if sensed == commanded:
+                    self._lock_mismatch_since[door] = None
+                    self.clear_alarm(kind)
+                elif self._lock_mismatch_since[door] is None:
+                    self._lock_mismatch_since[door] = self.clock()
+                elif (self.clock() - self._lock_mismatch_since[door]
+                      >= self.door_list[door].lock.feedback_seconds):
+                    self.raise_alarm(kind, "{}lock commanded {} but its feedback says {}".format(
+                        self._door_label(door), "locked" if commanded else "open",
+                        "locked" if sensed else "open"))
             self.timers.call_later(interval, "lock_check", check)
         self.timers.call_later(interval, "lock_check", check)
 
@@ -377,10 +460,13 @@ class Controller:
             if self.alarm_book.storage_failing:
                 raise Refused("storage", "the database cannot be written (is the disk full?): "
                                          "no sale could be recorded")
-            if (self.climate.locked_out and auth.role == "shopper" and self.planogram
-                    and self._perishables_in_stock()):
+            # A zone's lockout holds its doors shut for shoppers where perishables are behind
+            # them; the other doors open as usual (technicians open every door, to clear it).
+            held = self.zones.held_doors(self.planogram) if auth.role == "shopper" else set()
+            if held and held >= set(self.door_list):
                 raise Refused("food_safety", "perishable food is locked out after the cold chain "
                               "broke; a technician must remove it or clear the lockout")
+            self.out.lock.choose(set(self.door_list) - held)
             stable = {n: f.stable_grams for n, f in self.shelves.items()}
             session_id = self.checkout.authorise(auth, stable_grams=stable,
                                                  faulted=set(self.faults),
@@ -391,8 +477,9 @@ class Controller:
             raise
         self.last_refusal = None
         self.receipt = None
-        log.info("session %s opened for %s %s by %s", session_id, auth.role, auth.subject,
-                 auth.method)
+        log.info("session %s opened for %s %s by %s%s", session_id, auth.role, auth.subject,
+                 auth.method, f"; doors {sorted(set(self.door_list) - held)} released, "
+                 f"{sorted(held)} held shut by the food-safety lockout" if held else "")
         return session_id
 
     def remote_unlock(self, nonce: str, subject: str) -> str:
@@ -423,7 +510,7 @@ class Controller:
         log.info("session %s ended: %s%s", session["session_id"], outcome,
                  f", total {record['total_fen']} fen" if record and "total_fen" in record else "")
         if outcome == "inventory" and session["authorisation"].get("restock"):
-            self.climate.on_restock()
+            self.zones.on_restock()
         if outcome == "no_sale":
             return
         if session["authorisation"]["role"] == UNAUTHORISED:
@@ -441,19 +528,24 @@ class Controller:
                 self.receipt = None
         self.timers.call_later(self.config.checkout.receipt_seconds, "receipt", clear)
 
-    def _perishables_in_stock(self) -> list[str]:
-        return [sku for stock in self.planogram.shelves.values() for sku, n in stock.items()
-                if n > 0 and self.planogram.products[sku].perishable]
+    def set_setpoint(self, celsius: float, zone: int | None = None) -> None:
+        control = self.zones.zone(zone)
+        control.set_setpoint(celsius)
+        log.info("setpoint%s set to %.1f °C",
+                 f" of {control.zone.label}" if self.zones.several else "", celsius)
 
-    def set_setpoint(self, celsius: float) -> None:
-        self.climate.set_setpoint(celsius)
-        log.info("setpoint set to %.1f °C", celsius)
-
-    def clear_lockout(self, technician: str) -> bool:
-        cleared = self.climate.clear_lockout(technician)
+    def clear_lockout(self, technician: str, zone: int | None = None) -> bool:
+        """Clear the food-safety lockout of `zone` (None: every zone's)."""
+        controls = (self.zones.controls.values() if zone is None
+                    else [self.zones.zone(zone)])
+        cleared = False
+        for control in controls:
+            if control.clear_lockout(technician):
+                cleared = True
+                log.warning("food-safety lockout%s cleared by %s", f" of {control.zone.label}"
+                            if self.zones.several else "", technician)
         if cleared:
             self._products.forget()
-            log.warning("food-safety lockout cleared by %s", technician)
         return cleared
 
     def replace_planogram(self, new: Planogram) -> None:
@@ -537,6 +629,7 @@ class Controller:
             raise Refused("busy", "a session is open (or a selftest): the lock is not cycled")
         self._lock_test_timer = self.timers.call_later(LOCK_TEST_SECONDS, "lock test",
                                                        self._lock_test_over)
+        self.out.lock.choose(None)   # every door's lock is cycled
         self.out.lock.unlock()
 
     def _lock_test_over(self) -> None:
@@ -557,10 +650,10 @@ class Controller:
     def acknowledge_alarm(self, kind: str, technician: str) -> bool:
         """A technician clears a latched alarm after looking (`cabinet alarm clear`). Only the
         alarms nothing else clears; the others clear themselves when their cause goes."""
-        if kind not in ACKNOWLEDGED_ALARMS:
+        if kind.split(":")[0] not in ACKNOWLEDGED_ALARMS:
             raise ValueError(f"{kind!r} clears by itself when its cause goes; a technician "
                              f"clears only {', '.join(sorted(ACKNOWLEDGED_ALARMS))}")
-        if kind == "forced_open" and self.door_open:
+        if base_kind(kind) == "forced_open" and self.door_open:
             raise Refused("door_open", "the door is still open: close it first")
         if kind == "face_attempts":
             self.face.lift_pauses()
@@ -581,10 +674,9 @@ class Controller:
     # --- state for the screen and /api/state ------------------------------------------------------
     def _publish(self) -> None:
         now = self.clock()
-        temperature = None
-        if self.temperature is not None:
-            temperature = {k: v for k, v in self.temperature.items() if not k.startswith("_")}
-            temperature["age_seconds"] = round(now - self.temperature["_at"], 1)
+        first_door = next(iter(self.door_list))
+        sensed = self.lock_sensed[first_door]
+        zones = self.zones.views(now)
         snapshot = State(
             cabinet_id=self.config.cabinet.id,
             software_version=self.store.software_version,
@@ -592,11 +684,11 @@ class Controller:
             uptime_seconds=round(now - self.started_at, 1),
             door={None: "unknown", True: "open", False: "closed"}[self.door_open],
             lock="locked" if self.out.lock.locked else "unlocked",
-            lock_sensed=(None if self.lock_sensed is None
-                         else "locked" if self.lock_sensed else "unlocked"),
-            relays={"compressor": self.out.compressor.energised,
-                    "heater": self.out.heater.energised, "buzzer": self.out.buzzer.energised},
-            temperature=temperature,
+            lock_sensed=None if sensed is None else "locked" if sensed else "unlocked",
+            relays={"compressor": any(z["relays"]["compressor"] for z in zones),
+                    "heater": any(z["relays"]["heater"] for z in zones),
+                    "buzzer": self.out.buzzer.energised},
+            temperature=zones[0]["temperature"],
             shelves=shelves_view(self.shelves, self.faults),
             alarms=alarms_view(self.alarms),
             faults={device: dict(info) for device, info in sorted(self.faults.items())},
@@ -604,8 +696,10 @@ class Controller:
                                  self.checkout.prompt),
             receipt=self.receipt,
             last_refusal=self.last_refusal,
-            products=self._products(self.planogram, self.climate.locked_out),
-            climate=self.climate.snapshot(),
+            products=self._products(self.planogram, self.zones.locked_shelves()),
+            climate=zones[0]["climate"],
+            doors=doors_view(self.door_list, self.doors, self.out.lock, self.lock_sensed),
+            zones=zones,
             screen_qr=(None if self.checkout.session is not None else
                        {"url": self.phone.url,
                         "expires_in_seconds": round(self.phone.expires_in(), 1)}),
@@ -625,7 +719,8 @@ class Controller:
         refused = None
         if self.alarm_book.storage_failing:
             refused = "storage"
-        elif self.climate.locked_out and self.planogram and self._perishables_in_stock():
+        elif (self.zones.locked_out
+              and self.zones.held_doors(self.planogram) >= set(self.door_list)):
             refused = "food_safety"
         return screen_for(snapshot, alarm_in_seconds=alarm_in,
                           recovering=self._unfinished is not None, shopper_refused=refused)

@@ -29,7 +29,8 @@ from drivers.scanner import ScannerReader
 from drivers.shelf import ShelfBoard, ShelfReader
 from drivers.thermometer import Ds18b20Reader, ModbusThermometerReader
 
-from .config import Config
+from .config import Config, thermometer_device
+from .doors import LockGroup
 from .sim_controls import SimulationHandle
 
 log = logging.getLogger(__name__)
@@ -50,18 +51,30 @@ def devices(simulate: bool) -> Devices:
             else Devices("hardware", twins=False, deployed=True))
 
 
+class NoOutput:
+    """A zone's missing compressor or heater (an ambient zone with a heater only): never on."""
+    energised = False
+
+    def energise(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
 @dataclass
 class Hardware:
     pin_factory: Any
-    lock: LockRelay
-    door: DoorSwitch
-    compressor: Relay
-    heater: Relay
+    lock: LockGroup                      # every door's lock relay, as one lock
+    doors: dict[int, DoorSwitch]
+    compressor: Relay | NoOutput         # the first zone's (a one-zone cabinet's)
+    heater: Relay | NoOutput
     buzzer: Relay
+    zone_outputs: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # (compressor, heater)
     readers: list[ReaderThread] = field(default_factory=list)
     camera: CameraReader | None = None
     shelves: ShelfReader | None = None
-    lock_feedback: LockFeedback | None = None
+    lock_feedbacks: dict[int, LockFeedback] = field(default_factory=dict)
     sim: Any = None  # the simulation's handle (cabinet/sim_controls.py) on twins, else None
     gpio_fault: str | None = None  # why the GPIO lines cannot be driven (pins are stand-ins)
 
@@ -69,10 +82,11 @@ class Hardware:
         for reader in self.readers:
             reader.start()
         if self.gpio_fault is not None:
-            return  # stand-in pins: the door's state is unknown, not "closed"
-        self.door.announce()
-        if self.lock_feedback is not None:
-            self.lock_feedback.announce()
+            return  # stand-in pins: the doors' state is unknown, not "closed"
+        for door in self.doors.values():
+            door.announce()
+        for feedback in self.lock_feedbacks.values():
+            feedback.announce()
 
 
 def _pin_factory(config: Config, twins: bool) -> tuple[Any, str | None]:
@@ -106,13 +120,23 @@ def build_hardware(config: Config, emit: Callable[[object], None], *, devices: D
         log.critical("%s", gpio_fault)
     if devices.twins or gpio_fault is not None:
         stack.callback(factory.reset)  # releases the mock pins, as a test's teardown must
-    # The lock first, driven locked, before anything else can fail or take time.
-    lock = stack.enter_context(LockRelay(config.lock.pin, active_high=config.lock.active_high,
-                                         pin_factory=factory))
-    relays = {name: stack.enter_context(Relay(name, getattr(config, name).pin,
-                                              active_high=getattr(config, name).active_high,
-                                              pin_factory=factory))
-              for name in ("compressor", "heater", "buzzer")}
+    doors, zones = config.door_list(), config.zone_list()
+    # The locks first, driven locked, before anything else can fail or take time.
+    lock = LockGroup({d.id: stack.enter_context(LockRelay(d.lock.pin,
+                                                          active_high=d.lock.active_high,
+                                                          pin_factory=factory))
+                      for d in doors})
+    buzzer = stack.enter_context(Relay("buzzer", config.buzzer.pin,
+                                       active_high=config.buzzer.active_high, pin_factory=factory))
+    zone_outputs = {}
+    for zone in zones:
+        outputs = []
+        for part in ("compressor", "heater"):
+            relay = getattr(zone, part)
+            name = f"{part}:{zone.id}" if len(zones) > 1 else part
+            outputs.append(NoOutput() if relay is None else stack.enter_context(
+                Relay(name, relay.pin, active_high=relay.active_high, pin_factory=factory)))
+        zone_outputs[zone.id] = tuple(outputs)
 
     sim = None
     rs485_port = config.rs485.port
@@ -124,24 +148,26 @@ def build_hardware(config: Config, emit: Callable[[object], None], *, devices: D
     if devices.twins:
         sim = stack.enter_context(closing(_build_simulation(config, factory, data_dir / "sim",
                                                             stock)))
-        sim.attach_relays(lambda: relays["compressor"].energised,
-                          lambda: relays["heater"].energised)
+        for zone_id, (compressor, heater) in zone_outputs.items():
+            sim.attach_relays(lambda c=compressor: c.energised, lambda h=heater: h.energised,
+                              zone=zone_id)
         rs485_port, scanner_port, w1_base_dir = sim.rs485_port, sim.scanner_port, sim.w1_base_dir
         open_camera, camera_where = sim.camera.open, "simulated camera"
 
-    door = stack.enter_context(DoorSwitch(config.door.pin, pull_up=config.door.pull_up,
-                                          bounce_seconds=config.door.bounce_seconds,
-                                          pin_factory=factory, emit=emit))
-    if sim is not None:
-        sim.set_door(sim.door_open_now)  # as the simulated world was left (shut the first time)
-    lock_feedback = None
-    if config.lock.feedback:
-        lock_feedback = stack.enter_context(closing(LockFeedback(
-            config.lock.feedback_pin, pull_up=config.lock.feedback_pull_up, pin_factory=factory,
-            emit=emit)))
-        if sim is not None:
-            sim.attach_lock(lambda: lock.locked, config.lock.feedback_pin,
-                            config.lock.feedback_pull_up)
+    switches, feedbacks = {}, {}
+    for d in doors:
+        switches[d.id] = stack.enter_context(DoorSwitch(
+            d.switch.pin, pull_up=d.switch.pull_up, bounce_seconds=d.switch.bounce_seconds,
+            pin_factory=factory, emit=emit, door=d.id))
+        if sim is not None:  # as the simulated world was left (shut the first time)
+            sim.set_door(sim.doors_open[d.id], d.id)
+        if d.lock.feedback:
+            feedbacks[d.id] = stack.enter_context(closing(LockFeedback(
+                d.lock.feedback_pin, pull_up=d.lock.feedback_pull_up, pin_factory=factory,
+                emit=emit, door=d.id)))
+            if sim is not None:
+                sim.attach_lock(lambda n=d.id: lock.door_locked(n), d.lock.feedback_pin,
+                                d.lock.feedback_pull_up, door=d.id)
 
     r = config.rs485
     bus = stack.enter_context(closing(ModbusBus(rs485_port, baudrate=r.baudrate, parity=r.parity,
@@ -155,16 +181,18 @@ def build_hardware(config: Config, emit: Callable[[object], None], *, devices: D
                                value_format=s.value_format, word_order=s.word_order,
                                poll_interval_seconds=s.poll_interval_seconds, emit=emit)
     readers.append(shelves)
-    t = config.thermometer
-    if t.kind == "ds18b20":
-        readers.append(Ds18b20Reader(w1_base_dir, t.sensor_id,
-                                     poll_interval_seconds=t.poll_interval_seconds, emit=emit))
-    else:
-        readers.append(ModbusThermometerReader(bus, device_id=t.modbus_device_id,
-                                               register=t.modbus_register,
-                                               celsius_per_count=t.modbus_celsius_per_count,
-                                               poll_interval_seconds=t.poll_interval_seconds,
-                                               emit=emit))
+    for zone in zones:
+        t = zone.thermometer
+        device = thermometer_device(zone.id, len(zones) > 1)
+        if t.kind == "ds18b20":
+            readers.append(Ds18b20Reader(w1_base_dir, t.sensor_id, device=device,
+                                         poll_interval_seconds=t.poll_interval_seconds, emit=emit))
+        else:
+            readers.append(ModbusThermometerReader(bus, device_id=t.modbus_device_id,
+                                                   register=t.modbus_register,
+                                                   celsius_per_count=t.modbus_celsius_per_count,
+                                                   poll_interval_seconds=t.poll_interval_seconds,
+                                                   emit=emit, device=device))
     if config.scanner.enabled:
         readers.append(ScannerReader(scanner_port, baudrate=config.scanner.baudrate,
                                      max_line_bytes=config.scanner.max_line_bytes, emit=emit))
@@ -175,20 +203,29 @@ def build_hardware(config: Config, emit: Callable[[object], None], *, devices: D
         readers.append(camera)
     for reader in readers:
         stack.callback(reader.close)
-    return Hardware(pin_factory=factory, lock=lock, door=door, buzzer=relays["buzzer"],
-                    compressor=relays["compressor"], heater=relays["heater"],
-                    readers=readers, camera=camera, shelves=shelves, lock_feedback=lock_feedback,
+    first = zone_outputs[zones[0].id]
+    return Hardware(pin_factory=factory, lock=lock, doors=switches, buzzer=buzzer,
+                    compressor=first[0], heater=first[1], zone_outputs=zone_outputs,
+                    readers=readers, camera=camera, shelves=shelves, lock_feedbacks=feedbacks,
                     sim=None if sim is None else SimulationHandle(sim, data_dir),
                     gpio_fault=gpio_fault)
 
 
 def _build_simulation(config: Config, factory, folder: Path, stock):
-    from drivers.sim.world import SimItem, SimShelf, SimulatedCabinet
+    from drivers.sim.world import (DEFAULT_SENSOR_ID, SimDoor, SimItem, SimShelf,
+                                   SimulatedCabinet, SimZone)
 
     sim = config.simulation
-    t = config.thermometer
+    zones = []
+    for zone in config.zone_list():
+        t = zone.thermometer
+        zones.append(SimZone(zone.id, zone.doors,
+                             DEFAULT_SENSOR_ID if t.sensor_id == "auto" else t.sensor_id,
+                             t.modbus_device_id if t.kind == "modbus" else None,
+                             t.modbus_register, t.modbus_celsius_per_count))
     return SimulatedCabinet(
-        folder, pin_factory=factory, door_pin=config.door.pin, door_pull_up=config.door.pull_up,
+        folder, pin_factory=factory, zones=zones,
+        doors=[SimDoor(d.id, d.switch.pin, d.switch.pull_up) for d in config.door_list()],
         shelves=[SimShelf(b.id, b.device_id, b.grams_per_count / sim.load_cell_gain)
                  for b in config.shelves.shelf],
         items=[SimItem(*entry) for entry in stock],
@@ -197,8 +234,5 @@ def _build_simulation(config: Config, factory, folder: Path, stock):
         noise_grams=sim.noise_grams, creep_grams_per_hour=sim.creep_grams_per_hour,
         settle_seconds=sim.settle_seconds, ambient_celsius=sim.ambient_celsius,
         start_celsius=sim.start_celsius,
-        thermometer_modbus_id=t.modbus_device_id if t.kind == "modbus" else None,
-        thermometer_register=t.modbus_register,
-        thermometer_celsius_per_count=t.modbus_celsius_per_count,
         camera_size=(config.camera.width, config.camera.height),
         camera_fps=config.camera.frames_per_second)

@@ -180,8 +180,9 @@ def refusals(fn: Callable[[], Any]) -> Any:
 
 def _set_setpoint(ctx: Context, args, source) -> dict[str, Any]:
     celsius = float(args["celsius"])
-    refusals(lambda: ctx.cabinet.set_setpoint(celsius))
-    return {"setpoint_celsius": celsius}
+    zone = args.get("zone")
+    refusals(lambda: ctx.cabinet.set_setpoint(celsius, zone))
+    return {"setpoint_celsius": celsius, **({} if zone is None else {"zone": zone})}
 
 
 def _set_planogram(ctx: Context, args, source) -> dict[str, Any]:
@@ -261,7 +262,8 @@ def _clear_alarm(ctx: Context, args, source) -> dict[str, Any]:
 
 
 def _clear_lockout(ctx: Context, args, source) -> dict[str, Any]:
-    return {"cleared": ctx.cabinet.clear_lockout(_person(args, source))}
+    return {"cleared": refusals(lambda: ctx.cabinet.clear_lockout(_person(args, source),
+                                                                  args.get("zone")))}
 
 
 def _authorise(ctx: Context, args, source) -> dict[str, Any]:
@@ -315,7 +317,8 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
     Operation("set_setpoint", "the temperature to hold",
               # The range (and the band's distance from the food-safety limit) is the
               # climate's one rule, climate_control._checked: it also vets a saved setpoint.
-              (Arg("celsius", "number"),),
+              # `zone`: which, on a cabinet with several (climate per zone: zones.py).
+              (Arg("celsius", "number"), Arg("zone", "integer", required=False)),
               _BOTH, _set_setpoint, route="climate/setpoint"),
     Operation("set_planogram", "products, prices, shelves and stock, between sessions",
               (Arg("planogram", "object"),), _BOTH, _set_planogram),
@@ -346,7 +349,8 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
               (Arg("kind", "text", limit=64), _BY), _BOTH, _clear_alarm, route="alarms/clear",
               renamed=_AS_TECHNICIAN),
     Operation("clear_lockout", "clear the food-safety lockout after the food was checked",
-              (_BY,), _BOTH, _clear_lockout, route="food-safety/clear", renamed=_AS_TECHNICIAN),
+              (_BY, Arg("zone", "integer", required=False)), _BOTH, _clear_lockout,
+              route="food-safety/clear", renamed=_AS_TECHNICIAN),
     # Steps of the technician's procedures (read by the HTTP server, applied here) and the
     # simulation's stand-in: no route of their own, asked for by name (Controller.request).
     Operation("list_faces", "the members enrolled (GET /api/faces)", (),

@@ -26,11 +26,15 @@ class SessionEffects:
                  planogram: Callable[[], Planogram],
                  finished: Callable[[dict[str, Any], str, dict[str, Any] | None,
                                      Planogram | None], None],
-                 storage_failed: Callable[[BaseException], None]):
+                 storage_failed: Callable[[BaseException], None],
+                 door_alarms: Callable[[str, str, bool], list[tuple[str, str]]] | None = None):
         """`outputs`: the lock, the buzzer and the shelves' polling rate (controller.Actuators);
         `shelves`: the stability filters; `finished`: the controller's follow-up once a
-        session's end is recorded; `storage_failed`: a write the store refused."""
+        session's end is recorded; `storage_failed`: a write the store refused;
+        `door_alarms(kind, detail, raising)`: the alarms the checkout's one door stands for on a
+        cabinet with several (each open door's `held_open:doorN`)."""
         self.p = ports
+        self._door_alarms = door_alarms or (lambda kind, detail, raising: [(kind, detail)])
         self.out, self.shelves = outputs, shelves
         self._planogram, self._finished, self._storage_failed = planogram, finished, storage_failed
         self._timers: dict[str, Timer] = {}
@@ -86,10 +90,12 @@ class SessionEffects:
             log.exception("session %s recorded; its follow-up failed", session["session_id"])
 
     def raise_alarm(self, kind: str, detail: str) -> None:
-        self.p.alarms.raise_alarm(kind, detail)
+        for each, said in self._door_alarms(kind, detail, True):
+            self.p.alarms.raise_alarm(each, said)
 
     def clear_alarm(self, kind: str) -> None:
-        self.p.alarms.clear_alarm(kind)
+        for each, _ in self._door_alarms(kind, "", False):
+            self.p.alarms.clear_alarm(each)
 
     def now_utc(self) -> str:
         return utc_now()

@@ -107,11 +107,16 @@ class SimulationHandle:
         return {"ok": True}
 
     def _door(self, body: Any, raw: bytes, content_type: str) -> dict[str, Any]:
-        state = get_arg(_object(body), "state", str)
+        body = _object(body)
+        state = get_arg(body, "state", str)
         if state not in ("open", "closed"):
             raise invalid("'state' must be \"open\" or \"closed\"")
-        self.world.set_door(state == "open")
-        return {"ok": True, "door": state}
+        door = _optional_int(body, "door")
+        try:
+            self.world.set_door(state == "open", door)
+        except KeyError as exc:
+            raise invalid(exc.args[0]) from None
+        return {"ok": True, "door": state, **({} if door is None else {"door_id": door})}
 
     def _shelf(self, body: Any, raw: bytes, content_type: str) -> dict[str, Any]:
         body = _object(body)
@@ -159,13 +164,17 @@ class SimulationHandle:
         fault = _object(body).get("fault")
         if fault not in (None, "power_on", "crc", "all_ff", "gone"):
             raise invalid("'fault' must be null, \"power_on\", \"crc\", \"all_ff\" or \"gone\"")
-        self.world.set_thermometer_fault(fault)
+        zone = _optional_int(body, "zone")
+        try:
+            self.world.set_thermometer_fault(fault, zone)
+        except KeyError as exc:
+            raise invalid(exc.args[0]) from None
         return {"ok": True, "fault": fault}
 
     def _lock(self, body: Any, raw: bytes, content_type: str) -> dict[str, Any]:
         jammed = _object(body).get("jammed")
         try:
-            self.world.jam_lock(jammed)
+            self.world.jam_lock(jammed, _optional_int(body, "door"))
         except KeyError as exc:
             raise invalid(exc.args[0]) from None
         return {"ok": True, "jammed": jammed}
@@ -174,6 +183,14 @@ class SimulationHandle:
         # As a power cut: no shutdown, no cleanup, no flush. Answer first so the caller knows.
         threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGKILL)).start()
         return {"ok": True, "power": "cut"}
+
+
+def _optional_int(body: dict[str, Any], key: str) -> int | None:
+    """A door or zone number, when given (None: the first)."""
+    value = body.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise invalid(f"'{key}' must be a whole number")
+    return value
 
 
 def _object(body: Any) -> dict[str, Any]:

@@ -52,6 +52,25 @@ class ProductView(TypedDict):
     available: bool                  # in stock, and not a perishable under the lockout
 
 
+class DoorView(TypedDict):
+    door: int
+    name: str
+    state: str                       # open | closed | unknown
+    lock: str                        # locked | unlocked
+    lock_sensed: str | None          # the lock's feedback contact, where it has one
+    shelves: list[int]               # behind this door
+
+
+class ZoneView(TypedDict):
+    zone: int
+    name: str
+    doors: list[int]                 # whose shelves this zone holds
+    food_safety_rule: str            # perishables | none
+    temperature: dict[str, Any] | None
+    relays: dict[str, bool | None]   # compressor, heater (None: the zone has none)
+    climate: dict[str, Any]          # as `climate` (setpoint, mode, food_safety) for this zone
+
+
 class State(TypedDict):
     cabinet_id: str
     software_version: str
@@ -77,6 +96,21 @@ class State(TypedDict):
     face: dict[str, Any]
     screen_config: dict[str, Any]
     screen: dict[str, Any]           # which screen, from ui/screens.py
+    doors: list[DoorView]            # every door (one on a simple cabinet)
+    zones: list[ZoneView]            # every temperature zone (one on a simple cabinet)
+
+
+def doors_view(doors: dict[int, Any], states: Any, lock: Any,
+               sensed: dict[int, bool | None]) -> list[DoorView]:
+    """`doors`: the config's door entries by id; `states`: doors.DoorStates; `lock`: the
+    LockGroup."""
+    shown = {None: "unknown", True: "open", False: "closed"}
+    return [DoorView(door=n, name=d.label, state=shown[states.states[n]],
+                     lock="locked" if lock.door_locked(n) else "unlocked",
+                     lock_sensed=(None if sensed[n] is None
+                                  else "locked" if sensed[n] else "unlocked"),
+                     shelves=list(d.shelves))
+            for n, d in doors.items()]
 
 
 def shelves_view(filters: dict[int, StabilityFilter],
@@ -117,7 +151,9 @@ class ProductsView:
     def __init__(self):
         self._cached: tuple[Planogram | None, bool, list[ProductView]] | None = None
 
-    def __call__(self, planogram: Planogram | None, locked_out: bool) -> list[ProductView]:
+    def __call__(self, planogram: Planogram | None,
+                 locked_out: frozenset[int]) -> list[ProductView]:
+        """`locked_out`: the shelves whose perishables a food-safety lockout holds."""
         if planogram is None:
             return []
         if self._cached is not None and self._cached[0] is planogram \
@@ -130,7 +166,8 @@ class ProductsView:
                 out.append(ProductView(sku=sku, shelf=shelf, stock=count, price_fen=p.price_fen,
                                        name_zh=p.name_zh, name_bo=p.name_bo, name_en=p.name_en,
                                        perishable=p.perishable,
-                                       available=count > 0 and not (p.perishable and locked_out)))
+                                       available=count > 0 and not (p.perishable
+                                                                    and shelf in locked_out)))
         self._cached = (planogram, locked_out, out)
         return out
 

@@ -17,8 +17,10 @@ from .events import DoorClosed, DoorOpened
 
 class DoorSwitch:
     def __init__(self, pin: int, *, pull_up: bool, bounce_seconds: float, pin_factory,
-                 emit: Callable[[object], None], clock: Callable[[], float] = time.monotonic):
+                 emit: Callable[[object], None], clock: Callable[[], float] = time.monotonic,
+                 door: int = 1):
         self.pin = pin
+        self.door = door
         self._emit = emit
         self._clock = clock
         # A DigitalInputDevice, not a Button: a Button's hold thread wakes ten times a second
@@ -26,8 +28,8 @@ class DoorSwitch:
         self._button = DigitalInputDevice(pin, pull_up=pull_up,
                                           bounce_time=bounce_seconds or None,
                                           pin_factory=pin_factory)
-        self._button.when_activated = lambda: self._emit(DoorClosed(self._clock()))
-        self._button.when_deactivated = lambda: self._emit(DoorOpened(self._clock()))
+        self._button.when_activated = lambda: self._emit(DoorClosed(self._clock(), door))
+        self._button.when_deactivated = lambda: self._emit(DoorOpened(self._clock(), door))
 
     @property
     def is_open(self) -> bool:
@@ -36,7 +38,7 @@ class DoorSwitch:
     def announce(self) -> None:
         """Post the current state, so the controller starts from a known door."""
         now = self._clock()
-        self._emit(DoorOpened(now) if self.is_open else DoorClosed(now))
+        self._emit(DoorOpened(now, self.door) if self.is_open else DoorClosed(now, self.door))
 
     def close(self) -> None:
         self._button.when_activated = None

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class DoorOpened:
     at: float
+    door: int = 1  # which door, on a cabinet with several
 
 
 @dataclass(frozen=True)
 class DoorClosed:
     at: float
+    door: int = 1
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class TemperatureRead:
     celsius: float
     sensor: str
     at: float
+    device: str = "thermometer"  # the reader's device name: a zone's thermometer, where several
 
 
 @dataclass(frozen=True)
@@ -70,3 +73,4 @@ class LockSensed:
     """The lock's feedback contact says the lock is (or is not) engaged."""
     locked: bool
     at: float
+    door: int = 1

@@ -38,19 +38,20 @@ class LockFeedback:
     controller compares it with what it commanded; only a disagreement that lasts is a fault."""
 
     def __init__(self, pin: int, *, pull_up: bool, pin_factory, emit: Callable[[object], None],
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, door: int = 1):
         self._clock = clock
         self._emit = emit
+        self.door = door
         self._button = DigitalInputDevice(pin, pull_up=pull_up, pin_factory=pin_factory)  # no hold thread
-        self._button.when_activated = lambda: emit(LockSensed(True, self._clock()))
-        self._button.when_deactivated = lambda: emit(LockSensed(False, self._clock()))
+        self._button.when_activated = lambda: emit(LockSensed(True, self._clock(), door))
+        self._button.when_deactivated = lambda: emit(LockSensed(False, self._clock(), door))
 
     @property
     def locked(self) -> bool:
         return self._button.is_active
 
     def announce(self) -> None:
-        self._emit(LockSensed(self.locked, self._clock()))
+        self._emit(LockSensed(self.locked, self._clock(), self.door))
 
     def close(self) -> None:
         self._button.when_activated = None

@@ -66,8 +66,10 @@ class Ds18b20Reader(ReaderThread):
     name = "thermometer"
 
     def __init__(self, base_dir: str, sensor_id: str, *, poll_interval_seconds: float,
-                 emit: Callable[[object], None], clock: Callable[[], float] = time.monotonic):
+                 emit: Callable[[object], None], clock: Callable[[], float] = time.monotonic,
+                 device: str = "thermometer"):
         super().__init__()
+        self.device = device  # "thermometer", or a zone's ("thermometer:2") where several
         self._base_dir = base_dir
         self._sensor_id = sensor_id
         self._interval = poll_interval_seconds
@@ -90,10 +92,10 @@ class Ds18b20Reader(ReaderThread):
         try:
             celsius, sensor = self.read_celsius()
         except DeviceError as exc:
-            self._faults.fault("thermometer", str(exc))
+            self._faults.fault(self.device, str(exc))
             return False
-        self._faults.ok("thermometer")
-        self._emit(TemperatureRead(celsius, sensor, self._clock()))
+        self._faults.ok(self.device)
+        self._emit(TemperatureRead(celsius, sensor, self._clock(), self.device))
         return True
 
     def _run(self) -> None:
@@ -108,8 +110,9 @@ class ModbusThermometerReader(ReaderThread):
 
     def __init__(self, bus: ModbusBus, *, device_id: int, register: int, celsius_per_count: float,
                  poll_interval_seconds: float, emit: Callable[[object], None],
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, device: str = "thermometer"):
         super().__init__()
+        self.device = device
         self.bus = bus
         self._device_id = device_id
         self._register = register
@@ -124,15 +127,16 @@ class ModbusThermometerReader(ReaderThread):
             registers = self.bus.read_registers("thermometer", self._device_id, self._register, 1,
                                                 "input")
         except DeviceError as exc:
-            self._faults.fault("thermometer", str(exc))
+            self._faults.fault(self.device, str(exc))
             return False
         celsius = decode(registers, "int16") * self._scale
         if not -55 <= celsius <= 125:
-            self._faults.fault("thermometer", f"thermometer on {self.bus.port}: "
+            self._faults.fault(self.device, f"thermometer on {self.bus.port}: "
                                f"{celsius:.1f} °C is outside the physical range")
             return False
-        self._faults.ok("thermometer")
-        self._emit(TemperatureRead(celsius, f"modbus:{self._device_id}", self._clock()))
+        self._faults.ok(self.device)
+        self._emit(TemperatureRead(celsius, f"modbus:{self._device_id}", self._clock(),
+                                   self.device))
         return True
 
     def _run(self) -> None:

@@ -29,7 +29,28 @@ from .thermal import ThermalModel
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("shelves", "shelf_peer", "shelf:N", "scanner", "thermometer", "camera")
+DEVICES = ("shelves", "shelf_peer", "shelf:N", "scanner", "thermometer", "thermometer:N",
+           "camera")
+DEFAULT_SENSOR_ID = "28-00000a1b2c3d"
+
+
+@dataclass(frozen=True)
+class SimDoor:
+    door: int
+    pin: int
+    pull_up: bool
+
+
+@dataclass(frozen=True)
+class SimZone:
+    """A temperature zone: its own air (a thermal model sharing the room's ambient), behind its
+    doors, read by a DS18B20 with `sensor_id` on the shared 1-Wire tree or by a Modbus sensor."""
+    zone: int
+    doors: tuple[int, ...]
+    sensor_id: str = DEFAULT_SENSOR_ID
+    modbus_id: int | None = None
+    register: int = 0
+    celsius_per_count: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -48,19 +69,18 @@ class SimItem:
 
 
 class SimulatedCabinet:
-    def __init__(self, folder: str | Path, *, pin_factory, door_pin: int, door_pull_up: bool,
-                 shelves: list[SimShelf], items: list[SimItem], register: int, value_format: str,
-                 word_order: str, tare_grams: float, noise_grams: float,
-                 creep_grams_per_hour: float, settle_seconds: float, ambient_celsius: float,
-                 start_celsius: float, thermometer_modbus_id: int | None = None,
-                 thermometer_register: int = 0, thermometer_celsius_per_count: float = 0.1,
+    def __init__(self, folder: str | Path, *, pin_factory, doors: list[SimDoor],
+                 zones: list[SimZone], shelves: list[SimShelf], items: list[SimItem],
+                 register: int, value_format: str, word_order: str, tare_grams: float,
+                 noise_grams: float, creep_grams_per_hour: float, settle_seconds: float,
+                 ambient_celsius: float, start_celsius: float,
                  camera_size: tuple[int, int] = (640, 480), camera_fps: float = 10.0,
                  clock: Callable[[], float] = time.monotonic):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._factory = pin_factory
-        self._door_pin = door_pin
-        self._door_pull_up = door_pull_up
+        self._doors = {d.door: d for d in doors}
+        self.first_door = doors[0].door
         self._clock = clock
         self._stop = threading.Event()
 
@@ -76,9 +96,10 @@ class SimulatedCabinet:
             self.shelves[board.shelf] = model
             self.peer.serve(board.device_id,
                             lambda m=model, g=board.grams_per_count: m.read_grams() / g)
-        self.door_open_now = False
+        self.doors_open = {door: False for door in self._doors}
         self.state_file = self.folder / "world.json"
         saved = self._load_state()
+        airs = {z.zone: start_celsius for z in zones}
         if saved is None:
             for item in items:
                 self.shelves[item.shelf].add_item(item.sku, item.unit_grams, item.count)
@@ -89,17 +110,27 @@ class SimulatedCabinet:
                     for sku, (unit, count) in shelf["items"].items():
                         model.add_item(sku, unit, count)
                     model.extra_grams = shelf["extra_grams"]
-            self.door_open_now = saved["door_open"]
+            opened = saved.get("doors_open", {str(self.first_door): saved["door_open"]})
+            self.doors_open.update({int(d): v for d, v in opened.items() if int(d) in self._doors})
             ambient_celsius = saved["ambient_celsius"]
-            start_celsius = saved["air_celsius"]
-        self.thermal = ThermalModel(ambient_celsius=ambient_celsius, start_celsius=start_celsius,
-                                    door_open=lambda: self.door_open_now)
-        if thermometer_modbus_id is not None:
-            self.peer.serve(thermometer_modbus_id,
-                            lambda: self.thermal.air / thermometer_celsius_per_count,
-                            register=thermometer_register, value_format="int16")
-        self.onewire = OneWireTree(self.folder / "w1")
-        self.onewire.write(self.thermal.air)
+            zone_airs = saved.get("zones_air", {str(zones[0].zone): saved["air_celsius"]})
+            airs.update({int(z): v for z, v in zone_airs.items() if int(z) in airs})
+        # Each zone's air is its own, behind its own doors; the room (ambient) is shared.
+        self.zones: dict[int, ThermalModel] = {}
+        self.onewires: dict[int, OneWireTree] = {}
+        for z in zones:
+            model = ThermalModel(ambient_celsius=ambient_celsius, start_celsius=airs[z.zone],
+                                 door_open=lambda ds=z.doors: any(self.doors_open[d] for d in ds))
+            self.zones[z.zone] = model
+            if z.modbus_id is not None:
+                self.peer.serve(z.modbus_id, lambda m=model, k=z.celsius_per_count: m.air / k,
+                                register=z.register, value_format="int16")
+            tree = OneWireTree(self.folder / "w1", z.sensor_id)
+            tree.write(model.air)
+            self.onewires[z.zone] = tree
+        self.first_zone = zones[0].zone
+        self.thermal = self.zones[self.first_zone]    # the one-zone cabinet's air
+        self.onewire = self.onewires[self.first_zone]
         self.scanner = PtyPort(self.folder / "scanner")
         self.camera = SimulatedCamera(width=camera_size[0], height=camera_size[1],
                                       frames_per_second=camera_fps)
@@ -121,42 +152,59 @@ class SimulatedCabinet:
     def w1_base_dir(self) -> str:
         return str(self.onewire.base)
 
-    def attach_relays(self, compressor_on: Callable[[], bool], heater_on: Callable[[], bool]):
-        self.thermal.compressor_on = compressor_on
-        self.thermal.heater_on = heater_on
+    @property
+    def door_open_now(self) -> bool:
+        return any(self.doors_open.values())
+
+    def attach_relays(self, compressor_on: Callable[[], bool], heater_on: Callable[[], bool],
+                      zone: int | None = None) -> None:
+        model = self.zones[self.first_zone if zone is None else zone]
+        model.compressor_on = compressor_on
+        model.heater_on = heater_on
 
     def attach_lock(self, commanded_locked: Callable[[], bool], feedback_pin: int,
-                    pull_up: bool) -> None:
-        """Give the lock a feedback contact that follows the relay, unless jammed."""
-        self._lock_commanded = commanded_locked
-        self._lock_pin = self._factory.pin(feedback_pin)
-        self._lock_pull_up = pull_up
-        self.lock_jammed: str | None = None  # None, "locked" or "open"
-        self._lock_thread = threading.Thread(target=self._run_lock, name="sim lock", daemon=True)
-        self._lock_thread.start()
+                    pull_up: bool, door: int | None = None) -> None:
+        """Give a door's lock a feedback contact that follows its relay, unless jammed."""
+        if not hasattr(self, "_locks"):
+            self._locks: dict[int, dict] = {}
+            self._lock_thread = threading.Thread(target=self._run_lock, name="sim lock",
+                                                 daemon=True)
+            self._lock_thread.start()
+        self._locks[self.first_door if door is None else door] = {
+            "commanded": commanded_locked, "pin": self._factory.pin(feedback_pin),
+            "pull_up": pull_up, "jammed": None, "last": None}   # jammed: None, "locked", "open"
 
-    def jam_lock(self, state: str | None) -> None:
+    @property
+    def lock_jammed(self) -> str | None:
+        return getattr(self, "_locks", {}).get(self.first_door, {}).get("jammed")
+
+    def jam_lock(self, state: str | None, door: int | None = None) -> None:
         if state not in (None, "locked", "open"):
             raise KeyError(f"jam state must be null, 'locked' or 'open', not {state!r}")
-        if not hasattr(self, "_lock_pin"):
-            raise KeyError("this cabinet's lock has no feedback contact (lock.feedback = false)")
-        self.lock_jammed = state
+        door = self.first_door if door is None else door
+        if door not in getattr(self, "_locks", {}):
+            raise KeyError(f"door {door}'s lock has no feedback contact (lock.feedback = false)"
+                           if door in self._doors else f"no door {door}")
+        self._locks[door]["jammed"] = state
 
     def _run_lock(self) -> None:
-        last = None
         while not self._stop.wait(0.05):
-            locked = (self._lock_commanded() if self.lock_jammed is None
-                      else self.lock_jammed == "locked")
-            if locked != last:  # closed contact = locked; with a pull-up that reads low
-                (self._lock_pin.drive_low if locked == self._lock_pull_up
-                 else self._lock_pin.drive_high)()
-                last = locked
+            for lock in list(self._locks.values()):
+                locked = (lock["commanded"]() if lock["jammed"] is None
+                          else lock["jammed"] == "locked")
+                if locked != lock["last"]:  # closed contact = locked; with a pull-up, low
+                    (lock["pin"].drive_low if locked == lock["pull_up"]
+                     else lock["pin"].drive_high)()
+                    lock["last"] = locked
 
     # --- controls ----------------------------------------------------------------------------------
-    def set_door(self, is_open: bool) -> None:
-        pin = self._factory.pin(self._door_pin)
-        closed_low = self._door_pull_up  # switch to ground: closed pulls the input low
-        self.door_open_now = is_open
+    def set_door(self, is_open: bool, door: int | None = None) -> None:
+        door = self.first_door if door is None else door
+        if door not in self._doors:
+            raise KeyError(f"no door {door}; doors are {sorted(self._doors)}")
+        pin = self._factory.pin(self._doors[door].pin)
+        closed_low = self._doors[door].pull_up  # switch to ground: closed pulls the input low
+        self.doors_open[door] = is_open
         self._save_state()
         if is_open == closed_low:
             pin.drive_high()
@@ -183,7 +231,8 @@ class SimulatedCabinet:
         return self.shelves[shelf]
 
     def set_ambient(self, celsius: float) -> None:
-        self.thermal.set_ambient(celsius)
+        for model in self.zones.values():
+            model.set_ambient(celsius)
         self._save_state()
 
     def _load_state(self) -> dict | None:
@@ -197,9 +246,12 @@ class SimulatedCabinet:
             return None
 
     def _save_state(self) -> None:
+        zones = getattr(self, "zones", {})
         state = {"door_open": self.door_open_now,
+                 "doors_open": {str(d): v for d, v in self.doors_open.items()},
                  "ambient_celsius": self.thermal.ambient if hasattr(self, "thermal") else 20.0,
                  "air_celsius": self.thermal.air if hasattr(self, "thermal") else 4.0,
+                 "zones_air": {str(z): m.air for z, m in zones.items()},
                  "shelves": {str(n): {"items": {sku: [u, c] for sku, (u, c) in m.items.items()},
                                       "extra_grams": m.extra_grams}
                              for n, m in self.shelves.items()}}
@@ -219,9 +271,12 @@ class SimulatedCabinet:
         else:
             self.camera.show(frame)
 
-    def set_thermometer_fault(self, fault: str | None) -> None:
-        self.onewire.fault = fault
-        self.onewire.write(self.thermal.air)
+    def set_thermometer_fault(self, fault: str | None, zone: int | None = None) -> None:
+        zone = self.first_zone if zone is None else zone
+        if zone not in self.zones:
+            raise KeyError(f"no zone {zone}; zones are {sorted(self.zones)}")
+        self.onewires[zone].fault = fault
+        self.onewires[zone].write(self.zones[zone].air)
 
     def unplug(self, device: str) -> None:
         if device == "shelves":       # the USB-RS485 adapter pulled out
@@ -233,8 +288,8 @@ class SimulatedCabinet:
             self.peer.set_silent(self._board_id(device), True)
         elif device == "scanner":
             self.scanner.unplug()
-        elif device == "thermometer":
-            self.set_thermometer_fault("gone")
+        elif device == "thermometer" or device.startswith("thermometer:"):
+            self.set_thermometer_fault("gone", _zone_of(device))
         elif device == "camera":
             self.camera.set_plugged(False)
         else:
@@ -248,8 +303,8 @@ class SimulatedCabinet:
             self.peer.set_silent(self._board_id(device), False)
         elif device == "scanner":
             self.scanner.plug()
-        elif device == "thermometer":
-            self.set_thermometer_fault(None)
+        elif device == "thermometer" or device.startswith("thermometer:"):
+            self.set_thermometer_fault(None, _zone_of(device))
         elif device == "camera":
             self.camera.set_plugged(True)
         else:
@@ -267,6 +322,10 @@ class SimulatedCabinet:
             "ambient_celsius": round(self.thermal.ambient, 2),
             "air_celsius": round(self.thermal.air, 3),
             "door_open": self.door_open_now,
+            "doors": {str(d): v for d, v in sorted(self.doors_open.items())},
+            "zones": {str(z): {"air_celsius": round(m.air, 3),
+                               "thermometer_fault": self.onewires[z].fault}
+                      for z, m in sorted(self.zones.items())},
             "shelves": {str(n): {"true_grams": round(m.true_grams(), 1),
                                  "items": {sku: c for sku, (_, c) in m.items.items()}}
                         for n, m in self.shelves.items()},
@@ -274,7 +333,9 @@ class SimulatedCabinet:
                                             ("shelf_peer", not self.peer.running),
                                             ("scanner", not self.scanner.plugged),
                                             ("thermometer", self.onewire.fault == "gone"),
-                                            ("camera", not self.camera.plugged)) if gone],
+                                            ("camera", not self.camera.plugged)) if gone]
+            + [f"thermometer:{z}" for z, tree in sorted(self.onewires.items())
+               if z != self.first_zone and tree.fault == "gone"],
         }
 
     # --- time --------------------------------------------------------------------------------------
@@ -282,12 +343,13 @@ class SimulatedCabinet:
         last = self._clock()
         while not self._stop.wait(1.0):
             now = self._clock()
-            air = self.thermal.step(now - last)
+            for zone, model in self.zones.items():
+                air = model.step(now - last)
+                try:
+                    self.onewires[zone].write(air)
+                except OSError as exc:
+                    log.warning("simulated 1-Wire tree: %s", exc)
             last = now
-            try:
-                self.onewire.write(air)
-            except OSError as exc:
-                log.warning("simulated 1-Wire tree: %s", exc)
 
     def close(self) -> None:
         self._stop.set()
@@ -297,3 +359,13 @@ class SimulatedCabinet:
         self.peer.close()
         self.rs485.close()
         self.scanner.close()
+
+
+def _zone_of(device: str) -> int | None:
+    """The zone a `thermometer:N` names (None: the first zone's, `thermometer`)."""
+    if device == "thermometer":
+        return None
+    try:
+        return int(device.split(":", 1)[1])
+    except ValueError:
+        raise KeyError(f"unknown device {device!r}: thermometer:N names zone N") from None
