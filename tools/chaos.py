@@ -3,8 +3,10 @@
 Runs `cabinetd --simulate` as a process, shops through its HTTP surface (authorise, open, take,
 close), and kills it with SIGKILL, or with `POST /sim/power`, at a random step of a session: after
 the authorisation, with the door open, after items were taken, right after the door closed (before
-the sale can have been weighed and committed), or after the receipt. It restarts the daemon on the
-same data folder (the simulated shelves keep their contents, as real ones do), finishes the session
+the sale can have been weighed and committed), or after the receipt; on a cabinet with several
+doors (`--config config/two-door.toml`) a session opens one door or more, takes only from the
+shelves behind them, and may also be killed with one door shut and another open. It restarts the
+daemon on the same data folder (the simulated shelves keep their contents, as real ones do), finishes the session
 as a shopper would (closing the door if it is open), and in the end checks the store:
 
 - no session is left unfinished;
@@ -12,7 +14,7 @@ as a shopper would (closing the door if it is open), and in the end checks the s
   taken in that session (a session whose door never opened ends with no sale);
 - there is one sale row and one outbox sale record per sale: none lost, none duplicated.
 
-    .venv/bin/python tools/chaos.py [--kills 200] [--seed 1] [--data-dir DIR]
+    .venv/bin/python tools/chaos.py [--kills 200] [--seed 1] [--data-dir DIR] [--config FILE]
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools.daemon_process import CabinetProcess  # noqa: E402
 
 KILL_POINTS = ("authorised", "door_open", "taken", "door_closed", "receipt")
+SEVERAL_DOORS_KILL_POINTS = KILL_POINTS + ("one_door_closed",)
 RESTOCK_BELOW = 3
 
 
@@ -45,8 +48,10 @@ def _wait(predicate, timeout=30.0, what="condition"):
 
 
 class Harness:
-    def __init__(self, data_dir: Path, seed: int, log=print):
+    def __init__(self, data_dir: Path, seed: int, log=print, config: Path | None = None):
         self.data_dir = data_dir
+        self.config = config
+        self.doors: dict[int, list[int]] = {}   # door -> the shelves behind it, once started
         self.random = random.Random(seed)
         self.log = log
         self.daemon: CabinetProcess | None = None
@@ -55,9 +60,18 @@ class Harness:
 
     # --- the daemon -------------------------------------------------------------------------------
     def start(self) -> None:
-        self.daemon = CabinetProcess(data_dir=self.data_dir)
+        args = ("--config", str(self.config)) if self.config else ()
+        self.daemon = CabinetProcess(*args, data_dir=self.data_dir)
         self.daemon.wait_ready()
         _wait(lambda: self.daemon.url, what="URL")
+        self.doors = {d["door"]: d["shelves"] for d in self.state()["doors"]}
+
+    @property
+    def kill_points(self) -> tuple[str, ...]:
+        return SEVERAL_DOORS_KILL_POINTS if len(self.doors) > 1 else KILL_POINTS
+
+    def set_door(self, door: int, state: str) -> None:
+        self.daemon.post("/sim/door", {"state": state, "door": door})
 
     def kill(self, how: str) -> None:
         if how == "power":
@@ -74,7 +88,9 @@ class Harness:
         def ready():
             s = self.state()
             if s["session"] is not None and s["session"]["state"] == "open":
-                self.daemon.post("/sim/door", {"state": "closed"})
+                for door in s["doors"]:
+                    if door["state"] == "open":
+                        self.set_door(door["door"], "closed")
                 return None
             if s["session"] is None and all(sh["stable"] for sh in s["shelves"]):
                 return s
@@ -92,10 +108,12 @@ class Harness:
             raise RuntimeError(f"authorise refused: {reply}")
         return _wait(attempt, timeout=30, what="an authorisation")
 
-    def choose_items(self, state: dict) -> dict[int, dict[str, int]]:
-        shelves = state["simulation"]["shelves"]
+    def choose_items(self, state: dict, doors: list[int]) -> dict[int, dict[str, int]]:
+        """What to take, from the shelves behind `doors` only."""
+        behind = {str(shelf) for door in doors for shelf in self.doors[door]}
+        shelves = {n: s for n, s in state["simulation"]["shelves"].items() if n in behind}
         choice: dict[int, dict[str, int]] = {}
-        for _ in range(self.random.randint(0, 3)):
+        for _ in range(self.random.randint(0, 3 * len(doors))):
             shelf = self.random.choice(sorted(shelves))
             items = {sku: n for sku, n in shelves[shelf]["items"].items() if n > 0}
             if not items:
@@ -115,12 +133,14 @@ class Harness:
             return
         session_id = self.authorise(role="technician", restock=True,
                                     restock_plan={str(n): items for n, items in low.items()})
-        self.daemon.post("/sim/door", {"state": "open"})
+        for door in self.doors:
+            self.set_door(door, "open")
         for shelf, items in low.items():
             for sku, count in items.items():
                 self.daemon.post("/sim/shelf", {"shelf": shelf, "put_back": {sku: count}})
         time.sleep(0.3)
-        self.daemon.post("/sim/door", {"state": "closed"})
+        for door in self.doors:
+            self.set_door(door, "closed")
         _wait(lambda: (r := self.state()["receipt"]) and r["session_id"] == session_id,
               what="the restock to settle")
         self.expected[session_id] = {"outcome": "inventory", "lines": None}
@@ -129,14 +149,18 @@ class Harness:
         state = self.idle()
         self.restock_if_low(state)
         state = self.idle()
-        items = self.choose_items(state)
+        doors = sorted(self.doors)
+        if kill_at != "one_door_closed":   # which doors this shopper opens: one or more
+            doors = sorted(self.random.sample(doors, self.random.randint(1, len(doors))))
+        items = self.choose_items(state, doors)
         session_id = self.authorise()
         lines: dict[str, int] = {}
         expected = {"outcome": "no_sale", "lines": {}}
         self.expected[session_id] = expected
         if kill_at == "authorised":
             return self.kill(how)
-        self.daemon.post("/sim/door", {"state": "open"})
+        for door in doors:
+            self.set_door(door, "open")
         expected["outcome"] = "sale"
         if kill_at == "door_open":
             # The daemon may die before it saw the door open; either way the door is open now,
@@ -150,7 +174,13 @@ class Harness:
         if kill_at == "taken":
             return self.kill(how)
         time.sleep(self.random.uniform(0.0, 0.6))
-        self.daemon.post("/sim/door", {"state": "closed"})
+        self.random.shuffle(doors)
+        for i, door in enumerate(doors):
+            if kill_at == "one_door_closed" and i == len(doors) - 1:
+                # One door shut, the other still open: the session is not over, and the
+                # restarted daemon must weigh it whole once the last door closes.
+                return self.kill(how)
+            self.set_door(door, "closed")
         if kill_at == "door_closed":
             return self.kill(how)  # before the shelves can settle: the sale is not committed yet
         _wait(lambda: (r := self.state()["receipt"]) and r["session_id"] == session_id,
@@ -161,8 +191,8 @@ class Harness:
         self.start()
         deck: list[tuple[str, str]] = []
         for i in range(kills):
-            if not deck:  # every kill point by both methods in each round of ten, in random order
-                deck = [(at, how) for at in KILL_POINTS for how in ("sigkill", "power")]
+            if not deck:  # every kill point by both methods in each round, in random order
+                deck = [(at, how) for at in self.kill_points for how in ("sigkill", "power")]
                 self.random.shuffle(deck)
             kill_at, how = deck.pop()
             self.one_session(kill_at, how)
@@ -220,10 +250,12 @@ def main(argv=None) -> int:
     p.add_argument("--kills", type=int, default=200)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--data-dir", type=Path)
+    p.add_argument("--config", type=Path, help="a cabinet config (default: the embedded one); "
+                   "config/two-door.toml for a two-door, two-zone cabinet")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data_dir or Path(tmp) / "data"
-        harness = Harness(data_dir, args.seed)
+        harness = Harness(data_dir, args.seed, config=args.config)
         started = time.monotonic()
         print(f"chaos: {args.kills} kills, seed {args.seed}, data in {data_dir}")
         try:
