@@ -4,7 +4,7 @@ cabinetd [--config PATH] [--simulate] [--data-dir DIR] [--http-port N] [--check-
 cabinet status [--url URL]           what the running daemon reports, as a table
 cabinet check-config [--config PATH] validate a config file without starting anything
 cabinet planogram load FILE          validate a planogram and load it into the running daemon
-cabinet setpoint CELSIUS             the temperature to hold
+cabinet setpoint CELSIUS [--zone N]  the temperature to hold (of zone N, with several)
 cabinet lockout clear --technician N sell perishables again after a food-safety lockout
 cabinet alarm clear KIND --technician N  forced_open, face_attempts or settle_error, after looking
 cabinet session end --technician N   end a session stuck settling (or never opened)
@@ -171,6 +171,20 @@ def _status(args) -> int:
                        f"{state['outbox']['last_seq']})"),
             ("last sync", (state["sync"]["last_success_at"] or "never") if state["sync"]["configured"]
                           else "no backend configured")]
+    if len(state.get("doors", ())) > 1:
+        for door in state["doors"]:
+            rows.append((f"door {door['door']}", f"{door['name']}: {door['state']} / "
+                         f"{door['lock']}, shelves {', '.join(map(str, door['shelves']))}"))
+    if len(state.get("zones", ())) > 1:
+        for zone in state["zones"]:
+            t, k = zone["temperature"], zone["climate"]
+            relays = ", ".join(f"{name} {'on' if on else 'off'}"
+                               for name, on in zone["relays"].items() if on is not None)
+            rows.append((f"zone {zone['zone']}", f"{zone['name']}: "
+                         + (f"{t['celsius']:.2f} °C" if t else "no reading")
+                         + f", setpoint {k['setpoint_celsius']:g} °C, {k['mode']}; {relays}"
+                         + (", PERISHABLES LOCKED OUT" if k["food_safety"]["locked_out"]
+                            else "")))
     for shelf in state["shelves"]:
         grams = "—" if shelf["grams"] is None else f"{shelf['grams']:.1f} g"
         health = shelf["health"] + (f": {shelf['fault']}" if shelf["fault"] else "")
@@ -207,14 +221,19 @@ def _post(url: str, path: str, body: dict, method: str = "POST") -> dict:
         raise SystemExit(f"cabinet: cannot reach the daemon at {url}: {exc}") from None
 
 
+def _zone(args) -> dict:
+    return {} if args.zone is None else {"zone": args.zone}
+
+
 def _setpoint(args) -> int:
-    _post(args.url, "/api/climate/setpoint", {"celsius": args.celsius})
-    print(f"setpoint {args.celsius:g} °C")
+    _post(args.url, "/api/climate/setpoint", {"celsius": args.celsius, **_zone(args)})
+    print(f"setpoint {args.celsius:g} °C" + (f" in zone {args.zone}" if args.zone else ""))
     return 0
 
 
 def _lockout_clear(args) -> int:
-    reply = _post(args.url, "/api/food-safety/clear", {"technician": args.technician})
+    reply = _post(args.url, "/api/food-safety/clear", {"technician": args.technician,
+                                                        **_zone(args)})
     print("food-safety lockout cleared" if reply["cleared"] else "there was no lockout")
     return 0
 
@@ -548,11 +567,13 @@ def technician_main(argv: list[str] | None = None) -> int:
     plan_load.set_defaults(func=_planogram_load)
     setpoint = verbs.add_parser("setpoint", help="set the temperature to hold")
     setpoint.add_argument("celsius", type=float)
+    setpoint.add_argument("--zone", type=int, help="which zone, on a cabinet with several")
     setpoint.add_argument("--url", type=daemon_url, default=DEFAULT_URL)
     setpoint.set_defaults(func=_setpoint)
-    _action(verbs, "lockout", "the food-safety lockout of perishables", "clear",
-            "after checking the food: sell perishables again", "who checked the food",
-            _lockout_clear)
+    lockout = _action(verbs, "lockout", "the food-safety lockout of perishables", "clear",
+                      "after checking the food: sell perishables again", "who checked the food",
+                      _lockout_clear)
+    lockout.add_argument("--zone", type=int, help="only this zone's (default: every zone's)")
     _action(verbs, "session", "the session in progress", "end", "end a session that does not "
             "end by itself (weighed now; refused while the door is open)", "who ended it",
             _session_end)

@@ -3,7 +3,8 @@
 The daemon owns the hardware (GPIO lines and serial ports are exclusive), so the checks run inside
 it (POST /api/selftest) and stream back one JSON line per check as it finishes; the `cabinet` tool
 prints them as a table with progress. Each failure carries the hint a technician needs. The lock is
-cycled only when no session is open, and ends locked whatever happens.
+cycled only when no session is open, and ends locked whatever happens. A cabinet with several
+doors and zones gets a line for each door's lock and switch and each zone's thermometer and relays.
 """
 
 from __future__ import annotations
@@ -45,9 +46,21 @@ class SelfTest:
 
     def names(self) -> list[str]:
         shelves = [f"shelf {s.id}" for s in self.p.config.shelves.shelf]
-        return ["lock", "door switch", *shelves, "temperature sensor", "compressor relay",
-                "heater relay", "camera and QR decoding", "face checkout", "scanner", "backend",
+        doors, zones = self._doors(), self._zones()
+        return [*(f"lock{d}" for d in doors), *(f"door switch{d}" for d in doors), *shelves,
+                *(f"temperature sensor{z}" for z in zones),
+                *(f"{part} relay{z}" for z in zones for part in ("compressor", "heater")),
+                "camera and QR decoding", "face checkout", "scanner", "backend",
                 "clock", "disk space", "database"]
+
+    def _doors(self) -> dict[int, str]:
+        """Door id -> the suffix its lines carry (none on a one-door cabinet)."""
+        doors = self.p.config.door_list()
+        return {d.id: f" ({d.label})" if len(doors) > 1 else "" for d in doors}
+
+    def _zones(self) -> dict[int, str]:
+        zones = self.p.config.zone_list()
+        return {z.id: f" ({z.label})" if len(zones) > 1 else "" for z in zones}
 
     def run(self) -> Iterator[dict[str, Any]]:
         checks = [self._lock, self._door, self._shelves, self._thermometer, self._relays,
@@ -66,39 +79,52 @@ class SelfTest:
         return self.p.state()
 
     # --- the checks ---------------------------------------------------------------------------------
-    def _lock(self) -> Check:
+    def _lock(self) -> list[Check]:
         from .checkout import Refused
+        doors = self._doors()
         try:
             self.p.lock_test(True)  # refused, on the controller's thread, if a session is open
         except Refused:
-            return Check("lock", False, "a session is open: not cycled",
-                         "run the selftest when the cabinet is idle")
+            return [Check(f"lock{d}", False, "a session is open: not cycled",
+                          "run the selftest when the cabinet is idle") for d in doors.values()]
         try:
             self.sleep(0.6)
-            opened = self._state()["lock_sensed"]
+            opened = {d["door"]: d["lock_sensed"] for d in self._state()["doors"]}
         finally:
             self.p.lock_test(False)
         self.sleep(0.6)
-        closed = self._state()["lock_sensed"]
-        relay_locked = self.p.outputs.lock.locked
-        if not relay_locked:
-            return Check("lock", False, "the relay did not return to locked",
-                         "check the relay board; the cabinet is not secure")
-        if not self.p.config.lock.feedback:
-            return Check("lock", True, "relay cycled (no feedback contact configured)")
-        if opened == "unlocked" and closed == "locked":
-            return Check("lock", True, "relay cycled; the feedback contact followed")
-        return Check("lock", False, f"feedback said {opened} when unlocked, {closed} when locked",
-                     "check the lock's feedback wire and lock.feedback_pin; a jammed bolt "
-                     "or a loose strike plate also shows here")
+        closed = {d["door"]: d["lock_sensed"] for d in self._state()["doors"]}
+        out = []
+        for entry in self.p.config.door_list():
+            name = f"lock{doors[entry.id]}"
+            if not self.p.outputs.lock.door_locked(entry.id):
+                out.append(Check(name, False, "the relay did not return to locked",
+                                 "check the relay board; the cabinet is not secure"))
+            elif not entry.lock.feedback:
+                out.append(Check(name, True, "relay cycled (no feedback contact configured)"))
+            elif opened[entry.id] == "unlocked" and closed[entry.id] == "locked":
+                out.append(Check(name, True, "relay cycled; the feedback contact followed"))
+            else:
+                out.append(Check(name, False, f"feedback said {opened[entry.id]} when unlocked, "
+                                 f"{closed[entry.id]} when locked",
+                                 "check the lock's feedback wire and its feedback_pin; a jammed "
+                                 "bolt or a loose strike plate also shows here"))
+        return out
 
-    def _door(self) -> Check:
-        door = self._state()["door"]
-        if door == "unknown":
-            return Check("door switch", False, "no reading",
-                         "check the door switch wire and door.pin")
-        return Check("door switch", door == "closed", f"door {door}",
-                     "" if door == "closed" else "close the door and run the selftest again")
+    def _door(self) -> list[Check]:
+        doors = self._doors()
+        out = []
+        for door in self._state()["doors"]:
+            name, state = f"door switch{doors[door['door']]}", door["state"]
+            if state == "unknown":
+                out.append(Check(name, False, "no reading",
+                                 "check the door switch wire and its pin (door.pin, or the "
+                                 "door's [doors.door.switch])"))
+            else:
+                out.append(Check(name, state == "closed", f"door {state}",
+                                 "" if state == "closed" else
+                                 "close the door and run the selftest again"))
+        return out
 
     def _shelves(self) -> list[Check]:
         end = time.monotonic() + self.settle_seconds
@@ -126,30 +152,45 @@ class SelfTest:
                 out.append(Check(name, True, f"{s['stable_grams']:.1f} g, stable"))
         return out
 
-    def _thermometer(self) -> Check:
-        t = self._state()["temperature"]
-        faulted = "thermometer" in self._state()["faults"]
-        if t is None or faulted:
-            return Check("temperature sensor", False,
-                         self._state()["faults"].get("thermometer", {}).get("detail", "no reading"),
-                         "check the sensor's cable and thermometer settings (1-Wire: "
-                         "dtoverlay=w1-gpio in config.txt)")
-        sane = -30 <= t["celsius"] <= 50
-        return Check("temperature sensor", sane, f"{t['celsius']:.1f} °C",
-                     "" if sane else "a reading no cabinet should see: check the sensor")
+    def _thermometer(self) -> list[Check]:
+        state = self._state()
+        zones = self._zones()
+        several = len(zones) > 1
+        out = []
+        for zone in state["zones"]:
+            name = f"temperature sensor{zones[zone['zone']]}"
+            t = zone["temperature"]
+            fault = state["faults"].get(f"thermometer:{zone['zone']}" if several else "thermometer")
+            if t is None or fault:
+                out.append(Check(name, False, (fault or {}).get("detail", "no reading"),
+                                 "check the sensor's cable and thermometer settings (1-Wire: "
+                                 "dtoverlay=w1-gpio in config.txt)"))
+                continue
+            sane = -30 <= t["celsius"] <= 50
+            out.append(Check(name, sane, f"{t['celsius']:.1f} °C",
+                             "" if sane else "a reading no cabinet should see: check the sensor"))
+        return out
 
     def _relays(self) -> list[Check]:
         out = []
-        for name, relay in (("compressor", self.p.outputs.compressor),
-                            ("heater", self.p.outputs.heater)):
-            # Not toggled: the compressor must keep its minimum off time. The output line is read
-            # back and compared with what the thermostat commands.
-            commanded = self._state()["relays"][name]
-            out.append(Check(f"{name} relay", relay.energised == commanded,
-                             f"{'on' if commanded else 'off'} as commanded "
-                             f"({self._state()['climate']['mode']})",
-                             f"the {name} output does not follow the thermostat: check the "
-                             f"relay board and {name}.pin"))
+        zones = self._zones()
+        outputs = self.p.outputs.zone_outputs or {
+            next(iter(zones)): (self.p.outputs.compressor, self.p.outputs.heater)}
+        for zone in self._state()["zones"]:
+            relays = dict(zip(("compressor", "heater"), outputs[zone["zone"]]))
+            for name, relay in relays.items():
+                label = f"{name} relay{zones[zone['zone']]}"
+                commanded = zone["relays"][name]
+                if commanded is None:
+                    out.append(Check(label, True, "none fitted in this zone"))
+                    continue
+                # Not toggled: the compressor must keep its minimum off time. The output line is
+                # read back and compared with what the thermostat commands.
+                out.append(Check(label, relay.energised == commanded,
+                                 f"{'on' if commanded else 'off'} as commanded "
+                                 f"({zone['climate']['mode']})",
+                                 f"the {name} output does not follow the thermostat: check the "
+                                 f"relay board and {name}.pin"))
         return out
 
     def _camera(self) -> Check:

@@ -6,6 +6,10 @@ head-turn prompt), authorised (open the door), shopping (door open; a
 countdown once the door has been open too long), settling (weighing), receipt, out_of_service
 (with a reason: the door is open with nobody authorised, a shelf or the lock has a fault, the
 food-safety lockout, no planogram, or a restart still finishing the last session).
+
+On a cabinet with several doors the screens of a session (and of a door standing open) carry
+`doors` (each door's number and open / closed / locked) and `close` (the doors still open), so the
+page can say which door is open and which to close.
 """
 
 from __future__ import annotations
@@ -21,6 +25,20 @@ def screen_for(state: dict[str, Any], *, alarm_in_seconds: float | None = None,
     """The screen for a snapshot. `shopper_refused` is the controller's own answer to "would a
     shopper be let in now?" (a reason, or None), so the screen never promises what checkout
     would refuse."""
+    screen = _screen(state, alarm_in_seconds, recovering, shopper_refused)
+    doors = state.get("doors") or []
+    if len(doors) > 1 and (screen["name"] in ("authorised", "shopping", "settling")
+                           or screen.get("reason") == "door_open"):
+        screen["doors"] = [{"door": d["door"],
+                            "state": "open" if d["state"] == "open"
+                            else "locked" if d["lock"] == "locked" else d["state"]}
+                           for d in doors]
+        screen["close"] = [d["door"] for d in doors if d["state"] == "open"]
+    return screen
+
+
+def _screen(state: dict[str, Any], alarm_in_seconds: float | None, recovering: bool,
+            shopper_refused: str | None) -> dict[str, Any]:
     session = state.get("session")
     if session is not None and session.get("role") == "unauthorised" and session["state"] == "open":
         return {"name": "out_of_service", "reason": "door_open"}  # forced: nobody is shopping
@@ -41,7 +59,7 @@ def screen_for(state: dict[str, Any], *, alarm_in_seconds: float | None = None,
     if recovering:
         return {"name": "out_of_service", "reason": "recovering"}
     faulted = [d for d in state.get("faults", {}) if d.startswith("shelf") or d in ("lock", "gpio")]
-    if faulted or any(a["kind"] == "lock_fault" for a in state.get("alarms", [])):
+    if faulted or any(a["kind"].split(":")[0] == "lock_fault" for a in state.get("alarms", [])):
         return {"name": "out_of_service", "reason": "device_fault", "devices": sorted(faulted)}
     if shopper_refused == "storage":  # the database cannot be written (a full disk)
         return {"name": "out_of_service", "reason": "device_fault", "devices": ["storage"]}
