@@ -244,6 +244,15 @@ def _session_end(args) -> int:
     return 0
 
 
+def _acknowledged_kind(text: str) -> str:
+    kinds = ("forced_open", "face_attempts", "settle_error")
+    base, _, door = text.partition(":")
+    if base not in kinds or (door and not (door.startswith("door") and door[4:].isdigit())):
+        raise argparse.ArgumentTypeError(f"{text!r}: one of {', '.join(kinds)} (forced_open "
+                                         "may name its door: forced_open:door2)")
+    return text
+
+
 def _alarm_clear(args) -> int:
     reply = _post(args.url, "/api/alarms/clear", {"kind": args.kind,
                                                  "technician": args.technician})
@@ -581,7 +590,9 @@ def technician_main(argv: list[str] | None = None) -> int:
                           "clear", "clear forced_open (door closed, cabinet checked), "
                           "face_attempts (lifts face-unlock pauses) or settle_error (the flagged "
                           "session reviewed)", "who looked", _alarm_clear)
-    alarm_clear.add_argument("kind", choices=("forced_open", "face_attempts", "settle_error"))
+    alarm_clear.add_argument("kind", type=_acknowledged_kind,
+                             help="forced_open, face_attempts or settle_error; on a cabinet with "
+                             "several doors a door's own, e.g. forced_open:door2")
     token = verbs.add_parser("token", help="access codes: make a key, mint, verify")
     token_verbs = token.add_subparsers(dest="token_verb", required=True)
     keygen = token_verbs.add_parser("keygen", help="a signing key, and the line for the keys file")

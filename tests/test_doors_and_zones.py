@@ -7,8 +7,8 @@ Door 1 ("chilled", shelves 1 and 3, zone 1 at 4 °C, perishables); door 2 ("ambi
 
 from __future__ import annotations
 
-import dataclasses
 import math
+import time
 
 import pytest
 
@@ -455,3 +455,94 @@ def test_24_hour_soak_each_zone_holds_its_setpoint_while_the_other_door_opens(ri
         assert rig.c.zones.controls[zone].thermostat.min_off_violations == 0
     if ambient > setpoints[other]:
         assert starts[other] > 10
+
+
+# --- the daemon, on the simulated two-door cabinet ----------------------------------------------------
+
+def test_the_two_door_cabinet_as_a_shopper_and_a_technician_see_it(tmp_path, capsys):
+    """cabinetd --simulate --config config/two-door.toml: the kiosk in Chromium says which door
+    is open and which to close; one session across both doors is one sale, weighed after the
+    second close; a door forced afterwards is named; the selftest has a line for every lock,
+    switch, thermometer and relay; setpoints per zone from the technician's tool."""
+    from cabinet.cli import technician_main
+    from tools.kiosk_tour import CHROMIUM, CHROMIUM_ARGS, screen_shown, show
+    from tools.daemon_process import CabinetProcess
+    from playwright.sync_api import expect, sync_playwright
+
+    from .conftest import wait_for
+
+    daemon = CabinetProcess("--config", str(TWO_DOORS), data_dir=tmp_path / "data")
+    try:
+        daemon.wait_ready()
+        wait_for(lambda: daemon.url, timeout=10, what="the URL")
+        wait_for(lambda: (s := daemon.state())["door"] == "closed" and all(
+            sh["stable"] for sh in s["shelves"]) and all(z["temperature"] for z in s["zones"]),
+            timeout=30, what="a settled cabinet")
+        status, reply = daemon.post("/sim/door", {"state": "open", "door": 3})
+        assert status == 400 and "no door 3" in reply["error"]
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1080, "height": 1200})
+            page.goto(daemon.url + "/")
+            screen_shown(page, "idle")
+            show(page, "en", elderly=False)
+            status, reply = daemon.post("/sim/authorise", {"subject": "acct-two"})
+            assert status == 200, reply
+            session_id = reply["session_id"]
+            screen_shown(page, "authorised")
+            assert {d["door"]: d["lock"] for d in daemon.state()["doors"]} == {
+                1: "unlocked", 2: "unlocked"}
+            for door in (1, 2):
+                daemon.post("/sim/door", {"state": "open", "door": door})
+            screen_shown(page, "shopping")
+            expect(page.locator('ul.doors li[data-door="2"]')).to_have_text("Door 2: open")
+            daemon.post("/sim/shelf", {"shelf": 3, "take": {"steamed-bun": 1}})
+            daemon.post("/sim/shelf", {"shelf": 2, "take": {"tea-500ml": 2}})
+            daemon.post("/sim/door", {"state": "closed", "door": 1})
+            expect(page.locator('ul.doors li[data-door="1"]')).to_have_text("Door 1: closed")
+            expect(page.locator('ul.doors li[data-door="2"]')).to_have_text("Door 2: open")
+            time.sleep(1.5)   # longer than the shelves take to settle: still no sale
+            state = daemon.state()
+            assert state["session"]["state"] == "open" and state["receipt"] is None
+            daemon.post("/sim/door", {"state": "closed", "door": 2})
+            screen_shown(page, "receipt")
+            receipt = daemon.state()["receipt"]
+            assert receipt["session_id"] == session_id
+            assert sorted((line["sku"], line["count"]) for line in receipt["lines"]) == [
+                ("steamed-bun", 1), ("tea-500ml", 2)]
+            daemon.post("/sim/door", {"state": "open", "door": 2})   # nobody authorised
+            screen_shown(page, "out_of_service")
+            expect(page.locator('main [data-msg="close_doors"]')).to_have_text(
+                "Please close Door 2")
+            show(page, "zh", elderly=False)
+            expect(page.locator('main [data-msg="close_doors"]')).to_have_text("请关闭2号门")
+            show(page, "bo", elderly=False)
+            expect(page.locator('main [data-msg="close_doors"]')).to_have_text("སྒོ་ 2 རྒྱག་རོགས།")
+            browser.close()
+        alarms = {a["kind"]: a["detail"] for a in daemon.state()["alarms"]}
+        assert set(alarms) == {"forced_open:door2"} and alarms["forced_open:door2"].startswith(
+            "ambient: door opened while locked")
+        daemon.post("/sim/door", {"state": "closed", "door": 2})
+        wait_for(lambda: daemon.state()["session"] is None and all(
+            sh["stable"] for sh in daemon.state()["shelves"]), timeout=30, what="idle")
+        assert technician_main(["alarm", "clear", "forced_open:door2", "--technician", "t-1",
+                                "--url", daemon.url]) == 0
+        capsys.readouterr()
+        assert technician_main(["selftest", "--url", daemon.url]) == 0
+        out = capsys.readouterr().out
+        for name in ("lock (chilled)", "lock (ambient)", "door switch (chilled)",
+                     "door switch (ambient)", "temperature sensor (chilled)",
+                     "temperature sensor (ambient)", "compressor relay (ambient)",
+                     "heater relay (chilled)"):
+            assert f"] {name:<24} PASS" in out or f"] {name} PASS" in out, (name, out)
+        assert technician_main(["setpoint", "3.5", "--zone", "1", "--url", daemon.url]) == 0
+        with pytest.raises(SystemExit, match="name one"):
+            technician_main(["setpoint", "3.5", "--url", daemon.url])
+        zones = {z["zone"]: z for z in daemon.state()["zones"]}
+        assert zones[1]["climate"]["setpoint_celsius"] == 3.5
+        assert zones[2]["climate"]["setpoint_celsius"] == 12.0
+        assert technician_main(["status", "--url", daemon.url]) == 0
+        out = capsys.readouterr().out
+        assert "zone 2" in out and "ambient" in out and "door 1" in out
+    finally:
+        daemon.terminate()
