@@ -70,6 +70,7 @@ class RecordKind(str, Enum):
     notice = "notice"
     calibration = "calibration"
     planogram = "planogram"
+    layout = "layout"
 
 
 class CommandType(str, Enum):
@@ -217,6 +218,30 @@ class ClimateHour(BaseModel):
 
 class ClimateHours(BaseModel):
     hours: list[ClimateHour]
+
+
+class LayoutDoor(BaseModel):
+    door: int | None
+    name: str
+    shelves: list[int] = Field(description="the shelves behind this door")
+
+
+class LayoutZone(BaseModel):
+    zone: int | None
+    name: str
+    doors: list[int] = Field(description="the doors whose shelves this zone holds")
+    food_safety_rule: str = Field(description="perishables (the cold-chain lockout) or none")
+    compressor: bool
+    heater: bool
+    temperature_celsius: float | None = Field(description="the zone's newest reading")
+    setpoint_celsius: float | None
+    temperature_at: str | None
+
+
+class Layout(BaseModel):
+    doors: list[LayoutDoor] = Field(description="empty: one door (never reported)")
+    zones: list[LayoutZone] = Field(description="empty: one zone (never reported)")
+    reported_at: str | None
 
 
 class AlarmEntry(AlarmView):

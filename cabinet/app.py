@@ -52,6 +52,8 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
         planogram = _planogram(config, store)
         if planogram is not None:
             store.report_planogram(planogram.to_json(), "start")
+        if config.several_doors or config.several_zones or store.get_value("layout.reported"):
+            store.report_layout(layout(config))
         stock = [] if planogram is None else [
             (shelf, sku, planogram.products[sku].unit_grams, count)
             for shelf, skus in planogram.shelves.items() for sku, count in skus.items()]
@@ -273,3 +275,13 @@ def _planogram(config: Config, store: Store) -> Planogram | None:
     store.save_planogram(planogram.to_json())
     log.info("planogram %r loaded from %s", planogram.version, path)
     return planogram
+
+
+def layout(config: Config) -> dict:
+    """The doors and zones as the `layout` record tells the backend (docs/sync.md)."""
+    return {"doors": [{"door": d.id, "name": d.label, "shelves": list(d.shelves)}
+                      for d in config.door_list()],
+            "zones": [{"zone": z.id, "name": z.label, "doors": list(z.doors),
+                       "food_safety_rule": z.climate.food_safety,
+                       "compressor": z.compressor is not None, "heater": z.heater is not None}
+                      for z in config.zone_list()]}

@@ -372,11 +372,20 @@ class Store:
         """Send the planogram (products, prices, shelves, stock) to the backend as a `planogram`
         record, unless this very planogram was the last one sent: at every start (so the
         backend learns the stock the cabinet believes) and when it is replaced."""
-        digest = hashlib.sha256(planogram_json.encode()).hexdigest()
-        if self.get_value("planogram.reported") == digest:
+        return self._report_changed("planogram", {"reason": reason,
+                                                  "planogram": json.loads(planogram_json)},
+                                    planogram_json)
+
+    def report_layout(self, layout: dict[str, Any]) -> bool:
+        """Send the cabinet's doors and zones (what the config says) as a `layout` record, at a
+        start when they differ from the last sent: the back office shows them."""
+        return self._report_changed("layout", layout, json.dumps(layout, sort_keys=True))
+
+    def _report_changed(self, kind: str, body: dict[str, Any], identity: str) -> bool:
+        digest = hashlib.sha256(identity.encode()).hexdigest()
+        if self.get_value(f"{kind}.reported") == digest:
             return False
-        self.set_value("planogram.reported", digest, ("planogram", {
-            "reason": reason, "planogram": json.loads(planogram_json)}))
+        self.set_value(f"{kind}.reported", digest, (kind, body))
         return True
 
     def add_record(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -546,3 +546,114 @@ def test_the_two_door_cabinet_as_a_shopper_and_a_technician_see_it(tmp_path, cap
         assert "zone 2" in out and "ambient" in out and "door 1" in out
     finally:
         daemon.terminate()
+
+
+# --- the backend -------------------------------------------------------------------------------------
+
+def test_the_backend_keeps_each_zone_apart(backend_db_url):
+    """On SQLite and PostgreSQL: zone 1's readings are the cabinet's own (fleet page, its climate
+    rollup, the temperature alert), zone 2's are kept by zone; the layout is served; an alarm of
+    door 2 fires the forced-open alert; a zone out of its band fires the temperature alert."""
+    from datetime import datetime, timedelta, timezone
+
+    from .conftest import RunningBackend
+    from .test_alerts import _upload
+
+    backend = RunningBackend(backend_db_url, service_kw={"alert_settings": None})
+    try:
+        alerts = backend.storage.alerts
+        for kind in ("temperature", "forced_open"):
+            alerts.add_rule({"kind": kind, "minutes": 0, "band_celsius": 2.0, "cabinet_id": None,
+                             "emails": [], "webhook_url": None, "quiet_start": None,
+                             "quiet_end": None, "tz": "Asia/Shanghai"}, "admin")
+        from cabinet.app import layout
+        t0 = datetime.now(timezone.utc).replace(minute=5, second=0, microsecond=0)
+        _upload(backend, 1, t0, layout(load(TWO_DOORS)), kind="layout")
+        _upload(backend, 2, t0, {"celsius": 4.2, "setpoint_celsius": 4.0, "zone": 1})
+        _upload(backend, 3, t0 + timedelta(seconds=1),
+                {"celsius": 12.5, "setpoint_celsius": 12.0, "zone": 2})
+        _upload(backend, 4, t0 + timedelta(minutes=1),
+                {"celsius": 6.0, "setpoint_celsius": 12.0, "zone": 2})
+        status, cabinets = backend.operator("GET", "cabinets")
+        (cabinet,) = cabinets["cabinets"]
+        assert (cabinet["temperature_celsius"], cabinet["setpoint_celsius"]) == (4.2, 4.0), \
+            "the cabinet's own temperature is zone 1's, never the ambient zone's"
+        status, shown = backend.operator("GET", "cabinets/cabinet-0001/layout")
+        assert status == 200
+        assert [(d["door"], d["name"], d["shelves"]) for d in shown["doors"]] == [
+            (1, "chilled", [1, 3]), (2, "ambient", [2, 4])]
+        assert [(z["zone"], z["food_safety_rule"], z["temperature_celsius"],
+                 z["setpoint_celsius"]) for z in shown["zones"]] == [
+            (1, "perishables", 4.2, 4.0), (2, "none", 6.0, 12.0)]
+        from urllib.parse import urlencode
+        window = {"since": (t0 - timedelta(hours=1)).isoformat(),
+                  "until": (t0 + timedelta(hours=1)).isoformat()}
+        status, zone1 = backend.operator("GET", "cabinets/cabinet-0001/climate?"
+                                         + urlencode(window))
+        status, zone2 = backend.operator("GET", "cabinets/cabinet-0001/climate?"
+                                         + urlencode({**window, "zone": 2}))
+        assert [(h["samples"], h["celsius_min"], h["celsius_max"]) for h in zone1["hours"]] == [
+            (1, 4.2, 4.2)]
+        assert [(h["samples"], h["celsius_min"], h["celsius_max"], h["celsius_mean"])
+                for h in zone2["hours"]] == [(2, 6.0, 12.5, 9.25)]
+        status, empty = backend.operator("GET", "cabinets/cabinet-0002/layout")
+        assert status == 200 and empty["doors"] == [] and empty["zones"] == []
+        _upload(backend, 5, t0 + timedelta(minutes=2), {
+            "alarm_id": "a-1", "kind": "forced_open:door2", "state": "raised",
+            "detail": "ambient: door opened while locked", "raised_at": t0.isoformat()},
+            kind="alarm")
+        alerts.evaluate(t0 + timedelta(minutes=3))
+        fired = {a["kind"]: a for a in alerts.recent(10)}
+        assert "zone 2: 6.0 °C, setpoint 12.0 °C" in fired["temperature"]["detail"]
+        assert "4.2" not in fired["temperature"]["detail"], "zone 1 is in its band"
+        assert fired["forced_open"]["detail"].startswith("forced_open:door2: ambient")
+    finally:
+        backend.close()
+
+
+def test_the_back_office_shows_the_doors_and_zones_and_sets_a_zone_s_setpoint(tmp_path):
+    """A two-door, two-zone simulated cabinet syncing to the real backend; the cabinet page in
+    Chromium lists both zones with their readings and both doors with their shelves, follows
+    zone 2 on the chart, sends a setpoint for zone 2 (done at the cabinet, zone 1 untouched), and
+    shows door 2's forced opening by name."""
+    from .test_backoffice import PASSWORD, SIZES, browser, expect, log_in
+    from .test_daemon_sync import start_synced
+
+    from .conftest import wait_for
+
+    text = TWO_DOORS.read_text().replace('id = "sim-hospital-01"', 'id = "cabinet-0001"')
+    backend, daemon = start_synced(tmp_path, [], text)
+    try:
+        backend.storage.people.create_user("dolma", "operator", PASSWORD, "test")
+        wait_for(lambda: all(z["temperature_celsius"] is not None for z in
+                             backend.operator("GET", "cabinets/cabinet-0001/layout")[1]["zones"])
+                 and len(backend.operator("GET", "cabinets/cabinet-0001/layout")[1]["zones"]) == 2,
+                 timeout=60, what="both zones' readings at the backend")
+        with browser(SIZES["desktop"]) as page:
+            log_in(page, backend.url, "dolma")
+            page.goto(backend.url + "/office/#/cabinet/cabinet-0001")
+            expect(page.locator('#zones tr[data-zone="2"]')).to_contain_text("ambient")
+            expect(page.locator('#zones tr[data-zone="1"]')).to_contain_text("chilled")
+            expect(page.locator('#doors tr[data-door="2"]')).to_contain_text("2, 4")
+            page.click('button[data-zone="2"]')
+            expect(page.locator("#temperature-chart")).to_have_attribute("data-zone", "2")
+            expect(page.locator("#chart-title")).to_contain_text("ambient")
+            page.select_option("#setpoint-zone", "2")
+            page.fill("#setpoint-input", "14")
+            page.click("#set-setpoint button[type=submit]")
+            wait_for(lambda: {z["zone"]: z["climate"]["setpoint_celsius"]
+                              for z in daemon.state()["zones"]} == {1: 4.0, 2: 14.0},
+                     timeout=60, what="zone 2's setpoint at the cabinet")
+            expect(page.locator('#command-table tr[data-type="set_setpoint"]')).to_contain_text(
+                "Zone 2")
+            daemon.post("/sim/door", {"state": "open", "door": 2})
+            wait_for(lambda: any(a["kind"] == "forced_open:door2" for a in
+                                 backend.operator("GET", "cabinets")[1]["cabinets"][0]["alarms"]),
+                     timeout=60, what="door 2's alarm at the backend")
+            expect(page.locator('#alarms li[data-alarm="forced_open:door2"]')).to_contain_text(
+                "ambient", timeout=30000)
+            assert page.problems == []
+        daemon.post("/sim/door", {"state": "closed", "door": 2})
+    finally:
+        daemon.terminate()
+        backend.close()

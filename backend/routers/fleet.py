@@ -9,7 +9,8 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from ..deps import Manager, Reader, StorageDep
 from ..protocol import (BIGINT_MAX, CABINET_ID, AlarmHistory, CabinetList, ClimateHours,
-                        Counts, DeviceToken, Enrolment, Error, Moment, NewCabinet, RecordList)
+                        Counts, DeviceToken, Enrolment, Error, Layout, Moment, NewCabinet,
+                        RecordList)
 from ..strict_json import StrictRoute
 
 router = APIRouter(prefix="/v1/operator", route_class=StrictRoute, tags=["fleet"],
@@ -60,17 +61,28 @@ def rollups(cabinet_id: CabinetPath, _: Reader, storage: StorageDep) -> dict[str
 @router.get("/cabinets/{cabinet_id}/climate", response_model=ClimateHours)
 def climate(cabinet_id: CabinetPath, _: Reader, storage: StorageDep,
             since: Annotated[Moment, Query(description="from this time, inclusive")],
-            until: Annotated[Moment, Query(description="to this time, exclusive")]
+            until: Annotated[Moment, Query(description="to this time, exclusive")],
+            zone: Annotated[int, Query(ge=1, le=8, description="which zone, on a cabinet "
+                                       "with several (door openings are zone 1's)")] = 1
             ) -> ClimateHours:
     """Hour by hour in [since, until): samples, minimum, maximum and mean temperature, door
     openings (kept for good, after the raw telemetry is pruned)."""
     if until <= since:
         raise HTTPException(422, "until must be after since")
-    hours = storage.fleet.climate_between(cabinet_id, since, until)
+    hours = (storage.fleet.climate_between(cabinet_id, since, until) if zone == 1
+             else storage.zones.climate_between(cabinet_id, zone, since, until))
     for hour in hours:
         hour["celsius_mean"] = (round(hour["celsius_sum"] / hour["samples"], 3)
                                 if hour["samples"] else None)
     return ClimateHours(hours=hours)
+
+
+@router.get("/cabinets/{cabinet_id}/layout", response_model=Layout)
+def layout(cabinet_id: CabinetPath, _: Reader, storage: StorageDep) -> Layout:
+    """The cabinet's doors (with the shelves behind each) and temperature zones (with their
+    doors, food-safety rule and newest reading), as it reported them; empty lists for a
+    cabinet with one door and one zone."""
+    return Layout(**storage.zones.layout(cabinet_id))
 
 
 @router.get("/cabinets/{cabinet_id}/alarms", response_model=AlarmHistory)

@@ -16,6 +16,7 @@ from .fleet import Fleet
 from .people import People
 from .reviews import Reviews
 from .stock import Stock
+from .zones import Zones
 
 
 class Storage:
@@ -30,6 +31,7 @@ class Storage:
         self.reviews = Reviews(self.engine)
         self.alerts = Alerts(self.engine)
         self.ads = Ads(self.engine)
+        self.zones = Zones(self.engine)
 
     def receive(self, cabinet_id: str, raw_records: list[dict], max_command_bytes: int | None
                 ) -> tuple[list[dict], list[dict]]:

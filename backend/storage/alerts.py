@@ -25,7 +25,7 @@ from . import audit
 from .engine import aware, iso, parse_time, utc_now
 from .errors import NotFound
 from .schema import (alarms, alert_deliveries, alert_rules, alerts, cabinet_products, cabinets,
-                     reviews)
+                     reviews, zone_readings)
 
 KINDS = ("offline", "temperature", "lockout", "forced_open", "unauthorised", "sold_out",
          "no_sales")
@@ -216,23 +216,41 @@ def _conditions(connection: sa.Connection, rule: dict, now: datetime
                                f"no sale since {iso(r.last_sale_at) or 'ever'}") for r in rows
                 if now - aware(r.last_sale_at or r.created_at) >= timedelta(minutes=minutes)}
     if kind == "temperature":
-        rows = connection.execute(sa.select(c.cabinet_id, c.temperature_celsius,
-                                            c.setpoint_celsius).where(
+        band = rule["band_celsius"]
+        rows = connection.execute(sa.select(c.cabinet_id, sa.literal(1).label("zone"),
+                                            c.temperature_celsius, c.setpoint_celsius).where(
             *where, c.temperature_celsius.is_not(None), c.setpoint_celsius.is_not(None))).all()
-        return {r.cabinet_id: (None, f"{r.temperature_celsius:.1f} °C, setpoint "
-                                     f"{r.setpoint_celsius:.1f} °C ± {rule['band_celsius']:g}")
-                for r in rows
-                if abs(r.temperature_celsius - r.setpoint_celsius) > rule["band_celsius"]}
+        z = zone_readings.c   # zones 2 and up, on cabinets with several (storage/zones.py)
+        rows += connection.execute(sa.select(z.cabinet_id, z.zone, z.celsius,
+                                             z.setpoint_celsius).where(
+            z.zone > 1, z.setpoint_celsius.is_not(None),
+            *([z.cabinet_id == rule["cabinet_id"]] if rule["cabinet_id"] else []))).all()
+        out: dict[str, tuple[None, str]] = {}
+        for cabinet_id, zone, celsius, setpoint in rows:
+            if abs(celsius - setpoint) > band:
+                said = (f"{'' if zone == 1 else f'zone {zone}: '}{celsius:.1f} °C, setpoint "
+                        f"{setpoint:.1f} °C ± {band:g}")
+                out[cabinet_id] = (None, f"{out[cabinet_id][1]}; {said}" if cabinet_id in out
+                                   else said)
+        return out
     if kind in ("lockout", "forced_open"):
         alarm = "food_safety_lockout" if kind == "lockout" else "forced_open"
         a = alarms.c
-        rows = connection.execute(sa.select(a.cabinet_id, a.raised_at, a.detail).where(
-            a.kind == alarm, a.cleared_at.is_(None),
-            *([a.cabinet_id == rule["cabinet_id"]] if rule["cabinet_id"] else []))).all()
+        # A cabinet with several doors or zones names them: forced_open:door2.
+        rows = connection.execute(sa.select(a.cabinet_id, a.raised_at, a.detail, a.kind).where(
+            sa.or_(a.kind == alarm, a.kind.like(f"{alarm}:%")), a.cleared_at.is_(None),
+            *([a.cabinet_id == rule["cabinet_id"]] if rule["cabinet_id"] else []))
+            .order_by(a.cabinet_id, a.kind)).all()
         out = {}
         for r in rows:
             raised = _time(r.raised_at)
-            out[r.cabinet_id] = (raised, f"{alarm}: {r.detail}")
+            said = f"{r.kind}: {r.detail}"
+            if r.cabinet_id in out:   # the earliest raised, every door or zone named
+                first = out[r.cabinet_id]
+                raised = min(x for x in (first[0], raised) if x is not None) \
+                    if first[0] or raised else None
+                said = f"{first[1]}; {said}"
+            out[r.cabinet_id] = (raised, said)
         return out
     if kind == "unauthorised":
         v = reviews.c

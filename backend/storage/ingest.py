@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from ..protocol import MAX_COUNT, MAX_FEN, MAX_LINES, SKU, Record, RecordKind
-from . import reviews, rollups, stock
+from . import reviews, rollups, stock, zones
 from .dialect import greatest, insert, least
 from .engine import hour_of, parse_time, utc_now
 from .schema import Time, alarms, cabinets, climate_hourly, commands, records
@@ -78,6 +78,7 @@ def write(connection: sa.Connection, batch: CheckedBatch) -> None:
     if new:
         stock.on_batch(connection, cabinet_id, [r for r, _ in new])
         reviews.on_batch(connection, cabinet_id, [r for r, _ in new])
+        zones.on_batch(connection, cabinet_id, [r for r, _ in new], _finite)
     params: dict[str, Any] = {"cabinet": cabinet_id, "received": received}
     if new:  # only records stored now move last_seq: never refused ones, nor one sent again
         # with another seq (its first seq stands)
@@ -85,8 +86,7 @@ def write(connection: sa.Connection, batch: CheckedBatch) -> None:
         oldest = min(r.created_at for r, _ in new)
         params["lag"] = max(0.0, (received - oldest).total_seconds())
         params["version"] = max(new, key=lambda n: n[0].seq)[0].software_version
-    readings = [r for r, _ in new if r.kind.value == "telemetry"
-                and _finite(r.body.get("celsius"))]
+    readings = [r for r, _ in new if _cabinet_reading(r)]
     if readings:
         newest = max(readings, key=lambda r: r.created_at)
         params["celsius"], params["reading_at"] = float(newest.body["celsius"]), newest.created_at
@@ -283,7 +283,7 @@ def _rollup(connection: sa.Connection, cabinet_id: str, new: list[tuple[Record, 
                     entry[0] += line["count"]
                     entry[1] += line["amount_fen"]
                     entry[2] += 1
-        if record.kind.value == "telemetry" and _finite(body.get("celsius")):
+        if _cabinet_reading(record):
             c = climate[hour_of(record.created_at)]
             celsius = float(body["celsius"])
             c[0] += 1
@@ -300,6 +300,13 @@ def _rollup(connection: sa.Connection, cabinet_id: str, new: list[tuple[Record, 
             {"cabinet_id": cabinet_id, "hour": hour, "samples": n, "celsius_min": low,
              "celsius_max": high, "celsius_sum": total, "door_openings": doors}
             for hour, (n, low, high, total, doors) in sorted(climate.items())])
+
+
+def _cabinet_reading(record: Record) -> bool:
+    """A telemetry reading of the cabinet's own temperature: its only zone's, or zone 1's
+    (zones 2 and up are storage/zones.py's)."""
+    return (record.kind.value == "telemetry" and _finite(record.body.get("celsius"))
+            and (zones.zone_of(record.body) or 1) == 1)
 
 
 def _finite(value: Any) -> bool:

@@ -294,3 +294,34 @@ ads = sa.Table(
     sa.Column("uploaded_by", sa.String(64), nullable=False),
     sa.Column("uploaded_at", Time, nullable=False),
 )
+
+# Cabinets with several doors and temperature zones (0008): the layout each reported (its doors,
+# with the shelves behind them, and its zones, with their doors and food-safety rule), the newest
+# reading of each zone, and the hourly climate of zones 2 and up (zone 1's stays the cabinet's
+# own, in cabinets and climate_hourly, as on a one-zone cabinet).
+layouts = sa.Table(
+    "layouts", metadata,
+    sa.Column("cabinet_id", sa.String(64), primary_key=True),
+    sa.Column("document", Json, nullable=False),
+    sa.Column("reported_at", Time, nullable=False),
+)
+
+zone_readings = sa.Table(
+    "zone_readings", metadata,
+    sa.Column("cabinet_id", sa.String(64), primary_key=True),
+    sa.Column("zone", sa.Integer, primary_key=True),
+    sa.Column("celsius", sa.Float, nullable=False),
+    sa.Column("setpoint_celsius", sa.Float),
+    sa.Column("reading_at", Time, nullable=False),
+)
+
+zone_climate_hourly = sa.Table(
+    "zone_climate_hourly", metadata,
+    sa.Column("cabinet_id", sa.String(64), primary_key=True),
+    sa.Column("zone", sa.Integer, primary_key=True),
+    sa.Column("hour", Time, primary_key=True),
+    sa.Column("samples", sa.BigInteger, nullable=False),
+    sa.Column("celsius_min", sa.Float),
+    sa.Column("celsius_max", sa.Float),
+    sa.Column("celsius_sum", sa.Float, nullable=False),
+)

@@ -1,6 +1,8 @@
 // One cabinet: its status, temperature over 24 h or 7 days against the setpoint (door openings
 // and compressor duty marked), active alarms, remote actions (only those the caller's role may
-// issue) with each command's fate followed live, and its recent sales.
+// issue) with each command's fate followed live, and its recent sales. A cabinet with several
+// doors or temperature zones also shows them (each zone's reading, setpoint and food-safety
+// rule, each door's shelves), its chart follows one zone at a time, and setpoints name a zone.
 
 import { get, post, query } from "./api.js";
 import { ago, celsius, h, when, yuan } from "./dom.js";
@@ -16,20 +18,26 @@ export async function render(main, { me, params, problem }) {
   const base = `/v1/operator/cabinets/${encodeURIComponent(id)}`;
   const status = h("div", { class: "totals", id: "status" });
   const chart = h("div", { class: "chart tall", id: "temperature-chart" });
-  let range = "24h";
+  const layout = await get(`${base}/layout`);
+  const zones = layout.zones.length > 1 ? layout.zones : [];
+  let range = "24h", zone = 1;
   const rangeButtons = h("div", { class: "filters" },
     ["24h", "7d"].map((r) => h("button", { type: "button", class: "action", "data-range": r,
-                                           onclick: () => { range = r; drawClimate(); } }, t(r === "24h" ? "h24" : "d7"))));
+                                           onclick: () => { range = r; drawClimate(); } }, t(r === "24h" ? "h24" : "d7"))),
+    zones.map((z) => h("button", { type: "button", class: "action", "data-zone": z.zone,
+                                   onclick: () => { zone = z.zone; drawClimate(); } }, `${t("zone")} ${z.zone} · ${z.name}`)));
+  const doorsAndZones = h("div", { id: "layout" });
   const alarms = h("div", { id: "alarms" });
   const commands = h("div", { id: "commands" });
   const sales = h("div", { id: "recent-sales" });
   main.append(h("h1", {}, `${t("cabinet")} ${id}`),
     h("p", {}, h("a", { id: "planogram-link", href: `#/planogram/${encodeURIComponent(id)}` }, t("nav_planogram"))),
     h("section", { class: "card" }, status),
+    layout.doors.length > 1 || zones.length ? h("section", { class: "card" }, h("h2", {}, t("layout")), doorsAndZones) : "",
     h("div", { class: "grid" },
       h("section", { class: "card wide" }, h("h2", { id: "chart-title" }), rangeButtons, chart),
       h("section", { class: "card" }, h("h2", {}, t("alarms")), alarms),
-      actions(me, base, id, problem, () => refreshCommands()),
+      actions(me, base, id, problem, () => refreshCommands(), layout),
       access(me, base, id, problem, () => refreshCommands()),
       h("section", { class: "card wide" }, h("h2", {}, t("commands")), commands),
       h("section", { class: "card wide" }, h("h2", {}, t("recent_sessions")), sales)));
@@ -50,14 +58,32 @@ export async function render(main, { me, params, problem }) {
       h("div", {}, t("last_seen"), h("b", {}, ago(c.last_seen_at))),
       h("div", {}, t("last_sale"), h("b", {}, ago(c.last_sale_at))),
       h("div", {}, t("version"), h("b", {}, c.software_version || "–")));
+    if (layout.doors.length > 1 || zones.length) await refreshLayout();
     const history = (await get(`${base}/alarms?limit=30`)).alarms;
+    const lockout = (kind) => kind.split(":")[0] === "food_safety_lockout";
     alarms.replaceChildren(history.length ? h("ul", { class: "lines" }, history.map((a) =>
       h("li", { "data-alarm": a.kind, "data-active": a.cleared_at ? null : "" },
-        h("b", { class: a.cleared_at ? "muted" : a.kind === "food_safety_lockout" ? "bad" : "warn" },
-          a.kind === "food_safety_lockout" ? t("lockout") : a.kind),
+        h("b", { class: a.cleared_at ? "muted" : lockout(a.kind) ? "bad" : "warn" },
+          lockout(a.kind) ? t("lockout") + a.kind.slice("food_safety_lockout".length) : a.kind),
         ` ${a.detail} · ${when(a.raised_at)}`,
         a.cleared_at ? h("span", { class: "muted" }, ` → ${t("cleared")} ${when(a.cleared_at)}`) : null)))
       : h("p", { class: "muted" }, t("none")));
+  }
+
+  async function refreshLayout() {
+    const now = await get(`${base}/layout`);
+    doorsAndZones.replaceChildren(
+      now.zones.length ? h("table", { id: "zones" },
+        h("thead", {}, h("tr", {}, [t("zone"), t("door"), t("temperature"), t("setpoint"), t("food_safety_rule")].map((x) => h("th", {}, x)))),
+        h("tbody", {}, now.zones.map((z) => h("tr", { "data-zone": z.zone },
+          h("td", {}, `${z.zone} · ${z.name}`), h("td", {}, z.doors.join(", ")),
+          h("td", { class: "num", "data-celsius": z.temperature_celsius ?? "" }, celsius(z.temperature_celsius)),
+          h("td", { class: "num" }, celsius(z.setpoint_celsius)),
+          h("td", {}, t("rule_" + z.food_safety_rule)))))) : "",
+      now.doors.length ? h("table", { id: "doors" },
+        h("thead", {}, h("tr", {}, [t("door"), t("shelves")].map((x) => h("th", {}, x)))),
+        h("tbody", {}, now.doors.map((d) => h("tr", { "data-door": d.door },
+          h("td", {}, `${d.door} · ${d.name}`), h("td", {}, d.shelves.join(", ")))))) : "");
   }
 
   async function refreshCommands() {
@@ -85,11 +111,15 @@ export async function render(main, { me, params, problem }) {
   }
 
   async function drawClimate() {
-    document.getElementById("chart-title").textContent = t(range === "24h" ? "temperature_24h" : "temperature_7d");
+    const named = zones.find((z) => z.zone === zone);
+    document.getElementById("chart-title").textContent = t(range === "24h" ? "temperature_24h" : "temperature_7d")
+      + (named ? ` · ${t("zone")} ${named.zone} ${named.name}` : "");
+    chart.dataset.zone = zone;
     const now = Date.now();
     if (range === "24h") {
-      const { records } = await get(`${base}/telemetry` + query({
+      const { records: all } = await get(`${base}/telemetry` + query({
         since: new Date(now - 86400e3).toISOString(), until: new Date(now + 60e3).toISOString() }));
+      const records = all.filter((r) => (r.body.zone || 1) === zone);
       const at = (b, r) => b.sampled_at || r.created_at;
       const points = records.map((r) => [at(r.body, r), r.body.celsius]).reverse();
       plot.setOption(chartOption({
@@ -102,7 +132,7 @@ export async function render(main, { me, params, problem }) {
       return;
     }
     const { hours: recent } = await get(`${base}/climate` + query({
-      since: new Date(now - 7 * 86400e3).toISOString(), until: new Date(now + 3600e3).toISOString() }));
+      since: new Date(now - 7 * 86400e3).toISOString(), until: new Date(now + 3600e3).toISOString(), zone }));
     plot.setOption(chartOption({
       temperature: recent.map((x) => [x.hour, x.celsius_mean]),
       low: recent.map((x) => [x.hour, x.celsius_min]), high: recent.map((x) => [x.hour, x.celsius_max]),
@@ -140,7 +170,7 @@ function chartOption({ temperature, setpoint = [], low = [], high = [], doors = 
   };
 }
 
-function actions(me, base, id, problem, changed) {
+function actions(me, base, id, problem, changed, layout) {
   const may = new Set(me.commands);
   const send = async (type, args) => {
     try {
@@ -152,13 +182,19 @@ function actions(me, base, id, problem, changed) {
   const forms = [];
   if (may.has("set_setpoint")) {
     const value = h("input", { id: "setpoint-input", type: "number", step: "0.5", required: true, inputmode: "decimal" });
+    const zone = layout.zones.length > 1 ? h("select", { id: "setpoint-zone" }, layout.zones.map((z) =>
+      h("option", { value: z.zone }, `${t("zone")} ${z.zone} · ${z.name}`))) : null;
     forms.push(h("form", { class: "inline", id: "set-setpoint", onsubmit: (e) => {
-      e.preventDefault(); send("set_setpoint", { celsius: Number(value.value) }); } },
-      h("label", { for: "setpoint-input" }, t("set_setpoint")), value,
+      e.preventDefault();
+      send("set_setpoint", zone ? { celsius: Number(value.value), zone: Number(zone.value) } : { celsius: Number(value.value) }); } },
+      h("label", { for: "setpoint-input" }, t("set_setpoint")), zone, value,
       h("button", { class: "action", type: "submit" }, t("send"))));
   }
   if (may.has("clear_alarm")) {
-    const kind = h("select", { id: "alarm-kind" }, CLEARABLE.map((k) => h("option", { value: k }, k)));
+    // With several doors, each door's forced opening is its own alarm (forced_open:door2).
+    const kinds = layout.doors.length > 1
+      ? CLEARABLE.flatMap((k) => k === "forced_open" ? layout.doors.map((d) => `${k}:door${d.door}`) : [k]) : CLEARABLE;
+    const kind = h("select", { id: "alarm-kind" }, kinds.map((k) => h("option", { value: k }, k)));
     forms.push(h("form", { class: "inline", id: "clear-alarm", onsubmit: (e) => {
       e.preventDefault(); send("clear_alarm", { kind: kind.value, by: me.username }); } },
       h("label", { for: "alarm-kind" }, t("clear_alarm")), kind, h("button", { class: "action", type: "submit" }, t("send"))));
@@ -228,6 +264,6 @@ function tone(status) {
 
 function argsText(args) {
   if (!args || !Object.keys(args).length) return "";
-  if ("celsius" in args) return celsius(args.celsius);
+  if ("celsius" in args) return celsius(args.celsius) + ("zone" in args ? ` · ${t("zone")} ${args.zone}` : "");
   return Object.entries(args).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ").slice(0, 120);
 }
