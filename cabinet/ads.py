@@ -6,46 +6,37 @@ The backend's set_ads command gives a playlist of {url, sha256, seconds}; the co
 file or someone else's), deletes files no longer listed, and retries failures every few minutes.
 The screen shows only ads whose files are ready; an empty or failed playlist just means no ads.
 
-Limits (issue 15): an ad comes only from an http(s) host that is not this device (loopback or
-unspecified addresses are refused, at every redirect, of which there may be 5), is at most
-MAX_AD_BYTES, takes at most MAX_FETCH_SECONDS, and is not fetched when it would leave less than
-FREE_FLOOR_BYTES on the disk (the database needs that room for sales). A download that fails for
-any reason leaves no .part file behind.
+Limits (issue 15, cabinet/downloads.py): an ad comes only from an http(s) host that is not this
+device (loopback or unspecified addresses are refused, at every redirect, of which there may be 5),
+is at most MAX_AD_BYTES, takes at most MAX_FETCH_SECONDS, and is not fetched when it would leave
+less than FREE_FLOOR_BYTES on the disk (the database needs that room for sales). A download that
+fails for any reason leaves no .part file behind.
 """
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
 import logging
-import shutil
-import socket
 import threading
-import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from .downloads import MAX_FETCH_SECONDS, Downloads
+
 log = logging.getLogger("cabinetd.ads")
 MAX_AD_BYTES = 64 * 1024 * 1024
-MAX_FETCH_SECONDS = 600.0
-FREE_FLOOR_BYTES = 256 * 1024 * 1024
-MAX_REDIRECTS = 5
 
 
-class AdsCache(threading.Thread):
+class AdsCache(Downloads, threading.Thread):
     def __init__(self, folder: str | Path, playlist: list[dict[str, Any]] | None = None, *,
                  retry_seconds: float = 300.0, timeout: float = 30.0, ca_file: str = "",
                  refuse_loopback: bool = True, fetch_seconds: float = MAX_FETCH_SECONDS):
-        super().__init__(name="ads", daemon=True)
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.retry_seconds, self.timeout = retry_seconds, timeout
-        self.fetch_seconds = fetch_seconds
-        self.verify: str | bool = ca_file or True
-        self.refuse_loopback = refuse_loopback  # (tests serve ads from loopback)
+        threading.Thread.__init__(self, name="ads", daemon=True)
+        Downloads.__init__(self, folder, max_bytes=MAX_AD_BYTES, timeout=timeout,
+                           ca_file=ca_file, refuse_loopback=refuse_loopback,
+                           fetch_seconds=fetch_seconds)
+        self.retry_seconds = retry_seconds
         self._playlist = list(playlist or [])
         self._status: dict[str, str] = {}
         self._changed = threading.Event()
@@ -111,170 +102,3 @@ class AdsCache(threading.Thread):
     def _set(self, sha: str, state: str) -> None:
         with self._lock:
             self._status[sha] = state
-
-    def _check_url(self, url: str) -> None:
-        """http(s), and a host that is not this device (checked again at every redirect)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{url[:100]!r}: not an http(s) URL")
-        if not self.refuse_loopback:
-            return
-        try:
-            infos = socket.getaddrinfo(parts.hostname, parts.port or 80, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise ValueError(f"{parts.hostname}: cannot be resolved ({exc})") from None
-        for info in infos:
-            _refuse_this_device(parts.hostname, info[4][0])
-
-    def _check_peer(self, url: str, reply: requests.Response) -> None:
-        """The address actually connected to: a name that resolved to another host when checked
-        and to this device when connecting (DNS rebinding) is caught here, before a byte of the
-        body is read. (The request was a GET, which changes nothing on the daemon.)"""
-        if not self.refuse_loopback:
-            return
-        sock = _socket_of(reply)
-        if sock is None:
-            raise ValueError(f"{urlsplit(url).hostname}: cannot tell which address answered")
-        _refuse_this_device(urlsplit(url).hostname, sock.getpeername()[0])
-
-    def _open(self, session: requests.Session, url: str) -> requests.Response:
-        for _ in range(MAX_REDIRECTS + 1):
-            self._check_url(url)
-            reply = session.get(url, stream=True, timeout=self.timeout, verify=self.verify,
-                                allow_redirects=False)
-            try:
-                self._check_peer(url, reply)
-            except ValueError:
-                reply.close()
-                raise
-            if not reply.is_redirect:
-                return reply
-            location = reply.headers.get("Location", "")
-            reply.close()
-            url = urljoin(url, location)
-        raise ValueError(f"more than {MAX_REDIRECTS} redirects")
-
-    def _room_for(self, more: int) -> None:
-        if shutil.disk_usage(self.folder).free - more < FREE_FLOOR_BYTES:
-            raise ValueError(f"it would leave less than {FREE_FLOOR_BYTES >> 20} MiB on the "
-                             "disk: kept for the sales")
-
-    def _fetch(self, url: str, sha: str, target: Path) -> None:
-        part = target.with_name(target.name + ".part")
-        digest, size, started = hashlib.sha256(), 0, time.monotonic()
-        # A server that trickles a byte just inside every read timeout (headers or body) would
-        # hold a read, and this thread, for hours: at the time limit every socket this download
-        # opened is shut down, which ends a read in progress (closing the reply from another
-        # thread does not).
-        watch = _Sockets()
-        session = watch.session()
-        cut_off = threading.Timer(self.fetch_seconds, watch.shut_down)
-        cut_off.daemon = True
-        cut_off.start()
-        try:
-            with self._open(session, url) as reply:
-                reply.raise_for_status()
-                declared = int(reply.headers.get("Content-Length") or 0)
-                if declared > MAX_AD_BYTES:
-                    raise ValueError(f"{declared} bytes: over {MAX_AD_BYTES >> 20} MiB")
-                self._room_for(declared)
-                with open(part, "wb") as out:
-                    # Checked at each chunk: a server trickling bytes slower than one chunk per
-                    # read timeout is not cut off mid-chunk (left for later).
-                    for chunk in reply.iter_content(1 << 16):
-                        size += len(chunk)
-                        if size > MAX_AD_BYTES:
-                            raise ValueError(f"over {MAX_AD_BYTES >> 20} MiB")
-                        if time.monotonic() - started > self.fetch_seconds:
-                            raise ValueError(f"still downloading after "
-                                             f"{self.fetch_seconds:.0f} s")
-                        self._room_for(len(chunk))   # a statvfs: cheap beside 64 KiB of I/O
-                        digest.update(chunk)
-                        out.write(chunk)
-            if digest.hexdigest() != sha:
-                raise ValueError(f"checksum mismatch: got sha256 {digest.hexdigest()[:12]}…, "
-                                 f"playlist says {sha[:12]}…")
-            part.rename(target)
-        except (requests.RequestException, OSError):
-            if watch.expired:
-                raise ValueError(f"still downloading after {self.fetch_seconds:.0f} s: cut "
-                                 "off") from None
-            raise
-        finally:
-            cut_off.cancel()
-            session.close()
-            part.unlink(missing_ok=True)  # no half file left behind, whatever went wrong
-
-
-def _refuse_this_device(host: str, raw_address: str) -> None:
-    address = ipaddress.ip_address(raw_address.split("%", 1)[0])
-    if address.version == 6 and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped   # ::ffff:127.0.0.1 is 127.0.0.1
-    if address.is_loopback or address.is_unspecified:
-        raise ValueError(f"{host} is this device ({address}): ads come only from other hosts")
-
-
-def _socket_of(reply: requests.Response) -> socket.socket | None:
-    """The connected socket under a streamed reply: on urllib3's connection while it is kept
-    alive, else (a reply that closes the connection) only under http.client's file object."""
-    connection = getattr(reply.raw, "connection", None) or getattr(reply.raw, "_connection", None)
-    sock = getattr(connection, "sock", None)
-    if sock is None:
-        stream = getattr(getattr(getattr(reply.raw, "_fp", None), "fp", None), "raw", None)
-        sock = getattr(stream, "_sock", None)
-    return sock
-
-
-class _Sockets:
-    """The sockets one download opens (its redirects' too), so that its time limit can shut
-    them down: a requests session whose connections report the socket they make."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self.expired = False
-
-    def add(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sockets.append(sock)
-            if self.expired:
-                _shut(sock)
-
-    def shut_down(self) -> None:
-        with self._lock:
-            self.expired = True
-            for sock in self._sockets:
-                _shut(sock)
-
-    def session(self) -> requests.Session:
-        from urllib3.connection import HTTPConnection, HTTPSConnection
-        from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-
-        watch = self
-
-        class Connection(HTTPConnection):
-            def _new_conn(self):
-                sock = super()._new_conn()
-                watch.add(sock)
-                return sock
-
-        class TlsConnection(HTTPSConnection):
-            def _new_conn(self):
-                sock = super()._new_conn()  # the TCP socket TLS is then wrapped around
-                watch.add(sock)
-                return sock
-
-        pools = {"http": type("Pool", (HTTPConnectionPool,), {"ConnectionCls": Connection}),
-                 "https": type("TlsPool", (HTTPSConnectionPool,),
-                               {"ConnectionCls": TlsConnection})}
-        session = requests.Session()
-        for adapter in session.adapters.values():
-            adapter.poolmanager.pool_classes_by_scheme = pools
-        return session
-
-
-def _shut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed: the download ended by itself
