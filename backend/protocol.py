@@ -71,6 +71,7 @@ class RecordKind(str, Enum):
     calibration = "calibration"
     planogram = "planogram"
     layout = "layout"
+    voice_pack = "voice_pack"
 
 
 class CommandType(str, Enum):
@@ -81,6 +82,7 @@ class CommandType(str, Enum):
     enroll_faces = "enroll_faces"
     delete_faces = "delete_faces"
     set_ads = "set_ads"
+    set_voice_pack = "set_voice_pack"
     request_diagnostics = "request_diagnostics"
     restart = "restart"
     end_session = "end_session"

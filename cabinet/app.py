@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import logging
 import os
 import queue
@@ -63,6 +64,14 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
         from .ads import AdsCache
         ads = AdsCache(data_dir / "ads", store.get_value("ads.playlist"), ca_file=config.sync.ca_file)
         stack.callback(ads.close)
+        from .events import VoicePackChanged
+        from .voice_pack import VoicePacks
+        strings_file = Path(__file__).parent / "ui" / "static" / "strings.json"
+        voice = VoicePacks(data_dir / "voice", json.loads(strings_file.read_text(encoding="utf-8")),
+                           outcome=lambda result: events.put(VoicePackChanged(result)),
+                           ca_file=config.sync.ca_file)
+        voice.start()
+        stack.callback(voice.close)
         controller = Controller(config, Actuators(
             lock=hardware.lock, buzzer=hardware.buzzer, compressor=hardware.compressor,
             heater=hardware.heater, zone_outputs=hardware.zone_outputs,
@@ -71,12 +80,12 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
             access_keys=(checked.access_keys if hardware.sim is None
                          else hardware.sim.access_keys(checked.access_keys)),
             data_dir=str(data_dir),
-            on_ads=ads.set_playlist, reserve=reserve,
+            on_ads=ads.set_playlist, reserve=reserve, on_voice_pack=voice.want,
             face_key=None if hardware.sim is None else hardware.sim.face_key)
         stack.callback(hardware.lock.lock)  # belt and braces: locked before the relays close
         from .ui.voice import Speaker
-        speaker = Speaker(Path(__file__).parent / "ui" / "static" / "strings.json",
-                          rate=config.screen.speech_rate, enabled=config.screen.speech)
+        speaker = Speaker(strings_file, rate=config.screen.speech_rate,
+                          enabled=config.screen.speech, pack=voice.current)
         speaker.start()
         stack.callback(speaker.close)
         from .calibration import CALIBRATION_KEY, ShelfCalibration, apply_saved
@@ -97,9 +106,10 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
                           config, lambda: controller.snapshot, controller.out,
                           lambda unlock: controller.request("lock_test", {"unlock": unlock}),
                           lambda: controller.request("check_store")["integrity"],
-                          controller.access.synchronised, controller.face.vault.key_path),
+                          controller.access.synchronised, controller.face.vault.key_path,
+                          voice),
                           hardware, data_dir),
-                      calibration=calibration, camera=hardware.camera,
+                      calibration=calibration, camera=hardware.camera, voice=voice,
                       setup=SetupStatus() if devices.deployed else None)
         stack.callback(ui.close)
         ui.start()

@@ -5,6 +5,7 @@ cabinet status [--url URL]           what the running daemon reports, as a table
 cabinet check-config [--config PATH] validate a config file without starting anything
 cabinet planogram load FILE          validate a planogram and load it into the running daemon
 cabinet setpoint CELSIUS [--zone N]  the temperature to hold (of zone N, with several)
+cabinet voice install|check PACK     recorded prompts: install a voice pack, or say what it lacks
 cabinet lockout clear --technician N sell perishables again after a food-safety lockout
 cabinet alarm clear KIND --technician N  forced_open, face_attempts or settle_error, after looking
 cabinet session end --technician N   end a session stuck settling (or never opened)
@@ -251,6 +252,26 @@ def _acknowledged_kind(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r}: one of {', '.join(kinds)} (forced_open "
                                          "may name its door: forced_open:door2)")
     return text
+
+
+def _voice_install(args) -> int:
+    reply = _post(args.url, "/api/voice/install", {"path": str(args.pack.resolve())})
+    print(f"voice pack {reply['name']!r} installed: {', '.join(reply['languages'])}, "
+          f"{reply['clips']} clips (sha256 {reply['sha256'][:12]}…)")
+    return 0
+
+
+def _voice_check(args) -> int:
+    from .voice_pack import check_pack
+    problems, manifest = check_pack(args.pack)
+    if problems:
+        print(f"{args.pack}: {len(problems)} problem(s)")
+        for problem in problems:
+            print(f"  {problem}")
+        return 1
+    print(f"{args.pack}: complete ({', '.join(manifest['languages'])}, "
+          f"{len(manifest['clips'])} clips)")
+    return 0
 
 
 def _alarm_clear(args) -> int:
@@ -593,6 +614,16 @@ def technician_main(argv: list[str] | None = None) -> int:
     alarm_clear.add_argument("kind", type=_acknowledged_kind,
                              help="forced_open, face_attempts or settle_error; on a cabinet with "
                              "several doors a door's own, e.g. forced_open:door2")
+    voice = verbs.add_parser("voice", help="recorded prompts (voice packs, docs/voice.md)")
+    voice_verbs = voice.add_subparsers(dest="voice_verb", required=True)
+    voice_install = voice_verbs.add_parser("install", help="check a pack archive and install it")
+    voice_install.add_argument("pack", type=Path)
+    voice_install.add_argument("--url", type=daemon_url, default=DEFAULT_URL)
+    voice_install.set_defaults(func=_voice_install)
+    voice_check = voice_verbs.add_parser("check", help="say what a pack (archive or folder) "
+                                         "lacks against this software's prompts")
+    voice_check.add_argument("pack", type=Path)
+    voice_check.set_defaults(func=_voice_check)
     token = verbs.add_parser("token", help="access codes: make a key, mint, verify")
     token_verbs = token.add_subparsers(dest="token_verb", required=True)
     keygen = token_verbs.add_parser("keygen", help="a signing key, and the line for the keys file")

@@ -38,7 +38,8 @@ from .session_effects import SessionEffects
 from .state_view import (ProductsView, State, alarms_view, doors_view, session_view,
                          shelves_view)
 from .store import Store, utc_now
-from .events import CommandsArrived, FaceAttemptFailed, FaceChecking, FaceRecognised, SyncReported
+from .events import (CommandsArrived, FaceAttemptFailed, FaceChecking, FaceRecognised,
+                     SyncReported, VoicePackChanged)
 from .commands import CommandRunner
 from . import operations
 from .operations import TECHNICIAN, Context
@@ -92,7 +93,7 @@ class Controller:
                  events: queue.Queue | None = None, planogram: Planogram | None = None,
                  access_keys: dict[int, PublicKey] | None = None, data_dir: str | None = None,
                  on_ads: Callable[[list], None] | None = None, face_key: str | None = None,
-                 reserve: Any = None):
+                 reserve: Any = None, on_voice_pack: Callable[[str, str], None] | None = None):
         self.config = config
         self.out = actuators
         self.store = store
@@ -169,7 +170,8 @@ class Controller:
         self.phone = PhoneScan(config.cabinet.id, config.access.phone_url, clock=clock,
                                rotate_seconds=config.access.phone_nonce_seconds)
         # What the operations act on, whoever asks (a command, a technician, the simulation).
-        self.ops_context = Context(self, data_dir=data_dir, on_ads=on_ads)
+        self.ops_context = Context(self, data_dir=data_dir, on_ads=on_ads,
+                                   on_voice_pack=on_voice_pack)
         self.sync = SyncControl(self.ports, CommandRunner(
             self.ops_context, store=store, clock=clock,
             stop=self.stop, storage_failed=self.storage_failed),
@@ -433,6 +435,18 @@ class Controller:
         else:
             event.reply(result, None)
 
+    def _on_voice_pack(self, event: VoicePackChanged) -> None:
+        """A voice pack installed or refused: recorded for the backend; a refusal is an alarm
+        until a pack installs (the previous pack, or none, stays in use meanwhile)."""
+        outcome = event.outcome
+        self.store.add_record("voice_pack", outcome)
+        if outcome["state"] == "refused":
+            self.raise_alarm("voice_pack", "voice pack refused: "
+                             + "; ".join(outcome.get("problems", [])[:8])[:500])
+        else:
+            self.clear_alarm("voice_pack")
+        self.outbox = self.store.outbox_counts()
+
     def _on_stop(self, event: StopRequested) -> None:
         log.info("controller stopping: %s", event.reason)
         self._stopping = True
@@ -447,7 +461,8 @@ class Controller:
                  CommandsArrived: lambda self, e: self._after_sync(self.sync.on_commands, e),
                  FaceChecking: lambda self, e: self.face.on_checking(e),
                  FaceRecognised: lambda self, e: self.face.on_recognised(e),
-                 FaceAttemptFailed: lambda self, e: self.face.on_failed(e)}
+                 FaceAttemptFailed: lambda self, e: self.face.on_failed(e),
+                 VoicePackChanged: _on_voice_pack}
 
     # --- checkout ---------------------------------------------------------------------------------
     def authorise(self, auth: Authorisation) -> str:

@@ -12,7 +12,7 @@ __all__ = ["CodeScanned", "DeviceFaulted", "DeviceRecovered", "DoorClosed", "Doo
            "LockSensed",
            "ScanUnreadable", "ShelfWeighed", "TemperatureRead", "TimerFired", "StopRequested",
            "OperationRequested", "SyncReported", "CommandsArrived", "FaceChecking", "FaceRecognised",
-           "FaceAttemptFailed"]
+           "FaceAttemptFailed", "VoicePackChanged"]
 
 
 @dataclass(frozen=True)
@@ -79,3 +79,9 @@ class FaceAttemptFailed:
     member_id: str
     reason: str
     at: float
+
+
+@dataclass(frozen=True)
+class VoicePackChanged:
+    """A voice pack was installed or refused (cabinet/voice_pack.py): to record and alarm."""
+    outcome: dict

@@ -129,6 +129,14 @@ def _playlist(playlist: list) -> str | None:
     return None
 
 
+def _http_url(url: str) -> str | None:
+    return None if re.fullmatch(r"https?://\S{1,2000}", url) else "must be an http(s) URL"
+
+
+def _sha256(sha: str) -> str | None:
+    return None if re.fullmatch(r"[0-9a-f]{64}", sha) else "must be 64 lower-case hex digits"
+
+
 def _plan(plan: Any) -> str | None:
     return None if plan is None or isinstance(plan, dict) else "must map a shelf to {sku: count}"
 
@@ -157,6 +165,7 @@ class Context:
     data_dir: str | None = None
     on_ads: Callable[[list], None] | None = None
     calibration: Any = None
+    on_voice_pack: Callable[[str, str], None] | None = None   # VoicePacks.want(url, sha256)
 
 
 def _person(args: dict[str, Any], source: str) -> str:
@@ -229,6 +238,16 @@ def _set_ads(ctx: Context, args, source) -> dict[str, Any]:
         ctx.on_ads(playlist)  # first: dropping the files no longer listed may be what frees the card
     ctx.cabinet.store.set_value("ads.playlist", playlist)
     return {"ads": len(playlist)}
+
+
+def _set_voice_pack(ctx: Context, args, source) -> dict[str, Any]:
+    """Fetched, checked and installed in the voice packs' thread (a download must not hold this
+    one); the outcome is its own `voice_pack` record (installed, or refused naming each
+    problem), and a refusal raises the `voice_pack` alarm."""
+    if ctx.on_voice_pack is None:
+        raise OperationError("no_speaker", "this cabinet has no speaker", kind="unsupported")
+    ctx.on_voice_pack(args["url"], args["sha256"])
+    return {"accepted": args["sha256"]}
 
 
 def playlist_of(args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -339,6 +358,10 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
               (Arg("playlist", "list", limit=100, empty=True, check=_playlist),),
               frozenset({BACKEND}),
               _set_ads),
+    Operation("set_voice_pack", "recorded prompts: a voice pack to fetch, check and install",
+              (Arg("url", "text", limit=2000, check=_http_url),
+               Arg("sha256", "text", limit=64, check=_sha256)),
+              frozenset({BACKEND}), _set_voice_pack),
     Operation("request_diagnostics", "state, alarms, faults, queue, store integrity, free disk",
               (), frozenset({BACKEND}), _request_diagnostics),
     Operation("restart", "restart the daemon between sessions",

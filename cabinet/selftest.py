@@ -36,6 +36,7 @@ class SelfTestPorts:
     store_check: Callable[[], str]              # the database's quick_check, on its thread
     clock_trusted: Callable[[], bool]
     face_key_path: str
+    voice: Any = None                           # the voice packs (cabinet/voice_pack.py)
 
 
 class SelfTest:
@@ -50,8 +51,12 @@ class SelfTest:
         return [*(f"lock{d}" for d in doors), *(f"door switch{d}" for d in doors), *shelves,
                 *(f"temperature sensor{z}" for z in zones),
                 *(f"{part} relay{z}" for z in zones for part in ("compressor", "heater")),
-                "camera and QR decoding", "face checkout", "scanner", "backend",
+                "camera and QR decoding", "face checkout", "scanner",
+                *(["voice pack"] if self._pack() is not None else []), "backend",
                 "clock", "disk space", "database"]
+
+    def _pack(self):
+        return self.p.voice.current() if self.p.voice is not None else None
 
     def _doors(self) -> dict[int, str]:
         """Door id -> the suffix its lines carry (none on a one-door cabinet)."""
@@ -64,7 +69,8 @@ class SelfTest:
 
     def run(self) -> Iterator[dict[str, Any]]:
         checks = [self._lock, self._door, self._shelves, self._thermometer, self._relays,
-                  self._camera, self._face, self._scanner, self._backend, self._clock, self._disk,
+                  self._camera, self._face, self._scanner, self._voice, self._backend, self._clock,
+                  self._disk,
                   self._database]
         for check in checks:
             try:
@@ -225,6 +231,23 @@ class SelfTest:
         last = self._state()["last_scan"]
         return Check("scanner", True, "port open" + (f"; last read {last['at']}" if last else
                                                        "; scan any code to see it here"))
+
+    def _voice(self) -> list[Check]:
+        """The recorded voice, when a pack is installed: which, and whether it still says every
+        message (a software update may have added some: those fall back to espeak-ng, or
+        silence in Tibetan). Without a pack, espeak-ng speaks zh and en and there is no line."""
+        pack = self._pack()
+        if pack is None:
+            return []
+        missing = pack.missing(self.p.voice.strings)
+        said = f"{pack.name or 'unnamed'} ({', '.join(pack.languages)}, " \
+               f"{len(pack.manifest['clips'])} clips)"
+        if missing:
+            return Check("voice pack", False, f"{said}: {len(missing)} missing, e.g. "
+                         f"{', '.join(missing[:3])}",
+                         "have the missing prompts recorded and send a complete pack "
+                         "(tools/voice_pack.py check)")
+        return Check("voice pack", True, f"{said}: complete")
 
     def _backend(self) -> Check:
         sync = self._state()["sync"]

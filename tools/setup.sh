@@ -17,16 +17,18 @@ if [ "$(uname -m)" = aarch64 ]; then
     venv_flags+=(--system-site-packages)
 fi
 # The kiosk screen: Debian's Chromium, the fonts that draw Chinese and Tibetan (without them
-# Tibetan is boxes), espeak-ng for elderly mode's spoken prompts.
-screen_packages=(chromium fonts-noto-core fonts-noto-cjk fonts-tibetan-machine espeak-ng)
+# Tibetan is boxes), espeak-ng for elderly mode's spoken prompts, aplay (alsa-utils) for the
+# voice pack's recorded ones.
+screen_packages=(chromium fonts-noto-core fonts-noto-cjk fonts-tibetan-machine espeak-ng alsa-utils)
 if [ "$want" = test ]; then
     # systemd-analyze verifies the unit files; the reference backend is tested on PostgreSQL too
     # (the tests start a private server from Debian's binaries); the kiosk is tested in Chromium.
     # libzbar0: the zbar peer in the QR benchmark. The image builder's tools: sfdisk (fdisk),
     # debugfs and mkfs.ext4 (e2fsprogs), mtools, mkfs.vfat (dosfstools).
     # The boot test: debootstrap a Debian, boot the image with systemd-nspawn (systemd-container).
+    # sox makes the voice-pack tests' clips and checks what the speaker played.
     apt_packages+=(systemd postgresql libzbar0 fdisk e2fsprogs mtools dosfstools
-                   debootstrap systemd-container "${screen_packages[@]}")
+                   debootstrap systemd-container sox "${screen_packages[@]}")
 elif [ "$want" = kiosk ]; then
     # On the cabinet: cage is the Wayland kiosk compositor systemd/cabinet-kiosk.service runs.
     apt_packages+=(cage "${screen_packages[@]}")

@@ -110,9 +110,14 @@ class Kiosk:
         if not isinstance(body, dict) or not isinstance(body.get("message"), str) \
                 or body.get("lang") not in ("zh", "bo", "en"):
             raise ValueError("give {'message': a strings.json id, 'lang': 'zh', 'bo' or 'en'}")
+        total = body.get("total_fen")
+        if total is not None and (not isinstance(total, int) or isinstance(total, bool)
+                                  or not 0 <= total <= 10_000_000):
+            raise ValueError("'total_fen' must be a whole number of fen, 0 to 10000000")
         if self.speaker is None:
-            return {"ok": True, "speech": "off"}
-        result = self.speaker.say(body["message"], body["lang"])
+            return {"ok": True, "speech": "off", "source": None}
+        result = self.speaker.say(body["message"], body["lang"], total)
         if result == "unknown":
             raise ValueError(f"unknown message {body['message']!r}")
-        return {"ok": True, "speech": result}
+        # Which voice said it (recording / espeak), for the screen's speech status.
+        return {"ok": True, "speech": result, "source": self.speaker.last_source}

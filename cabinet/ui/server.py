@@ -78,7 +78,8 @@ class Conflict(Exception):
 class UiServer:
     def __init__(self, listener: socket.socket, *, controller: Any, sim: Any = None,
                  ads: Any = None, speaker: Any = None, selftest: Any = None,
-                 calibration: Any = None, camera: Any = None, setup: Any = None):
+                 calibration: Any = None, camera: Any = None, setup: Any = None,
+                 voice: Any = None):
         from .kiosk import Kiosk
 
         self._controller = controller
@@ -86,6 +87,7 @@ class UiServer:
         self.setup = setup  # first boot's progress (ui/setup_status.py), None in a simulation
         self.selftest = selftest
         self.calibration = calibration
+        self.voice = voice  # the voice packs (cabinet/voice_pack.py): `cabinet voice install`
         self.kiosk = Kiosk(self.state, published=lambda: controller.snapshot, ads=ads,
                            speaker=speaker, camera=camera)
         handler = type("Handler", (_Handler,), {"ui": self})
@@ -153,7 +155,27 @@ class UiServer:
                 return self.kiosk.speak(body)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
+        if name == "voice/install":
+            return self._install_voice(body)
         raise LookupError(name)
+
+    def _install_voice(self, body: Any) -> dict[str, Any]:
+        """`cabinet voice install PACK`: a pack archive on this machine, checked and installed
+        here (on this HTTP thread: it reads files, never the controller's state)."""
+        from ..voice_pack import PackRefused
+
+        if self.voice is None:
+            raise BadRequest("this daemon has no voice packs")
+        try:
+            path = Path(get_arg(body if isinstance(body, dict) else {}, "path", str))
+        except OperationError as exc:
+            raise BadRequest(str(exc)) from None
+        if not path.is_absolute() or not path.is_file():
+            raise BadRequest(f"{path}: no such file (give the pack archive's absolute path)")
+        try:
+            return {"ok": True, **self.voice.install(path)}
+        except PackRefused as refusal:
+            raise BadRequest(str(refusal)) from None
 
     def faces(self) -> dict[str, Any]:
         return {**self._controller.snapshot.get("face", {}),

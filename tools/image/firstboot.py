@@ -26,7 +26,7 @@ The steps, each skipped when its result is already there, each retried when it f
   daemon     cabinetd started (it sells stand-alone and queues until enrolment), or restarted
              once enrolment has changed its config
   gpio       the GPIO library (Debian's python3-lgpio where PyPI has no wheel for this Python)
-  screen     the kiosk's programs (chromium, cage, espeak-ng) with apt; skipped on a machine with
+  screen     the kiosk's programs (chromium, cage, espeak-ng, alsa-utils) with apt; skipped on a machine with
              no console (/dev/tty1): no screen to drive
 Optional steps come after enrolment: a cabinet that reaches its backend but not the package mirror
 still enrols. Progress is in /var/lib/cabinet-firstboot/progress.json (`--status` prints it, as
@@ -59,7 +59,7 @@ EX_RETRY = 75
 EX_CONFIG = 78  # the provisioning file is wrong (the unit does not retry it; a crash, 1, is retried)
 STEPS = ("provision", "config", "software", "enrol", "daemon", "gpio", "screen")
 STATE = Path("var/lib/cabinet-firstboot")
-SCREEN_PACKAGES = ("chromium", "cage", "espeak-ng")
+SCREEN_PACKAGES = ("chromium", "cage", "espeak-ng", "alsa-utils")  # aplay: recorded voice
 
 
 class ProvisionError(Exception):

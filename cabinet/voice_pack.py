@@ -1,0 +1,370 @@
+"""Voice packs: the kiosk's prompts recorded by a native speaker, sent to the fleet like ads.
+
+Elderly mode speaks its prompts; espeak-ng has Mandarin and English but no Tibetan voice, so an
+operator has each prompt recorded once and sends the recordings. A pack is a tar archive (or, to
+build and check one, a folder):
+
+    manifest.json    {"format": 1, "name": "...", "languages": ["bo"],
+                      "clips": {"bo/scan.wav": "<sha256>", ...},
+                      "amount_order": {"bo": "unit_first"}}          (optional)
+    bo/scan.wav      one PCM WAV per message id of strings.json and language
+    bo/number_12.wav numbers 0-99 and the hundreds 100-900, and the units unit_yuan, unit_jiao,
+                     unit_fen: amounts are spoken from them ("total ¥12.50": number_12 unit_yuan
+                     number_5 unit_jiao, or unit first where the language says the unit first,
+                     as Tibetan does: སྒོར་མོ་ བཅུ་གཉིས་)
+
+A pack is installed only whole: every clip its manifest lists is present, matches its sha256 and
+is a readable PCM WAV of the pack's one format (so clips can be joined), and every message id and
+number of each language it declares is there. Otherwise it is refused with the names of what is
+missing or corrupt, and the pack in use stays. Installing unpacks into a new folder and swaps the
+`current` link in one rename; the previous pack is deleted only after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import re
+import shutil
+import tarfile
+import threading
+import uuid
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .downloads import Downloads
+
+log = logging.getLogger("cabinetd.voice")
+FORMAT = 1
+LANGUAGES = ("zh", "bo", "en")
+NUMBERS = (*range(100), *range(100, 1000, 100))
+UNITS = ("unit_yuan", "unit_jiao", "unit_fen")
+MAX_PACK_BYTES = 64 * 1024 * 1024
+MAX_CLIPS = 3000
+CLIP = re.compile(r"(zh|bo|en)/([a-z0-9_]{1,64})\.wav")
+STRINGS = Path(__file__).parent / "ui" / "static" / "strings.json"
+# Where the unit comes before the number (Tibetan: སྒོར་མོ་ བཅུ་གཉིས།); a manifest may say otherwise.
+UNIT_FIRST = frozenset({"bo"})
+
+
+class PackRefused(ValueError):
+    """A pack that cannot be installed; `problems` names each clip or key that is wrong."""
+
+    def __init__(self, problems: list[str]):
+        shown = "; ".join(problems[:12]) + (f"; and {len(problems) - 12} more"
+                                            if len(problems) > 12 else "")
+        super().__init__(f"voice pack refused: {shown}")
+        self.problems = problems
+
+
+def required_ids(strings: dict[str, Any]) -> list[str]:
+    """What a language of a pack must hold: every message, the numbers and the units."""
+    return ([k for k in strings if not k.startswith("_")] + [f"number_{n}" for n in NUMBERS]
+            + list(UNITS))
+
+
+@dataclass(frozen=True)
+class VoicePack:
+    folder: Path
+    manifest: dict[str, Any]
+    sha256: str | None = None   # the archive's, when it came as one
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name", ""))
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.manifest["languages"])
+
+    def clip(self, message: str, lang: str) -> Path | None:
+        key = f"{lang}/{message}.wav"
+        return self.folder / key if key in self.manifest["clips"] else None
+
+    def amount(self, fen: int, lang: str) -> list[Path] | None:
+        """The clips that say `fen` as yuan, jiao and fen (None: this pack cannot say it)."""
+        if not isinstance(fen, int) or isinstance(fen, bool) or not 0 <= fen < 1000 * 100:
+            return None
+        yuan, jiao, cents = fen // 100, fen // 10 % 10, fen % 10
+        order = self.manifest.get("amount_order", {}).get(
+            lang, "unit_first" if lang in UNIT_FIRST else "number_first")
+        ids: list[str] = []
+        for count, unit in ((yuan, "unit_yuan"), (jiao, "unit_jiao"), (cents, "unit_fen")):
+            if count == 0 and (unit != "unit_yuan" or jiao or cents):
+                continue   # ¥12.05 is 12 yuan 5 fen; ¥0.50 is 5 jiao; ¥0 is 0 yuan
+            number = ([f"number_{count}"] if count < 100 else
+                      [f"number_{count // 100 * 100}"] + ([f"number_{count % 100}"]
+                                                         if count % 100 else []))
+            ids += [unit, *number] if order == "unit_first" else [*number, unit]
+        clips = [self.clip(i, lang) for i in ids]
+        return None if any(c is None for c in clips) else clips
+
+    def missing(self, strings: dict[str, Any]) -> list[str]:
+        """What this pack lacks against `strings` (a software update may add messages)."""
+        return [f"{lang}/{i}" for lang in self.languages for i in required_ids(strings)
+                if f"{lang}/{i}.wav" not in self.manifest["clips"]]
+
+
+# --- building and checking ----------------------------------------------------------------------
+
+def build(folder: Path, name: str, amount_order: dict[str, str] | None = None) -> dict[str, Any]:
+    """Write `folder`/manifest.json for the clips found there (LANG/ID.wav)."""
+    clips = {}
+    for path in sorted(folder.glob("*/*.wav")):
+        key = path.relative_to(folder).as_posix()
+        if CLIP.fullmatch(key):
+            clips[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    languages = sorted({key.split("/")[0] for key in clips})
+    manifest = {"format": FORMAT, "name": name, "languages": languages, "clips": clips,
+                **({"amount_order": amount_order} if amount_order else {})}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
+    return manifest
+
+
+def archive(folder: Path, out: Path) -> str:
+    """The folder as a pack archive; returns its sha256 (what set_voice_pack names)."""
+    with tarfile.open(out, "w") as tar:
+        tar.add(folder / "manifest.json", "manifest.json")
+        for path in sorted(folder.glob("*/*.wav")):
+            tar.add(path, path.relative_to(folder).as_posix())
+    return hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def check(folder: Path, strings: dict[str, Any]) -> dict[str, Any]:
+    """The pack's manifest if it is whole; else PackRefused with every problem named."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PackRefused(["manifest.json: missing"]) from None
+    except (OSError, ValueError) as exc:
+        raise PackRefused([f"manifest.json: unreadable ({exc})"]) from None
+    problems = _manifest_problems(manifest)
+    if problems:
+        raise PackRefused(problems)
+    formats: dict[tuple, list[str]] = {}
+    for key, sha in sorted(manifest["clips"].items()):
+        path = folder / key
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            problems.append(f"{key}: listed in the manifest, not in the pack")
+            continue
+        if hashlib.sha256(data).hexdigest() != sha:
+            problems.append(f"{key}: corrupt (sha256 differs from the manifest)")
+            continue
+        try:
+            with wave.open(str(path)) as clip:
+                shape = (clip.getnchannels(), clip.getsampwidth(), clip.getframerate(),
+                         clip.getcomptype())
+                if clip.getnframes() == 0:
+                    raise wave.Error("no samples")
+        except (wave.Error, EOFError) as exc:
+            problems.append(f"{key}: corrupt (not a PCM WAV: {exc})")
+            continue
+        formats.setdefault(shape, []).append(key)
+    if len(formats) > 1:
+        common = max(formats, key=lambda f: len(formats[f]))
+        for shape, keys in formats.items():
+            if shape != common:
+                problems += [f"{k}: {shape[2]} Hz x {shape[0]} channel(s) x {shape[1] * 8} bit, "
+                             f"not the pack's {common[2]} Hz x {common[0]} x {common[1] * 8}"
+                             for k in keys]
+    for lang in manifest["languages"]:
+        problems += [f"{lang}/{i}: missing" for i in required_ids(strings)
+                     if f"{lang}/{i}.wav" not in manifest["clips"]]
+    if problems:
+        raise PackRefused(problems)
+    return manifest
+
+
+def _manifest_problems(manifest: Any) -> list[str]:
+    if not isinstance(manifest, dict):
+        return ["manifest.json: not a JSON object"]
+    problems = []
+    if manifest.get("format") != FORMAT:
+        problems.append(f"manifest.json: format {manifest.get('format')!r}, this cabinet reads "
+                        f"{FORMAT}")
+    languages = manifest.get("languages")
+    if not isinstance(languages, list) or not languages or \
+            not set(languages) <= set(LANGUAGES) or len(set(languages)) != len(languages):
+        problems.append(f"manifest.json: languages must list some of {', '.join(LANGUAGES)}")
+    clips = manifest.get("clips")
+    if not isinstance(clips, dict) or len(clips) > MAX_CLIPS:
+        problems.append(f"manifest.json: clips must map LANG/ID.wav to a sha256 (at most "
+                        f"{MAX_CLIPS})")
+    else:
+        for key, sha in clips.items():
+            if not CLIP.fullmatch(str(key)) or not re.fullmatch(r"[0-9a-f]{64}", str(sha)):
+                problems.append(f"manifest.json: clip {str(key)[:80]!r}: must be LANG/ID.wav "
+                                "with a sha256")
+    order = manifest.get("amount_order", {})
+    if not isinstance(order, dict) or any(v not in ("unit_first", "number_first")
+                                          for v in order.values()):
+        problems.append("manifest.json: amount_order maps a language to unit_first or "
+                        "number_first")
+    return problems
+
+
+def check_pack(pack: Path, strings: dict[str, Any] | None = None
+               ) -> tuple[list[str], dict[str, Any] | None]:
+    """(problems, manifest) of a pack archive or folder against `strings` (this software's
+    strings.json by default): for `cabinet voice check` and tools/voice_pack.py."""
+    import tempfile
+
+    if strings is None:
+        strings = json.loads(STRINGS.read_text(encoding="utf-8"))
+    try:
+        if Path(pack).is_dir():
+            return [], check(Path(pack), strings)
+        with tempfile.TemporaryDirectory() as tmp:
+            unpack(Path(pack), Path(tmp))
+            return [], check(Path(tmp), strings)
+    except PackRefused as refusal:
+        return refusal.problems, None
+    except OSError as exc:
+        return [f"{pack}: {exc.strerror or exc}"], None
+
+
+def unpack(archive_path: Path, into: Path) -> None:
+    """Extract a pack archive: only manifest.json and LANG/ID.wav regular files, nothing outside
+    `into`, at most MAX_PACK_BYTES unpacked."""
+    total = 0
+    try:
+        with tarfile.open(archive_path, "r:*") as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                if member.isdir() and name in ("", ".", *LANGUAGES):
+                    continue
+                if not member.isfile() or not (name == "manifest.json" or CLIP.fullmatch(name)):
+                    raise PackRefused([f"{member.name[:80]}: not a pack file (manifest.json or "
+                                       "LANG/ID.wav, regular files only)"])
+                total += member.size
+                if total > MAX_PACK_BYTES:
+                    raise PackRefused([f"over {MAX_PACK_BYTES >> 20} MiB unpacked"])
+                target = into / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as source, open(target, "wb") as out:
+                    shutil.copyfileobj(source, out)
+    except (tarfile.TarError, EOFError) as exc:
+        raise PackRefused([f"{archive_path.name}: not a pack archive ({exc})"]) from None
+
+
+# --- on the cabinet -------------------------------------------------------------------------------
+
+class VoicePacks(Downloads, threading.Thread):
+    """DATA/voice: the installed pack (`current`), and installs from the backend's command (in
+    this thread: a download must not hold the controller) or a technician's file. Each outcome is
+    handed to `outcome` ({"state": "installed" | "refused", ...}), which the controller records."""
+
+    def __init__(self, folder: str | Path, strings: dict[str, Any], *,
+                 outcome: Callable[[dict[str, Any]], None] = lambda result: None,
+                 ca_file: str = "", refuse_loopback: bool = True, timeout: float = 30.0):
+        threading.Thread.__init__(self, name="voice packs", daemon=True)
+        Downloads.__init__(self, Path(folder) / "incoming", max_bytes=MAX_PACK_BYTES,
+                           timeout=timeout, ca_file=ca_file, refuse_loopback=refuse_loopback)
+        self.root = Path(folder)
+        self.strings = strings
+        self._outcome = outcome
+        self._wanted: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()   # one install at a time, whoever asks
+        self._current: VoicePack | None = None
+        self._loaded_from: str | None = None
+
+    # --- what is installed -----------------------------------------------------------------------
+    def current(self) -> VoicePack | None:
+        link = self.root / "current"
+        try:
+            target = os.readlink(link)
+        except OSError:
+            return None
+        if target != self._loaded_from:
+            folder = self.root / target
+            try:
+                manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                log.error("voice pack %s unreadable: %s", folder, exc)
+                return None
+            sha = target.removeprefix("pack-") if target.startswith("pack-") else None
+            self._current, self._loaded_from = VoicePack(folder, manifest, sha), target
+        return self._current
+
+    # --- installing ------------------------------------------------------------------------------
+    def want(self, url: str, sha256: str) -> None:
+        """The backend's set_voice_pack: fetched and installed in this thread."""
+        self._wanted.put((url, sha256))
+
+    def close(self) -> None:
+        self._wanted.put(None)
+        if self.is_alive():
+            self.join(timeout=5)
+
+    def run(self) -> None:
+        while True:
+            item = self._wanted.get()
+            if item is None:
+                return
+            url, sha = item
+            archive_path = self.folder / f"{sha}.tar"
+            try:
+                self._fetch(url, sha, archive_path)
+                self.install(archive_path, sha)
+            except PackRefused:
+                pass   # reported by install
+            except Exception as exc:   # the download's: requests, OSError, ValueError
+                self._report({"state": "refused", "sha256": sha, "url": url[:300],
+                              "problems": [f"download failed: {exc}"[:300]]})
+            finally:
+                archive_path.unlink(missing_ok=True)
+
+    def install(self, archive_path: Path, sha256: str | None = None) -> dict[str, Any]:
+        """Install a pack archive whole, or raise PackRefused (the current pack stays)."""
+        sha = sha256 or hashlib.sha256(Path(archive_path).read_bytes()).hexdigest()
+        with self._lock:
+            staging = self.root / f"staging-{uuid.uuid4().hex}"
+            staging.mkdir(parents=True)
+            try:
+                unpack(Path(archive_path), staging)
+                manifest = check(staging, self.strings)
+            except PackRefused as refusal:
+                shutil.rmtree(staging, ignore_errors=True)
+                self._report({"state": "refused", "sha256": sha, "problems": refusal.problems})
+                raise
+            final = self.root / f"pack-{sha}"
+            shutil.rmtree(final, ignore_errors=True)
+            staging.rename(final)
+            link = self.root / "current.new"
+            link.unlink(missing_ok=True)
+            link.symlink_to(final.name)
+            os.replace(link, self.root / "current")   # the one step that switches packs
+            _fsync_dir(self.root)
+            for old in self.root.glob("pack-*"):
+                if old != final:
+                    shutil.rmtree(old, ignore_errors=True)
+            result = {"state": "installed", "sha256": sha, "name": str(manifest.get("name", "")),
+                      "languages": manifest["languages"], "clips": len(manifest["clips"])}
+        log.info("voice pack %r installed (%s; %d clips)", result["name"],
+                 ", ".join(result["languages"]), result["clips"])
+        self._report(result)
+        return result
+
+    def _report(self, result: dict[str, Any]) -> None:
+        if result["state"] == "refused":
+            log.warning("voice pack %s refused: %s", (result.get("sha256") or "")[:12],
+                        "; ".join(result["problems"][:5]))
+        try:
+            self._outcome(result)
+        except Exception:
+            log.exception("voice pack outcome not recorded")
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
