@@ -577,6 +577,7 @@ def _check_doors_and_zones(config: Config) -> None:
         if missing:
             raise ConfigError(f"{src}: doors.door: shelves {missing} are behind no door; "
                               "list each shelf in one door's shelves")
+        _check_numbered(src, "doors.door", [d.id for d in config.doors.door], "door")
     else:
         _check_lock_pin(src, "lock", config.lock)
         claim(config.lock.pin, "lock.pin")
@@ -625,6 +626,23 @@ def _check_doors_and_zones(config: Config) -> None:
     if missing:
         raise ConfigError(f"{src}: zones.zone: doors {missing} are in no zone; list each "
                           "door in one zone's doors")
+    if tables:
+        _check_numbered(src, "zones.zone", [z.id for z in zones], "zone")
+        first = next(z for z in zones if z.id == 1)
+        if first.climate.food_safety != "perishables" and any(
+                z.climate.food_safety == "perishables" for z in zones):
+            # Zone 1 is the cabinet's own temperature (the fleet page, the one-zone cabinet's
+            # stored setpoint and lockout): it must be the zone whose cold chain matters.
+            raise ConfigError(f"{src}: zones.zone: zone 1 has food_safety = "
+                              f"{first.climate.food_safety!r}: number the zone that holds "
+                              "perishables 1")
+
+
+def _check_numbered(src: str, where: str, ids: list[int], what: str) -> None:
+    """Doors and zones are numbered 1..N, as the screen, the alarms and the backend name them."""
+    if sorted(ids) != list(range(1, len(ids) + 1)):
+        raise ConfigError(f"{src}: {where}: {what} ids are {sorted(ids)}: number them 1 to "
+                          f"{len(ids)}")
 
 
 def _check_lock_pin(src: str, where: str, lock: LockSection) -> None:

@@ -125,6 +125,7 @@ class Controller:
         self.shelves = {s.id: StabilityFilter(readings=config.shelves.stable_readings,
                                               band_grams=config.shelves.stable_band_grams)
                         for s in config.shelves.shelf}
+        self._last_stable: dict[int, float] = {}   # shelf -> its last stable weight
         self.last_scan: dict[str, Any] | None = None
         self.alarm_book = Alarms(store)
         # The room kept on the card for the database (cabinet/reserve.py); None in tests.
@@ -162,6 +163,7 @@ class Controller:
         self.zones = Zones(self.ports, actuators.zone_outputs or
                            {first_zone: (actuators.compressor, actuators.heater)})
         self.climate = self.zones.first   # a one-zone cabinet's climate
+        self._name_old_alarms()
         self.access = AccessControl(self.ports, access_keys or {}, authorise=self.authorise,
                                     refused=self.refused)
         from .access.face_control import FaceAccess
@@ -182,6 +184,27 @@ class Controller:
             self.raise_alarm("disk_full", "the card has no room left for the database's reserve")
             self._retry_storage_in(ROOM_CHECK_SECONDS)
         self._publish()
+
+    def _name_old_alarms(self) -> None:
+        """A cabinet moved to door or zone tables keeps its active one-door, one-zone alarms
+        under the first door's or zone's name, so that what clears them (the lock check, the
+        thermostat, a technician) still can."""
+        if not (self.several_doors or self.zones.several):
+            return
+        first_door, first_zone = next(iter(self.door_list)), self.zones.first.zone.id
+        for alarm in list(self.alarms):
+            kind = alarm["kind"]
+            if self.several_doors and kind in ("forced_open", "held_open", "lock_fault"):
+                renamed = alarm_kind(kind, first_door, True)
+            elif self.zones.several and kind in ("sensor_fault", "food_safety_lockout"):
+                renamed = f"{kind}:zone{first_zone}"
+            elif self.zones.several and kind == "device_fault:thermometer":
+                renamed = None   # raised again under the zone's device name if still faulty
+            else:
+                continue
+            if renamed is not None:
+                self.raise_alarm(renamed, alarm["detail"])
+            self.clear_alarm(kind, by="config: doors and zones")
 
     # --- posting (any thread) -------------------------------------------------------------------
     def emit(self, event: object) -> None:
@@ -290,7 +313,7 @@ class Controller:
         self.doors.states[door] = True
         self.zones.on_door(door, True)
         if self._unfinished is not None:
-            if self.door_open is not None:  # every door read: finish what a crash left
+            if self.doors.all_read:  # every door read: finish what a crash left
                 self._resume_if_needed(door_open=True)
             return
         if was_open:
@@ -306,10 +329,19 @@ class Controller:
         detail = ("door found open at start-up" if first
                   else "door opened while locked, with no authorised session")
         if not was_idle:
-            detail = ("door opened again after it closed, before the sale was settled"
-                      if self.checkout.state != "open" or self.checkout.session["reopened"]
-                      else "door held shut for this session, opened by force")
-            self.checkout.session["reopened"] = True
+            session = self.checkout.session
+            if session["authorisation"]["role"] == UNAUTHORISED and any(
+                    str(n) not in session["before_grams"] for n in self._stable_behind(door)):
+                # Another door forced while the first forced opening is weighed: its shelves
+                # are weighed with it.
+                self.checkout.door_forced_too(self._stable_behind(door))
+                detail = ("door opened while locked, with no authorised session; weighed with "
+                          f"the forced opening (session {session['session_id']})")
+            elif self.checkout.state != "open" or session["reopened"]:
+                detail = "door opened again after it closed, before the sale was settled"
+            else:
+                detail = "door held shut for this session, opened by force"
+            session["reopened"] = True
         elif not first:  # weighed when it closes: what was taken is recorded
             forced = self.checkout.door_forced(stable_grams=self._stable_behind(door),
                                                planogram=self.planogram)
@@ -326,16 +358,27 @@ class Controller:
         if first:
             self._forced(door, "door found open at start-up")
             return
-        if session is not None and session["authorisation"]["role"] == "unauthorised":
+        detail = "door opened while locked, with no authorised session"
+        if session is None:   # another door stands open (found so at start-up): weigh this one
+            forced = self.checkout.door_forced(stable_grams=self._stable_behind(door),
+                                               planogram=self.planogram)
+            if forced:
+                detail += f"; weighed when it closes (session {forced})"
+        elif session["authorisation"]["role"] == UNAUTHORISED:
             self.checkout.door_forced_too(self._stable_behind(door))
-        elif session is not None:
+            detail += f"; weighed with the forced opening (session {session['session_id']})"
+        else:
             session["reopened"] = True
-        self._forced(door, "door opened while locked" + (
-            " during another's session" if session is not None else ", with no authorised session"))
+            detail = "door opened while locked during a session; the sale is flagged for review"
+        self._forced(door, detail)
 
     def _stable_behind(self, door: int) -> dict[int, float | None]:
-        return {n: self.shelves[n].stable_grams for n in self.door_list[door].shelves
-                if n in self.shelves}
+        """The stable weights of the shelves behind `door`. A settling session resets every
+        shelf's filter; behind a door that stayed shut and locked nothing can have moved, so
+        the last stable weight seen stands for it until a new one comes."""
+        return {n: (self.shelves[n].stable_grams if self.shelves[n].stable_grams is not None
+                    else self._last_stable.get(n))
+                for n in self.door_list[door].shelves if n in self.shelves}
 
     def _on_door_closed(self, event: DoorClosed) -> None:
         door = event.door
@@ -346,7 +389,7 @@ class Controller:
         if was_open:
             self.zones.on_door(door, False)
         if self._unfinished is not None:
-            if self.door_open is not None:
+            if self.doors.all_read:
                 self._resume_if_needed(door_open=bool(self.door_open))
             return
         if self.checkout.state == "authorised":
@@ -364,6 +407,8 @@ class Controller:
         shelf = self.shelves.get(event.shelf)
         if shelf is not None:
             shelf.add(grams)
+            if shelf.stable:
+                self._last_stable[event.shelf] = shelf.stable_grams
             self.checkout.shelves_weighed()
             if self._warming_up and all(f.stable for f in self.shelves.values()):
                 self._warming_up = False
@@ -393,6 +438,7 @@ class Controller:
         self.zones.on_sensor_fault(event.device)
         if event.device.startswith("shelf:"):
             self.shelves.get(int(event.device[6:]), StabilityFilter(readings=2, band_grams=1)).reset()
+            self._last_stable.pop(int(event.device[6:]), None)
         self.raise_alarm(f"device_fault:{event.device}", event.detail)
 
     def _on_device_recovered(self, event: DeviceRecovered) -> None:
@@ -543,6 +589,15 @@ class Controller:
                 self.receipt = None
         self.timers.call_later(self.config.checkout.receipt_seconds, "receipt", clear)
 
+    def _held_shelves(self) -> frozenset[int]:
+        """The shelves behind doors a shopper's session would leave locked (a lockout). A
+        one-door cabinet has none: its lockout refuses the shopper outright (the screen says
+        so) and its list keeps showing what is sold when the door opens again."""
+        if not self.several_doors or not self.zones.locked_out:
+            return frozenset()
+        return frozenset(n for door in self.zones.held_doors(self.planogram)
+                         for n in self.door_list[door].shelves)
+
     def set_setpoint(self, celsius: float, zone: int | None = None) -> None:
         control = self.zones.zone(zone)
         control.set_setpoint(celsius)
@@ -567,6 +622,11 @@ class Controller:
         """Replace the planogram (products, prices, stock) between sessions."""
         if self.checkout.state != "idle" or self._unfinished is not None:
             raise Refused("busy", "a session is in progress; try again when it has ended")
+        unchilled = self.zones.unchilled_perishables(new)
+        if unchilled:
+            raise ValueError("perishables behind a zone with no food-safety rule (food_safety = "
+                             "\"none\"): " + ", ".join(unchilled) + "; put them behind a chilled "
+                             "zone's door")
         self.store.save_planogram(new.to_json())
         self.planogram = new
         self.store.report_planogram(new.to_json(), "replaced")
@@ -668,7 +728,10 @@ class Controller:
         if kind.split(":")[0] not in ACKNOWLEDGED_ALARMS:
             raise ValueError(f"{kind!r} clears by itself when its cause goes; a technician "
                              f"clears only {', '.join(sorted(ACKNOWLEDGED_ALARMS))}")
-        if base_kind(kind) == "forced_open" and self.door_open:
+        named = kind.partition(":door")[2]
+        still_open = (self.doors.states.get(int(named)) if named.isdigit()
+                      else self.door_open)
+        if base_kind(kind) == "forced_open" and still_open:
             raise Refused("door_open", "the door is still open: close it first")
         if kind == "face_attempts":
             self.face.lift_pauses()
@@ -711,7 +774,8 @@ class Controller:
                                  self.checkout.prompt),
             receipt=self.receipt,
             last_refusal=self.last_refusal,
-            products=self._products(self.planogram, self.zones.locked_shelves()),
+            products=self._products(self.planogram, self.zones.locked_shelves(),
+                                    self._held_shelves()),
             climate=zones[0]["climate"],
             doors=doors_view(self.door_list, self.doors, self.out.lock, self.lock_sensed),
             zones=zones,

@@ -75,6 +75,10 @@ class DoorStates:
             return None
         return False
 
+    @property
+    def all_read(self) -> bool:
+        return None not in self.states.values()
+
     def open_doors(self) -> list[int]:
         return [door for door, state in sorted(self.states.items()) if state]
 

@@ -149,15 +149,16 @@ class ProductsView:
     prices) or the lockout changes: most publishes are a shelf reading, which changes neither."""
 
     def __init__(self):
-        self._cached: tuple[Planogram | None, bool, list[ProductView]] | None = None
+        self._cached: tuple[Planogram | None, tuple, list[ProductView]] | None = None
 
-    def __call__(self, planogram: Planogram | None,
-                 locked_out: frozenset[int]) -> list[ProductView]:
-        """`locked_out`: the shelves whose perishables a food-safety lockout holds."""
+    def __call__(self, planogram: Planogram | None, locked_out: frozenset[int],
+                 held: frozenset[int] = frozenset()) -> list[ProductView]:
+        """`locked_out`: the shelves whose perishables a food-safety lockout holds; `held`: the
+        shelves behind a door a shopper's session leaves locked (nothing there can be bought)."""
         if planogram is None:
             return []
         if self._cached is not None and self._cached[0] is planogram \
-                and self._cached[1] == locked_out:
+                and self._cached[1] == (locked_out, held):
             return self._cached[2]
         out = []
         for shelf, stock in sorted(planogram.shelves.items()):
@@ -166,9 +167,9 @@ class ProductsView:
                 out.append(ProductView(sku=sku, shelf=shelf, stock=count, price_fen=p.price_fen,
                                        name_zh=p.name_zh, name_bo=p.name_bo, name_en=p.name_en,
                                        perishable=p.perishable,
-                                       available=count > 0 and not (p.perishable
-                                                                    and shelf in locked_out)))
-        self._cached = (planogram, locked_out, out)
+                                       available=count > 0 and shelf not in held
+                                       and not (p.perishable and shelf in locked_out)))
+        self._cached = (planogram, (locked_out, held), out)
         return out
 
     def forget(self) -> None:

@@ -92,6 +92,16 @@ class Zones:
                     held.add(door)
         return held
 
+    def unchilled_perishables(self, planogram: Planogram) -> list[str]:
+        """Perishables a planogram stocks behind a zone with no cold-chain rule ("shelf N:
+        sku"): nothing would lock them out, so such a planogram is refused."""
+        ambient = {shelf for c in self.controls.values()
+                   if c.zone.climate.food_safety != "perishables"
+                   for door in c.zone.doors for shelf in self._shelves_of_door[door]}
+        return [f"shelf {shelf}: {sku}" for shelf, stock in sorted(planogram.shelves.items())
+                if shelf in ambient for sku, n in stock.items()
+                if n > 0 and planogram.products[sku].perishable]
+
     def temperature(self, zone: int, now: float) -> dict[str, Any] | None:
         reading = self.temperatures[zone]
         if reading is None:

@@ -305,8 +305,11 @@ def _rollup(connection: sa.Connection, cabinet_id: str, new: list[tuple[Record, 
 def _cabinet_reading(record: Record) -> bool:
     """A telemetry reading of the cabinet's own temperature: its only zone's, or zone 1's
     (zones 2 and up are storage/zones.py's)."""
-    return (record.kind.value == "telemetry" and _finite(record.body.get("celsius"))
-            and (zones.zone_of(record.body) or 1) == 1)
+    if record.kind.value != "telemetry" or not _finite(record.body.get("celsius")):
+        return False
+    if "zone" not in record.body:
+        return True
+    return zones.zone_of(record.body) == 1   # a zone that is not 1..8 is nobody's reading
 
 
 def _finite(value: Any) -> bool:

@@ -58,9 +58,13 @@ def on_batch(connection: sa.Connection, cabinet_id: str, new: Iterable[Record],
             h[3] += celsius
     statements = _statements(connection.dialect.name)
     if layout is not None:
-        connection.execute(statements.layout, {"cabinet_id": cabinet_id,
-                                               "document": _layout(layout.body),
+        document = _layout(layout.body)
+        connection.execute(statements.layout, {"cabinet_id": cabinet_id, "document": document,
                                                "reported_at": layout.created_at})
+        # A zone the cabinet no longer has must not go on reading out of its band.
+        connection.execute(sa.delete(zone_readings).where(
+            zone_readings.c.cabinet_id == cabinet_id,
+            zone_readings.c.zone.not_in([z["zone"] for z in document["zones"]] or [0])))
     if newest:
         connection.execute(statements.reading, [
             {"cabinet_id": cabinet_id, "zone": zone, "celsius": float(r.body["celsius"]),
@@ -74,20 +78,24 @@ def on_batch(connection: sa.Connection, cabinet_id: str, new: Iterable[Record],
             for (zone, hour), (n, low, high, total) in sorted(hours.items())])
 
 
+def _number(value: Any, high: int = MAX_ZONE) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= high
+
+
 def _layout(body: dict[str, Any]) -> dict[str, Any]:
-    """What the back office shows of a layout, each field bounded (a cabinet's mistake must not
-    fail the batch it came in, nor fill the column)."""
+    """What the back office shows of a layout: the entries with a door or zone number, each
+    field bounded (a cabinet's mistake must not fail the batch it came in, nor the page)."""
     def ints(values: Any) -> list[int]:
-        return [v for v in values if isinstance(v, int) and not isinstance(v, bool)][:64] \
+        return [v for v in values if _number(v, 10 ** 6)][:64] \
             if isinstance(values, list) else []
-    doors = [{"door": d.get("door"), "name": str(d.get("name", ""))[:32],
+    doors = [{"door": d["door"], "name": str(d.get("name", ""))[:32],
               "shelves": ints(d.get("shelves"))}
-             for d in body["doors"][:MAX_ZONE] if isinstance(d, dict)]
-    zones = [{"zone": z.get("zone"), "name": str(z.get("name", ""))[:32],
+             for d in body["doors"][:MAX_ZONE] if isinstance(d, dict) and _number(d.get("door"))]
+    zones = [{"zone": z["zone"], "name": str(z.get("name", ""))[:32],
               "doors": ints(z.get("doors")),
               "food_safety_rule": str(z.get("food_safety_rule", ""))[:16],
               "compressor": bool(z.get("compressor")), "heater": bool(z.get("heater"))}
-             for z in body["zones"][:MAX_ZONE] if isinstance(z, dict)]
+             for z in body["zones"][:MAX_ZONE] if isinstance(z, dict) and _number(z.get("zone"))]
     return {"doors": doors, "zones": zones}
 
 
@@ -135,7 +143,7 @@ class Zones:
                 layouts.c.cabinet_id == cabinet_id)).first()
             readings = {r.zone: r for r in connection.execute(sa.select(zone_readings).where(
                 zone_readings.c.cabinet_id == cabinet_id))}
-        document = row.document if row is not None else {"doors": [], "zones": []}
+        document = _layout(row.document) if row is not None else {"doors": [], "zones": []}
         zones = []
         for zone in document["zones"]:
             reading = readings.get(zone.get("zone"))
