@@ -140,6 +140,14 @@ def test_a_pack_installed_by_command_speaks_tibetan_and_totals(tmp_path, factory
         wait_for(lambda: len(speaker.spoken) == 4, timeout=30, what="spoken again")
         assert same_audio(sorted((tmp_path / "played").glob("003-*.wav"))[0],
                           packs.current().folder / "bo" / "scan_short.wav")
+        # A good pack again: installed, and the alarm clears.
+        newer = make_pack(tmp_path / "pack-d", "Lhasa voice, take 2", base_hertz=900)
+        deliver(rig, command("set_voice_pack", {"url": f"{url}/d.tar",
+                                                "sha256": archive(newer, www / "d.tar")}))
+        wait_for(lambda: len(installed()) == 2, timeout=30, what="the second pack installed")
+        assert packs.current().name == "Lhasa voice, take 2"
+        assert "voice_pack" not in {a["kind"] for a in rig.c.snapshot["alarms"]}
+        assert len(list((tmp_path / "voice").glob("pack-*"))) == 1, "the old pack is gone"
     finally:
         speaker.close()
         packs.close()
@@ -172,3 +180,49 @@ def test_a_pack_from_a_technician_and_the_tool(tmp_path, capsys):
     assert not (tmp_path / "escaped.wav").exists() and packs.current().name == "x"
     assert len(list((tmp_path / "voice").glob("pack-*"))) == 1
     assert not list((tmp_path / "voice").glob("staging-*"))
+
+
+def test_on_site_a_technician_installs_a_pack_and_the_screen_says_which_voice(tmp_path, capsys):
+    """cabinetd --simulate: `cabinet voice check` and `cabinet voice install` with a pack file;
+    the kiosk in Chromium, in elderly mode, says a Tibetan prompt came from the recording and a
+    Mandarin one (the pack has none) from espeak-ng; selftest reports the pack complete."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from cabinet.cli import technician_main
+    from tools.daemon_process import CabinetProcess
+    from tools.kiosk_tour import CHROMIUM, CHROMIUM_ARGS, screen_shown, show
+
+    pack = make_pack(tmp_path / "pack", "Shigatse voice")
+    archive(pack, tmp_path / "pack.tar")
+    broken = tmp_path / "broken.tar"
+    (pack / "bo" / "thanks.wav").unlink()
+    build(pack, "broken")
+    archive(pack, broken)
+    assert technician_main(["voice", "check", str(broken)]) == 1
+    assert "bo/thanks: missing" in capsys.readouterr().out
+    config = tmp_path / "elderly.toml"
+    config.write_text("[screen]\nelderly_mode = true\ndefault_language = \"bo\"\n")
+    daemon = CabinetProcess("--config", str(config), data_dir=tmp_path / "data")
+    try:
+        daemon.wait_ready()
+        wait_for(lambda: daemon.url, timeout=10, what="the URL")
+        with pytest.raises(SystemExit, match="bo/thanks: missing"):
+            technician_main(["voice", "install", str(broken), "--url", daemon.url])
+        assert technician_main(["voice", "install", str(tmp_path / "pack.tar"),
+                                "--url", daemon.url]) == 0
+        assert "voice pack 'Shigatse voice' installed: bo" in capsys.readouterr().out
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1080, "height": 1200})
+            page.goto(daemon.url + "/")
+            screen_shown(page, "idle")
+            expect(page.locator("#speech")).to_have_attribute("data-source", "recording")
+            show(page, "zh", elderly=True)
+            expect(page.locator("#speech")).to_have_attribute("data-source", "espeak")
+            expect(page.locator("#speech")).to_contain_text("合成语音")
+            browser.close()
+        assert technician_main(["selftest", "--url", daemon.url]) in (0, 1)
+        out = capsys.readouterr().out
+        assert f"] {'voice pack':<24} PASS" in out and "Shigatse voice (bo," in out
+    finally:
+        daemon.terminate()
