@@ -255,7 +255,21 @@ def _acknowledged_kind(text: str) -> str:
 
 
 def _voice_install(args) -> int:
-    reply = _post(args.url, "/api/voice/install", {"path": str(args.pack.resolve())})
+    """The archive is sent to the daemon (which cannot see the technician's files)."""
+    try:
+        data = args.pack.read_bytes()
+    except OSError as exc:
+        raise SystemExit(f"cabinet: {args.pack}: {exc.strerror or exc}") from None
+    request = urllib.request.Request(args.url.rstrip("/") + "/api/voice/install", data=data,
+                                     method="POST",
+                                     headers={"Content-Type": "application/x-tar"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            reply = json.load(answer)
+    except urllib.error.HTTPError as err:
+        raise SystemExit(f"cabinet: the daemon refused: {json.load(err)['error']}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise SystemExit(f"cabinet: cannot reach the daemon at {args.url}: {exc}") from None
     print(f"voice pack {reply['name']!r} installed: {', '.join(reply['languages'])}, "
           f"{reply['clips']} clips (sha256 {reply['sha256'][:12]}…)")
     return 0

@@ -23,6 +23,7 @@ missing or corrupt, and the pack in use stays. Installing unpacks into a new fol
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -63,9 +64,11 @@ class PackRefused(ValueError):
 
 
 def required_ids(strings: dict[str, Any]) -> list[str]:
-    """What a language of a pack must hold: every message, the numbers and the units."""
-    return ([k for k in strings if not k.startswith("_")] + [f"number_{n}" for n in NUMBERS]
-            + list(UNITS))
+    """What a language of a pack must hold: every message (but those with a number in them,
+    "Alarm in {s} s", which no fixed recording can say), the numbers and the units."""
+    return ([k for k, texts in strings.items() if not k.startswith("_")
+             and not any("{" in text for text in texts.values())]
+            + [f"number_{n}" for n in NUMBERS] + list(UNITS))
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,10 @@ class VoicePack:
             if count == 0 and (unit != "unit_yuan" or jiao or cents):
                 continue   # ¥12.05 is 12 yuan 5 fen; ¥0.50 is 5 jiao; ¥0 is 0 yuan
             number = ([f"number_{count}"] if count < 100 else
-                      [f"number_{count // 100 * 100}"] + ([f"number_{count % 100}"]
-                                                         if count % 100 else []))
+                      [f"number_{count // 100 * 100}"]
+                      # 三百零五: Mandarin says the missing tens (三百五 is 350)
+                      + (["number_0"] if lang == "zh" and 0 < count % 100 < 10 else [])
+                      + ([f"number_{count % 100}"] if count % 100 else []))
             ids += [unit, *number] if order == "unit_first" else [*number, unit]
         clips = [self.clip(i, lang) for i in ids]
         return None if any(c is None for c in clips) else clips
@@ -127,11 +132,15 @@ def build(folder: Path, name: str, amount_order: dict[str, str] | None = None) -
 
 
 def archive(folder: Path, out: Path) -> str:
-    """The folder as a pack archive; returns its sha256 (what set_voice_pack names)."""
+    """The folder as a pack archive (the manifest and the clips it lists, each as a regular
+    file, whatever links the folder holds); returns its sha256 (what set_voice_pack names)."""
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     with tarfile.open(out, "w") as tar:
-        tar.add(folder / "manifest.json", "manifest.json")
-        for path in sorted(folder.glob("*/*.wav")):
-            tar.add(path, path.relative_to(folder).as_posix())
+        for name in ("manifest.json", *sorted(manifest.get("clips", {}))):
+            data = (folder / name).read_bytes()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
     return hashlib.sha256(out.read_bytes()).hexdigest()
 
 
@@ -163,8 +172,9 @@ def check(folder: Path, strings: dict[str, Any]) -> dict[str, Any]:
                          clip.getcomptype())
                 if clip.getnframes() == 0:
                     raise wave.Error("no samples")
-        except (wave.Error, EOFError) as exc:
-            problems.append(f"{key}: corrupt (not a PCM WAV: {exc})")
+        except (wave.Error, EOFError, RuntimeError, ValueError) as exc:
+            problems.append(f"{key}: corrupt (not a PCM WAV: {exc or type(exc).__name__}; "
+                            "record or convert to 16-bit PCM: sox in.wav -b 16 out.wav)")
             continue
         formats.setdefault(shape, []).append(key)
     if len(formats) > 1:
@@ -177,6 +187,8 @@ def check(folder: Path, strings: dict[str, Any]) -> dict[str, Any]:
     for lang in manifest["languages"]:
         problems += [f"{lang}/{i}: missing" for i in required_ids(strings)
                      if f"{lang}/{i}.wav" not in manifest["clips"]]
+    problems += [f"{key}: a clip of {key[:2]!r}, which the manifest's languages do not declare"
+                 for key in sorted(manifest["clips"]) if key[:2] not in manifest["languages"]]
     if problems:
         raise PackRefused(problems)
     return manifest
@@ -186,6 +198,9 @@ def _manifest_problems(manifest: Any) -> list[str]:
     if not isinstance(manifest, dict):
         return ["manifest.json: not a JSON object"]
     problems = []
+    name = manifest.get("name", "")
+    if not isinstance(name, str) or len(name) > 200 or not name.isprintable():
+        problems.append("manifest.json: name must be at most 200 printable characters")
     if manifest.get("format") != FORMAT:
         problems.append(f"manifest.json: format {manifest.get('format')!r}, this cabinet reads "
                         f"{FORMAT}")
@@ -230,13 +245,20 @@ def check_pack(pack: Path, strings: dict[str, Any] | None = None
         return [f"{pack}: {exc.strerror or exc}"], None
 
 
-def unpack(archive_path: Path, into: Path) -> None:
-    """Extract a pack archive: only manifest.json and LANG/ID.wav regular files, nothing outside
-    `into`, at most MAX_PACK_BYTES unpacked."""
-    total = 0
+def unpack(archive_path: Path, into: Path,
+           room_for: Callable[[int], None] = lambda size: None) -> None:
+    """Extract a pack archive (a plain tar: compressed ones could hide millions of members in a
+    few megabytes): only manifest.json and LANG/ID.wav regular files, nothing outside `into`, at
+    most MAX_CLIPS members and MAX_PACK_BYTES unpacked, each file synced to the card. `room_for`
+    raises (ValueError) when the disk cannot take that many more bytes."""
+    total, count = 0, 0
     try:
-        with tarfile.open(archive_path, "r:*") as tar:
-            for member in tar:
+        with tarfile.open(archive_path, "r:") as tar:
+            while (member := tar.next()) is not None:
+                tar.members.clear()   # headers are not kept: memory stays flat
+                count += 1
+                if count > MAX_CLIPS + 1 + len(LANGUAGES) + 1:
+                    raise PackRefused([f"more than {MAX_CLIPS} clips"])
                 name = member.name.removeprefix("./")
                 if member.isdir() and name in ("", ".", *LANGUAGES):
                     continue
@@ -246,20 +268,30 @@ def unpack(archive_path: Path, into: Path) -> None:
                 total += member.size
                 if total > MAX_PACK_BYTES:
                     raise PackRefused([f"over {MAX_PACK_BYTES >> 20} MiB unpacked"])
+                room_for(member.size)
                 target = into / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with tar.extractfile(member) as source, open(target, "wb") as out:
                     shutil.copyfileobj(source, out)
+                    out.flush()
+                    os.fsync(out.fileno())   # a power cut after the switch finds whole clips
     except (tarfile.TarError, EOFError) as exc:
-        raise PackRefused([f"{archive_path.name}: not a pack archive ({exc})"]) from None
+        raise PackRefused([f"{archive_path.name}: not a pack archive (a plain tar: {exc})"]) \
+            from None
+    except ValueError as exc:   # room_for's
+        raise PackRefused([str(exc)]) from None
+    for folder in (into, *[into / lang for lang in LANGUAGES if (into / lang).is_dir()]):
+        _fsync_dir(folder)
 
 
 # --- on the cabinet -------------------------------------------------------------------------------
 
 class VoicePacks(Downloads, threading.Thread):
-    """DATA/voice: the installed pack (`current`), and installs from the backend's command (in
-    this thread: a download must not hold the controller) or a technician's file. Each outcome is
-    handed to `outcome` ({"state": "installed" | "refused", ...}), which the controller records."""
+    """DATA/voice: the installed pack (`current`, a link to pack-SHA-N), and installs from the
+    backend's command (in this thread: a download must not hold the controller) or a
+    technician's upload. Each outcome is handed to `outcome` ({"state": "installed" | "refused",
+    ...}), which the controller records. The pack replaced is kept until the next install, so a
+    prompt being played from it is not cut off."""
 
     def __init__(self, folder: str | Path, strings: dict[str, Any], *,
                  outcome: Callable[[dict[str, Any]], None] = lambda result: None,
@@ -274,6 +306,10 @@ class VoicePacks(Downloads, threading.Thread):
         self._lock = threading.Lock()   # one install at a time, whoever asks
         self._current: VoicePack | None = None
         self._loaded_from: str | None = None
+        # What a crash or power cut left half done: never in use, so cleared at start.
+        for leftover in (*self.root.glob("staging-*"), *self.folder.iterdir()):
+            (shutil.rmtree if leftover.is_dir() else Path.unlink)(leftover)
+        (self.root / "current.new").unlink(missing_ok=True)
 
     # --- what is installed -----------------------------------------------------------------------
     def current(self) -> VoicePack | None:
@@ -289,7 +325,7 @@ class VoicePacks(Downloads, threading.Thread):
             except (OSError, ValueError) as exc:
                 log.error("voice pack %s unreadable: %s", folder, exc)
                 return None
-            sha = target.removeprefix("pack-") if target.startswith("pack-") else None
+            sha = target.split("-")[1] if target.startswith("pack-") else None
             self._current, self._loaded_from = VoicePack(folder, manifest, sha), target
         return self._current
 
@@ -311,41 +347,89 @@ class VoicePacks(Downloads, threading.Thread):
             url, sha = item
             archive_path = self.folder / f"{sha}.tar"
             try:
-                self._fetch(url, sha, archive_path)
+                if not self._installed(sha):
+                    self._fetch(url, sha, archive_path)
                 self.install(archive_path, sha)
             except PackRefused:
                 pass   # reported by install
             except Exception as exc:   # the download's: requests, OSError, ValueError
                 self._report({"state": "refused", "sha256": sha, "url": url[:300],
-                              "problems": [f"download failed: {exc}"[:300]]})
+                              "problems": [f"download failed: {exc or type(exc).__name__}"[:300]]})
             finally:
                 archive_path.unlink(missing_ok=True)
 
+    def receive(self, stream: Any, length: int) -> dict[str, Any]:
+        """`cabinet voice install`: an archive sent in a request's body (`length` bytes, at most
+        MAX_PACK_BYTES), copied into DATA/voice/incoming, hashed as copied, then installed."""
+        if not 0 < length <= MAX_PACK_BYTES:
+            raise PackRefused([f"{length} bytes: a pack is 1 byte to {MAX_PACK_BYTES >> 20} MiB"])
+        try:
+            self._room_for(length)
+        except ValueError as exc:
+            raise PackRefused([str(exc)]) from None
+        path = self.folder / f"upload-{uuid.uuid4().hex}.tar"
+        digest = hashlib.sha256()
+        try:
+            with open(path, "wb") as out:
+                left = length
+                while left:
+                    chunk = stream.read(min(left, 1 << 20))
+                    if not chunk:
+                        raise PackRefused(["the upload ended early"])
+                    digest.update(chunk)
+                    out.write(chunk)
+                    left -= len(chunk)
+            return self.install(path, digest.hexdigest())
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _installed(self, sha: str) -> bool:
+        pack = self.current()
+        return pack is not None and pack.sha256 == sha
+
     def install(self, archive_path: Path, sha256: str | None = None) -> dict[str, Any]:
-        """Install a pack archive whole, or raise PackRefused (the current pack stays)."""
-        sha = sha256 or hashlib.sha256(Path(archive_path).read_bytes()).hexdigest()
+        """Install a pack archive whole, or raise PackRefused (the current pack stays, and
+        nothing of the refused one is left)."""
+        if sha256 is None:
+            digest = hashlib.sha256()
+            with open(archive_path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+            sha256 = digest.hexdigest()
         with self._lock:
+            if self._installed(sha256):   # sent again: in use already
+                pack = self.current()
+                result = {"state": "installed", "sha256": sha256, "name": pack.name,
+                          "languages": pack.languages, "clips": len(pack.manifest["clips"])}
+                self._report(result)
+                return result
             staging = self.root / f"staging-{uuid.uuid4().hex}"
             staging.mkdir(parents=True)
             try:
-                unpack(Path(archive_path), staging)
+                unpack(Path(archive_path), staging, self._room_for)
                 manifest = check(staging, self.strings)
             except PackRefused as refusal:
                 shutil.rmtree(staging, ignore_errors=True)
-                self._report({"state": "refused", "sha256": sha, "problems": refusal.problems})
+                self._report({"state": "refused", "sha256": sha256, "problems": refusal.problems})
                 raise
-            final = self.root / f"pack-{sha}"
-            shutil.rmtree(final, ignore_errors=True)
+            except BaseException as exc:   # a full card, a read error: nothing left behind
+                shutil.rmtree(staging, ignore_errors=True)
+                refusal = PackRefused([f"cannot install: {type(exc).__name__}: {exc}"[:300]])
+                self._report({"state": "refused", "sha256": sha256, "problems": refusal.problems})
+                raise refusal from exc
+            previous = self.current()
+            final = self.root / f"pack-{sha256}-{uuid.uuid4().hex[:8]}"
             staging.rename(final)
             link = self.root / "current.new"
             link.unlink(missing_ok=True)
             link.symlink_to(final.name)
             os.replace(link, self.root / "current")   # the one step that switches packs
             _fsync_dir(self.root)
+            keep = {final, previous.folder if previous is not None else None}
             for old in self.root.glob("pack-*"):
-                if old != final:
+                if old not in keep:
                     shutil.rmtree(old, ignore_errors=True)
-            result = {"state": "installed", "sha256": sha, "name": str(manifest.get("name", "")),
+            result = {"state": "installed", "sha256": sha256, "name": manifest.get("name", ""),
                       "languages": manifest["languages"], "clips": len(manifest["clips"])}
         log.info("voice pack %r installed (%s; %d clips)", result["name"],
                  ", ".join(result["languages"]), result["clips"])

@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -82,8 +83,8 @@ def test_a_pack_installed_by_command_speaks_tibetan_and_totals(tmp_path, factory
     rig.c.ops_context.on_voice_pack = packs.want
     speaker = Speaker(STRINGS, wav_dir=tmp_path / "played", pack=packs.current)
     (tmp_path / "played").mkdir()
-    assert speaker.say("scan_short", "bo") == "no_voice", "no pack yet: Tibetan is silent"
     speaker.start()
+    assert speaker.say("scan_short", "bo") == "no_voice", "no pack yet: Tibetan is silent"
     try:
         c = command("set_voice_pack", {"url": f"{url}/a.tar", "sha256": sha})
         deliver(rig, c)
@@ -147,7 +148,14 @@ def test_a_pack_installed_by_command_speaks_tibetan_and_totals(tmp_path, factory
         wait_for(lambda: len(installed()) == 2, timeout=30, what="the second pack installed")
         assert packs.current().name == "Lhasa voice, take 2"
         assert "voice_pack" not in {a["kind"] for a in rig.c.snapshot["alarms"]}
-        assert len(list((tmp_path / "voice").glob("pack-*"))) == 1, "the old pack is gone"
+        assert len(list((tmp_path / "voice").glob("pack-*"))) == 2, \
+            "the pack replaced is kept until the next install (a prompt may be playing)"
+        # Sent again: nothing is fetched or unpacked, the pack in use stays in use.
+        before = packs.current().folder
+        deliver(rig, command("set_voice_pack", {"url": f"{url}/gone.tar",
+                                                "sha256": packs.current().sha256}))
+        wait_for(lambda: len(installed()) == 3, timeout=30, what="the re-sent pack reported")
+        assert packs.current().folder == before
     finally:
         speaker.close()
         packs.close()
@@ -165,7 +173,7 @@ def test_a_pack_from_a_technician_and_the_tool(tmp_path, capsys):
     tone(pack / "bo" / "unit_fen.wav", 440)
     assert tool.main(["build", str(pack), "--name", "x", "--out", str(tmp_path / "x.tar")]) == 0
     packs = VoicePacks(tmp_path / "voice", STRINGS_DATA)
-    installed = packs.install(tmp_path / "x.tar")
+    installed = packs.install(tmp_path / "x.tar")   # its sha256 computed here
     assert installed["state"] == "installed" and packs.current().name == "x"
     # An archive that tries to write outside its folder is refused before anything is written.
     import io
@@ -226,3 +234,76 @@ def test_on_site_a_technician_installs_a_pack_and_the_screen_says_which_voice(tm
         assert f"] {'voice pack':<24} PASS" in out and "Shigatse voice (bo," in out
     finally:
         daemon.terminate()
+
+
+def test_what_the_review_found(tmp_path, monkeypatch):
+    """A hostile review of the first version: a file descriptor leaked per recorded prompt; one
+    bad clip killed the speaker thread (and close() then hung); a failure other than a refusal
+    left a staging folder; compressed archives were read (millions of members in a few MB);
+    `archive` packed links and stray files the cabinet then refused; a clip of an undeclared
+    language slipped in; Mandarin amounts lacked 零."""
+    import os
+
+    from cabinet import voice_pack
+    from cabinet.voice_pack import check_pack
+
+    pack = make_pack(tmp_path / "pack", "review")
+    os.link(pack / "bo" / "thanks.wav", pack / "bo" / "thanks-take2.wav")   # stray, linked
+    sha = archive(pack, tmp_path / "p.tar")
+    assert check_pack(tmp_path / "p.tar") == ([], check_pack(pack)[1])
+    packs = VoicePacks(tmp_path / "voice", STRINGS_DATA)
+    packs.install(tmp_path / "p.tar", sha)
+    speaker = Speaker(STRINGS, pack=packs.current)
+    speaker.player = "/bin/true"   # no sound card here: the clips are joined, then "played"
+    speaker.start()
+    fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        assert speaker.say("scan_short", "bo") == "spoken"
+        wait_for(lambda: speaker._queue.empty(), timeout=10, what="spoken")
+    time.sleep(0.2)
+    assert len(os.listdir("/proc/self/fd")) <= fds + 2, "no descriptor kept per prompt"
+    (packs.current().folder / "bo" / "close_door.wav").write_bytes(b"RIFF\x00")  # broken clip
+    assert speaker.say("close_door", "bo") == "spoken"
+    time.sleep(0.5)
+    assert speaker.is_alive(), "one bad clip does not silence the cabinet"
+    count = len(speaker.spoken)
+    assert speaker.say("scan_short", "bo") == "spoken"
+    wait_for(lambda: len(speaker.spoken) == count + 1, timeout=10, what="spoken after it")
+    for _ in range(8):
+        speaker.say("scan_short", "bo")
+    started = time.monotonic()
+    speaker.close()
+    speaker.join(10)
+    assert time.monotonic() - started < 5 and not speaker.is_alive()
+
+    monkeypatch.setattr(voice_pack, "check", lambda *a: (_ for _ in ()).throw(OSError(28, "full")))
+    other = make_pack(tmp_path / "other", "other", base_hertz=600)
+    with pytest.raises(PackRefused, match="cannot install: OSError"):
+        packs.install(tmp_path / "o.tar", archive(other, tmp_path / "o.tar"))
+    monkeypatch.undo()
+    assert not list((tmp_path / "voice").glob("staging-*")) and packs.current().name == "review"
+
+    import tarfile
+    with tarfile.open(tmp_path / "p.tar.gz", "w:gz") as tar:
+        tar.add(pack / "manifest.json", "manifest.json")
+    with pytest.raises(PackRefused, match="a plain tar"):
+        packs.install(tmp_path / "p.tar.gz")
+
+    manifest = json.loads((pack / "manifest.json").read_text())
+    tone(pack / "zh" / "thanks.wav", 880)
+    manifest["clips"]["zh/thanks.wav"] = hashlib.sha256(
+        (pack / "zh" / "thanks.wav").read_bytes()).hexdigest()
+    (pack / "manifest.json").write_text(json.dumps(manifest))
+    problems, _ = check_pack(pack)
+    assert problems == ["zh/thanks.wav: a clip of 'zh', which the manifest's languages do not "
+                        "declare"]
+    amounts = {fen: [c.stem for c in packs.current().amount(fen, "bo")]
+               for fen in (0, 5, 1000, 30505)}
+    assert amounts == {0: ["unit_yuan", "number_0"], 5: ["unit_fen", "number_5"],
+                       1000: ["unit_yuan", "number_10"],
+                       30505: ["unit_yuan", "number_300", "number_5", "unit_fen", "number_5"]}
+    zh = voice_pack.VoicePack(Path("/z"), {"languages": ["zh"], "clips": {
+        f"zh/{c}.wav": "" for c in voice_pack.required_ids(STRINGS_DATA)}})
+    assert [c.stem for c in zh.amount(30505, "zh")] == [
+        "number_300", "number_0", "number_5", "unit_yuan", "number_5", "unit_fen"]
+    assert zh.amount(100_000, "zh") is None

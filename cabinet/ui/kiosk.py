@@ -116,8 +116,8 @@ class Kiosk:
             raise ValueError("'total_fen' must be a whole number of fen, 0 to 10000000")
         if self.speaker is None:
             return {"ok": True, "speech": "off", "source": None}
-        result = self.speaker.say(body["message"], body["lang"], total)
+        result, source = self.speaker.speak(body["message"], body["lang"], total)
         if result == "unknown":
             raise ValueError(f"unknown message {body['message']!r}")
         # Which voice said it (recording / espeak), for the screen's speech status.
-        return {"ok": True, "speech": result, "source": self.speaker.last_source}
+        return {"ok": True, "speech": result, "source": source}

@@ -155,27 +155,7 @@ class UiServer:
                 return self.kiosk.speak(body)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
-        if name == "voice/install":
-            return self._install_voice(body)
         raise LookupError(name)
-
-    def _install_voice(self, body: Any) -> dict[str, Any]:
-        """`cabinet voice install PACK`: a pack archive on this machine, checked and installed
-        here (on this HTTP thread: it reads files, never the controller's state)."""
-        from ..voice_pack import PackRefused
-
-        if self.voice is None:
-            raise BadRequest("this daemon has no voice packs")
-        try:
-            path = Path(get_arg(body if isinstance(body, dict) else {}, "path", str))
-        except OperationError as exc:
-            raise BadRequest(str(exc)) from None
-        if not path.is_absolute() or not path.is_file():
-            raise BadRequest(f"{path}: no such file (give the pack archive's absolute path)")
-        try:
-            return {"ok": True, **self.voice.install(path)}
-        except PackRefused as refusal:
-            raise BadRequest(str(refusal)) from None
 
     def faces(self) -> dict[str, Any]:
         return {**self._controller.snapshot.get("face", {}),
@@ -376,6 +356,29 @@ class _Handler(BaseHTTPRequestHandler):
         except (BadRequest, Conflict, OperationError) as exc:
             self._send_refusal(exc)
 
+    def _install_voice(self) -> None:
+        """`cabinet voice install PACK`: the archive is the body (application/x-tar), copied
+        into the daemon's own folder as it is read (never a path the daemon would open: it
+        cannot see the technician's files, and must not open any it is named)."""
+        from ..voice_pack import MAX_PACK_BYTES, PackRefused
+
+        voice = self.ui.voice
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if voice is None or not 0 < length <= MAX_PACK_BYTES:
+            self.close_connection = True   # the body is not read
+            self._send(413 if length > MAX_PACK_BYTES else 400, {
+                "error": "this daemon has no voice packs" if voice is None else
+                f"send the pack archive as the body: 1 byte to {MAX_PACK_BYTES >> 20} MiB"})
+            return
+        try:
+            self._send(200, {"ok": True, **voice.receive(self.rfile, length)})
+        except PackRefused as refusal:
+            self.close_connection = True
+            self._send(400, {"error": str(refusal), "problems": refusal.problems})
+
     def _stream_selftest(self) -> None:
         """One JSON line per check as it finishes (the `cabinet selftest` progress)."""
         if self.ui.selftest is None:
@@ -397,6 +400,9 @@ class _Handler(BaseHTTPRequestHandler):
             if self._read_body(MAX_JSON_BYTES) is None:
                 return  # refused (400/413): the lock is not cycled
             self._stream_selftest()
+            return
+        if path == "/api/voice/install":
+            self._install_voice()
             return
         if path.startswith("/api/"):
             raw = self._read_body(MAX_JSON_BYTES)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import shutil
 import subprocess
@@ -54,24 +55,38 @@ class Speaker(threading.Thread):
 
     def say(self, message: str, lang: str, total_fen: int | None = None) -> str:
         """Queue a message (and a total to say after it); returns what happens to it: spoken,
-        unknown, no_voice, off or busy (`last_source` says which voice)."""
-        self.last_source = None
+        unknown, no_voice, off or busy (`last_source` says which voice, for a caller alone on
+        this speaker; the kiosk's threads use `speak`)."""
+        result, self.last_source = self.speak(message, lang, total_fen)
+        return result
+
+    def speak(self, message: str, lang: str, total_fen: int | None = None
+              ) -> tuple[str, str | None]:
+        """As `say`, with the voice that will speak it (recording, espeak or None)."""
         if message not in self.strings or message.startswith("_"):
-            return "unknown"
-        if not self.on:
-            return "off"
+            return "unknown", None
+        if not self.on or not self.is_alive():
+            return "off", None
         source = self.source_for(message, lang)
         if source is None:
-            return "no_voice"
+            return "no_voice", None
         try:
             self._queue.put_nowait((message, lang, total_fen, source))
         except queue.Full:  # a screen changing faster than speech: drop, the next one matters
-            return "busy"
-        self.last_source = source
-        return "spoken"
+            return "busy", None
+        return "spoken", source
 
     def close(self) -> None:
-        self._queue.put((None, None, None, None))
+        """Stop after the prompt being spoken (queued ones are dropped); never blocks."""
+        while True:
+            try:
+                self._queue.put_nowait((None, None, None, None))
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    pass
 
     def run(self) -> None:
         while True:
@@ -87,8 +102,8 @@ class Speaker(threading.Thread):
                     self._espeak(message, lang, total_fen, out)
                 self.spoken.append((message, lang))
                 self.sources.append(source)
-            except (OSError, subprocess.SubprocessError, wave.Error) as exc:
-                log.warning("speech failed: %s", exc)
+            except Exception as exc:  # one bad clip or program must not silence the cabinet
+                log.warning("speech failed: %s: %s", type(exc).__name__, exc)
 
     def _espeak(self, message: str, lang: str, total_fen: int | None, out: Path | None) -> None:
         text = self.strings[message][lang].replace("{s}", "").replace("{n}", "")
@@ -105,12 +120,17 @@ class Speaker(threading.Thread):
         """The message's clip, then "total" and the amount from the pack's clips, joined into
         one WAV (the pack's clips share one format: voice_pack.check) and played."""
         pack = self.pack()
+        if pack is None or pack.clip(message, lang) is None:
+            raise OSError("the voice pack went away before the prompt was played")
         clips = [pack.clip(message, lang)]
         if total_fen is not None:
             amount, total = pack.amount(total_fen, lang), pack.clip("total", lang)
             if amount is not None and total is not None:
                 clips += [total, *amount]
-        target = out or Path(tempfile.mkstemp(prefix="cabinet-voice-", suffix=".wav")[1])
+        if out is None:
+            handle, name = tempfile.mkstemp(prefix="cabinet-voice-", suffix=".wav")
+            os.close(handle)   # _join writes it by name
+        target = out or Path(name)
         try:
             _join(clips, target)
             if out is None:
