@@ -173,7 +173,7 @@ def check(folder: Path, strings: dict[str, Any]) -> dict[str, Any]:
                 if clip.getnframes() == 0:
                     raise wave.Error("no samples")
         except (wave.Error, EOFError, RuntimeError, ValueError) as exc:
-            problems.append(f"{key}: corrupt (not a PCM WAV: {exc or type(exc).__name__}; "
+            problems.append(f"{key}: corrupt (not a PCM WAV: {str(exc) or type(exc).__name__}; "
                             "record or convert to 16-bit PCM: sox in.wav -b 16 out.wav)")
             continue
         formats.setdefault(shape, []).append(key)
@@ -353,8 +353,9 @@ class VoicePacks(Downloads, threading.Thread):
             except PackRefused:
                 pass   # reported by install
             except Exception as exc:   # the download's: requests, OSError, ValueError
+                said = str(exc) or type(exc).__name__
                 self._report({"state": "refused", "sha256": sha, "url": url[:300],
-                              "problems": [f"download failed: {exc or type(exc).__name__}"[:300]]})
+                              "problems": [f"download failed: {said}"[:300]]})
             finally:
                 archive_path.unlink(missing_ok=True)
 
