@@ -794,6 +794,14 @@ def test_the_back_office_shows_the_doors_and_zones_and_sets_a_zone_s_setpoint(tm
                      timeout=60, what="zone 2's setpoint at the cabinet")
             expect(page.locator('#command-table tr[data-type="set_setpoint"]')).to_contain_text(
                 "Zone 2")
+            # The food checked is one zone's: the lockout is cleared for that zone alone.
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.select_option("#lockout-zone", "1")
+            page.click("#clear-lockout button[type=submit]")
+            row = page.locator('#command-table tr[data-type="clear_lockout"]')
+            expect(row).to_contain_text("zone: 1")
+            expect(row.locator("[data-status]")).to_have_attribute("data-status", "done",
+                                                                  timeout=60000)
             daemon.post("/sim/door", {"state": "open", "door": 2})
             wait_for(lambda: any(a["kind"] == "forced_open:door2" for a in
                                  backend.operator("GET", "cabinets")[1]["cabinets"][0]["alarms"]),

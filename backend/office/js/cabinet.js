@@ -200,9 +200,19 @@ function actions(me, base, id, problem, changed, layout) {
       e.preventDefault(); send("clear_alarm", { kind: kind.value, by: me.username }); } },
       h("label", { for: "alarm-kind" }, t("clear_alarm")), kind, h("button", { class: "action", type: "submit" }, t("send"))));
   }
+  if (may.has("clear_lockout") && layout.zones.length > 1) {
+    // With several zones, the food checked is one zone's: its lockout alone is cleared.
+    const zone = h("select", { id: "lockout-zone" }, layout.zones.map((z) =>
+      h("option", { value: z.zone }, `${t("zone")} ${z.zone} · ${z.name}`)));
+    forms.push(h("form", { class: "inline", id: "clear-lockout", onsubmit: (e) => {
+      e.preventDefault();
+      if (confirm(t("confirm_lockout"))) send("clear_lockout", { by: me.username, zone: Number(zone.value) }); } },
+      h("label", { for: "lockout-zone" }, t("clear_lockout")), zone,
+      h("button", { class: "action", type: "submit" }, t("send"))));
+  }
   const simple = [
     ["restock_mode", () => ({ technician: me.username })],
-    ["clear_lockout", () => confirm(t("confirm_lockout")) && { by: me.username }],
+    ...(layout.zones.length > 1 ? [] : [["clear_lockout", () => confirm(t("confirm_lockout")) && { by: me.username }]]),
     ["end_session", () => ({ by: me.username })],
     ["request_diagnostics", () => ({})],
     ["restart", () => confirm(t("confirm_restart")) && { reason: `back office: ${me.username}` }],
