@@ -617,7 +617,8 @@ def technician_main(argv: list[str] | None = None) -> int:
     lockout = _action(verbs, "lockout", "the food-safety lockout of perishables", "clear",
                       "after checking the food: sell perishables again", "who checked the food",
                       _lockout_clear)
-    lockout.add_argument("--zone", type=int, help="only this zone's (default: every zone's)")
+    lockout.add_argument("--zone", type=int, help="the zone whose food was checked (needed when "
+                         "more than one zone is locked out)")
     _action(verbs, "session", "the session in progress", "end", "end a session that does not "
             "end by itself (weighed now; refused while the door is open)", "who ended it",
             _session_end)

@@ -605,7 +605,12 @@ class Controller:
                  f" of {control.zone.label}" if self.zones.several else "", celsius)
 
     def clear_lockout(self, technician: str, zone: int | None = None) -> bool:
-        """Clear the food-safety lockout of `zone` (None: every zone's)."""
+        """Clear the food-safety lockout of `zone` (None: the one zone locked out; with several
+        locked out, the person names the zone whose food was checked)."""
+        locked = [c.zone.id for c in self.zones.controls.values() if c.locked_out]
+        if zone is None and len(locked) > 1:
+            raise ValueError(f"zones {', '.join(map(str, locked))} are locked out: name the one "
+                             "whose food was checked")
         controls = (self.zones.controls.values() if zone is None
                     else [self.zones.zone(zone)])
         cleared = False

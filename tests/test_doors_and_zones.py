@@ -459,6 +459,8 @@ def test_both_zones_locked_out_with_perishables_behind_both_doors_is_a_refusal(t
     rig.weigh()
     feed(rig, 35 * 60, {1: 7.0, 2: 7.0})
     assert set(rig.alarms()) == {"food_safety_lockout:zone1", "food_safety_lockout:zone2"}
+    with pytest.raises(ValueError, match="zones 1, 2 are locked out: name the one"):
+        rig.c.call_now(lambda: rig.c.clear_lockout("tech-7"))
     rig.authorise()
     assert locks(rig) == {1: "locked", 2: "unlocked"}, "nothing perishable behind door 2"
     rig.door(True, 2)
