@@ -617,9 +617,13 @@ def test_the_two_door_cabinet_as_a_shopper_and_a_technician_see_it(tmp_path, cap
             page.goto(daemon.url + "/")
             screen_shown(page, "idle")
             show(page, "en", elderly=False)
-            status, reply = daemon.post("/sim/authorise", {"subject": "acct-two"})
-            assert status == 200, reply
-            session_id = reply["session_id"]
+            def authorised():
+                # A shelf that missed a reading under load is unsettled (or in fault) a moment.
+                status, reply = daemon.post("/sim/authorise", {"subject": "acct-two"})
+                assert status == 200 or reply["reason"] in ("shelves_unsettled", "shelf_fault"), \
+                    reply
+                return status == 200 and reply["session_id"]
+            session_id = wait_for(authorised, timeout=30, what="the shopper let in")
             screen_shown(page, "authorised")
             assert {d["door"]: d["lock"] for d in daemon.state()["doors"]} == {
                 1: "unlocked", 2: "unlocked"}
