@@ -72,6 +72,7 @@ class RecordKind(str, Enum):
     planogram = "planogram"
     layout = "layout"
     voice_pack = "voice_pack"
+    update = "update"
 
 
 class CommandType(str, Enum):
@@ -83,6 +84,7 @@ class CommandType(str, Enum):
     delete_faces = "delete_faces"
     set_ads = "set_ads"
     set_voice_pack = "set_voice_pack"
+    update_software = "update_software"
     request_diagnostics = "request_diagnostics"
     restart = "restart"
     end_session = "end_session"

@@ -72,6 +72,13 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
                            ca_file=config.sync.ca_file)
         voice.start()
         stack.callback(voice.close)
+        from .events import UpdateReported
+        from .update import Updates
+        updates = Updates(data_dir / "updates", config.updates.public_key,
+                          outcome=lambda record: events.put(UpdateReported(record)),
+                          ca_file=config.sync.ca_file)
+        updates.start()
+        stack.callback(updates.close)
         controller = Controller(config, Actuators(
             lock=hardware.lock, buzzer=hardware.buzzer, compressor=hardware.compressor,
             heater=hardware.heater, zone_outputs=hardware.zone_outputs,
@@ -81,6 +88,7 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
                          else hardware.sim.access_keys(checked.access_keys)),
             data_dir=str(data_dir),
             on_ads=ads.set_playlist, reserve=reserve, on_voice_pack=voice.want,
+            on_update=updates.want,
             face_key=None if hardware.sim is None else hardware.sim.face_key)
         stack.callback(hardware.lock.lock)  # belt and braces: locked before the relays close
         from .ui.voice import Speaker
@@ -110,6 +118,7 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
                           voice),
                           hardware, data_dir),
                       calibration=calibration, camera=hardware.camera, voice=voice,
+                      updates=updates,
                       setup=SetupStatus() if devices.deployed else None)
         stack.callback(ui.close)
         ui.start()

@@ -6,6 +6,7 @@ cabinet check-config [--config PATH] validate a config file without starting any
 cabinet planogram load FILE          validate a planogram and load it into the running daemon
 cabinet setpoint CELSIUS [--zone N]  the temperature to hold (of zone N, with several)
 cabinet voice install|check PACK     recorded prompts: install a voice pack, or say what it lacks
+cabinet update BUNDLE                a signed software release: verified and spooled
 cabinet lockout clear --technician N sell perishables again after a food-safety lockout
 cabinet alarm clear KIND --technician N  forced_open, face_attempts or settle_error, after looking
 cabinet session end --technician N   end a session stuck settling (or never opened)
@@ -254,24 +255,34 @@ def _acknowledged_kind(text: str) -> str:
     return text
 
 
-def _voice_install(args) -> int:
-    """The archive is sent to the daemon (which cannot see the technician's files)."""
+def _upload(url: str, route: str, path: Path, content_type: str) -> dict:
+    """Send a file to the daemon as a request's body (it cannot see the technician's files)."""
     try:
-        data = args.pack.read_bytes()
+        data = path.read_bytes()
     except OSError as exc:
-        raise SystemExit(f"cabinet: {args.pack}: {exc.strerror or exc}") from None
-    request = urllib.request.Request(args.url.rstrip("/") + "/api/voice/install", data=data,
-                                     method="POST",
-                                     headers={"Content-Type": "application/x-tar"})
+        raise SystemExit(f"cabinet: {path}: {exc.strerror or exc}") from None
+    request = urllib.request.Request(url.rstrip("/") + route, data=data, method="POST",
+                                     headers={"Content-Type": content_type})
     try:
-        with urllib.request.urlopen(request, timeout=120) as answer:
-            reply = json.load(answer)
+        with urllib.request.urlopen(request, timeout=300) as answer:
+            return json.load(answer)
     except urllib.error.HTTPError as err:
         raise SystemExit(f"cabinet: the daemon refused: {json.load(err)['error']}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise SystemExit(f"cabinet: cannot reach the daemon at {args.url}: {exc}") from None
+        raise SystemExit(f"cabinet: cannot reach the daemon at {url}: {exc}") from None
+
+
+def _voice_install(args) -> int:
+    reply = _upload(args.url, "/api/voice/install", args.pack, "application/x-tar")
     print(f"voice pack {reply['name']!r} installed: {', '.join(reply['languages'])}, "
           f"{reply['clips']} clips (sha256 {reply['sha256'][:12]}…)")
+    return 0
+
+
+def _update(args) -> int:
+    reply = _upload(args.url, "/api/update", args.bundle, "application/x-tar")
+    print(f"release {reply['version']} verified ({reply['wheels']} wheels, sha256 "
+          f"{reply['sha256'][:12]}…) and spooled for the installer")
     return 0
 
 
@@ -639,6 +650,11 @@ def technician_main(argv: list[str] | None = None) -> int:
                                          "lacks against this software's prompts")
     voice_check.add_argument("pack", type=Path)
     voice_check.set_defaults(func=_voice_check)
+    update = verbs.add_parser("update", help="check a signed software release and spool it "
+                              "(docs/updates.md)")
+    update.add_argument("bundle", type=Path)
+    update.add_argument("--url", type=daemon_url, default=DEFAULT_URL)
+    update.set_defaults(func=_update)
     token = verbs.add_parser("token", help="access codes: make a key, mint, verify")
     token_verbs = token.add_subparsers(dest="token_verb", required=True)
     keygen = token_verbs.add_parser("keygen", help="a signing key, and the line for the keys file")

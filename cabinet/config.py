@@ -326,6 +326,24 @@ class ZonesSection:
     zone: tuple[ZoneEntry, ...] = field(default=(), metadata={"item": ZoneEntry})
 
 
+def _release_key(value):
+    if value == "":
+        return None
+    from .release import public_key
+    try:
+        public_key(value)
+    except ValueError as exc:
+        return f"must be empty (no updates) or {exc}"
+    return None
+
+
+@dataclass(frozen=True)
+class UpdatesSection:
+    # The release signing key's public half (tools/release.py keygen prints it): a bundle is
+    # accepted only when signed by it. Empty: software updates are refused.
+    public_key: str = _f("", _release_key)
+
+
 @dataclass(frozen=True)
 class SimulationSection:
     ambient_celsius: float = _f(20.0, _between(-40, 50, " °C"))
@@ -358,6 +376,7 @@ class Config:
     http: HttpSection = field(default_factory=HttpSection)
     screen: ScreenSection = field(default_factory=ScreenSection)
     sync: SyncSection = field(default_factory=SyncSection)
+    updates: UpdatesSection = field(default_factory=UpdatesSection)
     simulation: SimulationSection = field(default_factory=SimulationSection)
     doors: DoorsSection = field(default_factory=DoorsSection)
     zones: ZonesSection = field(default_factory=ZonesSection)
@@ -462,7 +481,7 @@ _SECTION_TYPES = {
     "ClimateSection": ClimateSection, "AccessSection": AccessSection,
     "SyncSection": SyncSection, "SimulationSection": SimulationSection,
     "ScreenSection": ScreenSection, "FaceSection": FaceSection,
-    "DoorsSection": DoorsSection, "ZonesSection": ZonesSection,
+    "DoorsSection": DoorsSection, "ZonesSection": ZonesSection, "UpdatesSection": UpdatesSection,
 }
 
 

@@ -39,7 +39,7 @@ from .state_view import (ProductsView, State, alarms_view, doors_view, session_v
                          shelves_view)
 from .store import Store, utc_now
 from .events import (CommandsArrived, FaceAttemptFailed, FaceChecking, FaceRecognised,
-                     SyncReported, VoicePackChanged)
+                     SyncReported, UpdateReported, VoicePackChanged)
 from .commands import CommandRunner
 from . import operations
 from .operations import TECHNICIAN, Context
@@ -93,7 +93,8 @@ class Controller:
                  events: queue.Queue | None = None, planogram: Planogram | None = None,
                  access_keys: dict[int, PublicKey] | None = None, data_dir: str | None = None,
                  on_ads: Callable[[list], None] | None = None, face_key: str | None = None,
-                 reserve: Any = None, on_voice_pack: Callable[[str, str], None] | None = None):
+                 reserve: Any = None, on_voice_pack: Callable[[str, str], None] | None = None,
+                 on_update: Callable[[str, str], None] | None = None):
         self.config = config
         self.out = actuators
         self.store = store
@@ -173,7 +174,7 @@ class Controller:
                                rotate_seconds=config.access.phone_nonce_seconds)
         # What the operations act on, whoever asks (a command, a technician, the simulation).
         self.ops_context = Context(self, data_dir=data_dir, on_ads=on_ads,
-                                   on_voice_pack=on_voice_pack)
+                                   on_voice_pack=on_voice_pack, on_update=on_update)
         self.sync = SyncControl(self.ports, CommandRunner(
             self.ops_context, store=store, clock=clock,
             stop=self.stop, storage_failed=self.storage_failed),
@@ -481,16 +482,14 @@ class Controller:
         else:
             event.reply(result, None)
 
-    def _on_voice_pack(self, event: VoicePackChanged) -> None:
-        """A voice pack installed or refused: recorded for the backend; a refusal is an alarm
-        until a pack installs (the previous pack, or none, stays in use meanwhile)."""
-        outcome = event.outcome
-        self.store.add_record("voice_pack", outcome)
+    def _record_outcome(self, kind: str, outcome: dict[str, Any], why: str) -> None:
+        """A voice pack's or a software update's step: recorded for the backend; a refusal is
+        the `kind` alarm until one succeeds (what was in use stays in use meanwhile)."""
+        self.store.add_record(kind, outcome)
         if outcome["state"] == "refused":
-            self.raise_alarm("voice_pack", "voice pack refused: "
-                             + "; ".join(outcome.get("problems", [])[:8])[:500])
-        else:
-            self.clear_alarm("voice_pack")
+            self.raise_alarm(kind, f"{kind.replace('_', ' ')} refused: {why}"[:500])
+        elif outcome["state"] != "downloading":
+            self.clear_alarm(kind)
         self.outbox = self.store.outbox_counts()
 
     def _on_stop(self, event: StopRequested) -> None:
@@ -508,7 +507,10 @@ class Controller:
                  FaceChecking: lambda self, e: self.face.on_checking(e),
                  FaceRecognised: lambda self, e: self.face.on_recognised(e),
                  FaceAttemptFailed: lambda self, e: self.face.on_failed(e),
-                 VoicePackChanged: _on_voice_pack}
+                 VoicePackChanged: lambda self, e: self._record_outcome(
+                     "voice_pack", e.outcome, "; ".join(e.outcome.get("problems", [])[:8])),
+                 UpdateReported: lambda self, e: self._record_outcome(
+                     "update", e.outcome, e.outcome.get("reason", ""))}
 
     # --- checkout ---------------------------------------------------------------------------------
     def authorise(self, auth: Authorisation) -> str:

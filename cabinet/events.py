@@ -12,7 +12,7 @@ __all__ = ["CodeScanned", "DeviceFaulted", "DeviceRecovered", "DoorClosed", "Doo
            "LockSensed",
            "ScanUnreadable", "ShelfWeighed", "TemperatureRead", "TimerFired", "StopRequested",
            "OperationRequested", "SyncReported", "CommandsArrived", "FaceChecking", "FaceRecognised",
-           "FaceAttemptFailed", "VoicePackChanged"]
+           "FaceAttemptFailed", "VoicePackChanged", "UpdateReported"]
 
 
 @dataclass(frozen=True)
@@ -84,4 +84,10 @@ class FaceAttemptFailed:
 @dataclass(frozen=True)
 class VoicePackChanged:
     """A voice pack was installed or refused (cabinet/voice_pack.py): to record and alarm."""
+    outcome: dict
+
+
+@dataclass(frozen=True)
+class UpdateReported:
+    """A step of a software update (cabinet/update.py): to record, and alarm on a refusal."""
     outcome: dict

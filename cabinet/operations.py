@@ -166,6 +166,7 @@ class Context:
     on_ads: Callable[[list], None] | None = None
     calibration: Any = None
     on_voice_pack: Callable[[str, str], None] | None = None   # VoicePacks.want(url, sha256)
+    on_update: Callable[[str, str], None] | None = None       # Updates.want(url, sha256)
 
 
 def _person(args: dict[str, Any], source: str) -> str:
@@ -247,6 +248,17 @@ def _set_voice_pack(ctx: Context, args, source) -> dict[str, Any]:
     if ctx.on_voice_pack is None:
         raise OperationError("no_speaker", "this cabinet has no speaker", kind="unsupported")
     ctx.on_voice_pack(args["url"], args["sha256"])
+    return {"accepted": args["sha256"]}
+
+
+def _update_software(ctx: Context, args, source) -> dict[str, Any]:
+    """Fetched and checked against the release key in the updates' thread; each step is an
+    `update` record (downloading, verified, refused with the reason). Installing is not built
+    yet (docs/updates.md)."""
+    if ctx.on_update is None:
+        raise OperationError("no_updates", "this cabinet takes no software updates",
+                             kind="unsupported")
+    ctx.on_update(args["url"], args["sha256"])
     return {"accepted": args["sha256"]}
 
 
@@ -362,6 +374,10 @@ OPERATIONS: dict[str, Operation] = {op.name: op for op in (
               (Arg("url", "text", limit=2000, check=_http_url),
                Arg("sha256", "text", limit=64, check=_sha256)),
               frozenset({BACKEND}), _set_voice_pack),
+    Operation("update_software", "a signed release to fetch, verify and spool for installing",
+              (Arg("url", "text", limit=2000, check=_http_url),
+               Arg("sha256", "text", limit=64, check=_sha256)),
+              frozenset({BACKEND}), _update_software),
     Operation("request_diagnostics", "state, alarms, faults, queue, store integrity, free disk",
               (), frozenset({BACKEND}), _request_diagnostics),
     Operation("restart", "restart the daemon between sessions",

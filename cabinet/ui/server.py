@@ -79,7 +79,7 @@ class UiServer:
     def __init__(self, listener: socket.socket, *, controller: Any, sim: Any = None,
                  ads: Any = None, speaker: Any = None, selftest: Any = None,
                  calibration: Any = None, camera: Any = None, setup: Any = None,
-                 voice: Any = None):
+                 voice: Any = None, updates: Any = None):
         from .kiosk import Kiosk
 
         self._controller = controller
@@ -88,6 +88,7 @@ class UiServer:
         self.selftest = selftest
         self.calibration = calibration
         self.voice = voice  # the voice packs (cabinet/voice_pack.py): `cabinet voice install`
+        self.updates = updates  # software releases (cabinet/update.py): `cabinet update FILE`
         self.kiosk = Kiosk(self.state, published=lambda: controller.snapshot, ads=ads,
                            speaker=speaker, camera=camera)
         handler = type("Handler", (_Handler,), {"ui": self})
@@ -356,28 +357,27 @@ class _Handler(BaseHTTPRequestHandler):
         except (BadRequest, Conflict, OperationError) as exc:
             self._send_refusal(exc)
 
-    def _install_voice(self) -> None:
-        """`cabinet voice install PACK`: the archive is the body (application/x-tar), copied
-        into the daemon's own folder as it is read (never a path the daemon would open: it
-        cannot see the technician's files, and must not open any it is named)."""
-        from ..voice_pack import MAX_PACK_BYTES, PackRefused
-
-        voice = self.ui.voice
+    def _receive_upload(self, receiver: Any, limit: int, refused: type, what: str) -> None:
+        """`cabinet voice install PACK`, `cabinet update FILE`: the file is the body, copied
+        into the daemon's own folder as it is read by `receiver.receive(stream, length)`
+        (never a path the daemon would open: it cannot see the technician's files, and must not
+        open any it is named). `refused`: the receiver's refusal, answered 400."""
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
-        if voice is None or not 0 < length <= MAX_PACK_BYTES:
+        if receiver is None or not 0 < length <= limit:
             self.close_connection = True   # the body is not read
-            self._send(413 if length > MAX_PACK_BYTES else 400, {
-                "error": "this daemon has no voice packs" if voice is None else
-                f"send the pack archive as the body: 1 byte to {MAX_PACK_BYTES >> 20} MiB"})
+            self._send(413 if length > limit else 400, {
+                "error": f"this daemon takes no {what}" if receiver is None else
+                f"send the {what} as the body: 1 byte to {limit >> 20} MiB"})
             return
         try:
-            self._send(200, {"ok": True, **voice.receive(self.rfile, length)})
-        except PackRefused as refusal:
+            self._send(200, {"ok": True, **receiver.receive(self.rfile, length)})
+        except refused as refusal:
             self.close_connection = True
-            self._send(400, {"error": str(refusal), "problems": refusal.problems})
+            self._send(400, {"error": str(refusal),
+                             "problems": getattr(refusal, "problems", [str(refusal)])})
 
     def _stream_selftest(self) -> None:
         """One JSON line per check as it finishes (the `cabinet selftest` progress)."""
@@ -401,8 +401,14 @@ class _Handler(BaseHTTPRequestHandler):
                 return  # refused (400/413): the lock is not cycled
             self._stream_selftest()
             return
-        if path == "/api/voice/install":
-            self._install_voice()
+        if path in ("/api/voice/install", "/api/update"):
+            from ..release import MAX_BUNDLE_BYTES, ReleaseRefused
+            from ..voice_pack import MAX_PACK_BYTES, PackRefused
+            if path == "/api/update":
+                self._receive_upload(self.ui.updates, MAX_BUNDLE_BYTES, ReleaseRefused,
+                                     "software release")
+            else:
+                self._receive_upload(self.ui.voice, MAX_PACK_BYTES, PackRefused, "voice pack")
             return
         if path.startswith("/api/"):
             raw = self._read_body(MAX_JSON_BYTES)
