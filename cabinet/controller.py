@@ -114,6 +114,7 @@ class Controller:
         self.door_list = {d.id: d for d in config.door_list()}
         self.several_doors = len(self.door_list) > 1
         self.doors = DoorStates(self.door_list)
+        self._held_timers: dict[int, Any] = {}   # door -> its held-open timer (several doors)
         self.planogram = planogram
         self.receipt: dict[str, Any] | None = None
         self.last_refusal: dict[str, Any] | None = None
@@ -292,13 +293,35 @@ class Controller:
         return f"{self.door_list[door].label}: " if self.several_doors else ""
 
     def _door_alarms(self, kind: str, detail: str, raising: bool) -> list[tuple[str, str]]:
-        """The checkout's `held_open` as each open door's alarm, where there are several (all of
-        them when clearing)."""
+        """The checkout's `held_open`, where there are several doors: each door times its own
+        (`_time_door`), so the checkout's, timed from the first door opened, raises nothing;
+        its clear (at the last close) clears every door's."""
         if not self.several_doors or kind != "held_open":
             return [(kind, detail)]
-        doors = self.doors.open_doors() if raising else list(self.door_list)
-        return [(alarm_kind(kind, n, True), self._door_label(n) + detail)
-                for n in doors or list(self.door_list)]
+        if raising:
+            return []
+        return [(alarm_kind(kind, n, True), "") for n in self.door_list]
+
+    def _time_door(self, door: int, is_open: bool) -> None:
+        """Each door's own held-open time, on a cabinet with several: a door left open longer
+        than checkout.door_open_alarm_seconds in a session raises `held_open:doorN`, cleared
+        when it closes."""
+        timer = self._held_timers.pop(door, None)
+        if timer is not None:
+            timer.cancel()
+        kind = alarm_kind("held_open", door, True)
+        if not is_open:
+            self.clear_alarm(kind)
+            return
+        seconds = self.config.checkout.door_open_alarm_seconds
+
+        def held() -> None:
+            self._held_timers.pop(door, None)
+            session = self.checkout.session
+            if self.doors.states.get(door) and session is not None:
+                self.raise_alarm(kind, f"{self._door_label(door)}door held open for more than "
+                                       f"{seconds:g} s in session {session['session_id']}")
+        self._held_timers[door] = self.timers.call_later(seconds, f"held_open:door{door}", held)
 
     def _forced(self, door: int, detail: str) -> None:
         self.raise_alarm(alarm_kind("forced_open", door, self.several_doors),
@@ -313,6 +336,8 @@ class Controller:
         was_open = self.door_open
         self.doors.states[door] = True
         self.zones.on_door(door, True)
+        if self.several_doors:
+            self._time_door(door, True)
         if self._unfinished is not None:
             if self.doors.all_read:  # every door read: finish what a crash left
                 self._resume_if_needed(door_open=True)
@@ -389,6 +414,8 @@ class Controller:
         self.doors.states[door] = False
         if was_open:
             self.zones.on_door(door, False)
+        if self.several_doors:
+            self._time_door(door, False)
         if self._unfinished is not None:
             if self.doors.all_read:
                 self._resume_if_needed(door_open=bool(self.door_open))

@@ -346,15 +346,26 @@ def test_a_planogram_with_perishables_behind_the_ambient_door_is_refused(rig):
     assert rig.c.planogram.shelves[2].get("yak-milk-250ml", 0) == 0
 
 
-def test_held_open_is_raised_for_the_door_left_open(rig):
+def test_held_open_is_timed_and_raised_per_door(rig):
+    """Each door times its own opening: door 2, opened 40 s after door 1, is held open only 60 s
+    after it opened, and door 1's alarm clears when door 1 closes."""
     rig.authorise()
     rig.door(True, 1)
+    rig.clock.advance(40)
     rig.door(True, 2)
-    rig.door(False, 1)
-    rig.clock.advance(61)
+    rig.clock.advance(21)
     rig.step()
     alarms = rig.alarms()
-    assert set(alarms) == {"held_open:door2"} and alarms["held_open:door2"].startswith("ambient:")
+    assert set(alarms) == {"held_open:door1"} and alarms["held_open:door1"].startswith(
+        "chilled: door held open for more than 60 s")
+    rig.door(False, 1)
+    assert rig.alarms() == {}, "door 1's clears when door 1 closes"
+    rig.clock.advance(30)
+    rig.step()
+    assert rig.alarms() == {}, "door 2 has been open 51 s"
+    rig.clock.advance(10)
+    rig.step()
+    assert set(rig.alarms()) == {"held_open:door2"}
     rig.door(False, 2)
     assert rig.alarms() == {}, "cleared when the last door shuts"
 
