@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import queue
 import shutil
 import socket
 import threading
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -133,6 +136,94 @@ class Downloads:
             cut_off.cancel()
             session.close()
             part.unlink(missing_ok=True)  # no half file left behind, whatever went wrong
+
+
+class Spool(Downloads, threading.Thread):
+    """Files the backend's commands ask for (`want(url, sha256)`: fetched one at a time in this
+    thread, a download must not hold the controller) or a technician uploads (`receive`), each
+    handed to `take(path, sha256)` and deleted after. DATA/<what>/incoming holds them meanwhile;
+    what a crash left there, or in a staging-* folder, is cleared at start. Subclasses say what
+    taking one means (voice packs: install; releases: verify and spool) and how they refuse."""
+
+    suffix = ".bin"
+    Refused: type[Exception] = ValueError   # what take() raises, having reported it
+
+    def __init__(self, name: str, root: str | Path, *, max_bytes: int, timeout: float = 30.0,
+                 ca_file: str = "", refuse_loopback: bool = True):
+        threading.Thread.__init__(self, name=name, daemon=True)
+        Downloads.__init__(self, Path(root) / "incoming", max_bytes=max_bytes, timeout=timeout,
+                           ca_file=ca_file, refuse_loopback=refuse_loopback)
+        self.root = Path(root)
+        self._wanted: queue.Queue = queue.Queue()
+        for leftover in (*self.root.glob("staging-*"), *self.folder.iterdir()):
+            (shutil.rmtree if leftover.is_dir() else Path.unlink)(leftover)
+
+    # --- what a subclass says --------------------------------------------------------------------
+    def take(self, path: Path, sha256: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def refusal(self, why: str) -> Exception:
+        """The subclass's refusal, saying `why` (raised by take, reported by it)."""
+        raise NotImplementedError
+
+    def fetching(self, url: str, sha256: str) -> bool:
+        """Before a download: False skips it (the file is in use already)."""
+        return True
+
+    def download_failed(self, url: str, sha256: str, why: str) -> None:
+        raise NotImplementedError
+
+    # --- asking ------------------------------------------------------------------------------------
+    def want(self, url: str, sha256: str) -> None:
+        self._wanted.put((url, sha256))
+
+    def close(self) -> None:
+        self._wanted.put(None)
+        if self.is_alive():
+            self.join(timeout=5)
+
+    def run(self) -> None:
+        while True:
+            item = self._wanted.get()
+            if item is None:
+                return
+            url, sha = item
+            path = self.folder / f"{sha}{self.suffix}"
+            try:
+                if self.fetching(url, sha):
+                    self._fetch(url, sha, path)
+                self.take(path, sha)
+            except self.Refused:
+                pass   # take reported it
+            except Exception as exc:   # the download's: requests, OSError, ValueError
+                self.download_failed(url, sha, str(exc) or type(exc).__name__)
+            finally:
+                path.unlink(missing_ok=True)
+
+    def receive(self, stream: Any, length: int) -> dict[str, Any]:
+        """A technician's upload: `length` bytes of `stream` (a request's body), copied into
+        the incoming folder and hashed as copied, then taken."""
+        if not 0 < length <= self.max_bytes:
+            raise self.refusal(f"{length} bytes: 1 byte to {self.max_bytes >> 20} MiB allowed")
+        try:
+            self._room_for(length)
+        except ValueError as exc:
+            raise self.refusal(str(exc)) from None
+        path = self.folder / f"upload-{uuid.uuid4().hex}{self.suffix}"
+        digest = hashlib.sha256()
+        try:
+            with open(path, "wb") as out:
+                left = length
+                while left:
+                    chunk = stream.read(min(left, 1 << 20))
+                    if not chunk:
+                        raise self.refusal("the upload ended early")
+                    digest.update(chunk)
+                    out.write(chunk)
+                    left -= len(chunk)
+            return self.take(path, digest.hexdigest())
+        finally:
+            path.unlink(missing_ok=True)
 
 
 def _refuse_this_device(host: str, raw_address: str) -> None:

@@ -11,38 +11,37 @@ record: downloading, verified, or refused with the reason.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import queue
 import shutil
 import threading
 import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from .downloads import Downloads
+from .downloads import Spool
 from .release import MAX_BUNDLE_BYTES, ReleaseRefused, public_key, verify
 
 log = logging.getLogger("cabinetd.update")
 
 
-class Updates(Downloads, threading.Thread):
+class Updates(Spool):
+    """DATA/updates: releases from the backend's command or a technician's upload
+    (cabinet/downloads.Spool), verified and spooled in ready/."""
+
+    suffix = ".release"
+    Refused = ReleaseRefused
+
     def __init__(self, folder: str | Path, key: str, *,
                  outcome: Callable[[dict[str, Any]], None] = lambda record: None,
                  ca_file: str = "", refuse_loopback: bool = True, timeout: float = 30.0):
         """`key`: the config's updates.public_key (empty: every update is refused)."""
-        threading.Thread.__init__(self, name="updates", daemon=True)
-        Downloads.__init__(self, Path(folder) / "incoming", max_bytes=MAX_BUNDLE_BYTES,
-                           timeout=timeout, ca_file=ca_file, refuse_loopback=refuse_loopback)
-        self.root = Path(folder)
+        super().__init__("updates", folder, max_bytes=MAX_BUNDLE_BYTES, timeout=timeout,
+                         ca_file=ca_file, refuse_loopback=refuse_loopback)
         self._key = public_key(key) if key else None
         self._outcome = outcome
-        self._wanted: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
-        for leftover in (*self.root.glob("staging-*"), *self.folder.iterdir()):
-            (shutil.rmtree if leftover.is_dir() else Path.unlink)(leftover)
 
     def ready(self) -> dict[str, Any] | None:
         """The newest verified release waiting for the installer, or None."""
@@ -51,59 +50,20 @@ class Updates(Downloads, threading.Thread):
         except (OSError, ValueError):
             return None
 
-    # --- asking ------------------------------------------------------------------------------------
-    def want(self, url: str, sha256: str) -> None:
-        """The backend's update_software: fetched and checked in this thread."""
-        self._wanted.put((url, sha256))
+    # --- cabinet/downloads.Spool asks ------------------------------------------------------------
+    def take(self, path: Path, sha256: str) -> dict[str, Any]:
+        return self.check(path, sha256)
 
-    def close(self) -> None:
-        self._wanted.put(None)
-        if self.is_alive():
-            self.join(timeout=5)
+    def refusal(self, why: str) -> ReleaseRefused:
+        return ReleaseRefused(why)
 
-    def run(self) -> None:
-        while True:
-            item = self._wanted.get()
-            if item is None:
-                return
-            url, sha = item
-            bundle = self.folder / f"{sha}.release"
-            self._report({"state": "downloading", "sha256": sha, "url": url[:300]})
-            try:
-                self._fetch(url, sha, bundle)
-                self.check(bundle, sha)
-            except ReleaseRefused:
-                pass   # reported by check
-            except Exception as exc:   # the download's
-                self._report({"state": "refused", "sha256": sha,
-                              "reason": f"download failed: {str(exc) or type(exc).__name__}"[:300]})
-            finally:
-                bundle.unlink(missing_ok=True)
+    def fetching(self, url: str, sha256: str) -> bool:
+        self._report({"state": "downloading", "sha256": sha256, "url": url[:300]})
+        return True
 
-    def receive(self, stream: Any, length: int) -> dict[str, Any]:
-        """`cabinet update FILE`: a bundle sent in a request's body, copied and checked."""
-        if not 0 < length <= MAX_BUNDLE_BYTES:
-            raise ReleaseRefused(f"{length} bytes: a release is 1 byte to "
-                                 f"{MAX_BUNDLE_BYTES >> 20} MiB")
-        try:
-            self._room_for(length)
-        except ValueError as exc:
-            raise ReleaseRefused(str(exc)) from None
-        path = self.folder / f"upload-{uuid.uuid4().hex}.release"
-        digest = hashlib.sha256()
-        try:
-            with open(path, "wb") as out:
-                left = length
-                while left:
-                    chunk = stream.read(min(left, 1 << 20))
-                    if not chunk:
-                        raise ReleaseRefused("the upload ended early")
-                    digest.update(chunk)
-                    out.write(chunk)
-                    left -= len(chunk)
-            return self.check(path, digest.hexdigest())
-        finally:
-            path.unlink(missing_ok=True)
+    def download_failed(self, url: str, sha256: str, why: str) -> None:
+        self._report({"state": "refused", "sha256": sha256,
+                      "reason": f"download failed: {why}"[:300]})
 
     # --- checking ------------------------------------------------------------------------------------
     def check(self, bundle: Path, sha256: str) -> dict[str, Any]:

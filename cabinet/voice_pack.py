@@ -27,7 +27,6 @@ import io
 import json
 import logging
 import os
-import queue
 import re
 import shutil
 import tarfile
@@ -38,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .downloads import Downloads
+from .downloads import Spool
 
 log = logging.getLogger("cabinetd.voice")
 FORMAT = 1
@@ -286,30 +285,27 @@ def unpack(archive_path: Path, into: Path,
 
 # --- on the cabinet -------------------------------------------------------------------------------
 
-class VoicePacks(Downloads, threading.Thread):
+class VoicePacks(Spool):
     """DATA/voice: the installed pack (`current`, a link to pack-SHA-N), and installs from the
-    backend's command (in this thread: a download must not hold the controller) or a
-    technician's upload. Each outcome is handed to `outcome` ({"state": "installed" | "refused",
-    ...}), which the controller records. The pack replaced is kept until the next install, so a
-    prompt being played from it is not cut off."""
+    backend's command or a technician's upload (cabinet/downloads.Spool). Each outcome is handed
+    to `outcome` ({"state": "installed" | "refused", ...}), which the controller records. The
+    pack replaced is kept until the next install, so a prompt being played from it is not cut
+    off."""
+
+    suffix = ".tar"
+    Refused = PackRefused
 
     def __init__(self, folder: str | Path, strings: dict[str, Any], *,
                  outcome: Callable[[dict[str, Any]], None] = lambda result: None,
                  ca_file: str = "", refuse_loopback: bool = True, timeout: float = 30.0):
-        threading.Thread.__init__(self, name="voice packs", daemon=True)
-        Downloads.__init__(self, Path(folder) / "incoming", max_bytes=MAX_PACK_BYTES,
-                           timeout=timeout, ca_file=ca_file, refuse_loopback=refuse_loopback)
-        self.root = Path(folder)
+        super().__init__("voice packs", folder, max_bytes=MAX_PACK_BYTES, timeout=timeout,
+                         ca_file=ca_file, refuse_loopback=refuse_loopback)
         self.strings = strings
         self._outcome = outcome
-        self._wanted: queue.Queue = queue.Queue()
         self._lock = threading.Lock()   # one install at a time, whoever asks
         self._current: VoicePack | None = None
         self._loaded_from: str | None = None
-        # What a crash or power cut left half done: never in use, so cleared at start.
-        for leftover in (*self.root.glob("staging-*"), *self.folder.iterdir()):
-            (shutil.rmtree if leftover.is_dir() else Path.unlink)(leftover)
-        (self.root / "current.new").unlink(missing_ok=True)
+        (self.root / "current.new").unlink(missing_ok=True)   # a power cut's half switch
 
     # --- what is installed -----------------------------------------------------------------------
     def current(self) -> VoicePack | None:
@@ -329,60 +325,19 @@ class VoicePacks(Downloads, threading.Thread):
             self._current, self._loaded_from = VoicePack(folder, manifest, sha), target
         return self._current
 
-    # --- installing ------------------------------------------------------------------------------
-    def want(self, url: str, sha256: str) -> None:
-        """The backend's set_voice_pack: fetched and installed in this thread."""
-        self._wanted.put((url, sha256))
+    # --- installing (cabinet/downloads.Spool asks) ------------------------------------------------
+    def take(self, path: Path, sha256: str) -> dict[str, Any]:
+        return self.install(path, sha256)
 
-    def close(self) -> None:
-        self._wanted.put(None)
-        if self.is_alive():
-            self.join(timeout=5)
+    def refusal(self, why: str) -> PackRefused:
+        return PackRefused([why])
 
-    def run(self) -> None:
-        while True:
-            item = self._wanted.get()
-            if item is None:
-                return
-            url, sha = item
-            archive_path = self.folder / f"{sha}.tar"
-            try:
-                if not self._installed(sha):
-                    self._fetch(url, sha, archive_path)
-                self.install(archive_path, sha)
-            except PackRefused:
-                pass   # reported by install
-            except Exception as exc:   # the download's: requests, OSError, ValueError
-                said = str(exc) or type(exc).__name__
-                self._report({"state": "refused", "sha256": sha, "url": url[:300],
-                              "problems": [f"download failed: {said}"[:300]]})
-            finally:
-                archive_path.unlink(missing_ok=True)
+    def fetching(self, url: str, sha256: str) -> bool:
+        return not self._installed(sha256)   # sent again: in use already, nothing to fetch
 
-    def receive(self, stream: Any, length: int) -> dict[str, Any]:
-        """`cabinet voice install`: an archive sent in a request's body (`length` bytes, at most
-        MAX_PACK_BYTES), copied into DATA/voice/incoming, hashed as copied, then installed."""
-        if not 0 < length <= MAX_PACK_BYTES:
-            raise PackRefused([f"{length} bytes: a pack is 1 byte to {MAX_PACK_BYTES >> 20} MiB"])
-        try:
-            self._room_for(length)
-        except ValueError as exc:
-            raise PackRefused([str(exc)]) from None
-        path = self.folder / f"upload-{uuid.uuid4().hex}.tar"
-        digest = hashlib.sha256()
-        try:
-            with open(path, "wb") as out:
-                left = length
-                while left:
-                    chunk = stream.read(min(left, 1 << 20))
-                    if not chunk:
-                        raise PackRefused(["the upload ended early"])
-                    digest.update(chunk)
-                    out.write(chunk)
-                    left -= len(chunk)
-            return self.install(path, digest.hexdigest())
-        finally:
-            path.unlink(missing_ok=True)
+    def download_failed(self, url: str, sha256: str, why: str) -> None:
+        self._report({"state": "refused", "sha256": sha256, "url": url[:300],
+                      "problems": [f"download failed: {why}"[:300]]})
 
     def _installed(self, sha: str) -> bool:
         pack = self.current()
