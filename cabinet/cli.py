@@ -212,10 +212,15 @@ def _print_table(rows: list[tuple[str, str]]) -> None:
 
 def _post(url: str, path: str, body: dict, method: str = "POST") -> dict:
     """Send JSON to the daemon; exit with its error message when it refuses."""
-    request = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(body).encode(),
-                                     method=method, headers={"Content-Type": "application/json"})
+    return _send(url, path, json.dumps(body).encode(), "application/json", method, 10)
+
+
+def _send(url: str, path: str, data: bytes, content_type: str, method: str,
+          timeout: float) -> dict:
+    request = urllib.request.Request(url.rstrip("/") + path, data=data, method=method,
+                                     headers={"Content-Type": content_type})
     try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
             return json.load(reply)
     except urllib.error.HTTPError as err:
         raise SystemExit(f"cabinet: the daemon refused: {json.load(err)['error']}") from None
@@ -261,15 +266,7 @@ def _upload(url: str, route: str, path: Path, content_type: str) -> dict:
         data = path.read_bytes()
     except OSError as exc:
         raise SystemExit(f"cabinet: {path}: {exc.strerror or exc}") from None
-    request = urllib.request.Request(url.rstrip("/") + route, data=data, method="POST",
-                                     headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(request, timeout=300) as answer:
-            return json.load(answer)
-    except urllib.error.HTTPError as err:
-        raise SystemExit(f"cabinet: the daemon refused: {json.load(err)['error']}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise SystemExit(f"cabinet: cannot reach the daemon at {url}: {exc}") from None
+    return _send(url, route, data, content_type, "POST", 300)
 
 
 def _voice_install(args) -> int:
