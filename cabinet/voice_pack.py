@@ -1,13 +1,14 @@
 """Voice packs: the kiosk's prompts recorded by a native speaker, sent to the fleet like ads.
 
 Elderly mode speaks its prompts; espeak-ng has Mandarin and English but no Tibetan voice, so an
-operator has each prompt recorded once and sends the recordings. A pack is a tar archive (or, to
-build and check one, a folder):
+operator has each prompt recorded once and sends the recordings. A pack is a plain tar archive
+(or, to build and check one, a folder):
 
     manifest.json    {"format": 1, "name": "...", "languages": ["bo"],
                       "clips": {"bo/scan.wav": "<sha256>", ...},
                       "amount_order": {"bo": "unit_first"}}          (optional)
-    bo/scan.wav      one PCM WAV per message id of strings.json and language
+    bo/scan.wav      one PCM WAV per message id of strings.json and language (but those with a
+                     number in their text, which no fixed recording can say)
     bo/number_12.wav numbers 0-99 and the hundreds 100-900, and the units unit_yuan, unit_jiao,
                      unit_fen: amounts are spoken from them ("total ¥12.50": number_12 unit_yuan
                      number_5 unit_jiao, or unit first where the language says the unit first,
@@ -17,7 +18,8 @@ A pack is installed only whole: every clip its manifest lists is present, matche
 is a readable PCM WAV of the pack's one format (so clips can be joined), and every message id and
 number of each language it declares is there. Otherwise it is refused with the names of what is
 missing or corrupt, and the pack in use stays. Installing unpacks into a new folder and swaps the
-`current` link in one rename; the previous pack is deleted only after.
+`current` link in one rename; the pack it replaces is kept until the next install (a prompt may
+be playing from it). docs/voice.md is the operator's side.
 """
 
 from __future__ import annotations
