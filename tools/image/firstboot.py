@@ -26,8 +26,8 @@ The steps, each skipped when its result is already there, each retried when it f
   daemon     cabinetd started (it sells stand-alone and queues until enrolment), or restarted
              once enrolment has changed its config
   gpio       the GPIO library (Debian's python3-lgpio where PyPI has no wheel for this Python)
-  screen     the kiosk's programs (chromium, cage, espeak-ng, alsa-utils) with apt; skipped on a machine with
-             no console (/dev/tty1): no screen to drive
+  screen     the kiosk's programs (chromium, cage, espeak-ng, alsa-utils) with apt; skipped on
+             a machine with no console (/dev/tty1): no screen to drive
 Optional steps come after enrolment: a cabinet that reaches its backend but not the package mirror
 still enrols. Progress is in /var/lib/cabinet-firstboot/progress.json (`--status` prints it, as
 does `cabinet firstboot status`); /etc/cabinet/.provisioned marks the end.
