@@ -1,5 +1,13 @@
-"""Building a release's venv offline, fast: the installer's first part (issue 20; not yet run by
-anything but its tests: docs/updates.md says what will run it, as root, and switch to it).
+"""The installer (issue 20; docs/updates.md): a release the daemon verified and spooled becomes
+the running one. Run as root by cabinet-update.service when DATA/updates/ready.json or
+health.json changes (`python -m cabinet.installer run`), never by the daemon itself, which must
+not be able to change the software that runs it.
+
+`install_ready` verifies the spooled bundle again with the config's release key (the daemon is not
+trusted), builds the release's venv in OPT/venvs/, has it check itself, marks it complete, writes
+the trial state and switches the link (cabinet/supervisor.py: the state, the switch and the
+rollback). The daemon notices the switch and restarts between sessions; the new version then
+proves itself healthy or is rolled back.
 
 A new venv is made next to the running one with the same base Python, its site-packages filled
 with hard links of the running venv's (seconds, and no extra space until a file changes), and then
@@ -12,12 +20,15 @@ database (migrations run on the copy, never on the real one).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+
+from . import supervisor
 
 PIP_SECONDS = 900
 CHECK_SECONDS = 120
@@ -35,7 +46,11 @@ def build_venv(wheels: Path, version: str, target: Path, *, running: Path | None
     base_python = base_python or getattr(sys, "_base_executable", sys.executable)
     if target.exists():
         raise InstallFailed(f"{target} exists already")
-    _run([base_python, "-m", "venv", "--without-pip", str(target)], "creating the venv", 120)
+    # As the running venv was made: the SD image's sees Debian's python3-lgpio (no PyPI wheel).
+    system = "include-system-site-packages = true" in _read(running / "pyvenv.cfg")
+    _run([base_python, "-m", "venv", "--without-pip", str(target),
+          *(["--system-site-packages"] if system else [])], "creating the venv", 120)
+    supervisor.kill_point("building")
     try:
         source = _site_packages(running)
         destination = _site_packages(target)
@@ -52,23 +67,137 @@ def build_venv(wheels: Path, version: str, target: Path, *, running: Path | None
         raise
 
 
-def self_check(venv: Path, config: Path, database: Path | None, scratch: Path) -> str:
+def self_check(venv: Path, config: Path, database: Path | None, scratch: Path, *,
+               running: Path | None = None) -> str:
     """The new version's own checks, before any switch: the config read by its code, and the
-    store migrated on a copy of the database. Returns the version it reports."""
-    reported = _run([str(venv / "bin" / "cabinetd"), "--version"], "asking its version",
-                    CHECK_SECONDS).split()[-1]
-    _run([str(venv / "bin" / "cabinetd"), "--check-config", "--config", str(config)],
-         "checking the config with the new version", CHECK_SECONDS)
+    store migrated on a copy of the database, which the `running` venv's version must then still
+    open (so that a rollback finds a database it can read). Each runs as the database's owner,
+    never as root: the release is not trusted yet, and a root-owned file beside the database
+    would lock the daemon out of it. Returns the version the new venv reports."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    owner = _owner(database.parent if database is not None else scratch)
+    os.chown(scratch, *owner)
+    run = lambda command, what: _run(command, what, CHECK_SECONDS, owner)  # noqa: E731
+    reported = run([str(venv / "bin" / "cabinetd"), "--version"], "asking its version").split()[-1]
+    run([str(venv / "bin" / "cabinetd"), "--check-config", "--config", str(config)],
+        "checking the config with the new version")
     if database is not None and database.exists():
-        scratch.mkdir(parents=True, exist_ok=True)
         copy = scratch / "cabinet.db"
-        with sqlite3.connect(database) as source, sqlite3.connect(copy) as target:
-            source.backup(target)   # a consistent copy, even while the daemon writes
-        _run([str(venv / "bin" / "python"), "-c",
-              "import sys; from cabinet.store import Store; "
-              "Store(sys.argv[1], cabinet_id='check', software_version='check').close()",
-              str(copy)], "opening (migrating) a copy of the database", CHECK_SECONDS)
+        run([str(venv / "bin" / "python"), "-c", _COPY_AND_OPEN, str(database), str(copy)],
+            "opening (migrating) a copy of the database")
+        if running is not None:
+            run([str(running / "bin" / "python"), "-c", _OPEN, str(copy)],
+                "opening the migrated copy with the running version (a rollback must read it)")
     return reported
+
+
+# A consistent copy (sqlite's backup, even while the daemon writes), then the store opened on it.
+_OPEN = ("import sys; from cabinet.store import Store; "
+         "Store(sys.argv[1], cabinet_id='check', software_version='check').close()")
+_COPY_AND_OPEN = ("import sqlite3, sys; from cabinet.store import Store\n"
+                  "with sqlite3.connect(sys.argv[1]) as s, sqlite3.connect(sys.argv[2]) as t:\n"
+                  "    s.backup(t)\n"
+                  "Store(sys.argv[2], cabinet_id='check', software_version='check').close()")
+
+
+def install_ready(opt: Path, data: Path, config: Path, key: str) -> str:
+    """Install the release DATA/updates/ready.json names, if it is new: verified again, built,
+    checked, switched to on trial. Call with supervisor.locked(opt) held. Returns what it did."""
+    from .release import ReleaseRefused, public_key, verify
+
+    state = supervisor.read_state(opt)
+    if state.get("state") == "trial":
+        return f"{state.get('version')} is on trial: the next release waits"
+    ready = _ready(data)
+    if ready is None:
+        return "no release waiting"
+    sha256, version = ready["sha256"], ready["version"]
+    if sha256 == state.get("sha256"):
+        return f"release {version} ({sha256[:12]}) was handled already: {state.get('state')}"
+    current = supervisor.running_venv(opt)
+    name = f"{version}-{sha256[:12]}"
+    staging, target = opt / "staging", opt / "venvs" / name
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        if not key:
+            raise InstallFailed("no release key configured (updates.public_key)")
+        bundle = ready["bundle"]
+        if _sha256(bundle) != sha256:
+            raise InstallFailed("the spooled bundle is not the one the daemon verified")
+        try:
+            manifest = verify(bundle, public_key(key), staging / "unpacked")
+        except ReleaseRefused as refusal:
+            raise InstallFailed(f"refused: {refusal}") from None
+        if manifest["version"] != version:
+            raise InstallFailed(f"the bundle is {manifest['version']}, ready.json said {version}")
+        if not supervisor.is_complete(opt, current):
+            raise InstallFailed(f"the running release {current} is not complete")
+        shutil.rmtree(target, ignore_errors=True)   # a build a power cut left behind
+        build_venv(staging / "unpacked" / "wheels", version, target,
+                   running=opt / "venvs" / current)
+        supervisor.kill_point("built")
+        self_check(target, config, data / "cabinet.db", staging / "check",
+                   running=opt / "venvs" / current)
+        os.sync()   # every file of the venv is on the card before it is called complete
+        (target / ".complete").write_text(name + "\n")
+        supervisor.kill_point("complete")
+    except (InstallFailed, OSError) as exc:
+        shutil.rmtree(target, ignore_errors=True)
+        supervisor.write_state(opt, {"state": "install_failed", "version": version,
+                                     "sha256": sha256, "venv": current,
+                                     "previous": state.get("previous"),
+                                     "reason": str(exc)[:500]})
+        return f"release {version} not installed: {exc}"
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    (data / "updates" / "health.json").unlink(missing_ok=True)   # a verdict on another trial
+    supervisor.write_state(opt, {"state": "trial", "version": version, "venv": name,
+                                 "sha256": sha256, "previous": current,
+                                 "previous_version": _version_of(opt / "venvs" / current),
+                                 "failures": []})
+    supervisor.kill_point("state_written")
+    supervisor.switch(opt, name)
+    supervisor.kill_point("switched")
+    return f"release {version} installed and switched to, on trial"
+
+
+def _ready(data: Path) -> dict | None:
+    """ready.json (the daemon writes it: checked, and its bundle must be in the spool)."""
+    spool = (data / "updates" / "ready").resolve()
+    try:
+        ready = json.loads((data / "updates" / "ready.json").read_text())
+        sha256, version = str(ready["sha256"]), str(ready["version"])
+        bundle = (Path(ready["path"]) / "release.bundle").resolve()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if len(sha256) != 64 or spool not in bundle.parents or not bundle.is_file():
+        return None
+    return {"sha256": sha256, "version": version, "bundle": bundle}
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().lower()
+    except OSError:
+        return ""
+
+
+def _version_of(venv: Path) -> str | None:
+    found = sorted(_site_packages(venv).glob("cabinet_controller-*.dist-info"))
+    return found[-1].name.split("-")[1].removesuffix(".dist-info") if found else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _owner(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_uid, st.st_gid
 
 
 def _site_packages(venv: Path) -> Path:
@@ -78,15 +207,46 @@ def _site_packages(venv: Path) -> Path:
     return found[0]
 
 
-def _run(command: list[str], what: str, timeout: float) -> str:
+def _run(command: list[str], what: str, timeout: float,
+         owner: tuple[int, int] | None = None) -> str:
+    as_owner = {} if owner is None or owner == (os.getuid(), os.getgid()) else \
+        {"user": owner[0], "group": owner[1], "extra_groups": []}
     try:
         # From "/": `python -c` puts the working folder first on sys.path, and a checkout there
         # would be imported instead of the release.
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                cwd="/")
+                                cwd="/", **as_owner)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise InstallFailed(f"{what}: {exc}") from None
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
         raise InstallFailed(f"{what} failed: {' / '.join(tail) or f'exit {result.returncode}'}")
     return result.stdout.strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m cabinet.installer run`: what cabinet-update.service runs, as root."""
+    import argparse
+
+    from .config import ConfigError, load
+
+    p = argparse.ArgumentParser(description="Install a spooled, verified release (as root).")
+    p.add_argument("action", choices=("run",))
+    p.add_argument("--config", type=Path, default=Path("/etc/cabinet/cabinet.toml"))
+    p.add_argument("--opt", type=Path, default=Path("/opt/cabinet"))
+    args = p.parse_args(argv)
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        print(f"cabinet installer: {exc}", file=sys.stderr)
+        return 2
+    data = Path(config.cabinet.data_dir)
+    with supervisor.locked(args.opt):
+        print(f"cabinet installer: {supervisor.reconcile(args.opt, data)}")
+        print(f"cabinet installer: "
+              f"{install_ready(args.opt, data, args.config, config.updates.public_key)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
