@@ -17,6 +17,7 @@ import os
 import queue
 import signal
 import socket
+import sys
 import time
 from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
@@ -39,6 +40,7 @@ log = logging.getLogger("cabinetd")
 
 def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> int:
     notifier = Notifier()
+    log.info("cabinetd %s starting (%s)", __version__, sys.prefix)
     # The same checks as --check-config (its warnings are logged where each part starts).
     checked = preflight(config, deployed=devices.deployed)
     token = checked.token
@@ -109,14 +111,14 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
         from .selftest import SelfTest, SelfTestPorts
         if hardware.sim is not None:
             hardware.sim.attach(controller)  # for its stand-ins: authorise, remote_unlock
+        selftest = SelfTest(SelfTestPorts(
+            config, lambda: controller.snapshot, controller.out,
+            lambda unlock: controller.request("lock_test", {"unlock": unlock}),
+            lambda: controller.request("check_store")["integrity"],
+            controller.access.synchronised, controller.face.vault.key_path, voice),
+            hardware, data_dir)
         ui = UiServer(listener, controller=controller, sim=hardware.sim,
-                      ads=ads, speaker=speaker, selftest=SelfTest(SelfTestPorts(
-                          config, lambda: controller.snapshot, controller.out,
-                          lambda unlock: controller.request("lock_test", {"unlock": unlock}),
-                          lambda: controller.request("check_store")["integrity"],
-                          controller.access.synchronised, controller.face.vault.key_path,
-                          voice),
-                          hardware, data_dir),
+                      ads=ads, speaker=speaker, selftest=selftest,
                       calibration=calibration, camera=hardware.camera, voice=voice,
                       updates=updates,
                       setup=SetupStatus() if devices.deployed else None)
@@ -152,6 +154,14 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
         controller.run_pending()
         mode = devices.name
         notifier.ready(f"cabinet {config.cabinet.id} running on {mode}")
+        from .events import RestartWanted
+        from .update_watch import UpdateWatch
+        watch = UpdateWatch(config.updates.install_dir, data_dir / "updates",
+                            report=lambda record: events.put(UpdateReported(record)),
+                            restart=lambda status, why: events.put(RestartWanted(status, why)),
+                            selftest=lambda: selftest.run(cycle_lock=False))
+        stack.callback(watch.close)
+        watch.start()   # after READY: a release on trial is judged as it runs
         log.info("cabinet %s ready (%s, data in %s)", config.cabinet.id, mode, data_dir)
         controller.run()
         notifier.stopping()

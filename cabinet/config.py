@@ -342,6 +342,8 @@ class UpdatesSection:
     # The release signing key's public half (tools/release.py keygen prints it): a bundle is
     # accepted only when signed by it. Empty: software updates are refused.
     public_key: str = _f("", _release_key)
+    # Where the releases' venvs live (venvs/, the `venv` link, update.json: cabinet/supervisor.py).
+    install_dir: str = _f("/opt/cabinet", _absolute_path)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from .state_view import (ProductsView, State, alarms_view, doors_view, session_v
                          shelves_view)
 from .store import Store, utc_now
 from .events import (CommandsArrived, FaceAttemptFailed, FaceChecking, FaceRecognised,
-                     SyncReported, UpdateReported, VoicePackChanged)
+                     RestartWanted, SyncReported, UpdateReported, VoicePackChanged)
 from .commands import CommandRunner
 from . import operations
 from .operations import TECHNICIAN, Context
@@ -105,6 +105,7 @@ class Controller:
         self.started_at = clock()
         self._stopping = False
         self.exit_status = 0
+        self._restart_wanted: RestartWanted | None = None   # an update's restart, when idle
         self._door_opened_at: float | None = None
         sc = config.screen
         self._screen_config = {"default_language": sc.default_language,
@@ -513,11 +514,37 @@ class Controller:
         """A voice pack's or a software update's step: recorded for the backend; a refusal is
         the `kind` alarm until one succeeds (what was in use stays in use meanwhile)."""
         self.store.add_record(kind, outcome)
-        if outcome["state"] == "refused":
-            self.raise_alarm(kind, f"{kind.replace('_', ' ')} refused: {why}"[:500])
-        elif outcome["state"] != "downloading":
+        state = outcome["state"]
+        if state in ("refused", "install_failed"):
+            self.raise_alarm(kind, f"{kind.replace('_', ' ')} {state.replace('_', ' ')}: "
+                                   f"{why}"[:500])
+        elif state == "rolled_back":   # cabinet/update_watch.py: the release was taken back
+            self.raise_alarm("update_failed", f"update to {outcome.get('version')} rolled back: "
+                                              f"{why}"[:500])
+        elif state != "downloading":
             self.clear_alarm(kind)
+            if state == "healthy":
+                self.clear_alarm("update_failed")
         self.outbox = self.store.outbox_counts()
+
+    def _on_restart_wanted(self, event: RestartWanted) -> None:
+        """An update's restart (cabinet/update_watch.py): never during a session, never with a
+        door open or the lock being tested; checked again every second until then."""
+        waiting = self._restart_wanted is not None
+        self._restart_wanted = event
+        if not waiting:
+            log.info("restart wanted (%s): at the first moment no session is open", event.reason)
+            self._restart_when_idle()
+
+    def _restart_when_idle(self) -> None:
+        wanted = self._restart_wanted
+        if wanted is None or self._stopping:
+            return
+        if self.checkout.state == "idle" and self._lock_test_timer is None \
+                and self.doors.cabinet is False and self._unfinished is None:
+            self.stop(wanted.exit_status, wanted.reason)
+        else:
+            self.timers.call_later(1.0, "restart when idle", self._restart_when_idle)
 
     def _on_stop(self, event: StopRequested) -> None:
         log.info("controller stopping: %s", event.reason)
@@ -536,6 +563,7 @@ class Controller:
                  FaceAttemptFailed: lambda self, e: self.face.on_failed(e),
                  VoicePackChanged: lambda self, e: self._record_outcome(
                      "voice_pack", e.outcome, "; ".join(e.outcome.get("problems", [])[:8])),
+                 RestartWanted: _on_restart_wanted,
                  UpdateReported: lambda self, e: self._record_outcome(
                      "update", e.outcome, e.outcome.get("reason", ""))}
 

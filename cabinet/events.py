@@ -88,6 +88,13 @@ class VoicePackChanged:
 
 
 @dataclass(frozen=True)
+class RestartWanted:
+    """Stop with `exit_status` once no session is open and every door is shut (an update)."""
+    exit_status: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class UpdateReported:
     """A step of a software update (cabinet/update.py): to record, and alarm on a refusal."""
     outcome: dict

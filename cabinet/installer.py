@@ -175,6 +175,22 @@ def _ready(data: Path) -> dict | None:
     return {"sha256": sha256, "version": version, "bundle": bundle}
 
 
+def _refresh_hook(opt: Path, hooks: Path) -> None:
+    """systemd's copy of supervisor.py, from the release that has proven healthy (never from one
+    on trial: the rollback must not depend on the release it may have to undo)."""
+    source = _site_packages(opt / "venvs" / str(supervisor.running_venv(opt))) / "cabinet" \
+        / "supervisor.py"
+    target = hooks / "supervisor.py"
+    if not source.is_file() or (target.is_file() and target.read_bytes() == source.read_bytes()):
+        return
+    hooks.mkdir(parents=True, exist_ok=True)
+    tmp = hooks / "supervisor.py.new"
+    shutil.copyfile(source, tmp)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, target)
+    print(f"cabinet installer: {target} refreshed from the healthy release")
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text().lower()
@@ -234,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", choices=("run",))
     p.add_argument("--config", type=Path, default=Path("/etc/cabinet/cabinet.toml"))
     p.add_argument("--opt", type=Path, default=Path("/opt/cabinet"))
+    p.add_argument("--hooks", type=Path, default=None,
+                   help="where systemd runs supervisor.py from: refreshed from a healthy release")
     args = p.parse_args(argv)
     try:
         config = load(args.config)
@@ -243,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(config.cabinet.data_dir)
     with supervisor.locked(args.opt):
         print(f"cabinet installer: {supervisor.reconcile(args.opt, data)}")
+        if args.hooks is not None and supervisor.read_state(args.opt).get("state") == "healthy":
+            _refresh_hook(args.opt, args.hooks)
         print(f"cabinet installer: "
               f"{install_ready(args.opt, data, args.config, config.updates.public_key)}")
     return 0

@@ -252,9 +252,9 @@ def _set_voice_pack(ctx: Context, args, source) -> dict[str, Any]:
 
 
 def _update_software(ctx: Context, args, source) -> dict[str, Any]:
-    """Fetched and checked against the release key in the updates' thread; each step is an
-    `update` record (downloading, verified, refused with the reason). Installing is not built
-    yet (docs/updates.md)."""
+    """Fetched and checked against the release key in the updates' thread, then installed by
+    the root installer and restarted into between sessions (docs/updates.md); each step is an
+    `update` record."""
     if ctx.on_update is None:
         raise OperationError("no_updates", "this cabinet takes no software updates",
                              kind="unsupported")

@@ -67,8 +67,10 @@ class SelfTest:
         zones = self.p.config.zone_list()
         return {z.id: f" ({z.label})" if len(zones) > 1 else "" for z in zones}
 
-    def run(self) -> Iterator[dict[str, Any]]:
-        checks = [self._lock, self._door, self._shelves, self._thermometer, self._relays,
+    def run(self, *, cycle_lock: bool = True) -> Iterator[dict[str, Any]]:
+        """Every check's lines; `cycle_lock` False (an update's health check, with nobody at the
+        cabinet) reads the locks without unlocking them."""
+        checks = [self._lock if cycle_lock else self._lock_held, self._door, self._shelves, self._thermometer, self._relays,
                   self._camera, self._face, self._scanner, self._voice, self._backend, self._clock,
                   self._disk,
                   self._database]
@@ -115,6 +117,20 @@ class SelfTest:
                                  f"{closed[entry.id]} when locked",
                                  "check the lock's feedback wire and its feedback_pin; a jammed "
                                  "bolt or a loose strike plate also shows here"))
+        return out
+
+    def _lock_held(self) -> list[Check]:
+        doors, state = self._doors(), {d["door"]: d["lock_sensed"] for d in self._state()["doors"]}
+        out = []
+        for entry in self.p.config.door_list():
+            name = f"lock{doors[entry.id]}"
+            if not self.p.outputs.lock.door_locked(entry.id) and self._state().get("session"):
+                out.append(Check(name, True, "unlocked for a session (not cycled)"))
+            elif not entry.lock.feedback:
+                out.append(Check(name, True, "not cycled (no feedback contact configured)"))
+            else:
+                out.append(Check(name, state[entry.id] in ("locked", "unlocked"),
+                                 f"not cycled; the feedback contact says {state[entry.id]}"))
         return out
 
     def _door(self) -> list[Check]:

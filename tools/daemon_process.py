@@ -22,9 +22,11 @@ from pathlib import Path
 
 class CabinetProcess:
     def __init__(self, *args: str, data_dir: str | Path, env: dict | None = None,
-                 watchdog_usec: int | None = None, wrap: list[str] | None = None):
+                 watchdog_usec: int | None = None, wrap: list[str] | None = None,
+                 program: list[str] | None = None, cwd: str | Path | None = None):
         """`wrap` comes before the command, which it must exec (the pid stays the daemon's): a
-        private mount namespace with the data folder on a small tmpfs, say."""
+        private mount namespace with the data folder on a small tmpfs, say. `program`: the
+        daemon to run (this checkout's by default; a release's venv's cabinetd, say)."""
         self._tmp = tempfile.TemporaryDirectory(prefix="cabinetd-notify-")
         self.notify_path = os.path.join(self._tmp.name, "notify")
         self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -39,9 +41,9 @@ class CabinetProcess:
         if watchdog_usec:
             full_env["WATCHDOG_USEC"] = str(watchdog_usec)
         self.proc = subprocess.Popen(
-            [*(wrap or []), sys.executable, "-m", "cabinet", "--simulate", "--http-port", "0",
-             "--data-dir", str(data_dir), *args],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=full_env)
+            [*(wrap or []), *(program or [sys.executable, "-m", "cabinet"]), "--simulate",
+             "--http-port", "0", "--data-dir", str(data_dir), *args],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=full_env, cwd=cwd)
         self._threads = [threading.Thread(target=self._read_log, daemon=True),
                          threading.Thread(target=self._read_notify, daemon=True)]
         for t in self._threads:

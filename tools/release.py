@@ -47,13 +47,13 @@ def keygen(out: Path) -> str:
     return base64.b64encode(key.public_key().public_bytes_raw()).decode()
 
 
-def project_wheel(into: Path, version: str | None) -> Path:
+def project_wheel(into: Path, version: str | None, source_tree: Path = ROOT) -> Path:
     """The daemon's wheel, built from a clean copy of this checkout (as tools/image/build.py
     does: an in-tree build would leave build/ behind, and stale files in it would ship), with
     pyproject's version replaced when `version` is given."""
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "src"
-        shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        shutil.copytree(source_tree, source, ignore=shutil.ignore_patterns(
             ".git", ".venv", "build", "*.egg-info", "__pycache__", "var", ".hypothesis",
             ".pytest_cache"))
         if version is not None:
@@ -71,12 +71,14 @@ def project_wheel(into: Path, version: str | None) -> Path:
     return next(into.glob("cabinet_controller-*.whl"))
 
 
-def build(key_path: Path, out: Path, targets: list[str], version: str | None) -> dict:
+def build(key_path: Path, out: Path, targets: list[str], version: str | None,
+          source_tree: Path = ROOT) -> dict:
+    """`source_tree`: this checkout, or a changed copy of it (the tests' broken releases)."""
     key = read_private_key(key_path)
     with tempfile.TemporaryDirectory() as tmp:
         wheels = Path(tmp) / "wheels"
         wheels.mkdir()
-        wheel = project_wheel(wheels, version)
+        wheel = project_wheel(wheels, version, source_tree)
         if targets:   # the dependencies, proven complete per target, as the SD image has them
             from tools.image import bundle
             bundle.download(wheel, wheels, targets)
