@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/operator", route_class=StrictRoute, tags=["fleet"
 CabinetPath = Annotated[str, Path(pattern=CABINET_ID)]
 COLLECTIONS = {"sales": "sale", "inventory": "inventory", "alarms": "alarm",
                "telemetry": "telemetry", "command_results": "command_result",
-               "sessions": "session", "notices": "notice"}
+               "sessions": "session", "notices": "notice", "updates": "update"}
 
 
 @router.get("/cabinets", response_model=CabinetList)
@@ -106,7 +106,7 @@ def telemetry(cabinet_id: CabinetPath, _: Reader, storage: StorageDep,
 
 @router.get("/{collection}", response_model=RecordList)
 def records(collection: Literal["sales", "inventory", "alarms", "telemetry", "command_results",
-                                "sessions", "notices"],
+                                "sessions", "notices", "updates"],
             _: Reader, storage: StorageDep,
             cabinet_id: Annotated[str | None, Query(pattern=CABINET_ID)] = None,
             after_seq: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
