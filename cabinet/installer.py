@@ -116,6 +116,8 @@ def install_ready(opt: Path, data: Path, config: Path, key: str) -> str:
         return f"release {version} ({sha256[:12]}) was handled already: {state.get('state')}"
     current = supervisor.running_venv(opt)
     name = f"{version}-{sha256[:12]}"
+    if name == current:
+        return f"release {version} ({sha256[:12]}) is the one running"
     staging, target = opt / "staging", opt / "venvs" / name
     shutil.rmtree(staging, ignore_errors=True)
     try:
@@ -132,17 +134,19 @@ def install_ready(opt: Path, data: Path, config: Path, key: str) -> str:
             raise InstallFailed(f"the bundle is {manifest['version']}, ready.json said {version}")
         if not supervisor.is_complete(opt, current):
             raise InstallFailed(f"the running release {current} is not complete")
-        shutil.rmtree(target, ignore_errors=True)   # a build a power cut left behind
-        build_venv(staging / "unpacked" / "wheels", version, target,
-                   running=opt / "venvs" / current)
-        supervisor.kill_point("built")
+        if not supervisor.is_complete(opt, name):   # else kept: the previous release sent again
+            shutil.rmtree(target, ignore_errors=True)   # a build a power cut left behind
+            build_venv(staging / "unpacked" / "wheels", version, target,
+                       running=opt / "venvs" / current)
+            supervisor.kill_point("built")
         self_check(target, config, data / "cabinet.db", staging / "check",
                    running=opt / "venvs" / current)
         os.sync()   # every file of the venv is on the card before it is called complete
         (target / ".complete").write_text(name + "\n")
         supervisor.kill_point("complete")
     except (InstallFailed, OSError) as exc:
-        shutil.rmtree(target, ignore_errors=True)
+        if target.name != state.get("previous"):   # never the release kept to go back to
+            shutil.rmtree(target, ignore_errors=True)
         supervisor.write_state(opt, {"state": "install_failed", "version": version,
                                      "sha256": sha256, "venv": current,
                                      "previous": state.get("previous"),

@@ -47,11 +47,16 @@ def test_the_image_has_the_daemon_units_users_config_and_first_boot(tmp_path):
             ("/etc/systemd/system/cabinet-kiosk.service", "systemd/cabinet-kiosk.service", 0o644),
             ("/etc/systemd/system/cabinet-firstboot.service", "systemd/cabinet-firstboot.service",
              0o644),
-            ("/usr/local/lib/cabinet/firstboot.py", "tools/image/firstboot.py", 0o755)]:
+            ("/usr/local/lib/cabinet/firstboot.py", "tools/image/firstboot.py", 0o755),
+            ("/etc/systemd/system/cabinet-update.path", "systemd/cabinet-update.path", 0o644),
+            ("/etc/systemd/system/cabinet-update.service", "systemd/cabinet-update.service",
+             0o644),
+            ("/usr/local/lib/cabinet/supervisor.py", "cabinet/supervisor.py", 0o755)]:
         node = inode(img, off, path)
         assert (node["type"], node["mode"], node["uid"], node["gid"]) == ("regular", mode, 0, 0), path
         assert debugfs(img, off, f"cat {path}") == (REPO / repo_file).read_text(), path
-    for unit in ("cabinetd.service", "cabinet-firstboot.service", "cabinet-kiosk.service"):
+    for unit in ("cabinetd.service", "cabinet-firstboot.service", "cabinet-kiosk.service",
+                 "cabinet-update.path"):
         link = inode(img, off, f"/etc/systemd/system/multi-user.target.wants/{unit}")
         assert link["type"] == "symlink" and link["link"] == f"/etc/systemd/system/{unit}"
     from tools.image.build import FONT_DIR, font_files

@@ -98,3 +98,20 @@ def test_systemd_analyze_verify_accepts_the_backend_unit(tmp_path):
                                result.stdout).group(1))
     print(f"\nsystemd-analyze security exposure of cabinet-backend.service: {exposure}")
     assert exposure < 2.5
+
+
+@needs_analyze
+def test_systemd_analyze_verify_accepts_the_update_units(tmp_path):
+    """cabinet-update.path and .service (the installer), pointed at this checkout's Python."""
+    for name in ("cabinet-update.service", "cabinet-update.path"):
+        text = (REPO / "systemd" / name).read_text().replace(
+            "/opt/cabinet/venv/bin/python", sys.executable)
+        (tmp_path / name).write_text(text)
+    result = subprocess.run([analyze, "verify", str(tmp_path / "cabinet-update.path"),
+                             str(tmp_path / "cabinet-update.service")], capture_output=True,
+                            text=True, timeout=60)
+    assert "cabinet-update." not in result.stderr, result.stderr
+    unit = (REPO / "systemd" / "cabinetd.service").read_text()
+    for hook in ("ExecStartPre=+-/usr/bin/python3 /usr/local/lib/cabinet/supervisor.py reconcile",
+                 "ExecStopPost=+-/usr/bin/python3 /usr/local/lib/cabinet/supervisor.py stopped"):
+        assert hook in unit, hook

@@ -40,7 +40,10 @@ SERVICE_USERS = {  # name: (groups it joins, home)
 }
 UNITS = {"cabinetd.service": "multi-user.target", "cabinet-firstboot.service": "multi-user.target",
          # Raspberry Pi OS Lite boots to multi-user.target: cage needs no display manager.
-         "cabinet-kiosk.service": "multi-user.target"}
+         "cabinet-kiosk.service": "multi-user.target",
+         # Software updates: the path unit starts the installer (docs/updates.md).
+         "cabinet-update.path": "multi-user.target"}
+UNIT_FILES = (*UNITS, "cabinet-update.service")   # installed, started by another unit
 # The screen's fonts (Architecture: all, so the build host's own files serve the Pi), put where
 # fontconfig looks and dpkg does not: a later `apt install` of the packages cannot conflict.
 FONTS = {"fonts-noto-cjk": "NotoSansCJK-Regular.ttc",
@@ -222,8 +225,11 @@ def build(source: Path, output: Path, *, provision: Path | None = None,
                  ("/etc/cabinet/planogram.toml", REPO / "config" / "planogram.toml", 0o644),
                  ("/usr/local/lib/cabinet/firstboot.py", REPO / "tools" / "image" / "firstboot.py",
                   0o755),
-                 ("/usr/local/lib/cabinet/setup.sh", REPO / "tools" / "setup.sh", 0o755)]
-        files += [(f"/etc/systemd/system/{unit}", _unit_file(unit), 0o644) for unit in UNITS]
+                 ("/usr/local/lib/cabinet/setup.sh", REPO / "tools" / "setup.sh", 0o755),
+                 # cabinetd's update hooks run this copy, outside every venv (it is stdlib only).
+                 ("/usr/local/lib/cabinet/supervisor.py", REPO / "cabinet" / "supervisor.py",
+                  0o755)]
+        files += [(f"/etc/systemd/system/{unit}", _unit_file(unit), 0o644) for unit in UNIT_FILES]
         files += [(f"/opt/cabinet/wheels/{w.name}", w, 0o644) for w in sorted(wheel_dir.iterdir())]
         if debs is not None:
             files += [(f"/opt/cabinet/debs/{d.name}", d, 0o644) for d in sorted(debs.glob("*.deb"))]

@@ -381,6 +381,10 @@ def install_venv(opt: Path) -> str:
     their interpreter by path) and switched in by replacing the `venv` link in one rename. A
     build cut short (power, pip) has no `.complete` and is built again from scratch."""
     wheels, link = opt / "wheels", opt / "venv"
+    if (opt / "update.json").exists() and link.is_symlink():
+        # A software update has been installed since (cabinet/installer.py): the image's own
+        # release must not be switched back to, nor the update's venvs removed.
+        return f"venv {Path(os.readlink(link)).name} (software updates manage it now)"
     ours = sorted(wheels.glob("cabinet_controller-*.whl"))
     if not ours:
         raise Retry(f"no cabinet_controller wheel in {wheels}")
