@@ -159,6 +159,11 @@ def reconcile(opt: Path, data: Path) -> str:
         switch(opt, state["venv"])      # the state was written, the rename was not
         current = state["venv"]
         said.append(f"finished the switch to {current}")
+    if state.get("state") == "rolled_back" and current == state.get("failed_venv") \
+            and is_complete(opt, state.get("venv")):
+        switch(opt, state["venv"])      # the rollback was written, its rename was not
+        current = state["venv"]
+        said.append(f"finished the rollback to {current}")
     if not is_complete(opt, current):
         fallback = next((name for name in (state.get("previous"), state.get("venv"))
                          if is_complete(opt, name)), None) or _newest_complete(opt)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
-import json
 import re
 import shutil
 import subprocess
@@ -271,4 +270,16 @@ def test_a_broken_release_is_rolled_back_by_itself_and_the_cabinet_keeps_selling
     assert reported[0]["version"] == version and re.search(why, reported[0]["reason"])
     assert not any(p.name.startswith(version) for p in (cabinet.opt / "venvs").iterdir()), \
         "the failed release is removed"
-    json.dumps(cabinet.runner.runs)
+
+
+
+def test_a_power_cut_at_each_step_leaves_a_cabinet_that_starts_on_a_complete_version(
+        tmp_path, releases):
+    """tools/chaos_update.py: the installer, or the rollback, killed at each step; then the
+    unit's ExecStartPre and cabinetd from the link (READY), and the installer run again."""
+    from tools import chaos_update
+
+    bundles = releases["bundles"]
+    for step in (*chaos_update.INSTALL_STEPS, *chaos_update.ROLLBACK_STEPS):
+        assert chaos_update.cut(tmp_path / step, releases["public"], bundles["0.90.0"],
+                                bundles["0.91.0"], step) == []
