@@ -4,7 +4,11 @@ Durability rules (see FINDINGS): WAL with synchronous=FULL so that a committed s
 cut; autocommit mode with explicit `BEGIN IMMEDIATE ... COMMIT` so nothing is ever half-written by an
 implicit transaction; one connection per thread (the controller's here; the uploader opens its own).
 The schema is versioned with PRAGMA user_version and migrated forward at start, after
-`PRAGMA quick_check`.
+`PRAGMA quick_check`. A software update may be rolled back (docs/updates.md), so a database
+migrated by a newer version is opened as it is when its `schema_floor` says this version can read
+it: a migration that only adds (a table, a column with a default) leaves the floor where it is, one
+that changes what older code reads raises it to its own number (and the installer then refuses
+the release, since its rollback could not read the database).
 """
 
 from __future__ import annotations
@@ -109,6 +113,11 @@ MIGRATIONS: list[str] = [
         enrolled_at TEXT NOT NULL
     );
     """,
+    # 6: the lowest schema version whose software can still read this database (see above)
+    """
+    CREATE TABLE schema_floor (readable_from INTEGER NOT NULL);
+    INSERT INTO schema_floor VALUES (6);
+    """,
 ]
 
 
@@ -161,13 +170,23 @@ class Store:
     def _migrate(self) -> None:
         current = self.schema_version
         if current > len(MIGRATIONS):
-            raise StoreError(f"{self.path}: schema version {current} is newer than this software "
-                             f"knows ({len(MIGRATIONS)}); refusing to touch it")
+            floor = self._floor()
+            if floor is None or floor > len(MIGRATIONS):
+                raise StoreError(f"{self.path}: schema version {current} is newer than this "
+                                 f"software knows ({len(MIGRATIONS)}) and not readable by it "
+                                 f"(floor {floor}); refusing to touch it")
+            return   # a newer version's additions: this version reads what it knows (a rollback)
         for version in range(current + 1, len(MIGRATIONS) + 1):
             with self.transaction():
                 for statement in _statements(MIGRATIONS[version - 1]):
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {version}")
+
+    def _floor(self) -> int | None:
+        try:
+            return self._db.execute("SELECT max(readable_from) FROM schema_floor").fetchone()[0]
+        except sqlite3.Error:
+            return None
 
     # --- transactions ------------------------------------------------------------------------------
     @contextlib.contextmanager

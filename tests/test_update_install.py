@@ -14,6 +14,7 @@ import hashlib
 import http.server
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -45,15 +46,25 @@ ADDRESS = _this_hosts_address()
 pytestmark = pytest.mark.skipif(ADDRESS is None, reason="no non-loopback IPv4 address here")
 
 
-def _broken_copy(tmp: Path, name: str, file: str, old: str, new: str) -> Path:
+def _broken_copy(tmp: Path, name: str, *changes: tuple[str, str, str]) -> Path:
+    """A copy of this checkout with (file, old, new) replaced."""
     tree = tmp / name
     shutil.copytree(REPO, tree, ignore=shutil.ignore_patterns(
         ".git", ".venv", "build", "*.egg-info", "__pycache__", "var", ".pytest_cache"))
-    path = tree / file
-    text = path.read_text()
-    assert old in text, f"{file}: {old!r} not found"
-    path.write_text(text.replace(old, new, 1))
+    for file, old, new in changes:
+        path = tree / file
+        text = path.read_text()
+        assert old in text, f"{file}: {old!r} not found"
+        path.write_text(text.replace(old, new, 1))
     return tree
+
+
+LAST_MIGRATION = '    INSERT INTO schema_floor VALUES (6);\n    """,\n]'
+
+
+def _migration(sql: str) -> tuple[str, str, str]:
+    """A release that adds migration 7."""
+    return ("cabinet/store.py", LAST_MIGRATION, LAST_MIGRATION[:-1] + f'    """{sql}""",\n]')
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +75,19 @@ def releases(tmp_path_factory):
     public = release.keygen(folder / "key")
     key = folder / "key" / "release-signing-key"
     made = {}
-    crash = _broken_copy(folder, "crash", "cabinet/app.py", "    notifier = Notifier()\n",
-                         "    notifier = Notifier()\n    raise RuntimeError('a broken release')\n")
-    unhealthy = _broken_copy(folder, "unhealthy", "cabinet/selftest.py",
+    crash = _broken_copy(folder, "crash", ("cabinet/app.py", "    notifier = Notifier()\n",
+                         "    notifier = Notifier()\n    raise RuntimeError('a broken release')\n"))
+    # Its selftest fails, after it has added a table and a column (a rollback must read that).
+    unhealthy = _broken_copy(folder, "unhealthy", ("cabinet/selftest.py",
                              "    def _disk(self) -> Check:\n",
                              "    def _disk(self) -> Check:\n"
-                             "        return Check('disk space', False, 'a broken release')\n")
+                             "        return Check('disk space', False, 'a broken release')\n"),
+                             _migration("CREATE TABLE added (x INTEGER);\n"
+                                        "ALTER TABLE sales ADD COLUMN added TEXT;\n"))
+    breaking = _broken_copy(folder, "breaking", _migration(
+        "ALTER TABLE sales RENAME TO sales_v7;\nUPDATE schema_floor SET readable_from = 7;\n"))
     for version, tree in (("0.90.0", REPO), ("0.91.0", REPO), ("0.92.0", crash),
-                          ("0.93.0", unhealthy)):
+                          ("0.93.0", unhealthy), ("0.94.0", breaking)):
         bundle = folder / "www" / f"cabinet-{version}.release"
         bundle.parent.mkdir(exist_ok=True)
         release.build(key, bundle, [], version, tree)
@@ -270,6 +286,30 @@ def test_a_broken_release_is_rolled_back_by_itself_and_the_cabinet_keeps_selling
     assert reported[0]["version"] == version and re.search(why, reported[0]["reason"])
     assert not any(p.name.startswith(version) for p in (cabinet.opt / "venvs").iterdir()), \
         "the failed release is removed"
+    if version == "0.93.0":   # it had migrated the database: the previous version reads it
+        with sqlite3.connect(cabinet.data / "cabinet.db") as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == 7
+
+
+def test_a_release_whose_migration_the_running_version_could_not_read_is_refused(
+        cabinet, releases, file_server):
+    """A rollback would find a database it cannot open: the installer refuses before the
+    switch, the database untouched, and the cabinet keeps its version and keeps selling."""
+    old = cabinet.daemon("0.90.0")
+    bundle = releases["bundles"]["0.94.0"]
+    cabinet.send_update(f"{file_server}/{bundle.name}", _sha(bundle))
+    wait_for(lambda: cabinet.state().get("state") == "install_failed", timeout=180,
+             interval=0.5, what="0.94.0 refused by the installer")
+    assert "a rollback must read it" in cabinet.state()["reason"], cabinet.state()
+    assert supervisor.running_venv(cabinet.opt) == cabinet.first
+    alarm = wait_for(lambda: [a for a in old.state()["alarms"] if a["kind"] == "update"],
+                     timeout=20, interval=0.3, what="the update alarm")
+    assert "install failed" in alarm[0]["detail"]
+    with sqlite3.connect(cabinet.data / "cabinet.db") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 6, "only a copy was migrated"
+    open_session(old, "acct-after-refusal")
+    assert close_session(old)["total_fen"] == 200
+    assert cabinet.runner.runs == [], "never restarted"
 
 
 
