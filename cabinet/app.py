@@ -17,7 +17,6 @@ import os
 import queue
 import signal
 import socket
-import sys
 import time
 from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
@@ -40,7 +39,6 @@ log = logging.getLogger("cabinetd")
 
 def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> int:
     notifier = Notifier()
-    log.info("cabinetd %s starting (%s)", __version__, sys.prefix)
     # The same checks as --check-config (its warnings are logged where each part starts).
     checked = preflight(config, deployed=devices.deployed)
     token = checked.token

@@ -575,6 +575,10 @@ class Controller:
                 raise Refused("recovering", "finishing the previous session first")
             if self._lock_test_timer is not None:
                 raise Refused("selftest", "the selftest is cycling the lock; try again in a moment")
+            if self._restart_wanted is not None and self.checkout.state == "idle":
+                # An update's restart is due now: a session opened here would be cut short.
+                raise Refused("restarting", "restarting for a software update; try again in a "
+                                            "moment")
             if self.alarm_book.storage_failing:
                 raise Refused("storage", "the database cannot be written (is the disk full?): "
                                          "no sale could be recorded")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from . import supervisor
 
 PIP_SECONDS = 900
 CHECK_SECONDS = 120
+VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_]{0,39}")   # a release's version, as a name
 
 
 class InstallFailed(Exception):
@@ -102,7 +104,8 @@ _COPY_AND_OPEN = ("import sqlite3, sys; from cabinet.store import Store\n"
 
 def install_ready(opt: Path, data: Path, config: Path, key: str) -> str:
     """Install the release DATA/updates/ready.json names, if it is new: verified again, built,
-    checked, switched to on trial. Call with supervisor.locked(opt) held. Returns what it did."""
+    checked, switched to on trial. Call with supervisor.installing(opt) held (the state lock is
+    taken here, for the writes only). Returns what it did."""
     from .release import ReleaseRefused, public_key, verify
 
     state = supervisor.read_state(opt)
@@ -147,21 +150,25 @@ def install_ready(opt: Path, data: Path, config: Path, key: str) -> str:
     except (InstallFailed, OSError) as exc:
         if target.name != state.get("previous"):   # never the release kept to go back to
             shutil.rmtree(target, ignore_errors=True)
-        supervisor.write_state(opt, {"state": "install_failed", "version": version,
-                                     "sha256": sha256, "venv": current,
-                                     "previous": state.get("previous"),
-                                     "reason": str(exc)[:500]})
+        with supervisor.locked(opt):
+            supervisor.write_state(opt, {"state": "install_failed", "version": version,
+                                         "sha256": sha256, "venv": current,
+                                         "previous": state.get("previous"),
+                                         "reason": str(exc)[:500]})
         return f"release {version} not installed: {exc}"
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    (data / "updates" / "health.json").unlink(missing_ok=True)   # a verdict on another trial
-    supervisor.write_state(opt, {"state": "trial", "version": version, "venv": name,
-                                 "sha256": sha256, "previous": current,
-                                 "previous_version": _version_of(opt / "venvs" / current),
-                                 "failures": []})
-    supervisor.kill_point("state_written")
-    supervisor.switch(opt, name)
-    supervisor.kill_point("switched")
+    with supervisor.locked(opt):
+        if supervisor.running_venv(opt) != current:
+            return f"release {version} built, but {current} no longer runs: not switched"
+        (data / "updates" / "health.json").unlink(missing_ok=True)   # a verdict on another trial
+        supervisor.write_state(opt, {"state": "trial", "version": version, "venv": name,
+                                     "sha256": sha256, "previous": current,
+                                     "previous_version": _version_of(opt / "venvs" / current),
+                                     "failures": []})
+        supervisor.kill_point("state_written")
+        supervisor.switch(opt, name)
+        supervisor.kill_point("switched")
     return f"release {version} installed and switched to, on trial"
 
 
@@ -174,7 +181,9 @@ def _ready(data: Path) -> dict | None:
         bundle = (Path(ready["path"]) / "release.bundle").resolve()
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if len(sha256) != 64 or spool not in bundle.parents or not bundle.is_file():
+    # The venv's name is made of these: nothing that could leave OPT/venvs/.
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256) or not VERSION.fullmatch(version) \
+            or spool not in bundle.parents or not bundle.is_file():
         return None
     return {"sha256": sha256, "version": version, "bundle": bundle}
 
@@ -263,10 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cabinet installer: {exc}", file=sys.stderr)
         return 2
     data = Path(config.cabinet.data_dir)
-    with supervisor.locked(args.opt):
-        print(f"cabinet installer: {supervisor.reconcile(args.opt, data)}")
-        if args.hooks is not None and supervisor.read_state(args.opt).get("state") == "healthy":
-            _refresh_hook(args.opt, args.hooks)
+    with supervisor.installing(args.opt):
+        with supervisor.locked(args.opt):
+            print(f"cabinet installer: {supervisor.reconcile(args.opt, data, installer=True)}")
+            if args.hooks is not None and \
+                    supervisor.read_state(args.opt).get("state") == "healthy":
+                _refresh_hook(args.opt, args.hooks)
         print(f"cabinet installer: "
               f"{install_ready(args.opt, data, args.config, config.updates.public_key)}")
     return 0

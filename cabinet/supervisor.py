@@ -37,6 +37,7 @@ STATE_FILE = "update.json"
 MAX_FAILED_STARTS = 3
 EXIT_RESTART = 75    # the daemon restarting itself (cabinet/commands.EXIT_RESTART): not a failure
 EXIT_UNHEALTHY = 76  # a release on trial whose selftest failed (cabinet/update_watch.py)
+EXIT_BAD_CONFIG = 2  # cabinetd's "fix the config": systemd does not restart it
 
 
 @contextlib.contextmanager
@@ -45,6 +46,27 @@ def locked(opt: Path):
     with open(opt / "update.lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
+
+
+@contextlib.contextmanager
+def installing(opt: Path):
+    """Held by the installer for its whole run (a build takes minutes): a second installer waits,
+    and reconcile leaves the venv being built alone. The state lock is taken only around writes,
+    so systemd's hooks never wait for a build."""
+    with open(opt / "install.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def install_running(opt: Path) -> bool:
+    try:
+        with open(opt / "install.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def read_state(opt: Path) -> dict:
@@ -136,8 +158,13 @@ def stopped(opt: Path, data: Path, env: dict) -> str:
         why = verdict.get("reason") if verdict.get("venv") == state.get("venv") else None
         rollback(opt, state, f"selftest failed: {why or 'no reason given'}")
         return "rolled back: its selftest failed"
-    if result == "success" or (code == "exited" and status in ("0", str(EXIT_RESTART))):
+    if result == "success" or (result == "exit-code" and status == str(EXIT_RESTART)):
         return "stopped cleanly"
+    if code == "exited" and status == str(EXIT_BAD_CONFIG):
+        # systemd will not restart it (RestartPreventExitStatus=2): go back now, and start it.
+        rollback(opt, state, "it refused the config (exit status 2)")
+        _start_again()
+        return "rolled back: exit status 2"
     failures = [*state.get("failures", []), _describe(result, code, status)]
     if len(failures) >= MAX_FAILED_STARTS:
         rollback(opt, state, f"it failed {len(failures)} starts: " + "; ".join(failures))
@@ -146,12 +173,21 @@ def stopped(opt: Path, data: Path, env: dict) -> str:
     return f"failed start {len(failures)} of {MAX_FAILED_STARTS}"
 
 
-def reconcile(opt: Path, data: Path) -> str:
+def _start_again() -> None:
+    """Have systemd start cabinetd after this hook (only where systemd runs it)."""
+    if os.environ.get("INVOCATION_ID") and shutil.which("systemctl"):
+        import subprocess
+        subprocess.run(["systemctl", "--no-block", "start", "cabinetd.service"],
+                       capture_output=True, timeout=30)
+
+
+def reconcile(opt: Path, data: Path, *, installer: bool = False) -> str:
     """Before a start, and before the installer looks: the link names a complete venv; a switch
     a power cut interrupted is finished; a trial the release's health.json says is good becomes
     healthy (and the releases older than the previous one are removed); a build cut short is
-    removed."""
+    removed (unless an installer is building: `installer` says the caller is the one)."""
     said = []
+    building = not installer and install_running(opt)
     state = read_state(opt)
     current = running_venv(opt)
     if state.get("state") == "trial" and current == state.get("previous") \
@@ -176,11 +212,18 @@ def reconcile(opt: Path, data: Path) -> str:
         if verdict.get("venv") == current and verdict.get("ok") is True:
             state = write_state(opt, {**state, "state": "healthy", "failures": []})
             said.append(f"{current} is healthy")
+        elif verdict.get("venv") == current and verdict.get("ok") is False:
+            # Its selftest failed but it stopped some other way before exiting 76.
+            state = rollback(opt, state, f"selftest failed: {verdict.get('reason') or '?'}")
+            current = running_venv(opt)
+            said.append(f"rolled back to {current}: its selftest had failed")
     keep = {current, state.get("previous") if state.get("state") in ("trial", "healthy") else None}
     if state.get("state") in ("rolled_back", "install_failed"):
         keep.add(state.get("previous"))
     for folder in sorted((opt / "venvs").glob("*")) if (opt / "venvs").is_dir() else []:
         if folder.name in keep:
+            continue
+        if building and not (folder / ".complete").exists():
             continue
         if not (folder / ".complete").exists() or state.get("state") == "healthy" \
                 or folder.name == state.get("failed_venv"):

@@ -80,6 +80,9 @@ class UpdateWatch:
             self._hand_over(state)
         elif on_trial and self._verdict().get("venv") != me:
             self._prove(state)
+        elif on_trial and self._verdict().get("ok") is False:   # judged, not yet gone back
+            self.restart(supervisor.EXIT_UNHEALTHY, f"selftest failed: "
+                                                    f"{self._verdict().get('reason')}")
 
     def _report_step(self, state: dict[str, Any]) -> None:
         kind, me, version = state.get("state"), self.venv, state.get("version")

@@ -7,6 +7,7 @@ before anything would switch to it. The running venv is left as it was."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import subprocess
 
@@ -52,3 +53,34 @@ def test_a_release_becomes_a_venv_that_checks_itself(tmp_path):
     bad.write_text("[checkout]\nunlock_timeout_seconds = 400\n")
     with pytest.raises(InstallFailed, match="checking the config with the new version"):
         self_check(venv, bad, None, tmp_path / "scratch2")
+
+
+def test_the_installer_trusts_nothing_the_daemon_wrote(tmp_path):
+    """ready.json is the daemon's: a version or sha256 that would name a folder outside
+    OPT/venvs/, or a bundle outside the spool, is not a release waiting; a bundle that is not
+    the one verified fails the install with nothing removed."""
+    from cabinet import supervisor
+    from cabinet.installer import install_ready
+
+    opt, data = tmp_path / "opt", tmp_path / "data"
+    (opt / "venvs").mkdir(parents=True)
+    victim = tmp_path / ("victim-" + "a" * 12)
+    victim.mkdir()
+    spool = data / "updates" / "ready" / "x"
+    spool.mkdir(parents=True)
+    (spool / "release.bundle").write_bytes(b"not the verified bundle")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "release.bundle").write_bytes(b"x")
+    for ready in ({"sha256": "a" * 64, "version": "../../../victim", "path": str(spool)},
+                  {"sha256": "/../../.." + "0" * 55, "version": "1.0", "path": str(spool)},
+                  {"sha256": "a" * 64, "version": "1.0", "path": str(outside)},
+                  {"sha256": "a" * 64, "version": "1.0", "path": str(spool / ".." / ".." / "..")},
+                  {"sha256": "a" * 64, "version": ".hidden", "path": str(spool)}):
+        (data / "updates" / "ready.json").write_text(json.dumps(ready))
+        assert install_ready(opt, data, tmp_path / "c.toml", "key") == "no release waiting", ready
+    (data / "updates" / "ready.json").write_text(json.dumps(
+        {"sha256": "a" * 64, "version": "1.0", "path": str(spool)}))
+    assert "not installed" in install_ready(opt, data, tmp_path / "c.toml", "key")
+    assert supervisor.read_state(opt)["state"] == "install_failed"
+    assert victim.exists() and (spool / "release.bundle").exists()

@@ -71,7 +71,7 @@ class UnitRunner:
                         for v in line.split()}
         assert s.get("Restart") == ["on-failure"], "only Restart=on-failure is repeated here"
         self.data_dir, self.extra_args, self.env = data_dir, extra_args, env or {}
-        self.runs: list[dict] = []          # every start: its result, code, status, version
+        self.runs: list[dict] = []          # every start: its result, code, status
         self.hook_output: list[str] = []
         self.daemon: CabinetProcess | None = None
         self._stopping = threading.Event()
@@ -135,16 +135,14 @@ class UnitRunner:
                     return {"result": "timeout", "code": "killed", "status": "KILL",
                             "log": daemon.log_lines[-5:]}
             time.sleep(0.05)
-        version = next((m.group(1) for line in daemon.log_lines
-                        if (m := re.search(r"cabinetd (\S+) starting", line))), None)
         if status < 0:
             stopped_by_us = self._stopping.is_set() and -status == 15
             return {"result": "success" if stopped_by_us else "signal", "code": "killed",
                     "status": {9: "KILL", 15: "TERM", 6: "ABRT", 11: "SEGV"}.get(-status,
                                                                                  str(-status)),
-                    "version": version, "log": daemon.log_lines[-5:]}
+                    "log": daemon.log_lines[-5:]}
         return {"result": "success" if status == 0 else "exit-code", "code": "exited",
-                "status": str(status), "version": version, "log": daemon.log_lines[-5:]}
+                "status": str(status), "log": daemon.log_lines[-5:]}
 
     def _hook(self, argv: list[str], ignore: bool, env: dict) -> None:
         try:
@@ -165,8 +163,9 @@ class PathTrigger:
     def __init__(self, path_unit: Path, service_unit: Path, paths: dict[str, str],
                  poll_seconds: float = 0.2):
         self.watched = [Path(p) for p in unit_settings(path_unit, paths)["PathChanged"]]
-        (self.command, _), = [command_of(v) for v in
-                              unit_settings(service_unit, paths)["ExecStart"]]
+        service = unit_settings(service_unit, paths)
+        self.commands = [command_of(v)[0] for v in (*service.get("ExecStartPre", []),
+                                                     *service["ExecStart"])]
         self.poll_seconds = poll_seconds
         self.output: list[str] = []
         self._stop = threading.Event()
@@ -181,10 +180,12 @@ class PathTrigger:
         self._thread.join(60)
 
     def run_now(self) -> str:
-        done = subprocess.run(self.command, capture_output=True, text=True, timeout=600, cwd="/")
-        out = (done.stdout + done.stderr).strip()
-        self.output.append(out)
-        return out
+        out = ""
+        for command in self.commands:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd="/")
+            out += (done.stdout + done.stderr).strip() + "\n"
+        self.output.append(out.strip())
+        return out.strip()
 
     def _stamp(self) -> list:
         return [(p.stat().st_mtime_ns, p.stat().st_ino) if p.exists() else None
