@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -95,7 +96,8 @@ def self_check(venv: Path, config: Path, database: Path | None, scratch: Path, *
 
 # A consistent copy (sqlite's backup, even while the daemon writes), then the store opened on it.
 _OPEN = ("import sys; from cabinet.store import Store; "
-         "Store(sys.argv[1], cabinet_id='check', software_version='check').close()")
+         "s = Store(sys.argv[1], cabinet_id='check', software_version='check'); "
+         "s.add_record('update', {'state': 'check'}); s.close()")
 _COPY_AND_OPEN = ("import sqlite3, sys; from cabinet.store import Store\n"
                   "with sqlite3.connect(sys.argv[1]) as s, sqlite3.connect(sys.argv[2]) as t:\n"
                   "    s.backup(t)\n"
@@ -114,8 +116,9 @@ def install_ready(opt: Path, data: Path, config: Path, key: str) -> str:
     ready = _ready(data)
     if ready is None:
         return "no release waiting"
-    sha256, version = ready["sha256"], ready["version"]
-    if sha256 == state.get("sha256"):
+    sha256, version, attempt = ready["sha256"], ready["version"], ready["attempt"]
+    if (sha256, attempt) == (state.get("sha256"), state.get("attempt")):
+        # (The same release sent again is another attempt: a retry after a passing fault.)
         return f"release {version} ({sha256[:12]}) was handled already: {state.get('state')}"
     current = supervisor.running_venv(opt)
     name = f"{version}-{sha256[:12]}"
@@ -126,7 +129,8 @@ def install_ready(opt: Path, data: Path, config: Path, key: str) -> str:
     try:
         if not key:
             raise InstallFailed("no release key configured (updates.public_key)")
-        bundle = ready["bundle"]
+        # A copy of our own: the daemon could change the spooled file between checks.
+        bundle = _copy_in(ready["bundle"], staging / "release.bundle")
         if _sha256(bundle) != sha256:
             raise InstallFailed("the spooled bundle is not the one the daemon verified")
         try:
@@ -152,7 +156,7 @@ def install_ready(opt: Path, data: Path, config: Path, key: str) -> str:
             shutil.rmtree(target, ignore_errors=True)
         with supervisor.locked(opt):
             supervisor.write_state(opt, {"state": "install_failed", "version": version,
-                                         "sha256": sha256, "venv": current,
+                                         "sha256": sha256, "attempt": attempt, "venv": current,
                                          "previous": state.get("previous"),
                                          "reason": str(exc)[:500]})
         return f"release {version} not installed: {exc}"
@@ -163,7 +167,7 @@ def install_ready(opt: Path, data: Path, config: Path, key: str) -> str:
             return f"release {version} built, but {current} no longer runs: not switched"
         (data / "updates" / "health.json").unlink(missing_ok=True)   # a verdict on another trial
         supervisor.write_state(opt, {"state": "trial", "version": version, "venv": name,
-                                     "sha256": sha256, "previous": current,
+                                     "sha256": sha256, "attempt": attempt, "previous": current,
                                      "previous_version": _version_of(opt / "venvs" / current),
                                      "failures": []})
         supervisor.kill_point("state_written")
@@ -175,17 +179,41 @@ def install_ready(opt: Path, data: Path, config: Path, key: str) -> str:
 def _ready(data: Path) -> dict | None:
     """ready.json (the daemon writes it: checked, and its bundle must be in the spool)."""
     spool = (data / "updates" / "ready").resolve()
+    ready = supervisor.read_json(data / "updates" / "ready.json")
     try:
-        ready = json.loads((data / "updates" / "ready.json").read_text())
         sha256, version = str(ready["sha256"]), str(ready["version"])
+        attempt = str(ready.get("attempt", ""))
         bundle = (Path(ready["path"]) / "release.bundle").resolve()
     except (OSError, ValueError, KeyError, TypeError):
         return None
     # The venv's name is made of these: nothing that could leave OPT/venvs/.
     if not re.fullmatch(r"[0-9a-f]{64}", sha256) or not VERSION.fullmatch(version) \
+            or not re.fullmatch(r"[0-9a-f]{0,32}", attempt) \
             or spool not in bundle.parents or not bundle.is_file():
         return None
-    return {"sha256": sha256, "version": version, "bundle": bundle}
+    return {"sha256": sha256, "version": version, "attempt": attempt, "bundle": bundle}
+
+
+def _copy_in(source: Path, target: Path) -> Path:
+    """The spooled bundle copied into the installer's own staging: a regular file, at most the
+    largest bundle, never followed through a link."""
+    from .release import MAX_BUNDLE_BYTES
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise InstallFailed(f"the spooled bundle cannot be opened: {exc}") from None
+    with open(fd, "rb") as src, open(target, "wb") as out:
+        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+            raise InstallFailed("the spooled bundle is not a regular file")
+        left = MAX_BUNDLE_BYTES + 1
+        while chunk := src.read(min(1 << 20, left)):
+            out.write(chunk)
+            left -= len(chunk)
+            if left <= 0:
+                raise InstallFailed("the spooled bundle is larger than any release")
+    return target
 
 
 def _refresh_hook(opt: Path, hooks: Path) -> None:
@@ -273,14 +301,32 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     data = Path(config.cabinet.data_dir)
     with supervisor.installing(args.opt):
-        with supervisor.locked(args.opt):
-            print(f"cabinet installer: {supervisor.reconcile(args.opt, data, installer=True)}")
-            if args.hooks is not None and \
-                    supervisor.read_state(args.opt).get("state") == "healthy":
-                _refresh_hook(args.opt, args.hooks)
-        print(f"cabinet installer: "
-              f"{install_ready(args.opt, data, args.config, config.updates.public_key)}")
+        # A .path unit does not see a change made while its service runs: go again until
+        # neither file changed during a run.
+        for _ in range(5):
+            before = _stamps(data)
+            with supervisor.locked(args.opt):
+                print(f"cabinet installer: "
+                      f"{supervisor.reconcile(args.opt, data, installer=True)}")
+                if args.hooks is not None and \
+                        supervisor.read_state(args.opt).get("state") == "healthy":
+                    _refresh_hook(args.opt, args.hooks)
+            print(f"cabinet installer: "
+                  f"{install_ready(args.opt, data, args.config, config.updates.public_key)}")
+            if _stamps(data) == before:
+                break
     return 0
+
+
+def _stamps(data: Path) -> list:
+    out = []
+    for name in ("ready.json", "health.json"):
+        try:
+            st = os.stat(data / "updates" / name)
+            out.append((st.st_mtime_ns, st.st_ino))
+        except OSError:
+            out.append(None)
+    return out
 
 
 if __name__ == "__main__":

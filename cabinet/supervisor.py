@@ -5,7 +5,8 @@ Standard library only, on purpose: systemd runs this file as root from a copy ou
 (/usr/local/lib/cabinet/supervisor.py, with the system's python3), so a broken release cannot
 break its own rollback:
 
-    ExecStartPre=+  supervisor.py reconcile   before every start of cabinetd
+    ExecStartPre=+  supervisor.py starting    before every start of cabinetd (reconcile, and
+                                              count a start of a release on trial)
     ExecStopPost=+  supervisor.py stopped     after every stop, with systemd's SERVICE_RESULT,
                                               EXIT_CODE and EXIT_STATUS in the environment
 
@@ -29,12 +30,18 @@ import json
 import os
 import shutil
 import signal
+import stat
 import sys
 import time
 from pathlib import Path
 
 STATE_FILE = "update.json"
 MAX_FAILED_STARTS = 3
+# Starts of a release on trial without a verdict, counted before each start: a release that
+# resets the board (the stop hook never runs) is rolled back at the start after this many.
+MAX_TRIAL_STARTS = 5
+HISTORY = 12   # the steps kept in update.json for the daemon to report (cabinet/update_watch.py)
+STEP_KEYS = ("state", "version", "sha256", "venv", "previous", "reason", "running_version")
 EXIT_RESTART = 75    # the daemon restarting itself (cabinet/commands.EXIT_RESTART): not a failure
 EXIT_UNHEALTHY = 76  # a release on trial whose selftest failed (cabinet/update_watch.py)
 EXIT_BAD_CONFIG = 2  # cabinetd's "fix the config": systemd does not restart it
@@ -78,9 +85,18 @@ def read_state(opt: Path) -> dict:
 
 
 def write_state(opt: Path, state: dict) -> dict:
-    """Replace update.json in one rename, synced, with `seq` one more than before."""
-    state = {**state, "seq": int(read_state(opt).get("seq", 0)) + 1,
-             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    """Replace update.json in one rename, synced, with `seq` one more than before; a new state
+    (or release) is also appended to `history`, so that none goes unreported."""
+    old = read_state(opt)
+    seq = int(old.get("seq", 0)) + 1
+    history = [h for h in old.get("history", []) if isinstance(h, dict)]
+    key = ("state", "sha256", "attempt")
+    if [old.get(k) for k in key] != [state.get(k) for k in key]:
+        history.append({"seq": seq, **{k: state[k] for k in STEP_KEYS
+                                       if state.get(k) is not None}})
+    state = {**{k: v for k, v in state.items() if k != "history"}, "seq": seq,
+             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "history": history[-HISTORY:]}
     tmp = opt / (STATE_FILE + ".tmp")
     with open(tmp, "w") as f:
         json.dump(state, f)
@@ -121,12 +137,26 @@ def kill_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def health(data: Path) -> dict:
+def read_json(path: Path, limit: int = 65536) -> dict:
+    """A small JSON file the daemon wrote, read as root: a regular file only (a FIFO or a device
+    put there would hang or flood the reader), at most `limit` bytes, a dict or nothing."""
     try:
-        found = json.loads((data / "updates" / "health.json").read_text())
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return {}
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return {}
+        found = json.loads(os.read(fd, limit + 1)[:limit + 1])
         return found if isinstance(found, dict) else {}
     except (OSError, ValueError):
         return {}
+    finally:
+        os.close(fd)
+
+
+def health(data: Path) -> dict:
+    return read_json(data / "updates" / "health.json")
 
 
 def rollback(opt: Path, state: dict, reason: str) -> dict:
@@ -139,7 +169,8 @@ def rollback(opt: Path, state: dict, reason: str) -> dict:
                             "venv": previous, "previous": None,
                             "failed_venv": state.get("venv"),
                             "running_version": state.get("previous_version"),
-                            "sha256": state.get("sha256"), "reason": reason[:500]})
+                            "sha256": state.get("sha256"), "attempt": state.get("attempt"),
+                            "reason": reason[:500]})
     kill_point("rolling_back")
     switch(opt, previous)
     return new
@@ -151,6 +182,8 @@ def stopped(opt: Path, data: Path, env: dict) -> str:
     state = read_state(opt)
     if state.get("state") != "trial" or running_venv(opt) != state.get("venv"):
         return "no release on trial"
+    if not state.get("starts"):
+        return "the previous release stopped (the one on trial has not started yet)"
     result, code, status = (env.get("SERVICE_RESULT", ""), env.get("EXIT_CODE", ""),
                             env.get("EXIT_STATUS", ""))
     if status == str(EXIT_UNHEALTHY):
@@ -232,6 +265,20 @@ def reconcile(opt: Path, data: Path, *, installer: bool = False) -> str:
     return "; ".join(said) or "nothing to do"
 
 
+def starting(opt: Path, data: Path) -> str:
+    """Before each start of cabinetd: reconcile, then count a start of a release on trial."""
+    said = reconcile(opt, data)
+    state = read_state(opt)
+    if state.get("state") != "trial" or running_venv(opt) != state.get("venv"):
+        return said
+    starts = int(state.get("starts", 0)) + 1
+    if starts > MAX_TRIAL_STARTS:
+        rollback(opt, state, f"started {starts - 1} times without a verdict (resets?)")
+        return f"{said}; rolled back: too many starts on trial"
+    write_state(opt, {**state, "starts": starts})
+    return f"{said}; start {starts} of the release on trial"
+
+
 def _newest_complete(opt: Path) -> str | None:
     found = [p for p in (opt / "venvs").glob("*") if is_complete(opt, p.name)] \
         if (opt / "venvs").is_dir() else []
@@ -260,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("action", choices=("stopped", "reconcile", "status"))
+    p.add_argument("action", choices=("starting", "stopped", "reconcile", "status"))
     p.add_argument("--opt", type=Path, default=Path("/opt/cabinet"))
     p.add_argument("--data", type=Path, default=Path("/var/lib/cabinet"))
     args = p.parse_args(argv)
@@ -271,8 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0   # a cabinet installed by hand (one venv, no releases): nothing to supervise
     try:
         with locked(args.opt):
-            said = stopped(args.opt, args.data, dict(os.environ)) if args.action == "stopped" \
-                else reconcile(args.opt, args.data)
+            said = {"stopped": lambda: stopped(args.opt, args.data, dict(os.environ)),
+                    "starting": lambda: starting(args.opt, args.data),
+                    "reconcile": lambda: reconcile(args.opt, args.data)}[args.action]()
     except OSError as exc:
         # Never keep cabinetd from starting: the link still names what ran last.
         print(f"cabinet supervisor: {args.action}: {exc}", file=sys.stderr)

@@ -84,7 +84,8 @@ class Updates(Spool):
                 staging.rename(final)
                 record = {"state": "verified", "sha256": sha256,
                           "version": manifest["version"], "wheels": len(manifest["files"])}
-                self._write_ready({**record, "path": str(final)})
+                # A new attempt each time: the same release sent again is tried again.
+                self._write_ready({**record, "path": str(final), "attempt": uuid.uuid4().hex})
                 for old in (self.root / "ready").iterdir():
                     if old != final:
                         shutil.rmtree(old, ignore_errors=True)

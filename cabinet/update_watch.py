@@ -73,8 +73,12 @@ class UpdateWatch:
             return
         kind, me = state.get("state"), self.venv
         on_trial = kind == "trial" and state.get("venv") == me
-        if seq != self._reported():
-            self._report_step(state)
+        reported = self._reported()
+        if seq != reported:
+            for step in state.get("history", []):
+                if isinstance(step, dict) and isinstance(step.get("seq"), int) \
+                        and step["seq"] > (reported if isinstance(reported, int) else 0):
+                    self._report_step(step)
             self._write("reported.json", {"seq": seq})
         if kind == "trial" and state.get("previous") == me and not self._stop.is_set():
             self._hand_over(state)
@@ -85,14 +89,15 @@ class UpdateWatch:
                                                     f"{self._verdict().get('reason')}")
 
     def _report_step(self, state: dict[str, Any]) -> None:
-        kind, me, version = state.get("state"), self.venv, state.get("version")
+        """One step of update.json's history (whichever version reads it first reports it)."""
+        kind, version = state.get("state"), state.get("version")
         base = {"version": version, "sha256": state.get("sha256")}
-        if kind == "trial" and state.get("previous") == me:
+        if kind == "trial":
             self.report({"state": "installed", **base})
-            self.report({"state": "switched", **base, "from": state.get("previous_version")})
-        elif kind == "healthy" and state.get("venv") == me:
+            self.report({"state": "switched", **base})
+        elif kind == "healthy":
             self.report({"state": "healthy", **base})
-        elif kind == "rolled_back" and state.get("venv") == me:
+        elif kind == "rolled_back":
             self.report({"state": "rolled_back", **base, "reason": state.get("reason", ""),
                          "running": state.get("running_version")})
         elif kind == "install_failed":
@@ -110,9 +115,11 @@ class UpdateWatch:
         """The version on trial: its health verdict, held to the previous version's lines."""
         passed, failed = self._passed_lines()
         baseline = self._read("baseline.json")
+        # Without the previous version's lines (it never got to run them), only the database
+        # line holds the release back: a device already failing must not undo a good release.
         required = set(baseline.get("passed", [])) if baseline.get("venv") == state.get(
-            "previous") else None
-        broken = sorted(f for f in failed if required is None or f in required)
+            "previous") else {"database"}
+        broken = sorted(f for f in failed if f in required)
         reason = "; ".join(f"{name}: {failed[name]}" for name in broken)[:400]
         self._write("health.json", {"venv": self.venv, "version": state.get("version"),
                                     "ok": not broken, "reason": reason,

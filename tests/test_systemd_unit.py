@@ -112,6 +112,6 @@ def test_systemd_analyze_verify_accepts_the_update_units(tmp_path):
                             text=True, timeout=60)
     assert "cabinet-update." not in result.stderr, result.stderr
     unit = (REPO / "systemd" / "cabinetd.service").read_text()
-    for hook in ("ExecStartPre=+-/usr/bin/python3 /usr/local/lib/cabinet/supervisor.py reconcile",
+    for hook in ("ExecStartPre=+-/usr/bin/python3 /usr/local/lib/cabinet/supervisor.py starting",
                  "ExecStopPost=+-/usr/bin/python3 /usr/local/lib/cabinet/supervisor.py stopped"):
         assert hook in unit, hook

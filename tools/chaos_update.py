@@ -91,7 +91,7 @@ class Cabinet:
 
     def power_on(self) -> str:
         """ExecStartPre, then cabinetd from the link until READY; returns its version."""
-        self.hook("reconcile")
+        self.hook("starting")
         current = supervisor.running_venv(self.opt)
         if not supervisor.is_complete(self.opt, current):
             raise AssertionError(f"the link names {current}, not a complete release")
@@ -119,6 +119,7 @@ def cut(work: Path, key: str, first: Path, second: Path, step: str) -> list[str]
     else:
         if cabinet.installer() != 0:
             return [f"{step}: the installer failed before the cut"]
+        cabinet.hook("starting")   # the release on trial started, then failed its selftest
         cabinet.hook("stopped", {"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited",
                                  "EXIT_STATUS": str(supervisor.EXIT_UNHEALTHY)}, kill_at=step)
     try:
