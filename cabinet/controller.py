@@ -540,8 +540,10 @@ class Controller:
         wanted = self._restart_wanted
         if wanted is None or self._stopping:
             return
+        # An unknown door (its switch faulted, or no GPIO) does not hold the restart back: the
+        # lock stays locked across it. Only a door known to be open does.
         if self.checkout.state == "idle" and self._lock_test_timer is None \
-                and self.doors.cabinet is False and self._unfinished is None:
+                and self.doors.cabinet is not True and self._unfinished is None:
             self.stop(wanted.exit_status, wanted.reason)
         else:
             self.timers.call_later(1.0, "restart when idle", self._restart_when_idle)

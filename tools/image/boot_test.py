@@ -15,6 +15,9 @@ test makes first boot's life hard and checks that it recovers by itself:
           screen step still retrying; cabinetd never failed and never hit its start limit.
   boot 2  no console: first boot finishes (no screen to drive) and changes nothing else.
   boot 3  nothing left to do: first boot skipped, nothing changed, cabinetd READY again.
+  boot 4  software updates under systemd: the backend's update_software with a release of this
+          checkout (9.0.1) ends healthy; one that crashes at start (9.0.2) is rolled back by
+          cabinetd's own hooks after three failed starts, and 9.0.1 sells again.
 
 Needs root, debootstrap, systemd-nspawn (systemd-container), a loop device, mtools and e2fsprogs.
 In CI it runs for amd64 (tests/test_image_boot.py). On arm64 under qemu-user, by hand (slow, and
@@ -40,7 +43,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
 from tools.image.build import build  # noqa: E402
 from tools.image.synthetic import make  # noqa: E402
 
@@ -325,12 +329,109 @@ def run(work: Path, arch: str | None = None) -> dict[str, float]:
         check(not machine.path("/boot/firmware/cabinet-provision.toml").exists()
               and not (machine.boot / "cabinet-provision.toml").exists(),
               "the provisioning file (a secret) is still on the boot partition")
+
+        updates(machine, storage, work)
+        lap("boot 4 (an update, and a broken one rolled back, under systemd)")
     finally:
         machine.close()
         if server is not None:
             server.close()
         storage.close()
     return took
+
+
+def host_address() -> str:
+    """An address of this machine that is not loopback (the cabinet downloads only from other
+    hosts); the container shares the host's network."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True,
+                         text=True).stdout
+    found = [a.split("/")[0] for a in out.split() if a.count(".") == 3 and "/" in a
+             and not a.startswith("127.")]
+    if not found:
+        raise BootFailure("no non-loopback IPv4 address to serve the releases from")
+    return found[0]
+
+
+def updates(machine: Machine, storage, work: Path) -> None:
+    """Boot 4: the backend's update_software under the real systemd (the path unit, the root
+    installer, cabinetd's ExecStartPre/ExecStopPost hooks with systemd's own SERVICE_RESULT,
+    EXIT_CODE and EXIT_STATUS): a good release becomes healthy, then one that crashes at start
+    is rolled back by itself."""
+    import functools
+    import http.server
+    import threading
+
+    from tools import release
+
+    www = work / "releases"
+    shutil.rmtree(www, ignore_errors=True)
+    www.mkdir()
+    keys = work / f"release-key-{os.getpid()}"
+    public = release.keygen(keys)
+    key = keys / "release-signing-key"
+    crash = work / "crash-tree"
+    shutil.rmtree(crash, ignore_errors=True)
+    shutil.copytree(REPO, crash, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", "var", ".pytest_cache"))
+    app = crash / "cabinet" / "app.py"
+    app.write_text(app.read_text().replace(
+        "    notifier = Notifier()\n",
+        "    notifier = Notifier()\n    raise RuntimeError('a broken release')\n", 1))
+    good, bad = www / "cabinet-9.0.1.release", www / "cabinet-9.0.2.release"
+    release.build(key, good, [], "9.0.1")
+    release.build(key, bad, [], "9.0.2", crash)
+    shutil.rmtree(crash)
+    config = machine.path("/etc/cabinet/cabinet.toml")
+    config.write_text(config.read_text().replace('public_key = ""', f'public_key = "{public}"'))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer((host_address(), 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://{server.server_address[0]}:{server.server_address[1]}"
+
+    def send(bundle: Path) -> None:
+        storage.commands.issue("cabinet-boot", "update_software", {
+            "url": f"{url}/{bundle.name}",
+            "sha256": hashlib.sha256(bundle.read_bytes()).hexdigest()}, 3600, "boot test")
+
+    def update_state() -> dict:
+        try:
+            return json.loads(machine.path("/opt/cabinet/update.json").read_text())
+        except (OSError, ValueError):
+            return {}
+    try:
+        with machine.booted(console=False):
+            before = wait("cabinetd READY", lambda: (s := daemon_state()) and s["sync"][
+                "configured"] and s, 120, machine)["software_version"]
+            send(good)
+            wait("9.0.1 healthy", lambda: update_state().get("state") == "healthy"
+                 and (s := daemon_state()) and s["software_version"] == "9.0.1", 400, machine)
+            log(f"updated from {before} to 9.0.1, healthy")
+            send(bad)
+            wait("9.0.2 rolled back", lambda: update_state().get("state") == "rolled_back",
+                 400, machine)
+            state = wait("9.0.1 READY again, with the update_failed alarm", lambda: (
+                s := daemon_state()) and s["software_version"] == "9.0.1" and any(
+                a["kind"] == "update_failed" for a in s["alarms"]) and s, 120, machine)
+            wait("rolled_back at the backend", lambda: any(
+                r["body"].get("state") == "rolled_back"
+                for r in storage.fleet.records("update", "cabinet-boot", 0, 1000)), 120, machine)
+    finally:
+        server.shutdown()
+    reason = update_state()["reason"]
+    check("failed 3 starts" in reason and "exit status 1" in reason,
+          f"not rolled back for its failed starts: {reason}")
+    check(os.readlink(machine.path("/opt/cabinet/venv")).startswith("venvs/9.0.1-"),
+          "the link does not name 9.0.1")
+    journal = machine.journal("cabinetd", boot=4)
+    check("Start request repeated too quickly" not in journal,
+          f"cabinetd hit its start limit:\n{journal[-3000:]}")
+    check("cabinet supervisor: stopped: rolled back" in journal,
+          f"the rollback is not in cabinetd's journal:\n{journal[-3000:]}")
+    states = [r["body"]["state"] for r in storage.fleet.records("update", "cabinet-boot", 0, 1000)]
+    check(states.count("healthy") == 1 and states.count("rolled_back") == 1,
+          f"the steps reported: {states}")
+    log(f"9.0.2 rolled back by itself ({reason}); alarms {[a['kind'] for a in state['alarms']]}")
 
 
 def check(ok: bool, message: str) -> None:
