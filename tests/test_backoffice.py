@@ -425,3 +425,33 @@ def test_ad_uploads_are_checked(fleet):
     assert reply.status_code == 403
     assert requests.get(backend.url + "/v1/ads/" + "0" * 64, timeout=10).status_code == 404
     assert requests.get(backend.url + "/v1/ads/nothex", timeout=10).status_code == 422
+
+
+def test_a_release_sent_from_the_cabinet_page_and_its_steps_shown(fleet):
+    """The operator stages a release on one cabinet from its page; the cabinet's steps come
+    back and are listed (here the release's host does not exist: the cabinet says so)."""
+    backend, daemon = fleet
+    with browser(SIZES["desktop"]) as page:
+        log_in(page, backend.url, "admin")
+        page.click('#fleet-table a[href="#/cabinet/cabinet-0001"]')
+        expect(page.locator("#software")).to_contain_text("none")
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.fill("#release-url", "https://releases.example.org/cabinet-9.9.9.release")
+        page.fill("#release-sha256", "ab" * 32)
+        page.click("#update-software button[type=submit]")
+        shown_done(page, '#command-table tr[data-type="update_software"]', backend, daemon)
+        refused = page.locator('#update-steps li[data-state="refused"]').first
+        refused.wait_for(timeout=60000)
+        assert "refused" in refused.inner_text()
+        (record,) = [r["body"] for r in backend.storage.fleet.records("update", "cabinet-0001",
+                                                                      0, 100)
+                     if r["body"]["state"] == "refused"]
+        assert record["reason"].startswith("download failed")
+        assert record["reason"][:40] in refused.inner_text()
+        assert page.problems == []
+    # A viewer sees the steps but cannot send a release.
+    with browser(SIZES["phone"]) as page:
+        log_in(page, backend.url, "tsering")
+        page.goto(backend.url + "/#/cabinet/cabinet-0001")
+        page.locator('#update-steps li[data-state="refused"]').first.wait_for()
+        assert page.locator("#update-software").count() == 0

@@ -31,6 +31,7 @@ export async function render(main, { me, params, problem }) {
   const alarms = h("div", { id: "alarms" });
   const commands = h("div", { id: "commands" });
   const sales = h("div", { id: "recent-sales" });
+  const software = h("div", { id: "software" });
   main.append(h("h1", {}, `${t("cabinet")} ${id}`),
     h("p", {}, h("a", { id: "planogram-link", href: `#/planogram/${encodeURIComponent(id)}` }, t("nav_planogram"))),
     h("section", { class: "card" }, status),
@@ -41,6 +42,7 @@ export async function render(main, { me, params, problem }) {
       actions(me, base, id, problem, () => refreshCommands(), layout),
       access(me, base, id, problem, () => refreshCommands()),
       h("section", { class: "card wide" }, h("h2", {}, t("commands")), commands),
+      h("section", { class: "card wide" }, h("h2", {}, t("software")), software),
       h("section", { class: "card wide" }, h("h2", {}, t("recent_sessions")), sales)));
   const plot = echarts.init(chart);
   const resize = () => plot.resize();
@@ -100,6 +102,17 @@ export async function render(main, { me, params, problem }) {
       : h("p", { class: "muted" }, t("none")));
   }
 
+  // The software update's steps as the cabinet reported them (docs/updates.md), newest first.
+  async function refreshSoftware() {
+    const { records } = await get("/v1/operator/updates" + query({ cabinet_id: id }));
+    const steps = records.slice(-10).reverse();
+    software.replaceChildren(steps.length ? h("ul", { class: "lines", id: "update-steps" }, steps.map((r) =>
+      h("li", { "data-state": r.body.state },
+        h("span", { class: "badge " + stepTone(r.body.state) }, t("update_" + r.body.state)),
+        ` ${r.body.version || ""} ${r.body.reason || ""} · ${when(r.created_at)}`)))
+      : h("p", { class: "muted" }, t("none")));
+  }
+
   async function refreshSales() {
     const until = new Date(Date.now() + 3600e3), since = new Date(Date.now() - 7 * 86400e3);
     const { records } = await get("/v1/operator/sales/transactions" + query(
@@ -141,9 +154,9 @@ export async function render(main, { me, params, problem }) {
     }), true);
   }
 
-  await Promise.all([refreshStatus(), refreshCommands(), refreshSales(), drawClimate()]);
+  await Promise.all([refreshStatus(), refreshCommands(), refreshSales(), refreshSoftware(), drawClimate()]);
   const timers = [
-    setInterval(() => refreshCommands().catch(() => {}), COMMANDS_MS),
+    setInterval(() => Promise.all([refreshCommands(), refreshSoftware()]).catch(() => {}), COMMANDS_MS),
     setInterval(() => Promise.all([refreshStatus(), refreshSales()]).catch(() => {}), STATUS_MS),
     setInterval(() => drawClimate().catch(() => {}), 60000),
   ];
@@ -210,6 +223,16 @@ function actions(me, base, id, problem, changed, layout) {
       h("label", { for: "lockout-zone" }, t("clear_lockout")), zone,
       h("button", { class: "action", type: "submit" }, t("send"))));
   }
+  if (may.has("update_software")) {
+    // A signed release on any http(s) server the cabinets reach; stage it on a few cabinets first.
+    const url = h("input", { id: "release-url", type: "url", required: true, placeholder: "https://…/cabinet-x.y.z.release" });
+    const sha = h("input", { id: "release-sha256", required: true, pattern: "[0-9a-f]{64}", placeholder: "sha256", size: 20 });
+    forms.push(h("form", { class: "inline", id: "update-software", onsubmit: (e) => {
+      e.preventDefault();
+      if (confirm(t("confirm_update"))) send("update_software", { url: url.value.trim(), sha256: sha.value.trim() }); } },
+      h("label", { for: "release-url" }, t("update_software")), url, sha,
+      h("button", { class: "action", type: "submit" }, t("send"))));
+  }
   const simple = [
     ["restock_mode", () => ({ technician: me.username })],
     ...(layout.zones.length > 1 ? [] : [["clear_lockout", () => confirm(t("confirm_lockout")) && { by: me.username }]]),
@@ -267,6 +290,10 @@ function access(me, base, id, problem, changed) {
   } }, h("b", {}, t("access_code")), subject, role, h("label", {}, minutes, " min"),
     h("button", { class: "action", type: "submit" }, t("make_code")));
   return h("section", { class: "card", id: "access" }, h("h2", {}, t("access")), enrol, code, shown);
+}
+
+function stepTone(state) {
+  return { healthy: "online", refused: "bad", install_failed: "bad", rolled_back: "bad" }[state] || "muted";
 }
 
 function tone(status) {
