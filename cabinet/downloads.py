@@ -6,13 +6,16 @@ unspecified addresses are refused, at every redirect, of which there may be 5), 
 `max_bytes`, takes at most `fetch_seconds`, and is not fetched when it would leave less than
 FREE_FLOOR_BYTES on the disk (the database needs that room for sales). A download goes through a
 .part file, renamed only once its checksum matches; one that fails for any reason leaves no .part
-file behind.
+file behind, except in a Spool (voice packs, releases: hundreds of megabytes over a mobile link),
+which keeps what arrived when the connection failed and resumes it with an HTTP Range request, a
+few times with a growing pause, before it gives up (a server that ignores Range starts over).
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import queue
 import shutil
 import socket
@@ -25,6 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+log = logging.getLogger("cabinetd.downloads")
 MAX_FETCH_SECONDS = 600.0
 FREE_FLOOR_BYTES = 256 * 1024 * 1024
 MAX_REDIRECTS = 5
@@ -41,6 +45,7 @@ class Downloads:
         self.max_bytes, self.timeout, self.fetch_seconds = max_bytes, timeout, fetch_seconds
         self.verify: str | bool = ca_file or True
         self.refuse_loopback = refuse_loopback  # (tests serve files from loopback)
+        self.resume = False   # keep a .part a failed connection left, and go on from it
 
     def _check_url(self, url: str) -> None:
         """http(s), and a host that is not this device (checked again at every redirect)."""
@@ -67,11 +72,12 @@ class Downloads:
             raise ValueError(f"{urlsplit(url).hostname}: cannot tell which address answered")
         _refuse_this_device(urlsplit(url).hostname, sock.getpeername()[0])
 
-    def _open(self, session: requests.Session, url: str) -> requests.Response:
+    def _open(self, session: requests.Session, url: str,
+              headers: dict[str, str] | None = None) -> requests.Response:
         for _ in range(MAX_REDIRECTS + 1):
             self._check_url(url)
             reply = session.get(url, stream=True, timeout=self.timeout, verify=self.verify,
-                                allow_redirects=False)
+                                allow_redirects=False, headers=headers)
             try:
                 self._check_peer(url, reply)
             except ValueError:
@@ -94,6 +100,8 @@ class Downloads:
         why not."""
         part = target.with_name(target.name + ".part")
         digest, size, started = hashlib.sha256(), 0, time.monotonic()
+        have = self._resumable(part, digest)
+        keep = False
         # A server that trickles a byte just inside every read timeout (headers or body) would
         # hold a read, and this thread, for hours: at the time limit every socket this download
         # opened is shut down, which ends a read in progress (closing the reply from another
@@ -104,18 +112,24 @@ class Downloads:
         cut_off.daemon = True
         cut_off.start()
         try:
-            with self._open(session, url) as reply:
+            with self._open(session, url, {"Range": f"bytes={have}-"} if have else None) as reply:
                 reply.raise_for_status()
+                if have and not (reply.status_code == 206 and reply.headers.get(
+                        "Content-Range", "").startswith(f"bytes {have}-")):
+                    have, digest = 0, hashlib.sha256()   # the whole file again
+                size = have
                 declared = int(reply.headers.get("Content-Length") or 0)
-                if declared > self.max_bytes:
-                    raise ValueError(f"{declared} bytes: over {self.max_bytes >> 20} MiB")
+                if have + declared > self.max_bytes:
+                    raise ValueError(f"{have + declared} bytes: over {self.max_bytes >> 20} MiB")
                 self._room_for(declared)
-                with open(part, "wb") as out:
+                keep = self.resume
+                with open(part, "ab" if have else "wb") as out:
                     # Checked at each chunk: a server trickling bytes slower than one chunk per
                     # read timeout is not cut off mid-chunk (left for later).
                     for chunk in reply.iter_content(1 << 16):
                         size += len(chunk)
                         if size > self.max_bytes:
+                            keep = False
                             raise ValueError(f"over {self.max_bytes >> 20} MiB")
                         if time.monotonic() - started > self.fetch_seconds:
                             raise ValueError(f"still downloading after "
@@ -123,6 +137,7 @@ class Downloads:
                         self._room_for(len(chunk))   # a statvfs: cheap beside 64 KiB of I/O
                         digest.update(chunk)
                         out.write(chunk)
+            keep = False
             if digest.hexdigest() != sha:
                 raise ValueError(f"checksum mismatch: got sha256 {digest.hexdigest()[:12]}…, "
                                  f"expected {sha[:12]}…")
@@ -135,7 +150,17 @@ class Downloads:
         finally:
             cut_off.cancel()
             session.close()
-            part.unlink(missing_ok=True)  # no half file left behind, whatever went wrong
+            if not keep:
+                part.unlink(missing_ok=True)  # no half file left behind, unless to resume
+
+    def _resumable(self, part: Path, digest: Any) -> int:
+        """How much of `part` an earlier attempt left to go on from (fed to `digest`), or 0."""
+        if not self.resume or not part.is_file():
+            return 0
+        with open(part, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return part.stat().st_size
 
 
 class Spool(Downloads, threading.Thread):
@@ -147,6 +172,8 @@ class Spool(Downloads, threading.Thread):
 
     suffix = ".bin"
     Refused: type[Exception] = ValueError   # what take() raises, having reported it
+    ATTEMPTS = 6                            # a failed connection is resumed this many times
+    PAUSES = (10.0, 30.0, 60.0, 120.0, 300.0)   # before each attempt after the first
 
     def __init__(self, name: str, root: str | Path, *, max_bytes: int, timeout: float = 30.0,
                  ca_file: str = "", refuse_loopback: bool = True):
@@ -154,8 +181,13 @@ class Spool(Downloads, threading.Thread):
         Downloads.__init__(self, Path(root) / "incoming", max_bytes=max_bytes, timeout=timeout,
                            ca_file=ca_file, refuse_loopback=refuse_loopback)
         self.root = Path(root)
+        self.resume = True
         self._wanted: queue.Queue = queue.Queue()
+        self._closing = threading.Event()
         for leftover in (*self.root.glob("staging-*"), *self.folder.iterdir()):
+            if leftover.name.endswith(".part") and leftover.is_file() \
+                    and time.time() - leftover.stat().st_mtime < 86400:
+                continue   # a download to go on with, if the same file is asked for again
             (shutil.rmtree if leftover.is_dir() else Path.unlink)(leftover)
 
     # --- what a subclass says --------------------------------------------------------------------
@@ -178,6 +210,7 @@ class Spool(Downloads, threading.Thread):
         self._wanted.put((url, sha256))
 
     def close(self) -> None:
+        self._closing.set()
         self._wanted.put(None)
         if self.is_alive():
             self.join(timeout=5)
@@ -191,7 +224,7 @@ class Spool(Downloads, threading.Thread):
             path = self.folder / f"{sha}{self.suffix}"
             try:
                 if self.fetching(url, sha):
-                    self._fetch(url, sha, path)
+                    self._fetch_resuming(url, sha, path)
                 self.take(path, sha)
             except self.Refused:
                 pass   # take reported it
@@ -199,6 +232,22 @@ class Spool(Downloads, threading.Thread):
                 self.download_failed(url, sha, str(exc) or type(exc).__name__)
             finally:
                 path.unlink(missing_ok=True)
+
+    def _fetch_resuming(self, url: str, sha: str, path: Path) -> None:
+        """_fetch, again from where it stopped after a failed connection, up to ATTEMPTS."""
+        for attempt in range(self.ATTEMPTS):
+            try:
+                return self._fetch(url, sha, path)
+            except (requests.RequestException, ValueError) as exc:
+                part = path.with_name(path.name + ".part")
+                if attempt == self.ATTEMPTS - 1 or not part.exists():
+                    raise type(exc)(f"{exc} (attempt {attempt + 1} of {self.ATTEMPTS})") \
+                        if isinstance(exc, ValueError) else exc
+                pause = self.PAUSES[min(attempt, len(self.PAUSES) - 1)]
+                log.info("%s: download cut after %d bytes (%s); resuming in %.0f s", self.name,
+                         part.stat().st_size, exc, pause)
+                if self._closing.wait(pause):
+                    raise ValueError("stopped while resuming") from None
 
     def receive(self, stream: Any, length: int) -> dict[str, Any]:
         """A technician's upload: `length` bytes of `stream` (a request's body), copied into

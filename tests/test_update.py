@@ -119,3 +119,62 @@ def test_on_site_cabinet_update_uploads_the_bundle(tmp_path, capsys, releases):
         assert ready["version"] == "0.1.2"
     finally:
         daemon.terminate()
+
+
+class Flaky(http.server.BaseHTTPRequestHandler):
+    """Serves one file; the first GET is cut after `cut` bytes (the connection closes, as a
+    mobile link drops); later GETs honour a Range header unless `ranges` is False."""
+    data: bytes = b""
+    cut = 0
+    ranges = True
+    seen: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        asked = self.headers.get("Range")
+        type(self).seen.append(asked)
+        start = int(asked[len("bytes="):-1]) if asked and self.ranges else 0
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range",
+                             f"bytes {start}-{len(self.data) - 1}/{len(self.data)}")
+        self.send_header("Content-Length", str(len(self.data) - start))
+        self.end_headers()
+        if len(self.seen) == 1:
+            self.wfile.write(self.data[:self.cut])
+            self.wfile.flush()
+            self.connection.shutdown(2)   # cut mid-body
+            return
+        self.wfile.write(self.data[start:])
+
+
+@pytest.mark.parametrize("ranges", [True, False])
+def test_a_download_cut_mid_file_is_resumed_where_it_stopped(tmp_path, releases, ranges):
+    data = releases["good"].read_bytes()
+    handler = type("Handler", (Flaky,), {"data": data, "cut": len(data) // 3, "ranges": ranges,
+                                         "seen": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    records = []
+    updates = Updates(tmp_path / "updates", releases["public"], refuse_loopback=False,
+                      outcome=records.append)
+    updates.PAUSES = (0.1,)
+    updates.start()
+    try:
+        updates.want(f"http://127.0.0.1:{server.server_address[1]}/good.release",
+                     sha(releases["good"]))
+        wait_for(lambda: any(r["state"] == "verified" for r in records), timeout=60,
+                 what="the release verified after the cut")
+    finally:
+        updates.close()
+        server.shutdown()
+    assert handler.seen[0] is None
+    # The second request asks for the rest only: what was written before the cut is kept (whole
+    # chunks: the one the cut broke is asked for again). A server that ignores it sends all.
+    start = int(handler.seen[1][len("bytes="):-1])
+    assert 0 < start <= len(data) // 3, handler.seen
+    assert [r["state"] for r in records] == ["downloading", "verified"]
+    assert updates.ready()["sha256"] == sha(releases["good"])
+    assert not list((tmp_path / "updates" / "incoming").iterdir()), "no part file left"
