@@ -34,6 +34,7 @@ from . import supervisor
 
 PIP_SECONDS = 900
 CHECK_SECONDS = 120
+FREE_FLOOR_BYTES = 600 * 1024 * 1024   # what pip may write beside the hard links, and the sales' 256 MiB
 VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_]{0,39}")   # a release's version, as a name
 
 
@@ -143,6 +144,10 @@ def install_ready(opt: Path, data: Path, config: Path, key: str) -> str:
             raise InstallFailed(f"the running release {current} is not complete")
         if not supervisor.is_complete(opt, name):   # else kept: the previous release sent again
             shutil.rmtree(target, ignore_errors=True)   # a build a power cut left behind
+            free = shutil.disk_usage(opt).free
+            if free < FREE_FLOOR_BYTES:
+                raise InstallFailed(f"{free >> 20} MiB free on {opt}: a release's venv needs "
+                                    f"{FREE_FLOOR_BYTES >> 20} MiB (remove old files)")
             build_venv(staging / "unpacked" / "wheels", version, target,
                        running=opt / "venvs" / current)
             supervisor.kill_point("built")
