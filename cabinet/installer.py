@@ -34,7 +34,7 @@ from . import supervisor
 
 PIP_SECONDS = 900
 CHECK_SECONDS = 120
-FREE_FLOOR_BYTES = 600 * 1024 * 1024   # what pip may write beside the hard links, and the sales' 256 MiB
+FREE_FLOOR_BYTES = 600 * 1024 * 1024   # pip's writes, and the 256 MiB kept for the sales
 VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_]{0,39}")   # a release's version, as a name
 
 
