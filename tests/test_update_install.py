@@ -35,10 +35,20 @@ SYSTEMD = REPO / "systemd"
 def _this_hosts_address() -> str | None:
     """An address of this machine that is not loopback: the cabinet downloads only from other
     hosts (cabinet/downloads.py), and this test's file server must look like one."""
+    import socket
+
     out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True,
-                         text=True).stdout
+                         text=True).stdout if shutil.which("ip") else ""
     found = [a for a in re.findall(r"inet (\d+\.\d+\.\d+\.\d+)/", out)
              if not a.startswith("127.")]
+    for probe in ("192.0.2.1", "10.255.255.255", "172.31.255.255"):   # no packet is sent
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.connect((probe, 9))
+                found.append(s.getsockname()[0])
+            except OSError:
+                pass
+    found = [a for a in found if not a.startswith("127.") and a != "0.0.0.0"]
     return found[0] if found else None
 
 

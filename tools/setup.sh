@@ -26,9 +26,10 @@ if [ "$want" = test ]; then
     # libzbar0: the zbar peer in the QR benchmark. The image builder's tools: sfdisk (fdisk),
     # debugfs and mkfs.ext4 (e2fsprogs), mtools, mkfs.vfat (dosfstools).
     # The boot test: debootstrap a Debian, boot the image with systemd-nspawn (systemd-container).
-    # sox makes the voice-pack tests' clips and checks what the speaker played.
+    # sox makes the voice-pack tests' clips and checks what the speaker played. iproute2 (`ip`)
+    # finds this machine's non-loopback address, from which the update tests serve releases.
     apt_packages+=(systemd postgresql libzbar0 fdisk e2fsprogs mtools dosfstools
-                   debootstrap systemd-container sox "${screen_packages[@]}")
+                   debootstrap systemd-container sox iproute2 "${screen_packages[@]}")
 elif [ "$want" = kiosk ]; then
     # On the cabinet: cage is the Wayland kiosk compositor systemd/cabinet-kiosk.service runs.
     apt_packages+=(cage "${screen_packages[@]}")
