@@ -17,6 +17,7 @@ import hashlib
 import ipaddress
 import logging
 import queue
+import re
 import shutil
 import socket
 import threading
@@ -56,8 +57,8 @@ class Downloads:
             return
         try:
             infos = socket.getaddrinfo(parts.hostname, parts.port or 80, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise ValueError(f"{parts.hostname}: cannot be resolved ({exc})") from None
+        except OSError as exc:   # no network, or none yet: worth another try
+            raise Interrupted(f"{parts.hostname}: cannot be resolved ({exc})") from None
         for info in infos:
             _refuse_this_device(parts.hostname, info[4][0])
 
@@ -97,11 +98,12 @@ class Downloads:
 
     def _fetch(self, url: str, sha: str, target: Path) -> None:
         """Download `url` to `target`, or raise (ValueError, OSError, requests' errors) saying
-        why not."""
+        why not: Interrupted when going on later could succeed (the .part is then kept if
+        self.resume)."""
         part = target.with_name(target.name + ".part")
-        digest, size, started = hashlib.sha256(), 0, time.monotonic()
+        digest, started = hashlib.sha256(), time.monotonic()
         have = self._resumable(part, digest)
-        keep = False
+        keep = self.resume   # only a wrong, oversized or unwritable file is thrown away
         # A server that trickles a byte just inside every read timeout (headers or body) would
         # hold a read, and this thread, for hours: at the time limit every socket this download
         # opened is shut down, which ends a read in progress (closing the reply from another
@@ -111,41 +113,55 @@ class Downloads:
         cut_off = threading.Timer(self.fetch_seconds, watch.shut_down)
         cut_off.daemon = True
         cut_off.start()
+        # Byte offsets must be the file's own: no content encoding.
+        headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={have}-"} if have else {})}
         try:
-            with self._open(session, url, {"Range": f"bytes={have}-"} if have else None) as reply:
+            with self._open(session, url, headers) as reply:
+                if have and reply.status_code == 416 and digest.hexdigest() == sha:
+                    part.rename(target)   # what arrived before was the whole file
+                    return
                 reply.raise_for_status()
-                if have and not (reply.status_code == 206 and reply.headers.get(
-                        "Content-Range", "").startswith(f"bytes {have}-")):
+                if have and not _resumes(reply, have):
                     have, digest = 0, hashlib.sha256()   # the whole file again
                 size = have
                 declared = int(reply.headers.get("Content-Length") or 0)
                 if have + declared > self.max_bytes:
                     raise ValueError(f"{have + declared} bytes: over {self.max_bytes >> 20} MiB")
                 self._room_for(declared)
-                keep = self.resume
                 with open(part, "ab" if have else "wb") as out:
                     # Checked at each chunk: a server trickling bytes slower than one chunk per
                     # read timeout is not cut off mid-chunk (left for later).
                     for chunk in reply.iter_content(1 << 16):
                         size += len(chunk)
                         if size > self.max_bytes:
-                            keep = False
                             raise ValueError(f"over {self.max_bytes >> 20} MiB")
                         if time.monotonic() - started > self.fetch_seconds:
-                            raise ValueError(f"still downloading after "
-                                             f"{self.fetch_seconds:.0f} s")
+                            raise Interrupted(f"still downloading after "
+                                              f"{self.fetch_seconds:.0f} s")
                         self._room_for(len(chunk))   # a statvfs: cheap beside 64 KiB of I/O
                         digest.update(chunk)
                         out.write(chunk)
-            keep = False
             if digest.hexdigest() != sha:
-                raise ValueError(f"checksum mismatch: got sha256 {digest.hexdigest()[:12]}…, "
-                                 f"expected {sha[:12]}…")
+                keep = False
+                why = (f"checksum mismatch: got sha256 {digest.hexdigest()[:12]}…, expected "
+                       f"{sha[:12]}…")
+                # A file put together from two replies may be what is wrong: once more, whole.
+                raise Interrupted(why + " (resumed: trying the whole file)") if have \
+                    else ValueError(why)
             part.rename(target)
-        except (requests.RequestException, OSError):
+        except Interrupted:
+            raise
+        except requests.RequestException as exc:
             if watch.expired:
-                raise ValueError(f"still downloading after {self.fetch_seconds:.0f} s: cut "
-                                 "off") from None
+                raise Interrupted(f"still downloading after {self.fetch_seconds:.0f} s: cut "
+                                  "off") from None
+            if isinstance(exc, requests.HTTPError) and exc.response is not None \
+                    and exc.response.status_code < 500:
+                keep = False
+                raise
+            raise Interrupted(str(exc) or type(exc).__name__) from None
+        except (ValueError, OSError):
+            keep = False
             raise
         finally:
             cut_off.cancel()
@@ -161,6 +177,18 @@ class Downloads:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
         return part.stat().st_size
+
+
+class Interrupted(ValueError):
+    """A download the link or the time limit cut short: going on later may succeed."""
+
+
+def _resumes(reply: requests.Response, have: int) -> bool:
+    """A 206 carrying the rest of the file from byte `have` to its end, and nothing else."""
+    found = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)",
+                         reply.headers.get("Content-Range", "").strip())
+    return reply.status_code == 206 and found is not None and int(found.group(1)) == have \
+        and (found.group(3) == "*" or int(found.group(2)) == int(found.group(3)) - 1)
 
 
 class Spool(Downloads, threading.Thread):
@@ -234,20 +262,25 @@ class Spool(Downloads, threading.Thread):
                 path.unlink(missing_ok=True)
 
     def _fetch_resuming(self, url: str, sha: str, path: Path) -> None:
-        """_fetch, again from where it stopped after a failed connection, up to ATTEMPTS."""
+        """_fetch, again after a pause (from where it stopped) while it is Interrupted, up to
+        ATTEMPTS; a download given up leaves no part behind."""
+        part = path.with_name(path.name + ".part")
+        for stale in self.folder.glob("*.part"):   # another file's, abandoned: its room back
+            if stale != part:
+                stale.unlink(missing_ok=True)
         for attempt in range(self.ATTEMPTS):
             try:
                 return self._fetch(url, sha, path)
-            except (requests.RequestException, ValueError) as exc:
-                part = path.with_name(path.name + ".part")
-                if attempt == self.ATTEMPTS - 1 or not part.exists():
-                    raise type(exc)(f"{exc} (attempt {attempt + 1} of {self.ATTEMPTS})") \
-                        if isinstance(exc, ValueError) else exc
+            except Interrupted as exc:
+                if attempt == self.ATTEMPTS - 1:
+                    part.unlink(missing_ok=True)
+                    raise Interrupted(f"{exc} (gave up after {self.ATTEMPTS} attempts)") \
+                        from None
                 pause = self.PAUSES[min(attempt, len(self.PAUSES) - 1)]
-                log.info("%s: download cut after %d bytes (%s); resuming in %.0f s", self.name,
-                         part.stat().st_size, exc, pause)
+                log.info("%s: download interrupted with %d bytes in (%s); again in %.0f s",
+                         self.name, part.stat().st_size if part.exists() else 0, exc, pause)
                 if self._closing.wait(pause):
-                    raise ValueError("stopped while resuming") from None
+                    raise ValueError("stopped while waiting to resume") from None
 
     def receive(self, stream: Any, length: int) -> dict[str, Any]:
         """A technician's upload: `length` bytes of `stream` (a request's body), copied into

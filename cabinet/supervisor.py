@@ -173,6 +173,8 @@ def rollback(opt: Path, state: dict, reason: str) -> dict:
                             "reason": reason[:500]})
     kill_point("rolling_back")
     switch(opt, previous)
+    # A release sent while this one was on trial waits in ready.json: have the installer look.
+    _systemctl("start", "cabinet-update.service")
     return new
 
 
@@ -208,10 +210,22 @@ def stopped(opt: Path, data: Path, env: dict) -> str:
 
 def _start_again() -> None:
     """Have systemd start cabinetd after this hook (only where systemd runs it)."""
-    if os.environ.get("INVOCATION_ID") and shutil.which("systemctl"):
+    _systemctl("start", "cabinetd.service")
+
+
+def _systemctl(verb: str, unit: str) -> None:
+    if os.environ.get("INVOCATION_ID") and shutil.which("systemctl"):   # under systemd only
         import subprocess
-        subprocess.run(["systemctl", "--no-block", "start", "cabinetd.service"],
-                       capture_output=True, timeout=30)
+        subprocess.run(["systemctl", "--no-block", verb, unit], capture_output=True, timeout=30)
+
+
+def _run_by(unit: str) -> bool:
+    """Whether this process runs in `unit`'s cgroup (a hook of that unit)."""
+    try:
+        return any(line.rstrip().endswith("/" + unit)
+                   for line in Path("/proc/self/cgroup").read_text().splitlines())
+    except OSError:
+        return False
 
 
 def reconcile(opt: Path, data: Path, *, installer: bool = False) -> str:
@@ -314,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "status":
         print(json.dumps({**read_state(args.opt), "running": running_venv(args.opt)}, indent=1))
         return 0
+    if args.action == "reconcile" and _run_by("cabinetd.service"):
+        # A card flashed before `starting` existed runs `reconcile` before each start: count it.
+        args.action = "starting"
     if not (args.opt / "venvs").is_dir():
         return 0   # a cabinet installed by hand (one venv, no releases): nothing to supervise
     try:

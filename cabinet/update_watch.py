@@ -75,9 +75,11 @@ class UpdateWatch:
         on_trial = kind == "trial" and state.get("venv") == me
         reported = self._reported()
         if seq != reported:
+            # A state started again (update.json lost) has lower numbers: report it all.
+            since = reported if isinstance(reported, int) and reported < seq else 0
             for step in state.get("history", []):
                 if isinstance(step, dict) and isinstance(step.get("seq"), int) \
-                        and step["seq"] > (reported if isinstance(reported, int) else 0):
+                        and step["seq"] > since:
                     self._report_step(step)
             self._write("reported.json", {"seq": seq})
         if kind == "trial" and state.get("previous") == me and not self._stop.is_set():

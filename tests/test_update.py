@@ -123,9 +123,10 @@ def test_on_site_cabinet_update_uploads_the_bundle(tmp_path, capsys, releases):
 
 class Flaky(http.server.BaseHTTPRequestHandler):
     """Serves one file; the first GET is cut after `cut` bytes (the connection closes, as a
-    mobile link drops); later GETs honour a Range header unless `ranges` is False."""
+    mobile link drops; with `cut` None, before any reply); later GETs honour a Range header
+    unless `ranges` is False."""
     data: bytes = b""
-    cut = 0
+    cut: int | None = 0
     ranges = True
     seen: list = []
 
@@ -135,6 +136,9 @@ class Flaky(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         asked = self.headers.get("Range")
         type(self).seen.append(asked)
+        if self.cut is None and len(self.seen) == 1:
+            self.connection.shutdown(2)   # the server is not there yet
+            return
         start = int(asked[len("bytes="):-1]) if asked and self.ranges else 0
         self.send_response(206 if start else 200)
         if start:
@@ -150,11 +154,12 @@ class Flaky(http.server.BaseHTTPRequestHandler):
         self.wfile.write(self.data[start:])
 
 
-@pytest.mark.parametrize("ranges", [True, False])
-def test_a_download_cut_mid_file_is_resumed_where_it_stopped(tmp_path, releases, ranges):
+@pytest.mark.parametrize("ranges, down_first", [(True, False), (False, False), (True, True)])
+def test_a_download_cut_mid_file_is_resumed_where_it_stopped(tmp_path, releases, ranges,
+                                                             down_first):
     data = releases["good"].read_bytes()
-    handler = type("Handler", (Flaky,), {"data": data, "cut": len(data) // 3, "ranges": ranges,
-                                         "seen": []})
+    handler = type("Handler", (Flaky,), {"data": data, "ranges": ranges, "seen": [],
+                                         "cut": None if down_first else len(data) // 3})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     records = []
@@ -171,10 +176,50 @@ def test_a_download_cut_mid_file_is_resumed_where_it_stopped(tmp_path, releases,
         updates.close()
         server.shutdown()
     assert handler.seen[0] is None
+    assert [r["state"] for r in records] == ["downloading", "verified"]
+    assert not list((tmp_path / "updates" / "incoming").iterdir()), "no part file left"
+    if down_first:   # nothing had arrived: tried again, whole
+        assert handler.seen == [None, None]
+        return
     # The second request asks for the rest only: what was written before the cut is kept (whole
     # chunks: the one the cut broke is asked for again). A server that ignores it sends all.
     start = int(handler.seen[1][len("bytes="):-1])
     assert 0 < start <= len(data) // 3, handler.seen
     assert [r["state"] for r in records] == ["downloading", "verified"]
     assert updates.ready()["sha256"] == sha(releases["good"])
+    assert not list((tmp_path / "updates" / "incoming").iterdir()), "no part file left"
+
+
+def test_a_download_given_up_leaves_no_part_behind(tmp_path, releases):
+    """A server that cuts every reply: resumed ATTEMPTS times, then refused with the reason,
+    and the part file is gone (it would hold its room on the card for nothing)."""
+    data = releases["good"].read_bytes()
+
+    class Cutting(Flaky):
+        def do_GET(self):
+            type(self).seen.append(self.headers.get("Range"))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[:70000])
+            self.wfile.flush()
+            self.connection.shutdown(2)
+    Cutting.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Cutting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    records = []
+    updates = Updates(tmp_path / "updates", releases["public"], refuse_loopback=False,
+                      outcome=records.append)
+    updates.PAUSES, updates.ATTEMPTS = (0.05,), 3
+    updates.start()
+    try:
+        updates.want(f"http://127.0.0.1:{server.server_address[1]}/good.release",
+                     sha(releases["good"]))
+        wait_for(lambda: any(r["state"] == "refused" for r in records), timeout=60,
+                 what="the download given up")
+    finally:
+        updates.close()
+        server.shutdown()
+    assert len(Cutting.seen) == 3
+    assert "gave up after 3 attempts" in records[-1]["reason"]
     assert not list((tmp_path / "updates" / "incoming").iterdir()), "no part file left"

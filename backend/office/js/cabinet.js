@@ -102,10 +102,17 @@ export async function render(main, { me, params, problem }) {
       : h("p", { class: "muted" }, t("none")));
   }
 
-  // The software update's steps as the cabinet reported them (docs/updates.md), newest first.
+  // The software update's steps as the cabinet reported them (docs/updates.md), newest first:
+  // read in sequence order from where the last look stopped, the newest ten kept.
+  let steps = [], afterSeq = 0;
   async function refreshSoftware() {
-    const { records } = await get("/v1/operator/updates" + query({ cabinet_id: id }));
-    const steps = records.slice(-10).reverse();
+    for (;;) {
+      const { records } = await get("/v1/operator/updates" + query({ cabinet_id: id, after_seq: afterSeq, limit: 500 }));
+      if (!records.length) break;
+      afterSeq = records[records.length - 1].seq;
+      steps = records.slice(-10).reverse().concat(steps).slice(0, 10);
+      if (records.length < 500) break;
+    }
     software.replaceChildren(steps.length ? h("ul", { class: "lines", id: "update-steps" }, steps.map((r) =>
       h("li", { "data-state": r.body.state },
         h("span", { class: "badge " + stepTone(r.body.state) }, t("update_" + r.body.state)),
@@ -156,8 +163,8 @@ export async function render(main, { me, params, problem }) {
 
   await Promise.all([refreshStatus(), refreshCommands(), refreshSales(), refreshSoftware(), drawClimate()]);
   const timers = [
-    setInterval(() => Promise.all([refreshCommands(), refreshSoftware()]).catch(() => {}), COMMANDS_MS),
-    setInterval(() => Promise.all([refreshStatus(), refreshSales()]).catch(() => {}), STATUS_MS),
+    setInterval(() => refreshCommands().catch(() => {}), COMMANDS_MS),
+    setInterval(() => Promise.all([refreshStatus(), refreshSales(), refreshSoftware()]).catch(() => {}), STATUS_MS),
     setInterval(() => drawClimate().catch(() => {}), 60000),
   ];
   return () => { timers.forEach(clearInterval); window.removeEventListener("resize", resize); plot.dispose(); };
