@@ -17,6 +17,7 @@ import os
 import queue
 import signal
 import socket
+import threading
 import time
 from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
@@ -154,8 +155,12 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
         notifier.ready(f"cabinet {config.cabinet.id} running on {mode}")
         from .events import RestartWanted
         from .update_watch import UpdateWatch
+        def report_update(record: dict) -> bool:
+            done = threading.Event()
+            events.put(UpdateReported(record, done))
+            return done.wait(30)   # recorded: only then is the step marked reported
         watch = UpdateWatch(config.updates.install_dir, data_dir / "updates",
-                            report=lambda record: events.put(UpdateReported(record)),
+                            report=report_update,
                             restart=lambda status, why: events.put(RestartWanted(status, why)),
                             selftest=lambda: selftest.run(cycle_lock=False))
         stack.callback(watch.close)

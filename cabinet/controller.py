@@ -527,6 +527,11 @@ class Controller:
                 self.clear_alarm("update_failed")
         self.outbox = self.store.outbox_counts()
 
+    def _record_update(self, event: UpdateReported) -> None:
+        self._record_outcome("update", event.outcome, event.outcome.get("reason", ""))
+        if event.done is not None:
+            event.done.set()   # cabinet/update_watch.py marks the step reported only now
+
     def _on_restart_wanted(self, event: RestartWanted) -> None:
         """An update's restart (cabinet/update_watch.py): never during a session, never with a
         door open or the lock being tested; checked again every second until then."""
@@ -566,8 +571,7 @@ class Controller:
                  VoicePackChanged: lambda self, e: self._record_outcome(
                      "voice_pack", e.outcome, "; ".join(e.outcome.get("problems", [])[:8])),
                  RestartWanted: _on_restart_wanted,
-                 UpdateReported: lambda self, e: self._record_outcome(
-                     "update", e.outcome, e.outcome.get("reason", ""))}
+                 UpdateReported: lambda self, e: self._record_update(e)}
 
     # --- checkout ---------------------------------------------------------------------------------
     def authorise(self, auth: Authorisation) -> str:

@@ -233,7 +233,7 @@ class Spool(Downloads, threading.Thread):
     def download_failed(self, url: str, sha256: str, why: str) -> None:
         raise NotImplementedError
 
-    # --- asking ------------------------------------------------------------------------------------
+    # --- asking -----------------------------------------------------------------------------------
     def want(self, url: str, sha256: str) -> None:
         self._wanted.put((url, sha256))
 

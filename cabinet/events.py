@@ -96,5 +96,7 @@ class RestartWanted:
 
 @dataclass(frozen=True)
 class UpdateReported:
-    """A step of a software update (cabinet/update.py): to record, and alarm on a refusal."""
+    """A step of a software update (cabinet/update.py): to record, and alarm on a refusal;
+    `done` (a threading.Event), when given, is set once it is recorded."""
     outcome: dict
+    done: Any = None

@@ -34,13 +34,14 @@ POLL_SECONDS = 2.0
 
 class UpdateWatch:
     def __init__(self, opt: str | Path, updates: str | Path, *,
-                 report: Callable[[dict[str, Any]], None],
+                 report: Callable[[dict[str, Any]], Any],
                  restart: Callable[[int, str], None],
                  selftest: Callable[[], Iterable[dict[str, Any]]],
                  venv: str | None = None, poll_seconds: float = POLL_SECONDS):
-        """`report`: an `update` step to record; `restart(exit_status, reason)`: stop between
-        sessions; `selftest`: the health check's lines (the lock not cycled); `venv`: the name of
-        the venv this daemon runs from (its sys.prefix)."""
+        """`report`: an `update` step to record (returns False when it could not be);
+        `restart(exit_status, reason)`: stop between sessions; `selftest`: the health check's
+        lines (the lock not cycled); `venv`: the name of the venv this daemon runs from (its
+        sys.prefix)."""
         self.opt, self.updates = Path(opt), Path(updates)
         self.report, self.restart, self.selftest = report, restart, selftest
         self.venv = venv if venv is not None else Path(sys.prefix).name
@@ -65,7 +66,7 @@ class UpdateWatch:
                 log.exception("update watch")
             self._stop.wait(self.poll_seconds)
 
-    # --- one look at the state ---------------------------------------------------------------------
+    # --- one look at the state --------------------------------------------------------------------
     def poll(self) -> None:
         state = supervisor.read_state(self.opt)
         seq = state.get("seq")
@@ -77,11 +78,13 @@ class UpdateWatch:
         if seq != reported:
             # A state started again (update.json lost) has lower numbers: report it all.
             since = reported if isinstance(reported, int) and reported < seq else 0
+            recorded = True
             for step in state.get("history", []):
                 if isinstance(step, dict) and isinstance(step.get("seq"), int) \
                         and step["seq"] > since:
-                    self._report_step(step)
-            self._write("reported.json", {"seq": seq})
+                    recorded = self._report_step(step) and recorded
+            if recorded:   # else (the daemon stopping) the next start reports them again
+                self._write("reported.json", {"seq": seq})
         if kind == "trial" and state.get("previous") == me and not self._stop.is_set():
             self._hand_over(state)
         elif on_trial and self._verdict().get("venv") != me:
@@ -90,20 +93,25 @@ class UpdateWatch:
             self.restart(supervisor.EXIT_UNHEALTHY, f"selftest failed: "
                                                     f"{self._verdict().get('reason')}")
 
-    def _report_step(self, state: dict[str, Any]) -> None:
-        """One step of update.json's history (whichever version reads it first reports it)."""
+    def _report_step(self, state: dict[str, Any]) -> bool:
+        """One step of update.json's history (whichever version reads it first reports it);
+        False if it could not be recorded."""
         kind, version = state.get("state"), state.get("version")
         base = {"version": version, "sha256": state.get("sha256")}
+        said = []
         if kind == "trial":
-            self.report({"state": "installed", **base})
-            self.report({"state": "switched", **base})
+            said += [self.report({"state": "installed", **base}),
+                     self.report({"state": "switched", **base})]
         elif kind == "healthy":
-            self.report({"state": "healthy", **base})
+            said.append(self.report({"state": "healthy", **base}))
         elif kind == "rolled_back":
-            self.report({"state": "rolled_back", **base, "reason": state.get("reason", ""),
-                         "running": state.get("running_version")})
+            said.append(self.report({"state": "rolled_back", **base,
+                                     "reason": state.get("reason", ""),
+                                     "running": state.get("running_version")}))
         elif kind == "install_failed":
-            self.report({"state": "install_failed", **base, "reason": state.get("reason", "")})
+            said.append(self.report({"state": "install_failed", **base,
+                                     "reason": state.get("reason", "")}))
+        return all(r is not False for r in said)   # (None: a report that cannot tell)
 
     def _hand_over(self, state: dict[str, Any]) -> None:
         """The previous version: the baseline, then a restart onto the new one between sessions."""
@@ -143,7 +151,7 @@ class UpdateWatch:
                 failed[line["name"]] = line.get("detail", "")
         return passed, failed
 
-    # --- its files ---------------------------------------------------------------------------------
+    # --- its files --------------------------------------------------------------------------------
     def _verdict(self) -> dict[str, Any]:
         return self._read("health.json")
 

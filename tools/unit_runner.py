@@ -1,4 +1,4 @@
-"""Run cabinetd as systemd/cabinetd.service says, where systemd is not PID 1 (tests, tools/chaos.py).
+"""Run cabinetd as systemd/cabinetd.service says, where systemd is not PID 1 (tests, chaos).
 
 The unit file is read, not restated: its ExecStartPre, ExecStart and ExecStopPost lines (with
 `paths` substituted: /opt/cabinet to a test's folder, say), TimeoutStartSec, RestartSec,
@@ -99,7 +99,7 @@ class UnitRunner:
             daemon.proc.terminate()
         self._thread.join(timeout)
 
-    # --- the loop ----------------------------------------------------------------------------------
+    # --- the loop ---------------------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stopping.is_set():
             for argv, ignore in self.start_pre:
