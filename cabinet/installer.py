@@ -167,6 +167,7 @@ def install_ready(opt: Path, data: Path, config: Path, key: str) -> str:
         return f"release {version} not installed: {exc}"
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    _while_cabinetd_starts()
     with supervisor.locked(opt):
         if supervisor.running_venv(opt) != current:
             return f"release {version} built, but {current} no longer runs: not switched"
@@ -179,6 +180,20 @@ def install_ready(opt: Path, data: Path, config: Path, key: str) -> str:
         supervisor.switch(opt, name)
         supervisor.kill_point("switched")
     return f"release {version} installed and switched to, on trial"
+
+
+def _while_cabinetd_starts(limit: float = 90.0) -> None:
+    """Not while systemd is starting cabinetd (under systemd only): its ExecStartPre counted the
+    start of the release that ran before the switch, so the new one would run uncounted."""
+    import time
+
+    if not (os.environ.get("INVOCATION_ID") and shutil.which("systemctl")):
+        return
+    end = time.monotonic() + limit
+    while time.monotonic() < end and subprocess.run(
+            ["systemctl", "show", "-p", "ActiveState", "--value", "cabinetd.service"],
+            capture_output=True, text=True, timeout=30).stdout.strip() == "activating":
+        time.sleep(1)
 
 
 def _ready(data: Path) -> dict | None:
