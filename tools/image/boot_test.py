@@ -378,8 +378,10 @@ def updates(machine: Machine, storage, work: Path) -> None:
         "    notifier = Notifier()\n",
         "    notifier = Notifier()\n    raise RuntimeError('a broken release')\n", 1))
     good, bad = www / "cabinet-9.0.1.release", www / "cabinet-9.0.2.release"
+    older_unit = www / "cabinet-9.0.3.release"
     release.build(key, good, [], "9.0.1")
     release.build(key, bad, [], "9.0.2", crash)
+    release.build(key, older_unit, [], "9.0.3", crash)
     shutil.rmtree(crash)
     config = machine.path("/etc/cabinet/cabinet.toml")
     config.write_text(config.read_text().replace('public_key = ""', f'public_key = "{public}"'))
@@ -432,6 +434,34 @@ def updates(machine: Machine, storage, work: Path) -> None:
     check(states.count("healthy") == 1 and states.count("rolled_back") == 1,
           f"the steps reported: {states}")
     log(f"9.0.2 rolled back by itself ({reason}); alarms {[a['kind'] for a in state['alarms']]}")
+
+    # A card flashed before `supervisor.py starting` existed: its unit runs `reconcile` before
+    # each start, which must count the starts all the same (told by its cgroup).
+    unit = machine.path("/etc/systemd/system/cabinetd.service")
+    unit.write_text(unit.read_text().replace("supervisor.py starting", "supervisor.py reconcile"))
+    server = http.server.ThreadingHTTPServer((host_address(), 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://{server.server_address[0]}:{server.server_address[1]}"
+    try:
+        with machine.booted(console=False):
+            wait("cabinetd READY", lambda: (s := daemon_state()) and s["software_version"]
+                 == "9.0.1", 120, machine)
+            send(older_unit)
+            try:
+                wait("9.0.3 rolled back", lambda: update_state().get("state") == "rolled_back"
+                     and update_state().get("version") == "9.0.3", 150, machine)
+            except BootFailure as exc:
+                raise BootFailure(f"{exc}\n--- cabinet-update:\n"
+                                  + machine.journal("cabinet-update.path")[-3000:]
+                                  + machine.journal("cabinet-update.service")[-3000:]
+                                  + f"\n--- update.json: {update_state()}") from None
+            wait("9.0.1 READY again", lambda: (s := daemon_state())
+                 and s["software_version"] == "9.0.1", 120, machine)
+    finally:
+        server.shutdown()
+    check("failed 3 starts" in update_state()["reason"],
+          f"9.0.3 not rolled back for its starts: {update_state()['reason']}")
+    log("an older unit (ExecStartPre reconcile): 9.0.3 rolled back by itself too")
 
 
 def check(ok: bool, message: str) -> None:
