@@ -1,5 +1,5 @@
 """Signed software releases: what a release bundle holds, and the check a cabinet makes before it
-trusts a byte of one (issue 20's first step; the update itself is not built yet).
+trusts a byte of one (issue 20; docs/updates.md says what installs a verified one).
 
 A bundle is a tar archive:
 

@@ -1,8 +1,9 @@
-"""Software updates on the cabinet, the part built so far: a release bundle is fetched (the
-backend's update_software) or uploaded (`cabinet update FILE`), checked against the release key of
-the config (cabinet/release.py), and spooled, verified, for the installer (docs/updates.md).
+"""Software updates on the cabinet, the daemon's first step: a release bundle is fetched (the
+backend's update_software, resumed after a cut) or uploaded (`cabinet update FILE`), checked
+against the release key of the config (cabinet/release.py), and spooled, verified, for the root
+installer (cabinet/installer.py; docs/updates.md says the whole way).
 
-Nothing here installs, switches or restarts anything: a bundle that is refused leaves nothing
+Nothing here installs, switches or restarts anything (cabinet/update_watch.py does the restart): a bundle that is refused leaves nothing
 but its `update` record. A verified one is kept in DATA/updates/ready/VERSION-SHA12/ (the bundle
 itself, for the installer to verify again, since it must not trust this daemon, and its wheels),
 and `ready.json` names the newest; older spooled releases are removed. Each step is an `update`

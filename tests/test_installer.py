@@ -1,8 +1,9 @@
-"""The installer's first part (cabinet/installer.py; issue 20): a release of this checkout,
-verified from its signed bundle, becomes a working venv built offline next to the running one (its
-packages hard-linked from it, the release's wheels installed over them), and checks itself (its
-version, the cabinet's config read by its code, the store migrated on a copy of the database)
-before anything would switch to it. The running venv is left as it was."""
+"""The installer's build and self-check (cabinet/installer.py; issue 20): a release of this
+checkout, verified from its signed bundle, becomes a working venv built offline next to the
+running one (its packages hard-linked from it, the release's wheels installed over them), and
+checks itself (its version, the cabinet's config read by its code, the store migrated on a copy
+of the database) before anything would switch to it. The running venv is left as it was. The
+installer takes nothing from the daemon's spool on trust."""
 
 from __future__ import annotations
 

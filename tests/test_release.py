@@ -1,7 +1,6 @@
 """Signed release bundles (cabinet/release.py, tools/release.py): a bundle of this checkout's wheel
 verifies with the release key; one byte changed anywhere, or a bundle signed by another key, is
-refused before anything is unpacked for good. (Issue 20's first step: the update itself, the
-switch and the rollback are not built yet.)"""
+refused before anything is unpacked for good. (Installing one: tests/test_update_install.py.)"""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""Software updates, the part built so far (cabinet/update.py, docs/updates.md): a release of this
+"""Software updates, the daemon's first step (cabinet/update.py, docs/updates.md): a release of this
 checkout, fetched by the backend's update_software command or uploaded with `cabinet update`, is
 verified with the config's release key and spooled for the installer; a bundle with one byte
 changed, or signed by another key, or sent to a cabinet with no key, is refused with the reason
-and nothing is spooled. (Installing, switching and rolling back are not built: issue 20.)"""
+and nothing is spooled; a download cut mid-file is resumed. (Installing, switching and rolling
+back: tests/test_update_install.py.)"""
 
 from __future__ import annotations
 
