@@ -131,8 +131,8 @@ def install_ready(opt: Path, data: Path, config: Path, key: str) -> str:
         if not key:
             raise InstallFailed("no release key configured (updates.public_key)")
         # A copy of our own: the daemon could change the spooled file between checks.
-        bundle = _copy_in(ready["bundle"], staging / "release.bundle")
-        if _sha256(bundle) != sha256:
+        bundle, copied_sha256 = _copy_in(ready["bundle"], staging / "release.bundle")
+        if copied_sha256 != sha256:
             raise InstallFailed("the spooled bundle is not the one the daemon verified")
         try:
             manifest = verify(bundle, public_key(key), staging / "unpacked")
@@ -187,7 +187,7 @@ def _while_cabinetd_starts(limit: float = 90.0) -> None:
     start of the release that ran before the switch, so the new one would run uncounted."""
     import time
 
-    if not (os.environ.get("INVOCATION_ID") and shutil.which("systemctl")):
+    if not supervisor.under_systemd():
         return
     end = time.monotonic() + limit
     while time.monotonic() < end and subprocess.run(
@@ -214,9 +214,9 @@ def _ready(data: Path) -> dict | None:
     return {"sha256": sha256, "version": version, "attempt": attempt, "bundle": bundle}
 
 
-def _copy_in(source: Path, target: Path) -> Path:
-    """The spooled bundle copied into the installer's own staging: a regular file, at most the
-    largest bundle, never followed through a link."""
+def _copy_in(source: Path, target: Path) -> tuple[Path, str]:
+    """The spooled bundle copied into the installer's own staging (a regular file, at most the
+    largest bundle, never followed through a link), hashed as it is copied."""
     from .release import MAX_BUNDLE_BYTES
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -227,13 +227,14 @@ def _copy_in(source: Path, target: Path) -> Path:
     with open(fd, "rb") as src, open(target, "wb") as out:
         if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
             raise InstallFailed("the spooled bundle is not a regular file")
-        left = MAX_BUNDLE_BYTES + 1
+        left, digest = MAX_BUNDLE_BYTES + 1, hashlib.sha256()
         while chunk := src.read(min(1 << 20, left)):
+            digest.update(chunk)
             out.write(chunk)
             left -= len(chunk)
             if left <= 0:
                 raise InstallFailed("the spooled bundle is larger than any release")
-    return target
+    return target, digest.hexdigest()
 
 
 def _refresh_hook(opt: Path, hooks: Path) -> None:
@@ -262,14 +263,6 @@ def _read(path: Path) -> str:
 def _version_of(venv: Path) -> str | None:
     found = sorted(_site_packages(venv).glob("cabinet_controller-*.dist-info"))
     return found[-1].name.split("-")[1].removesuffix(".dist-info") if found else None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _owner(path: Path) -> tuple[int, int]:

@@ -198,7 +198,7 @@ def stopped(opt: Path, data: Path, env: dict) -> str:
     if code == "exited" and status == str(EXIT_BAD_CONFIG):
         # systemd will not restart it (RestartPreventExitStatus=2): go back now, and start it.
         rollback(opt, state, "it refused the config (exit status 2)")
-        _start_again()
+        _systemctl("start", "cabinetd.service")
         return "rolled back: exit status 2"
     failures = [*state.get("failures", []), _describe(result, code, status)]
     if len(failures) >= MAX_FAILED_STARTS:
@@ -208,13 +208,14 @@ def stopped(opt: Path, data: Path, env: dict) -> str:
     return f"failed start {len(failures)} of {MAX_FAILED_STARTS}"
 
 
-def _start_again() -> None:
-    """Have systemd start cabinetd after this hook (only where systemd runs it)."""
-    _systemctl("start", "cabinetd.service")
+def under_systemd() -> bool:
+    """Whether systemd runs this process (a hook or a service), with systemctl at hand."""
+    return bool(os.environ.get("INVOCATION_ID")) and shutil.which("systemctl") is not None
 
 
 def _systemctl(verb: str, unit: str) -> None:
-    if os.environ.get("INVOCATION_ID") and shutil.which("systemctl"):   # under systemd only
+    """`systemctl --no-block VERB UNIT`, only where systemd runs this."""
+    if under_systemd():
         import subprocess
         subprocess.run(["systemctl", "--no-block", verb, unit], capture_output=True, timeout=30)
 
