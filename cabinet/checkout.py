@@ -281,7 +281,7 @@ class Checkout:
         self.state = "settling"
         self.prompt = "weighing"
         self._journal("settling")
-        self.fx.restart_weighing()  # only readings taken after the door closed count
+        self.fx.restart_weighing()  # readings taken after the door closed must confirm the weight
         self.fx.start_timer("settle_timeout", self.settings.settle_timeout_seconds,
                             self._settle_timed_out)
 

@@ -140,6 +140,9 @@ class ShelvesSection:
     session_poll_interval_seconds: float = _f(0.1, _between(0.02, 10, " s"))
     stable_band_grams: float = _f(3.0, _between(0.1, 500, " g"))
     stable_readings: int = _f(4, _between(2, 50))
+    # Of those, how many must be taken after the door closed; the rest may be from just before
+    # when they agree (a steady shelf settles in 2 readings, a disturbed one needs the 4).
+    fresh_readings: int = _f(2, _between(1, 50))
     shelf: tuple[ShelfEntry, ...] = field(default_factory=_default_shelves,
                                           metadata={"item": ShelfEntry})
 
@@ -737,6 +740,10 @@ def _check_across_shelves(config: Config) -> None:
         seen_devices[shelf.device_id] = f"shelves.shelf[{i}]"
     if not config.shelves.shelf:
         raise ConfigError(f"{src}: shelves.shelf = []: at least one shelf is required")
+    if config.shelves.fresh_readings > config.shelves.stable_readings:
+        raise ConfigError(f"{src}: shelves.fresh_readings = {config.shelves.fresh_readings}: "
+                          f"must not exceed shelves.stable_readings "
+                          f"({config.shelves.stable_readings}), the window they are part of")
     c = config.checkout
     if c.door_open_alarm_seconds <= c.door_open_warning_seconds:
         raise ConfigError(f"{src}: checkout.door_open_alarm_seconds = {c.door_open_alarm_seconds:g}: "

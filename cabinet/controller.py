@@ -126,7 +126,8 @@ class Controller:
                         self._unfinished["session_id"], self._unfinished["state"])
         self.faults: dict[str, dict[str, Any]] = {}
         self.shelves = {s.id: StabilityFilter(readings=config.shelves.stable_readings,
-                                              band_grams=config.shelves.stable_band_grams)
+                                              band_grams=config.shelves.stable_band_grams,
+                                              fresh=config.shelves.fresh_readings)
                         for s in config.shelves.shelf}
         self._last_stable: dict[int, float] = {}   # shelf -> its last stable weight
         self.last_scan: dict[str, Any] | None = None

@@ -59,7 +59,7 @@ class SessionEffects:
 
     def restart_weighing(self) -> None:
         for stability in self.shelves.values():
-            stability.reset()
+            stability.restart()
         self.out.weigh_fast(True)
 
     def weights(self) -> dict[int, tuple[float | None, float | None]]:

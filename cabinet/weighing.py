@@ -3,7 +3,8 @@
 Plain numbers in, plain numbers out; no Modbus, no clock of its own. A shelf is stable when its last
 `readings` values all lie within `band_grams` of each other; the stable weight is their mean, which
 averages the load cell's noise away. Any reading outside the band (a hand, a swinging bottle)
-makes the shelf unstable again at once.
+makes the shelf unstable again at once. After the door closes, a shelf must give `fresh` new
+readings (of the window's `readings`) before it counts as stable again.
 
 A session's difference per shelf (stable weight before unlocking minus after closing, so creep and
 drift between sessions cancel out) is explained by `explain()` as counts of the products on that
@@ -19,17 +20,35 @@ from typing import Callable
 
 
 class StabilityFilter:
-    def __init__(self, *, readings: int, band_grams: float):
+    """The last `readings` values, stable when they all lie within `band_grams`. After
+    `restart()` (the door closed) at least `fresh` readings must be new: the window may still hold
+    readings from before, and when the shelf was steady across the close they end the wait
+    after `fresh` readings instead of `readings`; when anything moved, the older ones fall
+    outside the band and the wait is a whole window of new readings, as before."""
+
+    def __init__(self, *, readings: int, band_grams: float, fresh: int | None = None):
         if readings < 2:
             raise ValueError("stability needs at least 2 readings")
+        fresh = readings if fresh is None else fresh
+        if not 1 <= fresh <= readings:
+            raise ValueError(f"fresh readings must be 1 to {readings}, not {fresh}")
         self.band = band_grams
+        self.fresh_needed = fresh
         self._window: deque[float] = deque(maxlen=readings)
+        self._fresh = 0
 
     def add(self, grams: float) -> None:
         self._window.append(grams)
+        self._fresh += 1
 
     def reset(self) -> None:
+        """Forget every reading (a shelf that faulted: what it said before is not evidence)."""
         self._window.clear()
+        self._fresh = 0
+
+    def restart(self) -> None:
+        """From now on, `fresh` new readings are needed before the shelf is stable."""
+        self._fresh = 0
 
     @property
     def latest(self) -> float | None:
@@ -37,7 +56,7 @@ class StabilityFilter:
 
     @property
     def stable(self) -> bool:
-        return (len(self._window) == self._window.maxlen
+        return (len(self._window) == self._window.maxlen and self._fresh >= self.fresh_needed
                 and max(self._window) - min(self._window) <= self.band)
 
     @property

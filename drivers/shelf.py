@@ -8,6 +8,7 @@ a fault of that shelf only; the others go on being read.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -44,10 +45,14 @@ class ShelfReader(ReaderThread):
         self._emit = emit
         self._clock = clock
         self._faults = FaultTracker(emit, clock)
+        self._wake = threading.Event()
 
     def set_interval(self, seconds: float) -> None:
-        """Change the polling period (faster during a session); takes effect at the next poll."""
+        """Change the polling period (faster during a session), starting with a poll at once:
+        a session that just began or a door that just closed waits on fresh readings, and the
+        rest of the old period (up to half a second idle) would be added to that wait."""
         self._interval = seconds
+        self._wake.set()
 
     @staticmethod
     def device_name(shelf: int) -> str:
@@ -95,10 +100,22 @@ class ShelfReader(ReaderThread):
     def _run(self) -> None:
         backoff = Backoff(first=self._interval, cap=10.0)
         while not self._stopping.is_set():
+            started = time.monotonic()
             if self.poll_once():
                 backoff.reset()
-                delay = self._interval
+                # A period from poll to poll, not a pause after one: the bus time of every
+                # board (milliseconds each at 9600 baud) would otherwise stretch each period.
+                delay = max(0.0, started + self._interval - time.monotonic())
             else:  # the whole bus is silent: back off instead of hammering a dead port
                 delay = backoff.next()
             if not self._sleep(delay):
                 break
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep until the next poll is due or set_interval() wants one now; False to stop."""
+        self._wake.wait(seconds)
+        self._wake.clear()
+        return not self._stopping.is_set()
+
+    def _release(self) -> None:
+        self._wake.set()

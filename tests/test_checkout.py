@@ -124,6 +124,33 @@ def test_put_back_is_netted(rig):
     assert [(l["sku"], l["count"]) for l in sale["lines"]] == [("yak-milk-250ml", 1)]
 
 
+def test_a_shelf_steady_across_the_close_settles_on_two_fresh_readings(rig):
+    rig.authorise()
+    rig.door(True)
+    rig.take(3, "steamed-bun", 1)
+    rig.weigh(4)  # the shelf settled while the door stood open
+    rig.door(False)
+    rig.weigh(1)
+    assert rig.c.snapshot["session"]["state"] == "settling"  # one new reading is not enough
+    rig.weigh(1)
+    (sale,) = rig.outbox("sale")
+    assert [(l["sku"], l["count"]) for l in sale["lines"]] == [("steamed-bun", 1)]
+
+
+def test_a_shelf_that_moved_as_the_door_shut_waits_for_a_whole_window(rig):
+    rig.authorise()
+    rig.door(True)
+    rig.take(1, "water-550ml", 2)
+    rig.weigh(4)
+    rig.take(1, "water-550ml", -1)  # one put back as the door shut
+    rig.door(False)
+    rig.weigh(3)  # the window still holds readings from before the close, outside the band
+    assert rig.c.snapshot["session"]["state"] == "settling" and not rig.outbox("sale")
+    rig.weigh(1)
+    (sale,) = rig.outbox("sale")
+    assert [(l["sku"], l["count"]) for l in sale["lines"]] == [("water-550ml", 1)]
+
+
 def test_nothing_taken_is_an_empty_sale(rig):
     rig.authorise()
     rig.door(True)

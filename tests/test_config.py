@@ -51,6 +51,7 @@ def test_simulation_config_is_valid():
     ("[rs485]\nbaudrate = 9601", "rs485.baudrate = 9601", "one of"),
     ("[rs485]\nport = 'ttyUSB0'", "rs485.port = 'ttyUSB0'", "absolute path"),
     ("[shelves]\nstable_readings = 1.5", "shelves.stable_readings = 1.5", "integer"),
+    ("[shelves]\nfresh_readings = 5", "shelves.fresh_readings = 5", "must not exceed"),
     ("[[shelves.shelf]]\nid = 1\ndevice_id = 300", "shelves.shelf[0].device_id = 300", "between"),
     ("[[shelves.shelf]]\nid = 1\ndevice_id = 1\n[[shelves.shelf]]\nid = 2\ndevice_id = 1",
      "shelves.shelf[1].device_id = 1", "already used"),

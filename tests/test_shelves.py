@@ -52,6 +52,21 @@ def test_reads_scaled_weights(line, recorder):
     assert round(recorder.of(ShelfWeighed)[-1].grams, 1) == 6720.0 - 3 * 572.0
 
 
+def test_a_new_interval_starts_with_a_poll_at_once(line, recorder):
+    """The door just closed: the settling waits on fresh readings, not on the rest of a slow
+    idle period."""
+    cable, peer, models, bus = line
+    reader = _reader(bus, recorder)
+    reader.set_interval(3600)  # idle: once an hour
+    reader.start()
+    try:
+        wait_for(lambda: len(recorder.of(ShelfWeighed)) == 2, what="the first poll")
+        reader.set_interval(0.05)
+        wait_for(lambda: len(recorder.of(ShelfWeighed)) >= 4, what="a poll at the new interval")
+    finally:
+        reader.close()
+
+
 def test_exclusive_port(line):
     cable, peer, models, bus = line
     bus.read_registers("shelf:1", 1, 0, 2)

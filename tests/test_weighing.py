@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hypothesis import assume, given, settings
+import pytest
 from hypothesis import strategies as st
 
 from cabinet.weighing import Item, StabilityFilter, explain
@@ -104,3 +105,25 @@ def test_stability_window():
     assert not f.stable and f.stable_grams is None and f.latest == 110
     f.reset()
     assert f.latest is None and not f.stable
+
+
+def test_stability_after_a_restart_needs_fresh_readings():
+    f = StabilityFilter(readings=4, band_grams=2, fresh=2)
+    for g in (100, 100.5, 100, 100.5):
+        f.add(g)
+    assert f.stable
+    f.restart()                      # the door closed: the window stays, its readings are old
+    assert not f.stable and f.latest == 100.5
+    f.add(100.2)
+    assert not f.stable              # one new reading
+    f.add(100.4)
+    assert f.stable and f.stable_grams == pytest.approx((100 + 100.5 + 100.2 + 100.4) / 4)
+    f.restart()
+    for g in (120, 120.5):           # something moved: the old readings are outside the band
+        f.add(g)
+    assert not f.stable
+    f.add(120.2)
+    f.add(120.1)
+    assert f.stable and f.stable_grams == pytest.approx((120 + 120.5 + 120.2 + 120.1) / 4)
+    with pytest.raises(ValueError, match="fresh readings must be 1 to 4"):
+        StabilityFilter(readings=4, band_grams=2, fresh=5)
