@@ -79,3 +79,42 @@ def test_real_opencv_capture_of_an_image_sequence(tmp_path, recorder):
         wait_for(lambda: len(opened) >= 2, timeout=10, what="reopen")
     finally:
         reader.close()
+
+
+def test_a_code_held_up_is_decoded_in_the_first_frame_that_shows_it(recorder):
+    """The QR reader decodes a frame in which the picture moved at once, however soon after its
+    last decode (it once waited for the rate's next turn: up to 200 ms), and a still scene only
+    at its slow rate. The clock is a fake that never moves: no rate can let a frame through."""
+    import threading
+
+    from cabinet.access.camera_codes import CameraCodeReader
+    from cabinet.access.qr_render import qr_image
+    from drivers.events import CodeScanned
+    from drivers.sim.camera import scene_png
+
+    from .test_controller import FakeClock
+
+    frames = [(1, 0.0, decode_image(scene_png()))]
+    newer = threading.Condition()
+
+    def wait_frame(seen, timeout):
+        with newer:
+            newer.wait_for(lambda: frames[-1][0] != seen, timeout)
+
+    def show(picture):
+        with newer:
+            frames.append((frames[-1][0] + 1, 0.0, decode_image(scene_png(picture))))
+            newer.notify_all()
+
+    reader = CameraCodeReader(lambda: frames[-1], idle=lambda: True, emit=recorder,
+                              frames_per_second=5, clock=FakeClock(), wait_frame=wait_frame)
+    reader.start()
+    try:
+        wait_for(lambda: reader.frames_decoded == 1, what="the first frame, decoded once")
+        show(None)  # the same empty scene again: still, and a second is not up
+        show(qr_image("held up"))
+        wait_for(lambda: recorder.of(CodeScanned), what="the code, from the frame it appeared in")
+        assert [e.text for e in recorder.of(CodeScanned)] == ["held up"]
+        assert reader.frames_decoded == 2  # the still frame was not decoded
+    finally:
+        reader.close()

@@ -2,15 +2,17 @@
 
 Decoding is CPU work (about a millisecond a frame on a PC, more on a Pi, more again when the rescue
 stages run), so it has its own thread, and only while the published state says the cabinet is idle
-(no session). A still scene is decoded once a second; when the picture moves (someone holds up a
-phone: a cheap difference of a 1/8-scale thumbnail) frames are decoded at
-`decode_frames_per_second` for the next few seconds. That leaves the CPU to checkout and weighing
-and still answers a phone within a fraction of a second. A code found is posted as CodeScanned with
+(no session). A still scene is decoded once a second; a frame in which the picture moved (someone
+holds up a phone: a cheap difference of a 1/8-scale thumbnail) is decoded at once, and for the next
+few seconds the picture is decoded at `decode_frames_per_second` while it stays still. A phone is
+answered one frame after it appears (a millisecond or two of zxing-cpp per frame on a PC), and a
+still scene leaves the CPU to checkout and weighing. A code found is posted as CodeScanned with
 source "camera"; the controller treats it like a scanned line (same verification, same repeat
-window). A code stays "in view" while the following frames still show it and is posted again
-only after it has left the picture, so a phone held still is one presentation. The rescue stages of
-the decoder (costly, and rarely needed with a cooperative phone screen) run on one frame in
-`rescue_every`, and only in the seconds after the picture moved. Frames are not kept.
+window). A code stays "in view" while the following frames still show it and is posted again only
+after it has left the picture, so a phone held still is one presentation. The rescue stages of the
+decoder (costly, and rarely needed with a cooperative phone screen) run at most once per
+`rescue_every` turns of the rate, and only in the seconds after the picture moved. Frames are not
+kept.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class CameraCodeReader:
         self._clock = clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="camera codes", daemon=True)
-        self._rescue_every = rescue_every
+        self._rescue_period = rescue_every / frames_per_second
         self._motion = MotionCheck(self.MOTION_LEVEL, first_is_movement=False)
         self._busy_until = 0.0
         self._in_view: set[str] = set()
@@ -59,7 +61,7 @@ class CameraCodeReader:
 
     def _run(self) -> None:
         seen = None
-        last_decode = -1e9
+        last_decode = last_rescue = -1e9
         # Look at every new frame (the motion check is cheap), decode only some of them.
         while not self._next_frame(seen):
             if not self._idle():
@@ -73,14 +75,20 @@ class CameraCodeReader:
             moved = self._motion.moved(frame)
             if moved:
                 self._busy_until = now + self.BUSY_SECONDS
-            wait = self._period if now < self._busy_until else self.STILL_PERIOD
-            # A change of picture is decoded at once (a phone just held up), then the rate applies.
-            if not (moved and now - last_decode >= 0.05) and now - last_decode < wait:
+            busy = now < self._busy_until
+            # A frame that moved is decoded at once, whatever the rate: a phone just held up is
+            # what the shopper waits on, and waiting for the rate's next turn cost up to a
+            # period (200 ms). Frames the decoder was too busy for are never queued: the camera
+            # hands over its newest. A still picture is decoded at the rate.
+            if not moved and now - last_decode < (self._period if busy else self.STILL_PERIOD):
                 continue
             last_decode = now
-            # The rescue stages only while the picture is moving: an empty, still scene would
-            # otherwise pay for them every few seconds all night.
-            rescue = now < self._busy_until and self.frames_decoded % self._rescue_every == 0
+            # The rescue stages only while the picture is moving (an empty, still scene would
+            # otherwise pay for them every few seconds all night), and at most one frame in
+            # `rescue_every` at the rate: they cost tens of milliseconds a frame.
+            rescue = busy and now - last_rescue >= self._rescue_period
+            if rescue:
+                last_rescue = now
             try:
                 texts = set(decode(frame, rescue=rescue))
             except Exception:  # a decoder bug must not end camera checkout for good
