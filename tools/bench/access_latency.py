@@ -11,7 +11,8 @@ the machine's load; `--cpus`/`--cpu-quota` hold both daemons to a slow board's s
 Then the cost of verification alone (cabinet.access.codes.verify) and of an Ed25519 signature
 check alone (cryptography).
 
-    .venv/bin/python tools/bench/access_latency.py [--codes 50] [--camera-fps 15 30] [--cpu-quota 30]
+    .venv/bin/python tools/bench/access_latency.py [--codes 50] [--camera-fps 15 30] \
+        [--cpus 0 --cpu-quota 30]
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def main() -> int:
             print(f"camera code -> lock relay on, {args.codes // 2} codes at {fps:g} frames/s "
                   f"(goal: p99 <= one frame + 15 ms = {goal:.1f} ms):")
             for name, folder in folders.items():
-                print(f"  {name:<16} {figures(camera_latency(args.codes // 2, fps, limit, folder))}")
+                times = camera_latency(args.codes // 2, fps, limit, folder)
+                print(f"  {name:<16} {figures(times)}")
     finally:
         limit.close()
     print(f"({baseline.machine_load()} at the end)")

@@ -11,7 +11,8 @@ Part 2 breaks the work down, side by side in the same run: the exact weighing so
 greedy fill (time and how often each is right), and the sale commit with SQLite
 synchronous=FULL (what the store uses) against NORMAL.
 
-    .venv/bin/python tools/bench/checkout_latency.py [--sessions 40] [--beside-suite] [--cpu-quota 30]
+    .venv/bin/python tools/bench/checkout_latency.py [--sessions 40] [--beside-suite] \
+        [--cpus 0 --cpu-quota 30]
 """
 
 from __future__ import annotations
@@ -100,8 +101,8 @@ def suite_running():
     procs = []
 
     def start():
-        procs.append(subprocess.Popen([str(REPO / "tools" / "test.sh"), "-q", "-p", "no:cacheprovider"],
-                                      cwd=REPO, stdout=subprocess.DEVNULL,
+        procs.append(subprocess.Popen([str(REPO / "tools" / "test.sh"), "-q",
+                                       "-p", "no:cacheprovider"], cwd=REPO, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True))
 
     def keep_going():
@@ -235,7 +236,8 @@ def main() -> int:
           f"{'the test suite running beside' if args.beside_suite else 'nothing else running'};"
           f" {load}):")
     for name, values in times.items():
-        print(f"  {name:<16} p50 {percentile(values, 50):.3f} s   p99 {percentile(values, 99):.3f} s"
+        print(f"  {name:<16} p50 {percentile(values, 50):.3f} s   "
+              f"p99 {percentile(values, 99):.3f} s"
               f"   max {max(values):.3f} s   mean {statistics.mean(values):.3f} s"
               "   (goal: p99 <= 0.6 s quiet, <= 0.8 s beside the suite)")
     alarms = forced_open(10)

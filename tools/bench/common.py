@@ -62,6 +62,12 @@ class CpuLimit:
             with open(os.path.join(self.group, "cgroup.procs"), "w") as f:
                 f.write(str(pid))
 
+    def hold(self, pid: int) -> None:
+        """Put an already running process (this one, say) under the pinning and the quota."""
+        if self.cpus:
+            os.sched_setaffinity(pid, {int(c) for c in _cpu_list(self.cpus)})
+        self.apply(pid)
+
     def close(self) -> None:
         if self.group is not None:
             try:
@@ -97,6 +103,15 @@ class CpuLimit:
                 self.problem = "no cgroup CPU controller here"
         except OSError as exc:
             self.group, self.problem = None, f"cannot make a cgroup ({exc.strerror}; run as root)"
+
+
+def _cpu_list(text: str) -> list[int]:
+    """taskset's list form: "0", "0,2", "0-3"."""
+    cpus = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        cpus.extend(range(int(low), int(high or low) + 1))
+    return cpus
 
 
 def cpu_limit_options(parser) -> None:
