@@ -101,8 +101,8 @@ def suite_running():
     procs = []
 
     def start():
-        procs.append(subprocess.Popen([str(REPO / "tools" / "test.sh"), "-q",
-                                       "-p", "no:cacheprovider"], cwd=REPO, stdout=subprocess.DEVNULL,
+        command = [str(REPO / "tools" / "test.sh"), "-q", "-p", "no:cacheprovider"]
+        procs.append(subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True))
 
     def keep_going():
