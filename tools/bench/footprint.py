@@ -1,7 +1,8 @@
 """Footprint of the simulated daemon: time to READY, resident memory, idle CPU.
 
 Runs `cabinetd --simulate` as a process (as systemd would, with NOTIFY_SOCKET), waits for READY=1,
-lets it idle, and reads /proc for its memory and CPU. Side by side, in the same run, the resident
+lets it idle, and reads /proc for its memory and CPU: today's code, then the code before issue 23
+(tools/bench/baseline.py), with the machine's load. Side by side, in the same run, the resident
 memory of a bare interpreter and of each library the daemon imports, so the figures can be read
 against what the peers cost on their own. Goals (issues 2 and 15): idle RSS <= 80 MB with the camera
 on, idle CPU <= 2 % of one core. Note: the simulated daemon also runs the twins in-process (a pymodbus
@@ -28,6 +29,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tools.bench import baseline  # noqa: E402
+from tools.bench.baseline import against_option, daemon_program, machine_load  # noqa: E402
 from tools.bench.common import CpuLimit, cpu_limit_options  # noqa: E402
 from tools.daemon_process import CabinetProcess  # noqa: E402
 
@@ -61,7 +64,13 @@ def main() -> int:
     cpu_limit_options(p)
     p.add_argument("--camera-fps", type=float, nargs="+", default=[None],
                    help="measure with these camera.frames_per_second (default: the config's)")
+    against_option(p)
     args = p.parse_args()
+    folders = {"today": None}
+    before = baseline.tree(args.against)
+    if before is not None:
+        folders[f"at {args.against}"] = before
+    print(machine_load())
 
     print("resident memory of the libraries on their own (fresh interpreter each):")
     peers = [("python3 (bare interpreter)", "pass"),
@@ -77,12 +86,14 @@ def main() -> int:
         print(f"  {name:<60} {import_rss(statement):6.1f} MB")
 
     for fps in args.camera_fps:
-        measure(args, fps)
+        for name, folder in folders.items():
+            measure(args, fps, name, folder)
+    print(f"({machine_load()} at the end)")
     return 0
 
 
-def measure(args, fps: float | None) -> None:
-    label = "" if fps is None else f", camera at {fps:g} frames/s"
+def measure(args, fps: float | None, name: str, folder: Path | None) -> None:
+    label = f" ({name})" + ("" if fps is None else f", camera at {fps:g} frames/s")
     limit = CpuLimit(args.cpus, args.cpu_quota)
     print(f"\ncabinetd --simulate{label}, {args.runs} runs, {args.idle_seconds:g} s idle each, "
           f"{limit.describe()}:")
@@ -95,7 +106,7 @@ def measure(args, fps: float | None) -> None:
                 config = Path(data) / "camera.toml"
                 config.write_text(f"[camera]\nframes_per_second = {fps}\n")
                 extra = ["--config", str(config)]
-            d = CabinetProcess(*extra, data_dir=data, wrap=limit.wrap())
+            d = CabinetProcess(*extra, data_dir=data, wrap=limit.wrap(), **daemon_program(folder))
             limit.apply(d.proc.pid)
             try:
                 ready = d.wait_ready()
@@ -112,7 +123,7 @@ def measure(args, fps: float | None) -> None:
     best = min(results)
     worst_rss = max(r[1] for r in results)
     worst_cpu = max(r[2] for r in results)
-    print(f"\nsummary: READY in {best[0]:.2f} s (best), RSS up to {worst_rss:.1f} MB "
+    print(f"summary{label}: READY in {best[0]:.2f} s (best), RSS up to {worst_rss:.1f} MB "
           f"(goal <= 80), idle CPU up to {worst_cpu:.2f} % of a core (goal <= 2)")
 
 
