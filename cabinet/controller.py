@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -148,6 +149,7 @@ class Controller:
             door_alarms=self._door_alarms), clock=clock)
         self.outbox = store.outbox_counts()
         self.snapshot: dict[str, Any] = {}   # the published State (cabinet/state_view.py)
+        self._published = threading.Condition()  # notified at each publish (wait_published)
         self._products = ProductsView()
         self.handled = 0
 
@@ -863,6 +865,15 @@ class Controller:
             screen={})
         snapshot["screen"] = self._screen(snapshot, now)
         self.snapshot = snapshot  # one reference swap: readers see a whole snapshot or the last
+        with self._published:
+            self._published.notify_all()
+
+    def wait_published(self, last: object, timeout: float) -> dict[str, Any]:
+        """The published snapshot once it is another than `last`, or after `timeout` (any
+        thread): the screen's event stream sends a receipt the moment it is published."""
+        with self._published:
+            self._published.wait_for(lambda: self.snapshot is not last, timeout)
+            return self.snapshot
 
     def _screen(self, snapshot: dict[str, Any], now: float) -> dict[str, Any]:
         alarm_in = None

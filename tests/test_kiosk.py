@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import zxingcpp
 
+from cabinet.ui.kiosk import Kiosk
 from cabinet.ui.screens import screen_for
 from cabinet.ui.voice import Speaker
 from tools.kiosk_tour import LANGUAGES, kiosk, show, tour
@@ -49,7 +50,6 @@ def test_screen_rules():
 
 def test_the_page_carries_any_text_in_its_state_without_breaking():
     """The state goes into the page as served: a product named like markup stays data."""
-    from cabinet.ui.kiosk import Kiosk
 
     evil = "<!--<script></script><b>&amp;"
     page = Kiosk(lambda: {"products": [{"sku": "x", "name_en": evil}], "screen_qr": None}).page()
@@ -225,3 +225,37 @@ def _check_receipt(daemon, page):
     total = page.locator("#total")
     assert int(total.get_attribute("data-fen")) == receipt["total_fen"] == sum(f for *_, f in shown)
     assert total.inner_text() == f"¥{receipt['total_fen'] / 100:.2f}"
+
+
+def test_the_event_stream_sends_what_the_shopper_watches_at_once_and_the_rest_in_bursts():
+    """Woken by each publish, the stream sends a change of the screen, session, receipt, lock or
+    door at once; other changes (shelf readings: a session publishes at each) wait for the gap.
+    The gap here is an hour, so only the urgent change can bring the second message."""
+    import threading
+
+    snapshot = {"door": "open", "grams": 0}
+    changed = threading.Condition()
+
+    def published(last, timeout):
+        with changed:
+            changed.wait_for(lambda: snapshot is not last, timeout)
+            return snapshot
+
+    def publish(**values):
+        nonlocal snapshot
+        with changed:
+            snapshot = {**snapshot, **values}
+            changed.notify_all()
+
+    kiosk = Kiosk(lambda: dict(snapshot), published=published)
+    stream = kiosk.events(min_gap=3600)
+    assert json.loads(next(stream)[6:]) == {"door": "open", "grams": 0}
+    received = []
+    reader = threading.Thread(target=lambda: received.append(next(stream)), daemon=True)
+    reader.start()
+    for grams in (1, 2, 3):   # readings: held back for the gap
+        publish(grams=grams)
+    publish(door="closed")
+    reader.join(timeout=10)
+    kiosk.closing = True
+    assert [json.loads(m[6:]) for m in received] == [{"door": "closed", "grams": 3}]

@@ -6,10 +6,11 @@ The page is served with the state, the strings, the ready ads and the QR already
 first paint is the real screen (a kiosk that boots, a slow Pi, a plain screenshot), not a blank
 page waiting for the stream.
 
-The event stream sends the state whenever the controller has published a new snapshot (checked
-every 100 ms by reference: the controller swaps in a new object on each publish, so this costs
-nothing between changes), and a comment every 15 s so that a dead connection is noticed; the
-browser's EventSource reconnects by itself after a daemon restart.
+The event stream wakes when the controller publishes a new snapshot (it once looked every 100 ms,
+which a receipt waited for). A change of what the shopper watches (the screen, the session, the
+receipt, the lock, the door) is sent at once; other changes (a session publishes at every shelf
+reading) at most one message per `min_gap`, as the latest of their burst. A comment every 15 s
+notices a dead connection; the browser's EventSource reconnects by itself after a daemon restart.
 """
 
 from __future__ import annotations
@@ -29,25 +30,42 @@ AD_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8": "im
 
 class Kiosk:
     def __init__(self, state: Callable[[], dict[str, Any]], *,
-                 published: Callable[[], object] | None = None, ads: Any = None,
+                 published: Callable[[object, float], object] | None = None, ads: Any = None,
                  speaker: Any = None, camera: Any = None):
-        # `published` returns the controller's current snapshot object (for change detection);
-        # `state` the full state as /api/state answers it; `camera` has latest() (drivers.camera).
+        # `published(last, timeout)` returns the controller's snapshot object once it is another
+        # than `last` (Controller.wait_published); `state` the full state as /api/state answers
+        # it; `camera` has latest() (drivers.camera).
         self.state, self.ads, self.speaker, self.camera = state, ads, speaker, camera
-        self.published = published or state
+        self.published = published or self._looked_at
         self.closing = False
 
-    def events(self, interval: float = 0.1, keepalive: float = 15.0) -> Iterator[bytes]:
-        last, last_sent = None, time.monotonic()
+    def _looked_at(self, last: object, timeout: float) -> object:
+        """Without a controller to wake it: the state, looked at every 100 ms."""
+        time.sleep(min(timeout, 0.1))
+        return self.state()
+
+    # What the shopper watches: a change here is sent at once, whatever the gap.
+    URGENT = ("screen", "session", "receipt", "lock", "door")
+
+    def events(self, min_gap: float = 0.1, keepalive: float = 15.0) -> Iterator[bytes]:
+        last, last_sent, last_urgent = None, time.monotonic(), None
         while not self.closing:
-            current = self.published()
+            current = self.published(last, 1.0)  # a second at most, to notice closing
             if current is not last:
-                last, last_sent = current, time.monotonic()
+                # Shelf readings and the like (a session publishes at each): the latest of each
+                # gap is sent, not each of them; but a change the shopper watches ends the wait.
+                deadline = last_sent + min_gap
+                while (self._urgent(current) == last_urgent
+                       and (left := deadline - time.monotonic()) > 0):
+                    current = self.published(current, left)
+                last, last_sent, last_urgent = current, time.monotonic(), self._urgent(current)
                 yield f"data: {json.dumps(self.state(), ensure_ascii=False)}\n\n".encode()
             elif time.monotonic() - last_sent > keepalive:
                 last_sent = time.monotonic()
                 yield b": keep-alive\n\n"
-            time.sleep(interval)
+
+    def _urgent(self, snapshot: object) -> tuple:
+        return tuple(snapshot.get(key) for key in self.URGENT) if isinstance(snapshot, dict) else ()
 
     def page(self) -> bytes:
         state = self.state()

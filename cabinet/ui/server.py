@@ -89,7 +89,7 @@ class UiServer:
         self.calibration = calibration
         self.voice = voice  # the voice packs (cabinet/voice_pack.py): `cabinet voice install`
         self.updates = updates  # software releases (cabinet/update.py): `cabinet update FILE`
-        self.kiosk = Kiosk(self.state, published=lambda: controller.snapshot, ads=ads,
+        self.kiosk = Kiosk(self.state, published=controller.wait_published, ads=ads,
                            speaker=speaker, camera=camera)
         handler = type("Handler", (_Handler,), {"ui": self})
         # The socket was bound by the caller before anything else started (a port in use is
