@@ -96,6 +96,9 @@ def camera_latency(codes: int, fps: float, limit: CpuLimit,
             time.sleep(4.5 + 2 * still.random())
             for name, (d, key) in daemons.items():
                 picture = scene_png(qr_image(_mint(key, i)))
+                # A random moment of the camera's frame: the second daemon's turn comes just
+                # after the first one's receipt, which follows a shelf poll and its period.
+                time.sleep(still.random() * 0.2)
                 started = time.monotonic()
                 d.post("/sim/camera", raw=picture, content_type="image/png")
                 wait(lambda: d.state()["lock"] == "unlocked", interval=0.002)
