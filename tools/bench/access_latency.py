@@ -120,10 +120,7 @@ def main() -> int:
     cpu_limit_options(p)
     against_option(p)
     args = p.parse_args()
-    folders = {"today": None}
-    before = baseline.tree(args.against)
-    if before is not None:
-        folders[f"at {args.against}"] = before
+    folders = baseline.side_by_side(args.against)
     limit = CpuLimit(args.cpus, args.cpu_quota)
     print(f"daemon: {limit.describe()}; {baseline.machine_load()} at the start")
     try:

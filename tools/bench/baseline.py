@@ -46,15 +46,21 @@ def tree(rev: str | None, parts: tuple[str, ...] = PARTS) -> Path | None:
     return folder
 
 
+def side_by_side(rev: str | None) -> dict[str, Path | None]:
+    """What a benchmark measures, by name: today's code (None: this checkout), and the code as
+    of `rev` when this clone has it."""
+    folders: dict[str, Path | None] = {"today": None}
+    before = tree(rev)
+    if before is not None:
+        folders[f"at {rev}"] = before
+    return folders
+
+
 def daemon_program(folder: Path | None) -> dict:
     """CabinetProcess keyword arguments that run the daemon from `folder` (today's: none)."""
     if folder is None:
         return {}
     return {"program": [sys.executable, "-m", "cabinet"], "cwd": folder}
-
-
-def label(folder: Path | None, rev: str) -> str:
-    return "today" if folder is None else f"at {rev}"
 
 
 def machine_load() -> str:

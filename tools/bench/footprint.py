@@ -66,10 +66,7 @@ def main() -> int:
                    help="measure with these camera.frames_per_second (default: the config's)")
     against_option(p)
     args = p.parse_args()
-    folders = {"today": None}
-    before = baseline.tree(args.against)
-    if before is not None:
-        folders[f"at {args.against}"] = before
+    folders = baseline.side_by_side(args.against)
     print(machine_load())
 
     print("resident memory of the libraries on their own (fresh interpreter each):")
