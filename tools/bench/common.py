@@ -43,7 +43,10 @@ class CpuLimit:
     quota needs a writable cgroup tree (root); without one, only the pinning applies, and
     `describe()` says so. `percent` None: no quota."""
 
-    PERIOD_US = 100_000
+    # The quota's period: with the kernel's default 100 ms, 30 % means 30 ms of running then 70 ms
+    # stopped, which rounds every figure up to whole periods; a 10 ms period spreads the same
+    # share as a slower CPU would.
+    PERIOD_US = 10_000
 
     def __init__(self, cpus: str | None = None, percent: float | None = None):
         self.cpus, self.percent = cpus, percent
