@@ -142,7 +142,7 @@ class ShelvesSection:
     stable_readings: int = _f(4, _between(2, 50))
     # Of those, how many must be taken after the door closed; the rest may be from just before
     # when they agree (a steady shelf settles in 2 readings, a disturbed one needs the 4).
-    fresh_readings: int = _f(2, _between(1, 50))
+    fresh_readings: int = _f(2, _between(2, 50))
     shelf: tuple[ShelfEntry, ...] = field(default_factory=_default_shelves,
                                           metadata={"item": ShelfEntry})
 

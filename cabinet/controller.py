@@ -403,7 +403,7 @@ class Controller:
         self._forced(door, detail)
 
     def _stable_behind(self, door: int) -> dict[int, float | None]:
-        """The stable weights of the shelves behind `door`. A settling session resets every
+        """The stable weights of the shelves behind `door`. A settling session restarts every
         shelf's filter; behind a door that stayed shut and locked nothing can have moved, so
         the last stable weight seen stands for it until a new one comes."""
         return {n: (self.shelves[n].stable_grams if self.shelves[n].stable_grams is not None
@@ -438,7 +438,7 @@ class Controller:
             raise ValueError(f"shelf {event.shelf} weighed {grams!r}")
         shelf = self.shelves.get(event.shelf)
         if shelf is not None:
-            shelf.add(grams)
+            shelf.add(grams, event.at)
             if shelf.stable:
                 self._last_stable[event.shelf] = shelf.stable_grams
             self.checkout.shelves_weighed()

@@ -58,12 +58,13 @@ class SessionEffects:
             timer.cancel()
 
     def restart_weighing(self) -> None:
+        now = self.p.clock()
         for stability in self.shelves.values():
-            stability.restart()
+            stability.restart(now)
         self.out.weigh_fast(True)
 
     def weights(self) -> dict[int, tuple[float | None, float | None]]:
-        return {n: (f.latest, f.stable_grams) for n, f in self.shelves.items()}
+        return {n: (f.latest_fresh, f.stable_grams) for n, f in self.shelves.items()}
 
     def planogram(self) -> Planogram:
         return self._planogram()

@@ -36,23 +36,35 @@ class StabilityFilter:
         self.fresh_needed = fresh
         self._window: deque[float] = deque(maxlen=readings)
         self._fresh = 0
+        self._since: float | None = None   # the last restart
 
-    def add(self, grams: float) -> None:
+    def add(self, grams: float, at: float | None = None) -> None:
+        """A reading, asked for at time `at`: one asked for before the last restart arrived
+        after it but says what the shelf held before, so it is not fresh."""
         self._window.append(grams)
-        self._fresh += 1
+        if at is None or self._since is None or at >= self._since:
+            self._fresh += 1
 
     def reset(self) -> None:
         """Forget every reading (a shelf that faulted: what it said before is not evidence)."""
         self._window.clear()
         self._fresh = 0
+        self._since = None
 
-    def restart(self) -> None:
-        """From now on, `fresh` new readings are needed before the shelf is stable."""
+    def restart(self, at: float | None = None) -> None:
+        """From time `at` on, `fresh` new readings are needed before the shelf is stable."""
         self._fresh = 0
+        self._since = at
 
     @property
     def latest(self) -> float | None:
         return self._window[-1] if self._window else None
+
+    @property
+    def latest_fresh(self) -> float | None:
+        """The latest reading if it came after the last restart, else None (a shelf silent since
+        the door closed has no after-weight: the one from before may be mid-grab)."""
+        return self._window[-1] if self._fresh else None
 
     @property
     def stable(self) -> bool:

@@ -24,7 +24,8 @@ class DoorClosed:
 
 @dataclass(frozen=True)
 class ShelfWeighed:
-    """One raw reading of one shelf, already scaled to grams."""
+    """One raw reading of one shelf, already scaled to grams; `at` is when it was asked for (a
+    reading asked for before the door closed is not evidence of what the shelf held after)."""
     shelf: int
     grams: float
     at: float

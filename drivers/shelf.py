@@ -87,6 +87,7 @@ class ShelfReader(ReaderThread):
         answered = 0
         for board in self.boards:
             name = self.device_name(board.shelf)
+            asked = self._clock()
             try:
                 grams = self.read_grams(board)
             except DeviceError as exc:
@@ -94,7 +95,7 @@ class ShelfReader(ReaderThread):
                 continue
             answered += 1
             self._faults.ok(name)
-            self._emit(ShelfWeighed(board.shelf, grams, self._clock()))
+            self._emit(ShelfWeighed(board.shelf, grams, asked))
         return answered
 
     def _run(self) -> None:

@@ -151,6 +151,47 @@ def test_a_shelf_that_moved_as_the_door_shut_waits_for_a_whole_window(rig):
     assert [(l["sku"], l["count"]) for l in sale["lines"]] == [("water-550ml", 1)]
 
 
+def test_a_reading_asked_for_before_the_door_closed_is_not_fresh(rig):
+    """A poll under way as the door closes delivers readings after the close that were asked
+    for before it: they say what the shelf held then, and do not count as fresh."""
+    rig.authorise()
+    rig.door(True)
+    rig.take(3, "steamed-bun", 1)
+    rig.weigh(4)
+    rig.clock.advance(0.05)
+    asked = rig.clock() - 0.01   # before the close below
+    rig.door(False)
+    for _ in range(3):
+        for shelf, grams in rig.truth.items():
+            rig.c.emit(ShelfWeighed(shelf, grams, asked))
+    rig.step()
+    assert rig.c.snapshot["session"]["state"] == "settling" and not rig.outbox("sale")
+    rig.weigh(2)
+    (sale,) = rig.outbox("sale")
+    assert [(l["sku"], l["count"]) for l in sale["lines"]] == [("steamed-bun", 1)]
+
+
+def test_a_shelf_silent_since_the_door_closed_is_not_weighed_from_before(rig):
+    """The settle timeout's stand-in for an unsettled shelf is its latest reading after the
+    close; one from before (mid-grab, say) is no after-weight: the shelf is flagged instead."""
+    rig.authorise()
+    rig.door(True)
+    rig.take(1, "water-550ml", 1)
+    rig.weigh(4)                       # water lifted, read ...
+    rig.take(1, "water-550ml", -1)     # ... and put back as the door shut
+    rig.door(False)
+    for _ in range(4):                 # shelf 1 says nothing after the close
+        for shelf, grams in rig.truth.items():
+            if shelf != 1:
+                rig.c.emit(ShelfWeighed(shelf, grams, rig.clock()))
+    rig.step()
+    rig.clock.advance(10)
+    rig.step()
+    (sale,) = rig.outbox("sale")
+    assert sale["lines"] == []
+    assert {f["kind"] for f in sale["flags"] if f.get("shelf") == 1} >= {"no_reading"}
+
+
 def test_nothing_taken_is_an_empty_sale(rig):
     rig.authorise()
     rig.door(True)

@@ -112,12 +112,14 @@ def test_stability_after_a_restart_needs_fresh_readings():
     for g in (100, 100.5, 100, 100.5):
         f.add(g)
     assert f.stable
-    f.restart()                      # the door closed: the window stays, its readings are old
-    assert not f.stable and f.latest == 100.5
-    f.add(100.2)
-    assert not f.stable              # one new reading
-    f.add(100.4)
-    assert f.stable and f.stable_grams == pytest.approx((100 + 100.5 + 100.2 + 100.4) / 4)
+    f.restart(at=10.0)               # the door closed: the window stays, its readings are old
+    assert not f.stable and f.latest == 100.5 and f.latest_fresh is None
+    f.add(100.3, at=9.99)            # asked for before the close, arrived after: not fresh
+    assert not f.stable and f.latest_fresh is None
+    f.add(100.2, at=10.1)
+    assert not f.stable and f.latest_fresh == 100.2   # one new reading
+    f.add(100.4, at=10.2)
+    assert f.stable and f.stable_grams == pytest.approx((100.5 + 100.3 + 100.2 + 100.4) / 4)
     f.restart()
     for g in (120, 120.5):           # something moved: the old readings are outside the band
         f.add(g)
