@@ -149,26 +149,6 @@ def test_yaw_ratio_ignores_where_and_how_big_a_flat_picture_is():
     assert yaw_ratio(mirrored[[3, 2, 1, 0, 4]]) == pytest.approx(-base, abs=1e-9)
 
 
-@needs_model
-def test_a_followed_face_is_looked_for_where_it_was_then_anywhere(model, enrolled):
-    """Following (a crop around the last frame's face) names the same people as a whole-frame
-    look; a face that moved away is still found (the whole frame after the crop), and one that
-    left is not invented."""
-    gallery = Gallery(enrolled)
-    for name in ("test/obama1.jpg", "test/alex_lacamoire1.jpg", "test/obama_and_biden.jpg"):
-        frame = frame_640x480(FACES / name)
-        for face in model.analyse(frame, largest_only=False):
-            (followed,) = model.analyse(frame, near=face.box)
-            assert abs(followed.box[0] - face.box[0]) < face.width / 4
-            assert (gallery.identify(followed.embedding, tolerance=0.5, margin=0.08).member_id
-                    == gallery.identify(face.embedding, tolerance=0.5, margin=0.08).member_id)
-    frame = frame_640x480(FACES / "test/obama1.jpg")
-    (whole,) = model.analyse(frame)
-    (moved,) = model.analyse(frame, near=(0, 380, 90, 470))   # it was in the corner before
-    assert moved.box == whole.box
-    assert model.analyse(np.full_like(frame, 128), near=whole.box) == []
-
-
 def test_liveness_needs_a_turn_of_one_member_in_time():
     rules = LivenessRules(turn_span=0.2, attempt_seconds=8, max_gap=1.5, min_frames=3)
     check = LivenessCheck(rules)

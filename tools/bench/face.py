@@ -4,16 +4,13 @@
    face_recognition: its import loads all four), over a baseline that imported numpy and OpenCV.
 2. Per 640x480 frame (the test photographs letterboxed as the camera delivers them): HOG
    detection, landmarks + 128-d descriptor, 1:N search over 100 000 members, and the total from
-   frame to decision as every frame cost before issue 23 (the whole frame searched) and as a
-   followed frame costs today (the face looked for around where it was: every frame of an
-   attempt but its first); face_recognition's face_locations + face_encodings on the same frames.
+   frame to decision; face_recognition's face_locations + face_encodings on the same frames.
    The two must give the same embedding (same models, same method): the largest difference is
    printed.
 3. 1:N search per query over 10 000 and 100 000 members: ours (float32, norms precomputed,
    argpartition) against face_recognition.face_distance (float64 norm of the difference).
 4. Accuracy on tests/data/faces (train enrols, test and misc probe): true accepts and false
-   accepts with everyone enrolled and with the probe's person left out, for a few tolerances,
-   and for the same faces followed.
+   accepts with everyone enrolled and with the probe's person left out, for a few tolerances.
 
 `--cpus`/`--cpu-quota` hold this process to a slow board's share of a CPU.
 
@@ -69,7 +66,7 @@ def per_frame(model: FaceModel, gallery: Gallery) -> None:
     import cv2
     frames = [frame_640x480(FACES / name) for name in PROBES]
     rows: dict[str, list[float]] = {k: [] for k in ("detect", "embed", "search", "total",
-                                                    "near", "followed", "fr_detect", "fr_embed")}
+                                                    "fr_detect", "fr_embed")}
     worst_diff = 0.0
     try:
         import face_recognition as fr
@@ -91,18 +88,6 @@ def per_frame(model: FaceModel, gallery: Gallery) -> None:
             rows["embed"].append((t2 - t1) * 1000)
             rows["search"].append((t3 - t2) * 1000)
             rows["total"].append((t3 - t0) * 1000)
-            # Today's reader on the next frame of the same attempt: the face is looked for where
-            # it was (FaceModel.analyse(near=...)), then the same landmarks, descriptor, search.
-            where = (box.left(), box.top(), box.right(), box.bottom())
-            t0 = time.perf_counter()
-            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            model._detect_near(rgb, where, 0)
-            t1 = time.perf_counter()
-            (face,) = model.analyse(frame, near=where)
-            gallery.identify(face.embedding, tolerance=0.5, margin=0.08)
-            t2 = time.perf_counter()
-            rows["near"].append((t1 - t0) * 1000)
-            rows["followed"].append((t2 - t1) * 1000)
             if fr is not None:
                 t0 = time.perf_counter()
                 locations = fr.face_locations(rgb, number_of_times_to_upsample=0)
@@ -120,9 +105,7 @@ def per_frame(model: FaceModel, gallery: Gallery) -> None:
     show("HOG detection, whole frame (upsample 0)", rows["detect"])
     show("5 landmarks + 128-d descriptor", rows["embed"])
     show(f"1:N search over {len(gallery):,} members", rows["search"])
-    show("frame -> decision, every frame detected whole (before 23)", rows["total"])
-    show("HOG detection around the face followed (today)", rows["near"])
-    show("frame -> decision, a followed frame (today: all but the first)", rows["followed"])
+    show("frame -> decision (the three above)", rows["total"])
     show("face_recognition: face_locations (upsample 0)", rows["fr_detect"])
     show("face_recognition: face_encodings", rows["fr_embed"])
     if fr is not None:
@@ -170,12 +153,9 @@ def accuracy(model: FaceModel) -> list[np.ndarray]:
     enrolled = {p.name: [model.embedding_from_photo(f) for f in sorted(p.iterdir())]
                 for p in sorted((FACES / "train").iterdir())}
     faces = []   # (people in the photo, embedding)
-    followed = []  # the same faces, each looked for around where it was (the reader's way)
     for name, people in PROBES.items():
-        frame = frame_640x480(FACES / name)
-        for face in model.analyse(frame, largest_only=False):
+        for face in model.analyse(frame_640x480(FACES / name), largest_only=False):
             faces.append((name, people, face.embedding))
-            followed.append((name, people, model.analyse(frame, near=face.box)[0].embedding))
     print(f"  {len(enrolled)} people enrolled from {sum(map(len, enrolled.values()))} photos; "
           f"{len(faces)} faces in {len(PROBES)} probe photos")
     print(f"  {'tolerance':>9}  {'true accepts':>13}  {'false accepts':>13}  "
@@ -198,13 +178,6 @@ def accuracy(model: FaceModel) -> list[np.ndarray]:
         mark = "  <- default" if tolerance == 0.5 else ""
         print(f"  {tolerance:>9}  {true:>6} of {len(faces):<4}  {false:>13}  "
               f"{absent_false:>20} of {trials:<11}{mark}")
-    full = Gallery(enrolled)
-    named = [full.identify(v, tolerance=0.5, margin=0.08).member_id for _, _, v in followed]
-    true = sum(who in people for who, (_, people, _) in zip(named, followed))
-    false = sum(who is not None and who not in people
-                for who, (_, people, _) in zip(named, followed))
-    print(f"  followed frames (analyse(near=...)), tolerance 0.5: {true} of {len(followed)} true "
-          f"accepts, {false} false accepts")
     return [v for vs in enrolled.values() for v in vs]
 
 
