@@ -82,9 +82,10 @@ def test_real_opencv_capture_of_an_image_sequence(tmp_path, recorder):
 
 
 def test_a_code_held_up_is_decoded_in_the_first_frame_that_shows_it(recorder):
-    """The QR reader decodes a frame in which the picture moved at once, however soon after its
-    last decode (it once waited for the rate's next turn: up to 200 ms), and a still scene only
-    at its slow rate. The clock is a fake that never moves: no rate can let a frame through."""
+    """The QR reader decodes a frame in which the picture moved at once, one 30 frames/s frame
+    after its last decode (it once waited for the rate's next turn: up to 200 ms), and a still
+    scene only at its slow rate. The clock is a fake that moves only when told: no rate lets a
+    frame through."""
     import threading
 
     from cabinet.access.camera_codes import CameraCodeReader
@@ -106,11 +107,13 @@ def test_a_code_held_up_is_decoded_in_the_first_frame_that_shows_it(recorder):
             frames.append((frames[-1][0] + 1, 0.0, decode_image(scene_png(picture))))
             newer.notify_all()
 
+    clock = FakeClock()
     reader = CameraCodeReader(lambda: frames[-1], idle=lambda: True, emit=recorder,
-                              frames_per_second=5, clock=FakeClock(), wait_frame=wait_frame)
+                              frames_per_second=5, clock=clock, wait_frame=wait_frame)
     reader.start()
     try:
         wait_for(lambda: reader.frames_decoded == 1, what="the first frame, decoded once")
+        clock.advance(1 / 30)
         show(None)  # the same empty scene again: still, and a second is not up
         show(qr_image("held up"))
         wait_for(lambda: recorder.of(CodeScanned), what="the code, from the frame it appeared in")

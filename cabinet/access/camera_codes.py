@@ -3,16 +3,16 @@
 Decoding is CPU work (about a millisecond a frame on a PC, more on a Pi, more again when the rescue
 stages run), so it has its own thread, and only while the published state says the cabinet is idle
 (no session). A still scene is decoded once a second; a frame in which the picture moved (someone
-holds up a phone: a cheap difference of a 1/8-scale thumbnail) is decoded at once, and for the next
-few seconds the picture is decoded at `decode_frames_per_second` while it stays still. A phone is
-answered one frame after it appears (a millisecond or two of zxing-cpp per frame on a PC), and a
-still scene leaves the CPU to checkout and weighing. A code found is posted as CodeScanned with
-source "camera"; the controller treats it like a scanned line (same verification, same repeat
-window). A code stays "in view" while the following frames still show it and is posted again only
-after it has left the picture, so a phone held still is one presentation. The rescue stages of the
-decoder (costly, and rarely needed with a cooperative phone screen) run at most once per
-`rescue_every` turns of the rate, and only in the seconds after the picture moved. Frames are not
-kept.
+holds up a phone: a cheap difference of a 1/8-scale thumbnail) is decoded at once (at most 40 a
+second while it keeps moving), and for the next few seconds the picture is decoded at
+`decode_frames_per_second` while it stays still. A phone is answered one frame after it appears (a
+millisecond or two of zxing-cpp per frame on a PC), and a still scene leaves the CPU to checkout
+and weighing. A code found is posted as CodeScanned with source "camera"; the controller treats it
+like a scanned line (same verification, same repeat window). A code stays "in view" while the
+following frames still show it and is posted again only after it has left the picture, so a phone
+held still is one presentation. The rescue stages of the decoder (costly, and rarely needed with a
+cooperative phone screen) run at most once per `rescue_every` turns of the rate, and only in the
+seconds after the picture moved. Frames are not kept.
 """
 
 from __future__ import annotations
@@ -58,10 +58,12 @@ class CameraCodeReader:
     STILL_PERIOD = 1.0     # seconds between decodes of a still scene
     BUSY_SECONDS = 4.0     # how long a movement keeps decoding at full rate
     MOTION_LEVEL = 6.0     # mean grey-level change of the thumbnail that counts as movement
+    MIN_GAP = 0.025        # between decodes of a moving picture: 40 a second at most
 
     def _run(self) -> None:
         seen = None
         last_decode = last_rescue = -1e9
+        changed = False   # the picture moved since the last decode
         # Look at every new frame (the motion check is cheap), decode only some of them.
         while not self._next_frame(seen):
             if not self._idle():
@@ -76,13 +78,17 @@ class CameraCodeReader:
             if moved:
                 self._busy_until = now + self.BUSY_SECONDS
             busy = now < self._busy_until
-            # A frame that moved is decoded at once, whatever the rate: a phone just held up is
+            changed = changed or moved
+            # A change of picture is decoded at once, whatever the rate: a phone just held up is
             # what the shopper waits on, and waiting for the rate's next turn cost up to a
-            # period (200 ms). Frames the decoder was too busy for are never queued: the camera
-            # hands over its newest. A still picture is decoded at the rate.
-            if not moved and now - last_decode < (self._period if busy else self.STILL_PERIOD):
+            # period (200 ms). MIN_GAP only bounds the work while the picture keeps moving (a
+            # corridor in view, a fast camera); a change it held back is decoded at the next
+            # frame. Frames are never queued: the camera hands over its newest. A still picture
+            # is decoded at the rate.
+            gap = self.MIN_GAP if changed else self._period if busy else self.STILL_PERIOD
+            if now - last_decode < gap:
                 continue
-            last_decode = now
+            last_decode, changed = now, False
             # The rescue stages only while the picture is moving (an empty, still scene would
             # otherwise pay for them every few seconds all night), and at most one frame in
             # `rescue_every` at the rate: they cost tens of milliseconds a frame.
