@@ -6,8 +6,9 @@ includes the serial read, Ed25519 verification, the used-code check, the journal
 synchronous=FULL, the relay and the snapshot. The camera's figure starts when the scene changes to
 a phone showing the code (POST /sim/camera) after 4.5-6.5 s (random) of a still, empty scene (the reader's slow
 rate), at each frame rate asked for; its goal is one frame interval + 15 ms (issue 23). Today's
-code and, side by side in the same run, the code before issue 23 (tools/bench/baseline.py; for the
-camera both daemons run at once and take each code in turn), with the machine's load; `--cpus`/`--cpu-quota` hold both daemons to a slow board's share of a CPU.
+code and, side by side in the same run, the code before issue 23 (tools/bench/baseline.py; the
+scanner's codes go to one daemon after the other, the camera's to both at once, in turn), with the
+machine's load; `--cpus`/`--cpu-quota` hold both daemons to a slow board's share of a CPU.
 Then the cost of verification alone (cabinet.access.codes.verify) and of an Ed25519 signature
 check alone (cryptography).
 
@@ -45,7 +46,6 @@ def scanner_latency(codes: int, limit: CpuLimit, folder: Path | None) -> list[fl
     times = []
     with tempfile.TemporaryDirectory() as data:
         d = CabinetProcess(data_dir=data, wrap=limit.wrap(), **daemon_program(folder))
-        limit.apply(d.proc.pid)
         try:
             d.wait_ready()
             wait(lambda: d.url)
@@ -81,7 +81,6 @@ def camera_latency(codes: int, fps: float, limit: CpuLimit,
             d = CabinetProcess("--config", str(config), data_dir=data, wrap=limit.wrap(),
                                **daemon_program(folder))
             stack.callback(d.kill)
-            limit.apply(d.proc.pid)
             d.wait_ready()
             wait(lambda: d.url)
             daemons[name] = (d, read_private_key(Path(data) / "sim" / "access-signing-key"))

@@ -54,7 +54,6 @@ class Sessions:
     def __init__(self, data: str, rng: random.Random, limit: CpuLimit, folder: Path | None):
         self.rng, self.times, self.screen_times = rng, [], []
         self.d = CabinetProcess(data_dir=data, wrap=limit.wrap(), **daemon_program(folder))
-        limit.apply(self.d.proc.pid)
         self.d.wait_ready()
         wait(lambda: self.d.url)
         # The screen's view: the kiosk page's event stream, and when each receipt first came.
@@ -85,8 +84,8 @@ class Sessions:
             sku = rng.choice(sorted(items))
             d.post("/sim/shelf", {"shelf": int(shelf), "take": {sku: 1}})
         time.sleep(1.2)  # the shelf's swing dies down while the shopper looks
-        d.post("/sim/door", {"state": "closed"})
         closed = time.monotonic()
+        d.post("/sim/door", {"state": "closed"})
         wait(lambda: (r := d.state()["receipt"]) and r["session_id"] == session_id)
         self.times.append(time.monotonic() - closed)
         self.screen_times.append(wait(lambda: self.on_screen.get(session_id)) - closed)
@@ -236,6 +235,8 @@ def main() -> int:
     cpu_limit_options(p)
     against_option(p)
     args = p.parse_args()
+    # A SIGTERM runs the finally blocks too: the suite beside (its own session) is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     folders = baseline.side_by_side(args.against)
     limit = CpuLimit(args.cpus, args.cpu_quota)
     with ExitStack() as stack:

@@ -37,11 +37,14 @@ def open_and_close(daemon) -> dict:
 
 
 class CpuLimit:
-    """Run the daemon as a slow board would (issue 23's "Pi-like run"): pinned to `cpus` with
+    """Run a daemon as a slow board would (issue 23's "Pi-like run"): pinned to `cpus` with
     taskset and held to `percent` of one core by a cgroup CPU quota (cgroup v2's cpu.max, or v1's
-    cpu.cfs_quota_us), so that a regression that only shows on a Raspberry Pi shows here. The
-    quota needs a writable cgroup tree (root); without one, only the pinning applies, and
-    `describe()` says so. `percent` None: no quota."""
+    cpu.cfs_quota_us), so that a regression that only shows on a Raspberry Pi shows here. Each
+    daemon gets a cgroup (a quota) of its own, joined before it execs, so that its start is held
+    too and two daemons measured side by side do not share one budget. The quota needs a
+    writable cgroup tree (root); without one, only the pinning applies, and `describe()` says so.
+    `percent` None: no quota. `close()` removes the groups (their processes must have ended, or,
+    for `hold`, be this one)."""
 
     # The quota's period: with the kernel's default 100 ms, 30 % means 30 ms of running then 70 ms
     # stopped, which rounds every figure up to whole periods; a 10 ms period spreads the same
@@ -50,62 +53,93 @@ class CpuLimit:
 
     def __init__(self, cpus: str | None = None, percent: float | None = None):
         self.cpus, self.percent = cpus, percent
-        self.group: str | None = None
+        self.groups: list[str] = []
         self.problem: str | None = None
+        self._held: tuple[int, str] | None = None   # (pid, the cgroup it came from)
         if percent is not None:
-            self._make_group()
+            self._root = self._controller_root()
 
     def wrap(self) -> list[str]:
-        """What goes before the daemon's command (CabinetProcess(wrap=...))."""
-        return ["taskset", "-c", self.cpus] if self.cpus else []
-
-    def apply(self, pid: int) -> None:
-        """Put the process (its threads follow) under the quota."""
-        if self.group is not None:
-            with open(os.path.join(self.group, "cgroup.procs"), "w") as f:
-                f.write(str(pid))
+        """What goes before a daemon's command (CabinetProcess(wrap=...)): it joins a new cgroup
+        and execs the pinning, which execs the daemon (the pid stays the daemon's)."""
+        prefix = ["taskset", "-c", self.cpus] if self.cpus else []
+        group = self._new_group()
+        if group is None:
+            return prefix
+        return ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh", *prefix]
 
     def hold(self, pid: int) -> None:
-        """Put an already running process (this one, say) under the pinning and the quota."""
+        """Put an already running process (this one, say) under the pinning and a quota."""
         if self.cpus:
-            os.sched_setaffinity(pid, {int(c) for c in _cpu_list(self.cpus)})
-        self.apply(pid)
+            os.sched_setaffinity(pid, set(_cpu_list(self.cpus)))
+        group = self._new_group()
+        if group is not None:
+            self._held = (pid, self._cgroup_of(pid))
+            with open(os.path.join(group, "cgroup.procs"), "w") as f:
+                f.write(str(pid))
 
     def close(self) -> None:
-        if self.group is not None:
+        if self._held is not None:   # back where it came from: a group with a process stays
+            pid, home = self._held
+            with open(os.path.join(home, "cgroup.procs"), "w") as f:
+                f.write(str(pid))
+            self._held = None
+        for group in self.groups:
             try:
-                os.rmdir(self.group)
-            except OSError:
-                pass  # a process still in it: the kernel frees it once empty
+                os.rmdir(group)
+            except OSError as exc:
+                print(f"(cgroup {group} left behind: {exc.strerror})")
+        self.groups = []
 
     def describe(self) -> str:
         parts = [f"pinned to CPU {self.cpus} (taskset)"] if self.cpus else []
         if self.percent is not None:
-            parts.append(f"{self.percent:g} % of a core (cgroup {self.group})" if self.group
-                         else f"no CPU quota: {self.problem}")
+            parts.append(f"{self.percent:g} % of a core each (cgroup, {self.PERIOD_US // 1000} ms "
+                         "period)" if self._root else f"no CPU quota: {self.problem}")
         return ", ".join(parts) or "no CPU limit"
 
-    def _make_group(self) -> None:
-        quota = int(self.PERIOD_US * self.percent / 100)
-        name = f"cabinet-bench-{os.getpid()}"
+    def _controller_root(self) -> str | None:
         v2, v1 = "/sys/fs/cgroup", "/sys/fs/cgroup/cpu"
+        if os.path.exists(os.path.join(v2, "cgroup.controllers")):
+            return v2
+        if os.path.exists(os.path.join(v1, "cpu.cfs_quota_us")):
+            return v1
+        self.problem = "no cgroup CPU controller here"
+        return None
+
+    def _cgroup_of(self, pid: int) -> str:
+        for line in open(f"/proc/{pid}/cgroup").read().splitlines():
+            _, controllers, path = line.split(":", 2)
+            v2 = self._root == "/sys/fs/cgroup"
+            if (v2 and controllers == "") or (not v2 and "cpu" in controllers.split(",")):
+                return self._root + path
+        return self._root
+
+    def _new_group(self) -> str | None:
+        if self.percent is None or self._root is None:
+            return None
+        quota = int(self.PERIOD_US * self.percent / 100)
+        group = os.path.join(self._root, f"cabinet-bench-{os.getpid()}-{len(self.groups)}")
         try:
-            if os.path.exists(os.path.join(v2, "cgroup.controllers")):
-                self.group = os.path.join(v2, name)
-                os.makedirs(self.group, exist_ok=True)
-                with open(os.path.join(self.group, "cpu.max"), "w") as f:
-                    f.write(f"{quota} {self.PERIOD_US}")
-            elif os.path.exists(os.path.join(v1, "cpu.cfs_quota_us")):
-                self.group = os.path.join(v1, name)
-                os.makedirs(self.group, exist_ok=True)
-                with open(os.path.join(self.group, "cpu.cfs_period_us"), "w") as f:
-                    f.write(str(self.PERIOD_US))
-                with open(os.path.join(self.group, "cpu.cfs_quota_us"), "w") as f:
-                    f.write(str(quota))
-            else:
-                self.problem = "no cgroup CPU controller here"
+            os.makedirs(group)
         except OSError as exc:
-            self.group, self.problem = None, f"cannot make a cgroup ({exc.strerror}; run as root)"
+            self.problem, self._root = f"cannot make a cgroup ({exc.strerror}; run as root)", None
+            return None
+        self.groups.append(group)
+        try:
+            if self._root == "/sys/fs/cgroup":
+                with open(os.path.join(group, "cpu.max"), "w") as f:
+                    f.write(f"{quota} {self.PERIOD_US}")
+            else:
+                with open(os.path.join(group, "cpu.cfs_period_us"), "w") as f:
+                    f.write(str(self.PERIOD_US))
+                with open(os.path.join(group, "cpu.cfs_quota_us"), "w") as f:
+                    f.write(str(quota))
+        except OSError as exc:
+            self.problem, self._root = f"cannot set a CPU quota ({exc.strerror})", None
+            os.rmdir(self.groups.pop())
+            return None
+        return group
 
 
 def _cpu_list(text: str) -> list[int]:

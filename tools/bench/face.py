@@ -188,12 +188,15 @@ def main() -> None:
     limit = CpuLimit(args.cpus, args.cpu_quota)
     limit.hold(os.getpid())
     print(f"this process: {limit.describe()}; {machine_load()}")
-    started = time.perf_counter()
-    model = FaceModel()
-    print(f"our models loaded in {time.perf_counter() - started:.2f} s")
-    real = accuracy(model)
-    gallery = search(real)
-    per_frame(model, gallery)
+    try:
+        started = time.perf_counter()
+        model = FaceModel()
+        print(f"our models loaded in {time.perf_counter() - started:.2f} s")
+        real = accuracy(model)
+        gallery = search(real)
+        per_frame(model, gallery)
+    finally:
+        limit.close()
     memory()
 
 

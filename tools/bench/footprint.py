@@ -96,27 +96,29 @@ def measure(args, fps: float | None, name: str, folder: Path | None) -> None:
           f"{limit.describe()}:")
     print(f"  {'run':>3}  {'to READY':>9}  {'RSS':>8}  {'idle CPU':>9}")
     results = []
-    for run in range(1, args.runs + 1):
-        with tempfile.TemporaryDirectory() as data:
-            extra = []
-            if fps is not None:
-                config = Path(data) / "camera.toml"
-                config.write_text(f"[camera]\nframes_per_second = {fps}\n")
-                extra = ["--config", str(config)]
-            d = CabinetProcess(*extra, data_dir=data, wrap=limit.wrap(), **daemon_program(folder))
-            limit.apply(d.proc.pid)
-            try:
-                ready = d.wait_ready()
-                time.sleep(3)  # let the first readings and lazy imports happen
-                cpu0, t0 = cpu_seconds(d.proc.pid), time.monotonic()
-                time.sleep(args.idle_seconds)
-                cpu = (cpu_seconds(d.proc.pid) - cpu0) / (time.monotonic() - t0) * 100
-                rss = rss_mb(d.proc.pid)
-            finally:
-                d.kill()
-        results.append((ready, rss, cpu))
-        print(f"  {run:>3}  {ready:8.2f}s  {rss:6.1f}MB  {cpu:8.2f}%")
-    limit.close()
+    try:
+        for run in range(1, args.runs + 1):
+            with tempfile.TemporaryDirectory() as data:
+                extra = []
+                if fps is not None:
+                    config = Path(data) / "camera.toml"
+                    config.write_text(f"[camera]\nframes_per_second = {fps}\n")
+                    extra = ["--config", str(config)]
+                d = CabinetProcess(*extra, data_dir=data, wrap=limit.wrap(),
+                                   **daemon_program(folder))
+                try:
+                    ready = d.wait_ready()
+                    time.sleep(3)  # let the first readings and lazy imports happen
+                    cpu0, t0 = cpu_seconds(d.proc.pid), time.monotonic()
+                    time.sleep(args.idle_seconds)
+                    cpu = (cpu_seconds(d.proc.pid) - cpu0) / (time.monotonic() - t0) * 100
+                    rss = rss_mb(d.proc.pid)
+                finally:
+                    d.kill()
+            results.append((ready, rss, cpu))
+            print(f"  {run:>3}  {ready:8.2f}s  {rss:6.1f}MB  {cpu:8.2f}%")
+    finally:
+        limit.close()
     best = min(results)
     worst_rss = max(r[1] for r in results)
     worst_cpu = max(r[2] for r in results)
