@@ -121,3 +121,43 @@ def test_a_code_held_up_is_decoded_in_the_first_frame_that_shows_it(recorder):
         assert reader.frames_decoded == 2  # the still frame was not decoded
     finally:
         reader.close()
+
+
+def test_the_first_frame_of_a_movement_is_decoded_without_the_costly_rescue_stages(
+        recorder, monkeypatch):
+    """The frame decoded because the picture changed (a hand coming up) gets the quick decode
+    only: the rescue stages (tens of ms) would make the next frame, the readable one, wait. The
+    decoder is replaced by a recorder of how it was asked (what is under test is the reader's
+    schedule)."""
+    import threading
+
+    import numpy as np
+
+    from cabinet.access import camera_codes
+    from cabinet.access.camera_codes import CameraCodeReader
+
+    from .test_controller import FakeClock
+
+    asked = []
+    monkeypatch.setattr(camera_codes, "decode", lambda frame, rescue: asked.append(rescue) or [])
+    frames = [(1, 0.0, np.full((480, 640, 3), 200, np.uint8))]
+    newer = threading.Condition()
+
+    def wait_frame(seen, timeout):
+        with newer:
+            newer.wait_for(lambda: frames[-1][0] != seen, timeout)
+
+    clock = FakeClock()
+    reader = CameraCodeReader(lambda: frames[-1], idle=lambda: True, emit=recorder,
+                              frames_per_second=5, clock=clock, wait_frame=wait_frame)
+    reader.start()
+    try:
+        wait_for(lambda: len(asked) == 1, what="the still scene's first look")
+        clock.advance(5.0)   # long still: a rescue would be due by time alone
+        with newer:
+            frames.append((2, 0.0, np.full((480, 640, 3), 40, np.uint8)))   # it moves
+            newer.notify_all()
+        wait_for(lambda: len(asked) == 2, what="the changed frame, decoded at once")
+        assert asked == [False, False]
+    finally:
+        reader.close()

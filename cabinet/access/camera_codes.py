@@ -3,16 +3,16 @@
 Decoding is CPU work (about a millisecond a frame on a PC, more on a Pi, more again when the rescue
 stages run), so it has its own thread, and only while the published state says the cabinet is idle
 (no session). A still scene is decoded once a second; a frame in which the picture moved (someone
-holds up a phone: a cheap difference of a 1/8-scale thumbnail) is decoded at once (at most 40 a
-second while it keeps moving), and for the next few seconds the picture is decoded at
-`decode_frames_per_second` while it stays still. A phone is answered one frame after it appears (a
-millisecond or two of zxing-cpp per frame on a PC), and a still scene leaves the CPU to checkout
-and weighing. A code found is posted as CodeScanned with source "camera"; the controller treats it
-like a scanned line (same verification, same repeat window). A code stays "in view" while the
-following frames still show it and is posted again only after it has left the picture, so a phone
-held still is one presentation. The rescue stages of the decoder (costly, and rarely needed with a
-cooperative phone screen) run at most once per `rescue_every` turns of the rate, and only in the
-seconds after the picture moved. Frames are not kept.
+holds up a phone: a cheap difference of a 1/8-scale thumbnail) is decoded at once (while it keeps
+moving, at most 40 a second and about a quarter of a core), and for the next few seconds the
+picture is decoded at `decode_frames_per_second` while it stays still. A phone is answered one
+frame after it appears (a millisecond or two of zxing-cpp per frame on a PC), and a still scene
+leaves the CPU to checkout and weighing. A code found is posted as CodeScanned with source
+"camera"; the controller treats it like a scanned line (same verification, same repeat window). A
+code stays "in view" while the following frames still show it and is posted again only after it has
+left the picture, so a phone held still is one presentation. The rescue stages of the decoder
+(costly, and rarely needed with a cooperative phone screen) run at most once per `rescue_every`
+turns of the rate, and only in the seconds after the picture moved. Frames are not kept.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class CameraCodeReader:
         self._motion = MotionCheck(self.MOTION_LEVEL, first_is_movement=False)
         self._busy_until = 0.0
         self._in_view: set[str] = set()
+        self._plain_seconds = 0.0   # what the last decode without the rescue stages took
         self.frames_decoded = 0
 
     def start(self) -> None:
@@ -85,21 +86,29 @@ class CameraCodeReader:
             # corridor in view, a fast camera); a change it held back is decoded at the next
             # frame. Frames are never queued: the camera hands over its newest. A still picture
             # is decoded at the rate.
-            gap = self.MIN_GAP if changed else self._period if busy else self.STILL_PERIOD
+            # While the picture keeps moving (a corridor in view), decoding is held to about a
+            # quarter of a core: the gap is at least four times what a plain decode took.
+            change_gap = max(self.MIN_GAP, 4 * self._plain_seconds)
+            gap = change_gap if changed else self._period if busy else self.STILL_PERIOD
             if now - last_decode < gap:
                 continue
-            last_decode, changed = now, False
-            # The rescue stages only while the picture is moving (an empty, still scene would
-            # otherwise pay for them every few seconds all night), and at most one frame in
-            # `rescue_every` at the rate: they cost tens of milliseconds a frame.
-            rescue = busy and now - last_rescue >= self._rescue_period
+            for_change, last_decode, changed = changed, now, False
+            # The rescue stages only on a frame decoded at the rate after a movement, never on
+            # one decoded because the picture changed (the first frame of a hand coming up is
+            # rarely a readable code, and the frame that is must not wait behind them), nor on
+            # an empty, still scene all night; at most one in `rescue_every` turns of the rate:
+            # they cost tens of milliseconds a frame.
+            rescue = busy and not for_change and now - last_rescue >= self._rescue_period
             if rescue:
                 last_rescue = now
+            started = time.perf_counter()
             try:
                 texts = set(decode(frame, rescue=rescue))
             except Exception:  # a decoder bug must not end camera checkout for good
                 log.exception("QR decoding failed on a frame")
                 continue
+            if not rescue:
+                self._plain_seconds = time.perf_counter() - started
             self.frames_decoded += 1
             for text in texts - self._in_view:
                 self._emit(CodeScanned(text, "camera", self._clock()))
