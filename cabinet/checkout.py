@@ -212,10 +212,7 @@ class Checkout:
             return was
         self.session["ended_by_hand"] = True
         self.fx.cancel_timer("settle_timeout")
-        weights = self.fx.weights()
-        self._settle_or_flag({n: stable if stable is not None else latest
-                              for n, (latest, stable) in weights.items()},
-                             unsettled={n for n, (_, stable) in weights.items() if stable is None})
+        self._settle_as_weighed()
         return was
 
     def _unlock_timed_out(self) -> None:
@@ -299,10 +296,16 @@ class Checkout:
     def _settle_timed_out(self) -> None:
         if self.state != "settling":
             return
+        self._settle_as_weighed()
+
+    def _settle_as_weighed(self) -> None:
+        """Settle with what the shelves say now: a stable weight, else the latest reading since
+        the door closed (flagged `unsettled`), else none (flagged `no_reading`)."""
         weights = self.fx.weights()
-        unsettled = {n for n, (_, stable) in weights.items() if stable is None}
         self._settle_or_flag({n: stable if stable is not None else latest
-                              for n, (latest, stable) in weights.items()}, unsettled=unsettled)
+                              for n, (latest, stable) in weights.items()},
+                             unsettled={n for n, (latest, stable) in weights.items()
+                                        if stable is None and latest is not None})
 
     def _settle_or_flag(self, after: dict[int, float | None], unsettled: set[int]) -> None:
         """Settle; whatever goes wrong working out the sale (a bug, a search a planogram makes

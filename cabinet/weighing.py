@@ -48,8 +48,7 @@ class StabilityFilter:
     def reset(self) -> None:
         """Forget every reading (a shelf that faulted: what it said before is not evidence)."""
         self._window.clear()
-        self._fresh = 0
-        self._since = None
+        self._fresh = 0   # the last restart stands: a reading asked for before it is still old
 
     def restart(self, at: float | None = None) -> None:
         """From time `at` on, `fresh` new readings are needed before the shelf is stable."""

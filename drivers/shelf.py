@@ -114,8 +114,8 @@ class ShelfReader(ReaderThread):
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep until the next poll is due or set_interval() wants one now; False to stop."""
-        self._wake.wait(seconds)
-        self._wake.clear()
+        if self._wake.wait(seconds):
+            self._wake.clear()   # only a wake that was seen: one set after a timeout stays
         return not self._stopping.is_set()
 
     def _release(self) -> None:

@@ -54,8 +54,12 @@ class Sessions:
     def __init__(self, data: str, rng: random.Random, limit: CpuLimit, folder: Path | None):
         self.rng, self.times, self.screen_times = rng, [], []
         self.d = CabinetProcess(data_dir=data, wrap=limit.wrap(), **daemon_program(folder))
-        self.d.wait_ready()
-        wait(lambda: self.d.url)
+        try:
+            self.d.wait_ready()
+            wait(lambda: self.d.url)
+        except BaseException:
+            self.d.kill()
+            raise
         # The screen's view: the kiosk page's event stream, and when each receipt first came.
         self.on_screen: dict[str, float] = {}
         threading.Thread(target=self._watch_screen, daemon=True).start()
@@ -126,15 +130,17 @@ def suite_running():
             if procs[-1].poll() is not None:
                 start()
             time.sleep(1)
-    start()
     watcher = threading.Thread(target=keep_going, daemon=True)
-    time.sleep(20)  # past the suite's start-up, into its tests
-    watcher.start()
     try:
+        start()
+        time.sleep(20)  # past the suite's start-up, into its tests
+        watcher.start()
         yield
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup
         stop = True
-        watcher.join()
+        if watcher.is_alive():
+            watcher.join()
         for proc in procs:  # SIGINT first: pytest tears its fixtures down (servers, daemons)
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGINT)

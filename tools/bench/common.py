@@ -58,6 +58,9 @@ class CpuLimit:
         self._held: tuple[int, str] | None = None   # (pid, the cgroup it came from)
         if percent is not None:
             self._root = self._controller_root()
+            trial = self._new_group()   # so that describe() says at once whether a quota holds
+            if trial is not None:
+                os.rmdir(self.groups.pop())
 
     def wrap(self) -> list[str]:
         """What goes before a daemon's command (CabinetProcess(wrap=...)): it joins a new cgroup
@@ -70,8 +73,9 @@ class CpuLimit:
 
     def hold(self, pid: int) -> None:
         """Put an already running process (this one, say) under the pinning and a quota."""
-        if self.cpus:
-            os.sched_setaffinity(pid, set(_cpu_list(self.cpus)))
+        if self.cpus:   # every thread: numpy's and OpenCV's pools exist already
+            for task in os.listdir(f"/proc/{pid}/task"):
+                os.sched_setaffinity(int(task), set(_cpu_list(self.cpus)))
         group = self._new_group()
         if group is not None:
             self._held = (pid, self._cgroup_of(pid))
@@ -81,9 +85,14 @@ class CpuLimit:
     def close(self) -> None:
         if self._held is not None:   # back where it came from: a group with a process stays
             pid, home = self._held
-            with open(os.path.join(home, "cgroup.procs"), "w") as f:
-                f.write(str(pid))
             self._held = None
+            for where in (home, self._root or "/sys/fs/cgroup"):
+                try:
+                    with open(os.path.join(where, "cgroup.procs"), "w") as f:
+                        f.write(str(pid))
+                    break
+                except OSError:
+                    continue   # a container's path from /proc that is not this mount's
         for group in self.groups:
             try:
                 os.rmdir(group)

@@ -186,9 +186,9 @@ def main() -> None:
     cpu_limit_options(p)
     args = p.parse_args()
     limit = CpuLimit(args.cpus, args.cpu_quota)
-    limit.hold(os.getpid())
-    print(f"this process: {limit.describe()}; {machine_load()}")
     try:
+        limit.hold(os.getpid())
+        print(f"this process: {limit.describe()}; {machine_load()}")
         started = time.perf_counter()
         model = FaceModel()
         print(f"our models loaded in {time.perf_counter() - started:.2f} s")
