@@ -390,6 +390,9 @@ def test_an_ad_uploaded_on_the_ads_page_reaches_the_cabinet_as_a_playlist(fleet,
         row.wait_for()
         sha = row.get_attribute("data-sha")
         assert sha == hashlib.sha256(picture.read_bytes()).hexdigest()
+        # The row can be drawn before its thumbnail has loaded: wait for the load to end (a
+        # broken image ends it too, with no width), then look.
+        page.wait_for_function("document.querySelector('img.thumb')?.complete")
         assert page.evaluate("document.querySelector('img.thumb').naturalWidth") > 0
         row.locator("input[name=in-playlist]").check()
         row.locator("input[name=seconds]").fill("12")
