@@ -140,7 +140,7 @@ class ShelvesSection:
     session_poll_interval_seconds: float = _f(0.1, _between(0.02, 10, " s"))
     stable_band_grams: float = _f(3.0, _between(0.1, 500, " g"))
     stable_readings: int = _f(4, _between(2, 50))
-    # Of those, how many must be taken after the door closed; the rest may be from just before
+    # Of those, how many must be asked for after the door closed; the rest may be from before
     # when they agree (a steady shelf settles in 2 readings, a disturbed one needs the 4).
     fresh_readings: int = _f(2, _between(2, 50))
     shelf: tuple[ShelfEntry, ...] = field(default_factory=_default_shelves,
