@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import faulthandler
 import json
 import logging
 import os
@@ -147,6 +148,10 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
             controller.stop()
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        # `kill -USR1 PID` writes every thread's stack to the log (the journal under systemd):
+        # what a stuck daemon is doing, without stopping it. In C, so it answers even when
+        # Python code cannot run.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
         # The readers' first events (the door's and the lock's state) are handled before READY,
         # so whoever waited for READY sees a known door, never "unknown".

@@ -89,6 +89,7 @@ class Shell:
             try:
                 line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
+                self.dump_daemons()
                 raise AssertionError(f"{command!r} still running after {timeout:.0f} s; "
                                      f"output so far: {''.join(output)[-2000:]}") from None
             if line is None:
@@ -97,6 +98,19 @@ class Shell:
                 before, after = line.split(marker, 1)
                 return int(after.split()[0]), "".join(output) + before
             output.append(line)
+
+    def dump_daemons(self) -> None:
+        """A command hung: every cabinetd the README started writes its threads' stacks to its
+        log (SIGUSR1, cabinet/app.py), which the failure prints."""
+        for pid in os.listdir("/proc"):
+            try:
+                cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+                if (os.getpgid(int(pid)) == self.proc.pid
+                        and any(part.endswith(b"cabinetd") for part in cmdline)):
+                    os.kill(int(pid), signal.SIGUSR1)
+            except (ValueError, OSError):
+                continue
+        time.sleep(1)
 
     def close(self):
         """Everything the README started (the shell, the daemons, the backend) ends here."""
@@ -270,4 +284,4 @@ def test_the_readme_walkthrough_does_what_it_says(tmp_path):
         shell.close()
         for log in ("var/simulation.log", "var/backend.log"):
             if (work / log).exists():
-                print(f"--- {log}\n" + (work / log).read_text()[-3000:])
+                print(f"--- {log}\n" + (work / log).read_text()[-15000:])  # thread dumps too
