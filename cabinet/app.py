@@ -44,7 +44,9 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
     # The same checks as --check-config (its warnings are logged where each part starts).
     checked = preflight(config, deployed=devices.deployed)
     token = checked.token
-    events: queue.Queue = queue.Queue()
+    # SimpleQueue: its put() may run inside a signal handler that interrupted the controller's
+    # own get() (SIGTERM below); queue.Queue's Python-level lock would deadlock there.
+    events: queue.SimpleQueue = queue.SimpleQueue()
     with ExitStack() as stack:
         # Claimed before anything is opened: a second daemon on the same folder or port stops
         # here with one line, without touching the first one's database.
@@ -145,7 +147,7 @@ def run(config: Config, *, devices: Devices, data_dir: Path, http_port: int) -> 
             _start_sync(config, token, store, controller, stack)
 
         def on_signal(signum, frame):
-            controller.stop()
+            controller.stop()   # a put on the SimpleQueue: reentrant, safe from a handler
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         # `kill -USR1 PID` writes every thread's stack to the log (the journal under systemd):

@@ -91,7 +91,7 @@ class Actuators:
 class Controller:
     def __init__(self, config: Config, actuators: Actuators, store: Store, *,
                  clock: Callable[[], float] = time.monotonic, notifier: Notifier | None = None,
-                 events: queue.Queue | None = None, planogram: Planogram | None = None,
+                 events: queue.SimpleQueue | None = None, planogram: Planogram | None = None,
                  access_keys: dict[int, PublicKey] | None = None, data_dir: str | None = None,
                  on_ads: Callable[[list], None] | None = None, face_key: str | None = None,
                  reserve: Any = None, on_voice_pack: Callable[[str, str], None] | None = None,
@@ -101,7 +101,8 @@ class Controller:
         self.store = store
         self.clock = clock
         self.notifier = notifier or Notifier(address="")
-        self.queue: queue.Queue = events if events is not None else queue.Queue()
+        # SimpleQueue: stop() may be called from a signal handler that interrupted get().
+        self.queue: queue.SimpleQueue = events if events is not None else queue.SimpleQueue()
         self.timers = TimerHeap(clock)
         self.started_at = clock()
         self._stopping = False

@@ -207,3 +207,35 @@ def test_notifier_without_socket_does_nothing_and_with_a_dead_socket_raises(tmp_
     from cabinet.systemd import NotifyError
     with pytest.raises(NotifyError, match="READY=1"):
         Notifier(address=str(tmp_path / "gone")).ready()
+
+
+def test_a_stop_from_a_signal_handler_that_interrupts_the_controllers_queue_goes_through(rig):
+    """cabinetd's SIGTERM handler calls stop(), which queues an event, on the main thread, which
+    is the controller's: the handler can run in the middle of the controller's own get(). With
+    queue.Queue that put waited for a lock its own thread held, for ever (a daemon that ignored
+    SIGTERM, seen once in the README walkthrough). A timer signal every millisecond for a second
+    lands in every part of get(); faulthandler ends the process if it hangs."""
+    import faulthandler
+    import queue as queues
+    import signal
+
+    from cabinet.events import StopRequested
+
+    controller, *_ = rig
+    previous = signal.signal(signal.SIGALRM, lambda *_: controller.stop(0, "signal"))
+    faulthandler.dump_traceback_later(60, exit=True)
+    signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+    stops, end = 0, time.monotonic() + 1.0
+    try:
+        while time.monotonic() < end:
+            controller.emit("noise")
+            try:
+                while True:
+                    stops += isinstance(controller.queue.get(timeout=0.0005), StopRequested)
+            except queues.Empty:
+                pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        faulthandler.cancel_dump_traceback_later()
+        signal.signal(signal.SIGALRM, previous)
+    assert stops > 100
