@@ -12,7 +12,8 @@ leaves the CPU to checkout and weighing. A code found is posted as CodeScanned w
 code stays "in view" while the following frames still show it and is posted again only after it has
 left the picture, so a phone held still is one presentation. The rescue stages of the decoder
 (costly, and rarely needed with a cooperative phone screen) run at most once per `rescue_every`
-turns of the rate, and only in the seconds after the picture moved. Frames are not kept.
+turns of the rate, only in the seconds after the picture moved, and never on a frame decoded
+because it changed. Frames are not kept.
 """
 
 from __future__ import annotations
@@ -82,12 +83,10 @@ class CameraCodeReader:
             changed = changed or moved
             # A change of picture is decoded at once, whatever the rate: a phone just held up is
             # what the shopper waits on, and waiting for the rate's next turn cost up to a
-            # period (200 ms). MIN_GAP only bounds the work while the picture keeps moving (a
-            # corridor in view, a fast camera); a change it held back is decoded at the next
-            # frame. Frames are never queued: the camera hands over its newest. A still picture
-            # is decoded at the rate.
-            # While the picture keeps moving (a corridor in view), decoding is held to about a
-            # quarter of a core: the gap is at least four times what a plain decode took.
+            # period (200 ms). While the picture keeps moving (a corridor in view, a fast camera)
+            # the gap is MIN_GAP, or four times what a plain decode took (about a quarter of a
+            # core); a change it held back is decoded at the next frame. Frames are never
+            # queued: the camera hands over its newest. A still picture is decoded at the rate.
             change_gap = max(self.MIN_GAP, 4 * self._plain_seconds)
             gap = change_gap if changed else self._period if busy else self.STILL_PERIOD
             if now - last_decode < gap:

@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from tools.bench.baseline import tree
 
 REPO = Path(__file__).resolve().parents[2]
 PREVIOUS = "4d1eeda"  # the last commit with the stdlib reference backend
@@ -96,11 +99,9 @@ class OldBackend(_Process):
 
     def __init__(self, db_url: str):
         self.db_url = db_url
-        self.folder = Path(tempfile.mkdtemp(prefix="old-backend-"))
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", PREVIOUS, "tools/__init__.py",
-                                  "tools/backend", "cabinet", "drivers"], capture_output=True,
-                                 check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(self.folder)], input=archive, check=True)
+        self.folder = tree(PREVIOUS, ("tools/__init__.py", "tools/backend", "cabinet", "drivers"))
+        if self.folder is None:
+            raise RuntimeError(f"the old backend needs commit {PREVIOUS} in this clone")
         self.operator_token = "bench-operator"
         self.log = tempfile.NamedTemporaryFile(prefix="old-backend-", suffix=".log", delete=False)
         token = self.folder / "operator-token"
@@ -128,7 +129,7 @@ class OldBackend(_Process):
 
     def close(self) -> None:
         super().close()
-        subprocess.run(["rm", "-rf", str(self.folder)])
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _children(pid: int) -> list[int]:
